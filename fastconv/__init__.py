@@ -1,0 +1,26 @@
+"""fastconv: fast CPU convolutional networks for Python.
+
+Cython + OpenMP convolution and pooling kernels (:mod:`fastconv.ops`), checked
+against a readable NumPy reference (:mod:`fastconv.backends.numpy`).
+"""
+
+from __future__ import annotations
+
+from . import backends, ops
+from ._info import show_config
+from ._threads import get_num_threads, set_num_threads
+from .backends import get_backend, set_backend, use_backend
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ops",
+    "backends",
+    "set_backend",
+    "get_backend",
+    "use_backend",
+    "set_num_threads",
+    "get_num_threads",
+    "show_config",
+    "__version__",
+]

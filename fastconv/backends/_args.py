@@ -1,0 +1,303 @@
+"""Argument checking, normalisation and output geometry shared by every backend.
+
+Both backends call these helpers first, so they accept exactly the same inputs,
+raise exactly the same errors, and no compiled kernel ever sees an argument it
+has not been promised: C-contiguous native-endian float32/float64 arrays whose
+shapes agree, positive strides and dilations, non-negative padding, and a
+non-empty output.
+
+Errors name the argument, say what was expected and what was received, in one
+form: ``"<what> must be <expected>. Received: <name>=<value>"``.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+__all__ = [
+    "ConvGeometry",
+    "PoolGeometry",
+    "Cache",
+    "as_float_array",
+    "pair",
+    "conv_args",
+    "pool_args",
+    "check_dout",
+    "check_cache",
+]
+
+
+def _received(name: str, value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{name} with shape {value.shape} and dtype {value.dtype}"
+    return f"{name}={value!r}"
+
+
+def fail(name: str, expected: str, value: Any, exc: type = ValueError) -> Exception:
+    """Build the error for argument ``name``: what it must be, what it was."""
+    return exc(f"`{name}` must be {expected}. Received: {_received(name, value)}")
+
+
+def as_float_array(a: Any, name: str, dtype: Optional[np.dtype] = None) -> np.ndarray:
+    """Return ``a`` as a C-contiguous, native-endian float32 or float64 array.
+
+    Floating input keeps its precision (or takes ``dtype`` when given); integer and
+    boolean input becomes float32 (or ``dtype``). float16, complex, object and other
+    dtypes are rejected with a TypeError. Non-contiguous, Fortran-ordered,
+    byte-swapped and memory-mapped input is copied; C-contiguous native input is not.
+    """
+    if a is None:
+        raise fail(name, "an array", a, TypeError)
+    arr = np.asarray(a)
+    kind = arr.dtype.kind
+    if kind == "f" and arr.dtype.itemsize in (4, 8):
+        target = np.dtype(dtype) if dtype is not None else np.dtype(arr.dtype.type)
+    elif kind in "iub":
+        target = np.dtype(dtype) if dtype is not None else np.dtype(np.float32)
+    else:
+        raise fail(
+            name,
+            "an array of float32 or float64 (integers are converted to float32; "
+            "float16 and complex are not supported)",
+            arr,
+            TypeError,
+        )
+    return np.ascontiguousarray(arr, dtype=target.newbyteorder("="))
+
+
+def pair(value: Any, name: str, minimum: int = 1) -> Tuple[int, int]:
+    """An int or a pair of ints, each >= ``minimum``, as a tuple of two ints."""
+    items = value if isinstance(value, (tuple, list)) else (value, value)
+    expected = f"an int >= {minimum} or a pair of them"
+    if len(items) != 2:
+        raise fail(name, expected, value)
+    out = []
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not hasattr(v, "__index__"):
+            raise fail(name, expected, value, TypeError)
+        v = operator.index(v)
+        if v < minimum:
+            raise fail(name, expected, value)
+        out.append(v)
+    return out[0], out[1]
+
+
+def _same_padding(size: int, window: int, stride: int) -> Tuple[int, int, int]:
+    """TensorFlow/Keras 'same': output ceil(size / stride), extra pad at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return total // 2, total - total // 2, out
+
+
+def _explicit_padding(padding: Any) -> Tuple[int, int, int, int]:
+    """int, (ph, pw) or ((top, bottom), (left, right)) -> (top, bottom, left, right)."""
+    expected = (
+        "'valid', 'same', an int >= 0, a pair (pad_h, pad_w) or "
+        "((top, bottom), (left, right))"
+    )
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+        isinstance(p, (tuple, list)) for p in padding
+    ):
+        (top, bottom), (left, right) = (pair(p, "padding", 0) for p in padding)
+        return top, bottom, left, right
+    try:
+        ph, pw = pair(padding, "padding", 0)
+    except (TypeError, ValueError):
+        raise fail("padding", expected, padding) from None
+    return ph, ph, pw, pw
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Every size of one 2-D convolution; pads are (top, bottom, left, right)."""
+
+    N: int
+    H: int
+    W: int
+    C: int
+    KH: int
+    KW: int
+    F: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    OH: int
+    OW: int
+
+    @property
+    def out_shape(self) -> Tuple[int, int, int, int]:
+        return (self.N, self.OH, self.OW, self.F)
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds times two of the forward pass."""
+        return 2 * self.N * self.OH * self.OW * self.F * self.KH * self.KW * self.C
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Every size of one 2-D pooling; pads are (top, bottom, left, right)."""
+
+    N: int
+    H: int
+    W: int
+    C: int
+    PH: int
+    PW: int
+    sh: int
+    sw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    OH: int
+    OW: int
+
+    @property
+    def out_shape(self) -> Tuple[int, int, int, int]:
+        return (self.N, self.OH, self.OW, self.C)
+
+
+def _check_ndim(a: np.ndarray, name: str, ndim: int, layout: str) -> None:
+    if a.ndim != ndim:
+        raise fail(name, f"a {ndim}-D array {layout}", a)
+
+
+def conv_args(x, w, b, stride, padding, dilation):
+    """Validate the arguments of ``conv2d_forward``.
+
+    Returns
+    -------
+    x : ndarray (N, H, W, C), float32 or float64, C-contiguous
+    w : ndarray (KH, KW, C, F), x's dtype, C-contiguous
+    b : ndarray (F,) or None, x's dtype
+    geom : ConvGeometry
+    """
+    x = as_float_array(x, "x")
+    _check_ndim(x, "x", 4, "(N, H, W, C)")
+    w = as_float_array(w, "w", x.dtype)
+    _check_ndim(w, "w", 4, "(KH, KW, C_in, C_out)")
+    N, H, W, C = x.shape
+    KH, KW, C_in, F = w.shape
+    if C < 1 or F < 1 or KH < 1 or KW < 1:
+        raise fail("w", "an array with KH, KW, C_in and C_out all >= 1", w)
+    if C_in != C:
+        raise ValueError(
+            f"`w` must have C_in = w.shape[2] equal to the channels of x, x.shape[3] = {C}. "
+            f"Received: w with shape {w.shape} (C_in = {C_in})"
+        )
+    if b is not None:
+        b = as_float_array(b, "b", x.dtype)
+        if b.shape != (F,):
+            raise fail("b", f"None or an array of shape (C_out,) = ({F},)", b)
+    sh, sw = pair(stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    eh, ew = dh * (KH - 1) + 1, dw * (KW - 1) + 1  # effective (dilated) window
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            pt = pb = pl = pr = 0
+        elif mode == "same":
+            pt, pb, _ = _same_padding(H, eh, sh)
+            pl, pr, _ = _same_padding(W, ew, sw)
+        else:
+            raise fail("padding", "'valid', 'same', an int or pairs of ints", padding)
+    else:
+        pt, pb, pl, pr = _explicit_padding(padding)
+    OH = (H + pt + pb - eh) // sh + 1
+    OW = (W + pl + pr - ew) // sw + 1
+    if H + pt + pb < eh or W + pl + pr < ew:
+        raise ValueError(
+            "The convolution window must fit in the padded input. Received: x with "
+            f"H, W = {H}, {W}, padding (top, bottom, left, right) = {(pt, pb, pl, pr)} and "
+            f"w with a {KH}x{KW} window (dilation {dh}x{dw}, effective {eh}x{ew})"
+        )
+    geom = ConvGeometry(N, H, W, C, KH, KW, F, sh, sw, dh, dw, pt, pb, pl, pr, OH, OW)
+    return x, w, b, geom
+
+
+def pool_args(x, pool_size, strides, padding):
+    """Validate the arguments of the pooling forward passes.
+
+    ``strides=None`` means ``strides=pool_size`` (Keras). ``padding`` is 'valid' or
+    'same' (TensorFlow/Keras 'same': output ceil(H / stride), extra pad bottom/right).
+    """
+    x = as_float_array(x, "x")
+    _check_ndim(x, "x", 4, "(N, H, W, C)")
+    N, H, W, C = x.shape
+    if C < 1:
+        raise fail("x", "an array with at least one channel", x)
+    PH, PW = pair(pool_size, "pool_size")
+    sh, sw = pair(strides if strides is not None else (PH, PW), "strides")
+    mode = padding.lower() if isinstance(padding, str) else None
+    if mode == "valid":
+        pt = pb = pl = pr = 0
+        if H < PH or W < PW:
+            raise ValueError(
+                "The pooling window must fit in the input with padding='valid'. "
+                f"Received: x with H, W = {H}, {W} and pool_size={(PH, PW)}"
+            )
+        OH, OW = (H - PH) // sh + 1, (W - PW) // sw + 1
+    elif mode == "same":
+        if H < 1 or W < 1:
+            raise fail("x", "an array with H, W >= 1", x)
+        pt, pb, OH = _same_padding(H, PH, sh)
+        pl, pr, OW = _same_padding(W, PW, sw)
+    else:
+        raise fail("padding", "'valid' or 'same'", padding)
+    return x, PoolGeometry(N, H, W, C, PH, PW, sh, sw, pt, pb, pl, pr, OH, OW)
+
+
+@dataclass
+class Cache:
+    """What a forward pass keeps for its backward pass.
+
+    ``op`` names the operation ('conv2d', 'maxpool2d', 'avgpool2d', 'relu', ...) and
+    ``backend`` the backend that made it; a backward pass refuses any other cache.
+    ``arrays`` holds the tensors that backward needs, ``geom`` the sizes.
+    """
+
+    op: str
+    backend: str
+    geom: Any
+    dtype: np.dtype
+    arrays: dict
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.arrays)
+        return f"Cache(op={self.op!r}, backend={self.backend!r}, arrays=[{names}])"
+
+
+def check_cache(cache: Any, op: str, backend: str) -> Cache:
+    """The cache must come from the forward pass of ``op`` on ``backend``."""
+    if not isinstance(cache, Cache):
+        raise fail("cache", f"the cache returned by {op}_forward", type(cache).__name__,
+                   TypeError)
+    if cache.op != op:
+        raise ValueError(
+            f"`cache` must come from {op}_forward. Received: a cache from {cache.op}_forward"
+        )
+    if cache.backend != backend:
+        raise ValueError(
+            f"`cache` must come from the {backend!r} backend's {op}_forward. Received: a "
+            f"cache from the {cache.backend!r} backend (use fastconv.ops, which "
+            "dispatches on the cache)"
+        )
+    return cache
+
+
+def check_dout(dout: Any, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The upstream gradient must have the forward output's shape; cast to its dtype."""
+    d = as_float_array(dout, "dout", dtype)
+    if d.shape != tuple(shape):
+        raise fail("dout", f"an array of the forward output's shape {tuple(shape)}", d)
+    return d

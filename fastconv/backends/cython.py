@@ -1,0 +1,181 @@
+"""The compiled backend: the same functions as :mod:`fastconv.backends.numpy`, fast.
+
+Each function validates and normalises its arguments with the same helpers as the
+reference (:mod:`fastconv.backends._args`), allocates outputs and workspaces, and
+then calls a Cython kernel that runs without the GIL on ``fastconv.get_num_threads()``
+OpenMP threads, with BLAS held to one thread meanwhile. See ``src/_conv.pyx`` and
+``src/_pool.pyx`` for the algorithms.
+
+Results are bit-identical for any thread count: work is cut into pieces whose
+sizes depend only on the shapes, and partial sums are combined in a fixed order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _conv, _elementwise, _pool
+from .._threads import blas_single_thread, get_num_threads
+from . import _args
+from ._args import Cache
+
+NAME = "cython"
+
+__all__ = [
+    "conv2d_forward",
+    "conv2d_backward",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "avgpool2d_forward",
+    "avgpool2d_backward",
+    "relu_forward",
+    "relu_backward",
+]
+
+# Bytes of im2col workspace per thread: a tile of output positions times K
+# should stay in the L2 cache while BLAS multiplies it.
+_TILE_BYTES = 256 * 1024
+# Fixed number of partial weight gradients (not tied to the thread count, so the
+# summation order, and hence the bits, do not depend on it).
+_WEIGHT_GRAD_GROUPS = 16
+
+
+def _tile(positions: int, k: int, itemsize: int) -> int:
+    """Output positions per tile: fills ``_TILE_BYTES`` of workspace, at least 16."""
+    return int(min(positions, max(16, _TILE_BYTES // (k * itemsize))))
+
+
+def _conv_into(x, wmat, b, out, kh, kw, stride, dilation, pad_tl, in_dil, relu=False):
+    """Run the tiled im2col+GEMM kernel: out = conv(x, wmat) (+ b) (ReLU)."""
+    n, oh, ow, _ = out.shape
+    k = wmat.shape[0]
+    tile = _tile(oh * ow, k, x.itemsize)
+    tiles = n * (-(-oh * ow // tile))
+    threads = max(1, min(get_num_threads(), tiles))
+    work = np.empty((threads, tile * k), dtype=x.dtype)
+    with blas_single_thread():
+        _conv.conv2d_forward(
+            x, wmat, b, out, work, kh, kw, stride[0], stride[1], dilation[0], dilation[1],
+            pad_tl[0], pad_tl[1], in_dil[0], in_dil[1], tile, relu, threads,
+        )
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """2-D convolution; see :func:`fastconv.backends.numpy.conv2d_forward`."""
+    x, w, b, g = _args.conv_args(x, w, b, stride, padding, dilation)
+    out = np.empty(g.out_shape, dtype=x.dtype)
+    if out.size:
+        _conv_into(x, w.reshape(-1, g.F), b, out, g.KH, g.KW, (g.sh, g.sw), (g.dh, g.dw),
+                   (g.pt, g.pl), (1, 1))
+    cache = Cache("conv2d", NAME, g, x.dtype, {"x": x, "w": w, "has_bias": b is not None})
+    return out, cache
+
+
+def conv2d_backward(dout, cache):
+    """Gradients of :func:`conv2d_forward`; see the reference for shapes.
+
+    Notes
+    -----
+    The input gradient is itself a stride-1 convolution: of dout, spread out by
+    the stride (zeros in between, done implicitly by the kernel), padded by
+    ``dilation * (K - 1) - pad``, with the filters flipped and C_in/C_out swapped.
+    So it runs on the forward kernel, race-free, with no col2im scatter.
+    """
+    cache = _args.check_cache(cache, "conv2d", NAME)
+    g = cache.geom
+    dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    x, w = cache.arrays["x"], cache.arrays["w"]
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    db = np.zeros(g.F, dtype=x.dtype) if cache.arrays["has_bias"] else None
+    if dout.size == 0:
+        return dx, dw, db
+    if dx.size:
+        w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, g.C)
+        pad_tl = (g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl)
+        _conv_into(dout, w_flip, None, dx, g.KH, g.KW, (1, 1), (g.dh, g.dw), pad_tl,
+                   (g.sh, g.sw))
+
+    k = g.KH * g.KW * g.C
+    tile = _tile(g.OH * g.OW, k, x.itemsize)
+    tiles = g.N * (-(-g.OH * g.OW // tile))
+    groups = min(tiles, _WEIGHT_GRAD_GROUPS)
+    threads = max(1, min(get_num_threads(), groups))
+    dw_part = np.empty((groups, k, g.F), dtype=x.dtype)
+    db_part = np.empty((groups, g.F), dtype=x.dtype) if db is not None else None
+    work = np.empty((threads, tile * k), dtype=x.dtype)
+    with blas_single_thread():
+        _conv.conv2d_weight_grad(
+            x, dout, dw_part, db_part, work, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw,
+            g.pt, g.pl, tile, threads,
+        )
+    # Fixed-order sums over the groups.
+    np.sum(dw_part, axis=0, out=dw.reshape(k, g.F))
+    if db is not None:
+        np.sum(db_part, axis=0, out=db)
+    return dx, dw, db
+
+
+def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+    """2-D max pooling; see :func:`fastconv.backends.numpy.maxpool2d_forward`."""
+    x, g = _args.pool_args(x, pool_size, strides, padding)
+    if g.H * g.W * g.C >= 2**31:
+        raise _args.fail("x", "an array with H * W * C < 2**31 per image", x)
+    out = np.empty(g.out_shape, dtype=x.dtype)
+    argmax = np.empty(g.out_shape, dtype=np.int32)
+    if out.size:
+        _pool.maxpool_forward(x, out, argmax, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl,
+                              get_num_threads())
+    return out, Cache("maxpool2d", NAME, g, x.dtype, {"argmax": argmax})
+
+
+def maxpool2d_backward(dout, cache):
+    """Gradient of :func:`maxpool2d_forward`: dout goes to each window's winner."""
+    cache = _args.check_cache(cache, "maxpool2d", NAME)
+    g = cache.geom
+    dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    dx = np.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
+    if dout.size:
+        _pool.maxpool_backward(dout, cache.arrays["argmax"], dx, get_num_threads())
+    return dx
+
+
+def avgpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+    """2-D average pooling; see :func:`fastconv.backends.numpy.avgpool2d_forward`."""
+    x, g = _args.pool_args(x, pool_size, strides, padding)
+    out = np.empty(g.out_shape, dtype=x.dtype)
+    if out.size:
+        _pool.avgpool_forward(x, out, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl, get_num_threads())
+    return out, Cache("avgpool2d", NAME, g, x.dtype, {})
+
+
+def avgpool2d_backward(dout, cache):
+    """Gradient of :func:`avgpool2d_forward`."""
+    cache = _args.check_cache(cache, "avgpool2d", NAME)
+    g = cache.geom
+    dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    dx = np.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
+    if dout.size:
+        _pool.avgpool_backward(dout, dx, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl,
+                               get_num_threads())
+    return dx
+
+
+def relu_forward(x):
+    """ReLU, ``max(x, 0)``; see :func:`fastconv.backends.numpy.relu_forward`."""
+    x = _args.as_float_array(x, "x")
+    out = np.empty_like(x)
+    if x.size:
+        _elementwise.relu_forward(x.reshape(-1), out.reshape(-1), get_num_threads())
+    return out, Cache("relu", NAME, x.shape, x.dtype, {"x": x})
+
+
+def relu_backward(dout, cache):
+    """Gradient of ReLU: dout where the input was > 0, else 0."""
+    cache = _args.check_cache(cache, "relu", NAME)
+    dout = _args.check_dout(dout, cache.geom, cache.dtype)
+    dx = np.empty_like(dout)
+    if dx.size:
+        _elementwise.relu_backward(dout.reshape(-1), cache.arrays["x"].reshape(-1),
+                                   dx.reshape(-1), get_num_threads())
+    return dx

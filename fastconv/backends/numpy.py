@@ -1,0 +1,231 @@
+"""The readable pure-NumPy reference: the specification of every fastconv kernel.
+
+Layout is Keras's: images are (N, H, W, C), convolution weights (KH, KW, C_in, C_out).
+Every forward function returns ``(out, cache)`` and every backward function takes
+``(dout, cache)``, as in CS231n. The compiled backend (:mod:`fastconv.backends.cython`)
+has exactly the same functions and is tested against these.
+
+A convolution is a sliding dot product. Output position (oh, ow) of filter f is
+
+    out[n, oh, ow, f] = b[f] + sum_{i, j, c} xp[n, oh*sh + i*dh, ow*sw + j*dw, c] * w[i, j, c, f]
+
+where xp is x with zero padding. Read the other way round, each tap (i, j) of the
+window multiplies a strided slice of xp, of shape (N, OH, OW, C), by the (C, F)
+matrix w[i, j]; the output is the sum of those KH*KW products. That is how the code
+below computes it, and its backward pass is the same loop with each product
+differentiated: dW[i, j] = slice^T @ dout and dslice += dout @ w[i, j]^T.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _args
+from ._args import Cache
+
+NAME = "numpy"
+
+__all__ = [
+    "conv2d_forward",
+    "conv2d_backward",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "avgpool2d_forward",
+    "avgpool2d_backward",
+    "relu_forward",
+    "relu_backward",
+]
+
+
+def _pad(x, g, value=0.0):
+    """x (N, H, W, C) with g's (top, bottom, left, right) padding filled with ``value``."""
+    return np.pad(x, ((0, 0), (g.pt, g.pb), (g.pl, g.pr), (0, 0)), constant_values=value)
+
+
+def _tap(g, i, j, dilation=(1, 1)):
+    """Slices of the padded input that window tap (i, j) sees, for all outputs."""
+    dh, dw = dilation
+    rows = slice(i * dh, i * dh + g.sh * (g.OH - 1) + 1, g.sh)
+    cols = slice(j * dw, j * dw + g.sw * (g.OW - 1) + 1, g.sw)
+    return (slice(None), rows, cols, slice(None))
+
+
+def _crop(xp, g):
+    """Undo :func:`_pad`."""
+    return xp[:, g.pt:g.pt + g.H, g.pl:g.pl + g.W, :]
+
+
+# --------------------------------------------------------------------------- conv
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """2-D convolution (cross-correlation, as in every deep learning library).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, H, W, C)
+        Input images. float32 and float64 keep their dtype; integers become float32.
+    w : array_like, shape (KH, KW, C, F)
+        Filters, cast to x's dtype.
+    b : array_like, shape (F,), optional
+        Bias, cast to x's dtype.
+    stride : int or (int, int)
+    padding : 'valid', 'same', int, (int, int) or ((top, bottom), (left, right))
+        'same' is TensorFlow/Keras's: output ceil(H / stride), the odd pixel of
+        padding at the bottom/right.
+    dilation : int or (int, int)
+
+    Returns
+    -------
+    out : ndarray, shape (N, OH, OW, F), x's dtype
+        ``OH = (H + pad_top + pad_bottom - dilation * (KH - 1) - 1) // stride + 1``.
+    cache : Cache
+        Keeps x, w and the geometry for :func:`conv2d_backward`.
+    """
+    x, w, b, g = _args.conv_args(x, w, b, stride, padding, dilation)
+    xp = _pad(x, g)
+    out = np.zeros(g.out_shape, dtype=x.dtype)
+    for i in range(g.KH):
+        for j in range(g.KW):
+            out += xp[_tap(g, i, j, (g.dh, g.dw))] @ w[i, j]
+    if b is not None:
+        out += b
+    cache = Cache("conv2d", NAME, g, x.dtype, {"x": x, "w": w, "has_bias": b is not None})
+    return out, cache
+
+
+def conv2d_backward(dout, cache):
+    """Gradients of :func:`conv2d_forward`.
+
+    Parameters
+    ----------
+    dout : array_like, shape (N, OH, OW, F)
+        Gradient of the loss with respect to the output.
+    cache : Cache
+        From :func:`conv2d_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, H, W, C)
+    dw : ndarray, shape (KH, KW, C, F)
+    db : ndarray, shape (F,), or None when the forward pass had no bias
+    """
+    cache = _args.check_cache(cache, "conv2d", NAME)
+    g = cache.geom
+    dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    x, w = cache.arrays["x"], cache.arrays["w"]
+    xp = _pad(x, g)
+    dxp = np.zeros_like(xp)
+    dw = np.empty_like(w)
+    for i in range(g.KH):
+        for j in range(g.KW):
+            tap = _tap(g, i, j, (g.dh, g.dw))
+            dw[i, j] = np.tensordot(xp[tap], dout, axes=([0, 1, 2], [0, 1, 2]))
+            dxp[tap] += dout @ w[i, j].T
+    db = dout.sum(axis=(0, 1, 2)) if cache.arrays["has_bias"] else None
+    return np.ascontiguousarray(_crop(dxp, g)), dw, db
+
+
+# ------------------------------------------------------------------------ pooling
+
+
+def _windows(xp, g):
+    """The PH*PW taps of every pooling window, stacked: (PH*PW, N, OH, OW, C)."""
+    return np.stack([xp[_tap(g, i, j)] for i in range(g.PH) for j in range(g.PW)])
+
+
+def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+    """2-D max pooling.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, H, W, C)
+    pool_size : int or (int, int)
+    strides : int, (int, int) or None
+        None means ``pool_size`` (non-overlapping windows), as in Keras.
+    padding : 'valid' or 'same'
+        Padded positions never win.
+
+    Returns
+    -------
+    out : ndarray, shape (N, OH, OW, C)
+    cache : Cache
+        Keeps, for each output, the index of the winning tap in its window.
+
+    Notes
+    -----
+    Ties: the whole gradient goes to one element, the first maximum in row-major
+    window order. A NaN in a window wins over every number (as in ``np.max``),
+    so NaN propagates; the first NaN gets the gradient.
+    """
+    x, g = _args.pool_args(x, pool_size, strides, padding)
+    windows = _windows(_pad(x, g), g)
+    inside = _windows(_pad(np.ones((1, g.H, g.W, 1), dtype=bool), g, False), g)
+    out = np.where(inside, windows, -np.inf).max(axis=0).astype(x.dtype)
+    is_max = inside & ((windows == out) | np.isnan(windows))
+    winner = is_max.argmax(axis=0)  # first True in window order
+    cache = Cache("maxpool2d", NAME, g, x.dtype, {"winner": winner})
+    return out, cache
+
+
+def maxpool2d_backward(dout, cache):
+    """Gradient of :func:`maxpool2d_forward`: dout goes to each window's winner.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, H, W, C)
+    """
+    cache = _args.check_cache(cache, "maxpool2d", NAME)
+    g = cache.geom
+    dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    winner = cache.arrays["winner"]
+    dxp = np.zeros((g.N, g.H + g.pt + g.pb, g.W + g.pl + g.pr, g.C), dtype=dout.dtype)
+    for k, (i, j) in enumerate((i, j) for i in range(g.PH) for j in range(g.PW)):
+        dxp[_tap(g, i, j)] += np.where(winner == k, dout, 0)
+    return np.ascontiguousarray(_crop(dxp, g))
+
+
+def _window_counts(g, dtype):
+    """How many input (non-padded) elements each window holds: (1, OH, OW, 1)."""
+    ones = _pad(np.ones((1, g.H, g.W, 1), dtype=dtype), g)
+    return _windows(ones, g).sum(axis=0)
+
+
+def avgpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+    """2-D average pooling over the input (non-padded) elements of each window.
+
+    Parameters and returns as :func:`maxpool2d_forward`.
+    """
+    x, g = _args.pool_args(x, pool_size, strides, padding)
+    out = _windows(_pad(x, g), g).sum(axis=0) / _window_counts(g, x.dtype)
+    return out, Cache("avgpool2d", NAME, g, x.dtype, {})
+
+
+def avgpool2d_backward(dout, cache):
+    """Gradient of :func:`avgpool2d_forward`: dout / count to every element of the window."""
+    cache = _args.check_cache(cache, "avgpool2d", NAME)
+    g = cache.geom
+    dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    share = dout / _window_counts(g, dout.dtype)
+    dxp = np.zeros((g.N, g.H + g.pt + g.pb, g.W + g.pl + g.pr, g.C), dtype=dout.dtype)
+    for i in range(g.PH):
+        for j in range(g.PW):
+            dxp[_tap(g, i, j)] += share
+    return np.ascontiguousarray(_crop(dxp, g))
+
+
+# --------------------------------------------------------------------------- ReLU
+
+
+def relu_forward(x):
+    """ReLU, ``max(x, 0)``, element-wise on an array of any shape; NaN stays NaN."""
+    x = _args.as_float_array(x, "x")
+    out = np.maximum(x, 0)
+    return out, Cache("relu", NAME, x.shape, x.dtype, {"x": x})
+
+
+def relu_backward(dout, cache):
+    """Gradient of ReLU: dout where the input was > 0, else 0."""
+    cache = _args.check_cache(cache, "relu", NAME)
+    dout = _args.check_dout(dout, cache.geom, cache.dtype)
+    return np.where(cache.arrays["x"] > 0, dout, 0).astype(cache.dtype, copy=False)

@@ -1,0 +1,68 @@
+"""The kernel API, dispatched to the active backend (see :mod:`fastconv.backends`).
+
+Forward functions run on the active backend; backward functions run on the backend
+that made the cache, so switching backends between a forward and its backward pass
+is safe. Signatures and documentation: :mod:`fastconv.backends.numpy`.
+"""
+
+from __future__ import annotations
+
+from .backends import _args, active_module, get_module
+
+__all__ = [
+    "conv2d_forward",
+    "conv2d_backward",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "avgpool2d_forward",
+    "avgpool2d_backward",
+    "relu_forward",
+    "relu_backward",
+]
+
+
+def _cache_module(cache, op):
+    if not isinstance(cache, _args.Cache):
+        raise _args.fail("cache", f"the cache returned by {op}_forward",
+                         type(cache).__name__, TypeError)
+    return get_module(cache.backend)
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """2-D convolution, NHWC; see :func:`fastconv.backends.numpy.conv2d_forward`."""
+    return active_module().conv2d_forward(x, w, b, stride, padding, dilation)
+
+
+def conv2d_backward(dout, cache):
+    """``(dx, dw, db)``; see :func:`fastconv.backends.numpy.conv2d_backward`."""
+    return _cache_module(cache, "conv2d").conv2d_backward(dout, cache)
+
+
+def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+    """2-D max pooling; see :func:`fastconv.backends.numpy.maxpool2d_forward`."""
+    return active_module().maxpool2d_forward(x, pool_size, strides, padding)
+
+
+def maxpool2d_backward(dout, cache):
+    """``dx``; see :func:`fastconv.backends.numpy.maxpool2d_backward`."""
+    return _cache_module(cache, "maxpool2d").maxpool2d_backward(dout, cache)
+
+
+def avgpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+    """2-D average pooling; see :func:`fastconv.backends.numpy.avgpool2d_forward`."""
+    return active_module().avgpool2d_forward(x, pool_size, strides, padding)
+
+
+def avgpool2d_backward(dout, cache):
+    """``dx``; see :func:`fastconv.backends.numpy.avgpool2d_backward`."""
+    return _cache_module(cache, "avgpool2d").avgpool2d_backward(dout, cache)
+
+
+def relu_forward(x):
+    """ReLU; see :func:`fastconv.backends.numpy.relu_forward`."""
+    return active_module().relu_forward(x)
+
+
+def relu_backward(dout, cache):
+    """``dx``; see :func:`fastconv.backends.numpy.relu_backward`."""
+    return _cache_module(cache, "relu").relu_backward(dout, cache)

@@ -1,0 +1,183 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+#
+# Directives: every shape, stride and padding reaching these kernels was validated
+# by fastconv.backends._args (bounds and non-negative sizes), divisors are positive
+# sizes or strides (cdivision), no negative index is ever used (wraparound), and
+# every memoryview is a NumPy array allocated by the Python caller (initializedcheck).
+"""Convolution kernels, NHWC, float32/float64 (fused), OpenMP over output tiles.
+
+Layering (Python validates, Cython computes):
+
+- ``_im2col_rows``: copies the receptive fields of a run of output positions of one
+  image into a row-major (positions, KH*KW*C) buffer, zeros where the window
+  falls into padding. It also handles *input dilation* (zeros between input rows
+  and columns), which turns the input gradient of a strided convolution into an
+  ordinary stride-1 convolution with flipped weights.
+- ``conv2d_forward``: the output is cut into tiles of at most ``tile`` positions of
+  one image; each thread copies a tile into its own workspace row and multiplies
+  it by the (K, F) weight matrix with single-threaded BLAS, then adds the bias and
+  optionally applies ReLU while the tile is still in cache. The tile size depends
+  only on the shapes, never on the thread count, so results are bit-identical for
+  any number of threads.
+- ``conv2d_weight_grad``: tiles are split into a fixed number of contiguous groups;
+  each group accumulates its own partial (K, F) weight gradient and bias gradient,
+  and the Python caller sums the partials in a fixed order: no races, and the same
+  bits whatever the thread count.
+
+Workspaces are allocated by the caller: ``work`` has one row per thread, each of
+``tile * K`` elements, so memory does not grow with the batch size.
+"""
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange, threadid
+from libc.string cimport memcpy, memset
+
+from _blas cimport gemm_rm
+
+
+cdef void _im2col_rows(const floating* img,        # IN  (H, W, C) one image
+                       Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                       floating* col,              # OUT (p1 - p0, KH*KW*C)
+                       Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t OW,
+                       int KH, int KW, int sh, int sw, int dh, int dw,
+                       int pt, int pl, int idh, int idw) noexcept nogil:
+    """Receptive fields of output positions p0..p1-1 (row-major over (OH, OW)).
+
+    Output (oh, ow) and tap (ki, kj) read the input-dilated, padded input at
+    row oh*sh + ki*dh - pt; that row exists in ``img`` only when it is >= 0,
+    a multiple of idh, and (row / idh) < H. Columns likewise.
+    """
+    cdef Py_ssize_t p, oh, ow, i, j, ih, iw
+    cdef int ki, kj
+    cdef floating* dst = col
+    cdef size_t row_bytes = C * sizeof(floating)
+    for p in range(p0, p1):
+        oh = p // OW
+        ow = p - oh * OW
+        for ki in range(KH):
+            i = oh * sh + ki * dh - pt
+            ih = -1
+            if i >= 0 and i % idh == 0:
+                ih = i // idh
+                if ih >= H:
+                    ih = -1
+            if ih < 0:
+                memset(dst, 0, KW * row_bytes)
+                dst += KW * C
+                continue
+            for kj in range(KW):
+                j = ow * sw + kj * dw - pl
+                iw = -1
+                if j >= 0 and j % idw == 0:
+                    iw = j // idw
+                    if iw >= W:
+                        iw = -1
+                if iw < 0:
+                    memset(dst, 0, row_bytes)
+                else:
+                    memcpy(dst, img + (ih * W + iw) * C, row_bytes)
+                dst += C
+
+
+def conv2d_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
+                   const floating[:, ::1] wmat,        # IN  (KH*KW*C, F)
+                   const floating[::1] bias,           # IN  (F,) or None
+                   floating[:, :, :, ::1] out,         # OUT (N, OH, OW, F)
+                   floating[:, ::1] work,              # scratch (n_threads, tile*K)
+                   int KH, int KW, int sh, int sw, int dh, int dw,
+                   int pt, int pl, int idh, int idw,
+                   Py_ssize_t tile, bint relu, int n_threads):
+    """out = conv(x, w) (+ bias) (then ReLU if ``relu``); see the module docstring."""
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], F = out.shape[3]
+    cdef Py_ssize_t K = wmat.shape[0]
+    cdef Py_ssize_t P = OH * OW
+    cdef Py_ssize_t tpi = (P + tile - 1) // tile
+    cdef Py_ssize_t t, n, p0, p1, m, r, f
+    cdef bint has_bias = bias is not None
+    cdef const floating* bptr = NULL
+    cdef const floating* xptr = &x[0, 0, 0, 0]
+    cdef const floating* wptr = &wmat[0, 0]
+    cdef floating* optr = &out[0, 0, 0, 0]
+    cdef floating* wkptr = &work[0, 0]
+    cdef Py_ssize_t wstride = work.shape[1]
+    cdef floating* col
+    cdef floating* o
+    cdef floating v
+    if has_bias:
+        bptr = &bias[0]
+    with nogil, parallel(num_threads=n_threads):
+        col = wkptr + threadid() * wstride
+        for t in prange(N * tpi, schedule="static"):
+            n = t // tpi
+            p0 = (t - n * tpi) * tile
+            p1 = min(p0 + tile, P)
+            m = p1 - p0
+            _im2col_rows(xptr + n * H * W * C, H, W, C, col, p0, p1, OW,
+                         KH, KW, sh, sw, dh, dw, pt, pl, idh, idw)
+            o = optr + (n * P + p0) * F
+            gemm_rm(False, False, <int> m, <int> F, <int> K, 1.0, col, <int> K,
+                    wptr, <int> F, 0.0, o, <int> F)
+            if has_bias or relu:
+                for r in range(m):
+                    for f in range(F):
+                        v = o[r * F + f]
+                        if has_bias:
+                            v = v + bptr[f]
+                        # NaN passes through ReLU, as np.maximum(v, 0) does.
+                        if relu and v <= 0:
+                            v = 0
+                        o[r * F + f] = v
+
+
+def conv2d_weight_grad(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
+                       const floating[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
+                       floating[:, :, ::1] dw_part,        # OUT (G, K, F)
+                       floating[:, ::1] db_part,           # OUT (G, F) or None
+                       floating[:, ::1] work,              # scratch (n_threads, tile*K)
+                       int KH, int KW, int sh, int sw, int dh, int dw,
+                       int pt, int pl, Py_ssize_t tile, int n_threads):
+    """Per-group partial weight (and bias) gradients; the caller sums over G."""
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
+    cdef Py_ssize_t K = dw_part.shape[1], G = dw_part.shape[0]
+    cdef Py_ssize_t P = OH * OW
+    cdef Py_ssize_t tpi = (P + tile - 1) // tile
+    cdef Py_ssize_t total = N * tpi
+    cdef Py_ssize_t g, t, n, p0, p1, m, r, f
+    cdef bint has_db = db_part is not None
+    cdef const floating* xptr = &x[0, 0, 0, 0]
+    cdef const floating* dptr = &dout[0, 0, 0, 0]
+    cdef floating* dwptr = &dw_part[0, 0, 0]
+    cdef floating* dbptr = NULL
+    cdef floating* wkptr = &work[0, 0]
+    cdef Py_ssize_t wstride = work.shape[1]
+    cdef floating* col
+    cdef const floating* d
+    cdef floating* dbg
+    cdef floating beta
+    if has_db:
+        dbptr = &db_part[0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        col = wkptr + threadid() * wstride
+        # Groups are fixed by the shapes; which thread runs one does not matter.
+        for g in prange(G, schedule="dynamic"):
+            if has_db:
+                dbg = dbptr + g * F
+                memset(dbg, 0, F * sizeof(floating))
+            for t in range(g * total // G, (g + 1) * total // G):
+                n = t // tpi
+                p0 = (t - n * tpi) * tile
+                p1 = min(p0 + tile, P)
+                m = p1 - p0
+                _im2col_rows(xptr + n * H * W * C, H, W, C, col, p0, p1, OW,
+                             KH, KW, sh, sw, dh, dw, pt, pl, 1, 1)
+                d = dptr + (n * P + p0) * F
+                beta = 0.0 if t == g * total // G else 1.0
+                # dW_g (K, F) += col^T (K, m) @ dout_tile (m, F)
+                gemm_rm(True, False, <int> K, <int> F, <int> m, 1.0, col, <int> K,
+                        d, <int> F, beta, dwptr + g * K * F, <int> F)
+                if has_db:
+                    for r in range(m):
+                        for f in range(F):
+                            dbg[f] = dbg[f] + d[r * F + f]

@@ -1,0 +1,154 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+#
+# Directives: shapes, pool sizes, strides and paddings were validated by
+# fastconv.backends._args; every window has at least one element inside the input
+# ('valid' or Keras 'same' padding), divisors are positive, no negative index is used.
+"""2-D max and average pooling kernels, NHWC, float32/float64 (fused).
+
+Forward passes run in parallel over output rows (n, oh). Backward passes scatter
+into the input gradient and may overlap between windows (stride < pool size), so
+they run in parallel over images only: within an image the order of additions is
+fixed, which keeps results race-free and bit-identical for any thread count.
+
+Max pooling picks, in each window, the first element in row-major window order
+that is the maximum; a NaN counts as larger than any number (as ``np.argmax``
+does), so NaN propagates. The chosen element's index within its image,
+``(ih * W + iw) * C + c``, is stored in ``argmax`` for the backward pass.
+Padded positions are never chosen.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t
+
+
+def maxpool_forward(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
+                    floating[:, :, :, ::1] out,        # OUT (N, OH, OW, C)
+                    int32_t[:, :, :, ::1] argmax,      # OUT (N, OH, OW, C)
+                    int PH, int PW, int sh, int sw, int pt, int pl, int n_threads):
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t row, n, oh, ow, ih, iw, c, idx
+    cdef int ki, kj
+    cdef bint first
+    cdef const floating* src
+    cdef floating* o
+    cdef int32_t* a
+    cdef floating v, m
+    for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
+        n = row // OH
+        oh = row - n * OH
+        for ow in range(OW):
+            o = &out[n, oh, ow, 0]
+            a = &argmax[n, oh, ow, 0]
+            first = True
+            for ki in range(PH):
+                ih = oh * sh + ki - pt
+                if ih < 0 or ih >= H:
+                    continue
+                for kj in range(PW):
+                    iw = ow * sw + kj - pl
+                    if iw < 0 or iw >= W:
+                        continue
+                    src = &x[n, ih, iw, 0]
+                    idx = (ih * W + iw) * C
+                    if first:
+                        for c in range(C):
+                            o[c] = src[c]
+                            a[c] = <int32_t> (idx + c)
+                        first = False
+                    else:
+                        for c in range(C):
+                            v = src[c]
+                            m = o[c]
+                            if v > m or (v != v and m == m):
+                                o[c] = v
+                                a[c] = <int32_t> (idx + c)
+
+
+def maxpool_backward(const floating[:, :, :, ::1] dout,   # IN  (N, OH, OW, C)
+                     const int32_t[:, :, :, ::1] argmax,  # IN  (N, OH, OW, C)
+                     floating[:, :, :, ::1] dx,           # IN/OUT (N, H, W, C), zeroed
+                     int n_threads):
+    cdef Py_ssize_t N = dout.shape[0], OH = dout.shape[1], OW = dout.shape[2]
+    cdef Py_ssize_t C = dout.shape[3]
+    cdef Py_ssize_t img = dx.shape[1] * dx.shape[2] * dx.shape[3]
+    cdef Py_ssize_t n, i, per_out = OH * OW * C
+    cdef const floating* d
+    cdef const int32_t* a
+    cdef floating* g
+    for n in prange(N, nogil=True, schedule="static", num_threads=n_threads):
+        d = &dout[n, 0, 0, 0]
+        a = &argmax[n, 0, 0, 0]
+        g = &dx[n, 0, 0, 0]
+        for i in range(per_out):
+            g[a[i]] += d[i]
+
+
+cdef inline Py_ssize_t _count(Py_ssize_t start, int size, Py_ssize_t limit) noexcept nogil:
+    """How many of start, start+1, ..., start+size-1 lie in [0, limit)."""
+    cdef Py_ssize_t lo = start if start > 0 else 0
+    cdef Py_ssize_t hi = start + size if start + size < limit else limit
+    return hi - lo
+
+
+def avgpool_forward(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
+                    floating[:, :, :, ::1] out,        # OUT (N, OH, OW, C)
+                    int PH, int PW, int sh, int sw, int pt, int pl, int n_threads):
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t row, n, oh, ow, ih, iw, c
+    cdef int ki, kj
+    cdef const floating* src
+    cdef floating* o
+    cdef floating scale
+    for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
+        n = row // OH
+        oh = row - n * OH
+        for ow in range(OW):
+            o = &out[n, oh, ow, 0]
+            for c in range(C):
+                o[c] = 0
+            for ki in range(PH):
+                ih = oh * sh + ki - pt
+                if ih < 0 or ih >= H:
+                    continue
+                for kj in range(PW):
+                    iw = ow * sw + kj - pl
+                    if iw < 0 or iw >= W:
+                        continue
+                    src = &x[n, ih, iw, 0]
+                    for c in range(C):
+                        o[c] += src[c]
+            # Average over the elements inside the input only, as Keras does.
+            scale = 1.0 / (_count(oh * sh - pt, PH, H) * _count(ow * sw - pl, PW, W))
+            for c in range(C):
+                o[c] = o[c] * scale
+
+
+def avgpool_backward(const floating[:, :, :, ::1] dout,   # IN  (N, OH, OW, C)
+                     floating[:, :, :, ::1] dx,           # IN/OUT (N, H, W, C), zeroed
+                     int PH, int PW, int sh, int sw, int pt, int pl, int n_threads):
+    cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2]
+    cdef Py_ssize_t n, oh, ow, ih, iw, c
+    cdef int ki, kj
+    cdef const floating* d
+    cdef floating* g
+    cdef floating scale
+    for n in prange(N, nogil=True, schedule="static", num_threads=n_threads):
+        for oh in range(OH):
+            for ow in range(OW):
+                d = &dout[n, oh, ow, 0]
+                scale = 1.0 / (_count(oh * sh - pt, PH, H) * _count(ow * sw - pl, PW, W))
+                for ki in range(PH):
+                    ih = oh * sh + ki - pt
+                    if ih < 0 or ih >= H:
+                        continue
+                    for kj in range(PW):
+                        iw = ow * sw + kj - pl
+                        if iw < 0 or iw >= W:
+                            continue
+                        g = &dx[n, ih, iw, 0]
+                        for c in range(C):
+                            g[c] += d[c] * scale
