@@ -1,0 +1,48 @@
+"""Loop-by-loop definitions, independent of fastconv, used as oracles in tests.
+
+They follow the textbook formulas literally (one output element at a time), so
+they are slow but easy to check by eye.
+"""
+
+import numpy as np
+
+
+def conv2d(x, w, b, stride, pads, dilation):
+    """out[n, oh, ow, f] = b[f] + sum x_padded[n, oh*s + i*d, ow*s + j*d, c] w[i, j, c, f]."""
+    (sh, sw), (pt, pb, pl, pr), (dh, dw) = stride, pads, dilation
+    N, H, W, C = x.shape
+    KH, KW, _, F = w.shape
+    xp = np.zeros((N, H + pt + pb, W + pl + pr, C))
+    xp[:, pt:pt + H, pl:pl + W, :] = x
+    OH = (H + pt + pb - dh * (KH - 1) - 1) // sh + 1
+    OW = (W + pl + pr - dw * (KW - 1) - 1) // sw + 1
+    out = np.zeros((N, OH, OW, F))
+    for n in range(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                for f in range(F):
+                    acc = 0.0 if b is None else float(b[f])
+                    for i in range(KH):
+                        for j in range(KW):
+                            for c in range(C):
+                                acc += xp[n, oh * sh + i * dh, ow * sw + j * dw, c] * w[i, j, c, f]
+                    out[n, oh, ow, f] = acc
+    return out
+
+
+def pool2d(x, pool, stride, pads, reduce):
+    """Each output is ``reduce`` over the window's elements that lie inside x."""
+    (ph, pw), (sh, sw), (pt, pb, pl, pr) = pool, stride, pads
+    N, H, W, C = x.shape
+    OH = (H + pt + pb - ph) // sh + 1
+    OW = (W + pl + pr - pw) // sw + 1
+    out = np.zeros((N, OH, OW, C))
+    for n in range(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                for c in range(C):
+                    vals = [x[n, oh * sh + i - pt, ow * sw + j - pl, c]
+                            for i in range(ph) for j in range(pw)
+                            if 0 <= oh * sh + i - pt < H and 0 <= ow * sw + j - pl < W]
+                    out[n, oh, ow, c] = reduce(vals)
+    return out

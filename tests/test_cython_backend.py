@@ -1,0 +1,193 @@
+"""The compiled backend against the NumPy reference, on random problems.
+
+Tolerances: fastconv.testing.RTOL (1e-5 in float32, 1e-12 in float64, norm-wise).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import fastconv
+from fastconv.backends import cython as fast
+from fastconv.backends import numpy as ref
+from fastconv.testing import assert_close
+
+from .strategies import conv_cases, pool_cases
+
+DTYPES = [np.float32, np.float64]
+# The `threads` fixture is meant to hold for every example of a test.
+FIXTURES_OK = [HealthCheck.function_scoped_fixture]
+
+
+def _conv_results(be, x, w, b, dout, args):
+    out, cache = be.conv2d_forward(x, w, b, *args)
+    return (out, *be.conv2d_backward(dout, cache))
+
+
+def _conv_compare(dtype, x, w, b, dout, args):
+    """Compiled vs reference: forward, dx, dw, db, each within RTOL of its scale.
+
+    The scale of each result is the reference run on absolute values (the sum of
+    |terms| of every entry), so that entries which cancel to nearly zero are judged
+    by the rounding error their terms can produce.
+    """
+    got = _conv_results(fast, x, w, b, dout, args)
+    want = _conv_results(ref, x, w, b, dout, args)
+    absb = None if b is None else np.abs(b)
+    scale = _conv_results(ref, np.abs(x), np.abs(w), absb, np.abs(dout), args)
+    for name, a, b_, s in zip(["out", "dx", "dw", "db"], got, want, scale):
+        if b_ is None:
+            assert a is None, name
+            continue
+        assert a.dtype == dtype and a.shape == b_.shape, name
+        assert_close(a, b_, dtype, scale=s)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(case=conv_cases())
+def test_conv_matches_reference(case, dtype, threads):
+    x, w, b, *args = case.arrays(dtype)
+    out_shape = ref.conv2d_forward(x, w, b, *args)[0].shape
+    dout = np.random.default_rng(case.seed).standard_normal(out_shape).astype(dtype)
+    _conv_compare(dtype, x, w, b, dout, args)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["maxpool2d", "avgpool2d"])
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(case=pool_cases())
+def test_pool_matches_reference(case, op, dtype, threads):
+    x = case.array(dtype)
+    args = (case.pool_size, case.strides, case.padding)
+    got, gcache = getattr(fast, op + "_forward")(x, *args)
+    want, wcache = getattr(ref, op + "_forward")(x, *args)
+    assert got.dtype == dtype
+    # Averages of |x| bound the rounding error of the sums inside avg pooling.
+    assert_close(got, want, dtype, scale=getattr(ref, op + "_forward")(np.abs(x), *args)[0])
+    dout = np.random.default_rng(case.seed + 1).standard_normal(want.shape).astype(dtype)
+    assert_close(getattr(fast, op + "_backward")(dout, gcache),
+                 getattr(ref, op + "_backward")(dout, wcache), dtype,
+                 scale=getattr(ref, op + "_backward")(np.abs(dout), wcache))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_matches_reference(dtype, threads, rng):
+    # Large enough to take the parallel path in the kernel.
+    x = rng.standard_normal((4, 33, 33, 16)).astype(dtype)
+    x.reshape(-1)[:5] = [0.0, -0.0, np.nan, np.inf, -np.inf]
+    got, gcache = fast.relu_forward(x)
+    want, wcache = ref.relu_forward(x)
+    np.testing.assert_array_equal(got, want)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    np.testing.assert_array_equal(fast.relu_backward(dout, gcache), ref.relu_backward(dout, wcache))
+
+
+# Shapes of the benchmark layers, at small batch: they take the multi-tile paths
+# (several tiles per image, several weight-gradient groups).
+LAYERS = [
+    ((2, 28, 28, 1), (3, 3, 1, 32), "valid"),
+    ((2, 26, 26, 32), (3, 3, 32, 64), "valid"),
+    ((3, 32, 32, 3), (3, 3, 3, 32), "valid"),
+    ((2, 20, 20, 64), (3, 3, 64, 16), "same"),
+    ((1, 56, 56, 8), (5, 5, 8, 8), "same"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, ws, padding", LAYERS)
+def test_conv_layer_shapes_match_reference(xs, ws, padding, dtype, threads, rng):
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[-1]).astype(dtype)
+    args = (1, padding, 1)
+    dout = rng.standard_normal(ref.conv2d_forward(x, w, b, *args)[0].shape).astype(dtype)
+    _conv_compare(dtype, x, w, b, dout, args)
+
+
+def _run_all(x, w, b, dout, pool_dout):
+    out, c = fast.conv2d_forward(x, w, b, stride=1, padding="same")
+    grads = fast.conv2d_backward(dout, c)
+    p, pc = fast.maxpool2d_forward(x, 3, 2, "same")
+    a, ac = fast.avgpool2d_forward(x, 3, 1, "same")  # overlapping windows
+    return (out, *grads, p, fast.maxpool2d_backward(pool_dout, pc), a,
+            fast.avgpool2d_backward(fast.avgpool2d_forward(x, 3, 1, "same")[0], ac))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bit_identical_across_runs_and_thread_counts(dtype, rng):
+    x = rng.standard_normal((5, 30, 30, 16)).astype(dtype)
+    w = rng.standard_normal((3, 3, 16, 24)).astype(dtype)
+    b = rng.standard_normal(24).astype(dtype)
+    dout = rng.standard_normal((5, 30, 30, 24)).astype(dtype)
+    pool_dout = rng.standard_normal((5, 15, 15, 16)).astype(dtype)
+    results = []
+    try:
+        for n in (1, 2, 2, 1):
+            fastconv.set_num_threads(n)
+            results.append(_run_all(x, w, b, dout, pool_dout))
+    finally:
+        fastconv.set_num_threads(None)
+    for other in results[1:]:
+        for a, b_ in zip(results[0], other):
+            assert np.array_equal(a, b_)
+
+
+def test_nan_and_inf_propagate(threads):
+    x = np.ones((1, 6, 6, 2), dtype=np.float32)
+    x[0, 2, 2, 0] = np.nan
+    x[0, 4, 4, 1] = np.inf
+    w = np.ones((3, 3, 2, 1), dtype=np.float32)
+    out, cache = fast.conv2d_forward(x, w)
+    want, _ = ref.conv2d_forward(x, w)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    assert np.isnan(out).sum() == 9  # every window containing (2, 2)
+    dx, dw, _ = fast.conv2d_backward(np.ones_like(out), cache)
+    assert np.isnan(dw).any() and np.isfinite(dx).all()
+    p, _ = fast.maxpool2d_forward(x, 2)
+    np.testing.assert_array_equal(p, ref.maxpool2d_forward(x, 2)[0])
+    assert np.isnan(p[0, 1, 1, 0]) and np.isinf(p[0, 2, 2, 1])
+
+
+def test_maxpool_ties_and_nan_like_reference():
+    x = np.array([[1, 5], [5, 5]], dtype=np.float64)[None, :, :, None]
+    out, cache = fast.maxpool2d_forward(x, 2)
+    np.testing.assert_array_equal(fast.maxpool2d_backward(np.ones_like(out), cache)[0, :, :, 0],
+                                  [[0, 1], [0, 0]])
+    x = np.array([[1, np.nan], [np.nan, 2]])[None, :, :, None]
+    out, cache = fast.maxpool2d_forward(x, 2)
+    assert np.isnan(out).all()
+    np.testing.assert_array_equal(fast.maxpool2d_backward(np.ones_like(out), cache)[0, :, :, 0],
+                                  [[0, 1], [0, 0]])
+
+
+def _variants(a):
+    """The same values as non-contiguous, Fortran, read-only, byte-swapped, memmapped."""
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+    big[..., ::2] = a
+    ro = a.copy()
+    ro.flags.writeable = False
+    return {
+        "strided": big[..., ::2],
+        "fortran": np.asfortranarray(a),
+        "readonly": ro,
+        "byteswapped": a.astype(a.dtype.newbyteorder(">" if a.dtype.byteorder != ">" else "<")),
+    }
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unusual_memory_layouts(dtype, rng, tmp_path):
+    x = rng.standard_normal((2, 9, 8, 3)).astype(dtype)
+    w = rng.standard_normal((3, 2, 3, 4)).astype(dtype)
+    want, _ = ref.conv2d_forward(x, w, padding="same")
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=dtype, shape=x.shape)
+    mm[...] = x
+    mm.flush()
+    cases = _variants(x) | {"memmap": np.load(tmp_path / "x.npy", mmap_mode="r")}
+    for name, xv in cases.items():
+        for wv in (_variants(w) | {"plain": w}).values():
+            got, cache = fast.conv2d_forward(xv, wv, padding="same")
+            assert got.dtype == dtype, name
+            assert_close(got, want, dtype)
+        p, _ = fast.maxpool2d_forward(xv, 2)
+        np.testing.assert_array_equal(p, ref.maxpool2d_forward(x, 2)[0])
