@@ -1,0 +1,406 @@
+"""CS231n's convolution and pooling layer functions, running on fastconv's kernels.
+
+Change one import and a notebook written against the course's
+``cs231n/layers.py`` and ``cs231n/fast_layers.py`` runs on fastconv's compiled
+kernels, with nothing to compile::
+
+    from fastconv.compat.cs231n import conv_forward_fast, conv_backward_fast
+
+The functions keep the course's conventions:
+
+- images are ``(N, C, H, W)``, filters ``(F, C, HH, WW)``, bias ``(F,)``;
+- ``conv_param = {'stride': s, 'pad': p}`` (p zeros on every side) and
+  ``pool_param = {'pool_height': ph, 'pool_width': pw, 'stride': s}``;
+- every forward returns ``(out, cache)``, every backward takes ``(dout, cache)``.
+
+Each function is a thin wrapper: it validates the arguments, transposes to
+fastconv's ``(N, H, W, C)`` / ``(KH, KW, C, F)`` layout, calls :mod:`fastconv.ops`
+(so it runs on the active backend; ``fastconv.use_backend('numpy')`` selects the
+NumPy reference) and transposes the results back.
+
+The course ships a naive, an im2col, a strides and a reshape version of each
+layer under different names; here every name is the same function, so whichever
+one a notebook imports works and is fast.
+
+Differences from the course's code, on purpose:
+
+- Arguments are checked with clear errors instead of ``assert``: a stride with
+  which the windows do not tile the padded input exactly (the course asserts
+  this) raises a ValueError naming ``conv_param['stride']`` or
+  ``pool_param['stride']``, and a missing key names the dict and the key.
+- Non-square kernels and pooling windows are handled correctly.
+- Max-pooling ties: the whole gradient goes to one element of the window, the
+  first maximum in row-major order (the course's reshape version gives it to
+  every tied maximum, which makes the gradient check fail).
+- dtypes: float64 stays float64 (as the course uses), float32 stays float32,
+  integers become float32; ``w`` and ``b`` are cast to ``x``'s dtype.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from .. import ops
+from ..backends._args import Cache, as_float_array, fail
+
+__all__ = [
+    "conv_forward_fast",
+    "conv_backward_fast",
+    "conv_forward_naive",
+    "conv_backward_naive",
+    "conv_forward_strides",
+    "conv_backward_strides",
+    "conv_forward_im2col",
+    "conv_backward_im2col",
+    "max_pool_forward_fast",
+    "max_pool_backward_fast",
+    "max_pool_forward_naive",
+    "max_pool_backward_naive",
+    "max_pool_forward_reshape",
+    "max_pool_backward_reshape",
+    "max_pool_forward_im2col",
+    "max_pool_backward_im2col",
+    "conv_relu_forward",
+    "conv_relu_backward",
+    "conv_relu_pool_forward",
+    "conv_relu_pool_backward",
+]
+
+_CONV_KEYS = ("stride", "pad")
+_POOL_KEYS = ("pool_height", "pool_width", "stride")
+
+
+# ------------------------------------------------------------------ argument checks
+
+
+def _param_dict(param: Any, name: str, keys: Tuple[str, ...]) -> Mapping:
+    expected = "a dict with the keys " + ", ".join(repr(k) for k in keys)
+    if not isinstance(param, Mapping):
+        raise fail(name, expected, param, TypeError)
+    missing = [k for k in keys if k not in param]
+    if missing:
+        raise fail(name, f"{expected} (missing: {', '.join(repr(k) for k in missing)})",
+                   param)
+    return param
+
+
+def _int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
+        raise fail(name, f"an int >= {minimum}", value, TypeError)
+    value = operator.index(value)
+    if value < minimum:
+        raise fail(name, f"an int >= {minimum}", value)
+    return value
+
+
+def _nchw(x: Any, name: str, layout: str, dtype: Optional[np.dtype] = None) -> np.ndarray:
+    a = as_float_array(x, name, dtype)
+    if a.ndim != 4:
+        raise fail(name, f"a 4-D array {layout}", a)
+    return a
+
+
+def _check_tiling(span: int, stride: int, key: str, what: str) -> None:
+    """The course requires the windows to tile the (padded) input exactly."""
+    if span >= 0 and span % stride:
+        raise fail(
+            key,
+            f"an int that divides {what} = {span}, so that the windows tile the input "
+            "exactly (as the course's layers require)",
+            stride,
+        )
+
+
+def _pool_geometry(pool_param: Any, H: int, W: int) -> Tuple[Tuple[int, int], int]:
+    """Check ``pool_param`` against an input of height H and width W."""
+    p = _param_dict(pool_param, "pool_param", _POOL_KEYS)
+    ph = _int(p["pool_height"], "pool_param['pool_height']", 1)
+    pw = _int(p["pool_width"], "pool_param['pool_width']", 1)
+    stride = _int(p["stride"], "pool_param['stride']", 1)
+    if ph > H:
+        raise fail("pool_param['pool_height']", f"an int <= the input height H = {H}", ph)
+    if pw > W:
+        raise fail("pool_param['pool_width']", f"an int <= the input width W = {W}", pw)
+    _check_tiling(H - ph, stride, "pool_param['stride']", "H - pool_height")
+    _check_tiling(W - pw, stride, "pool_param['stride']", "W - pool_width")
+    return (ph, pw), stride
+
+
+def _unpack(cache: Any, size: int, source: str) -> tuple:
+    """The cache must be the tuple that ``source`` returned; its last item a kernel Cache."""
+    if not (isinstance(cache, tuple) and len(cache) == size
+            and isinstance(cache[-1], Cache)):
+        raise fail("cache", f"the cache returned by {source}",
+                   type(cache).__name__, TypeError)
+    return cache
+
+
+def _dout_nhwc(dout: Any, kernel_cache: Cache) -> np.ndarray:
+    """Check ``dout`` against the forward output, in the course's layout; return NHWC."""
+    n, oh, ow, c = kernel_cache.geom.out_shape
+    d = as_float_array(dout, "dout", kernel_cache.dtype)
+    if d.shape != (n, c, oh, ow):
+        raise fail("dout", f"an array of the forward output's shape {(n, c, oh, ow)}", d)
+    return d.transpose(0, 2, 3, 1)
+
+
+def _to_nchw(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+
+# ----------------------------------------------------------------------- convolution
+
+
+def _conv_forward_nhwc(x, w, b, conv_param):
+    """Convolution with the course's arguments; output left in NHWC for composites."""
+    x = _nchw(x, "x", "(N, C, H, W)")
+    w = _nchw(w, "w", "(F, C, HH, WW)", x.dtype)
+    N, C, H, W = x.shape
+    F, Cw, HH, WW = w.shape
+    if Cw != C:
+        raise ValueError(
+            f"`w` must have w.shape[1] equal to the channels of x, x.shape[1] = {C}. "
+            f"Received: w with shape {w.shape}"
+        )
+    if b is not None:
+        b = as_float_array(b, "b", x.dtype)
+        if b.shape != (F,):
+            raise fail("b", f"an array of shape (F,) = ({F},)", b)
+    p = _param_dict(conv_param, "conv_param", _CONV_KEYS)
+    stride = _int(p["stride"], "conv_param['stride']", 1)
+    pad = _int(p["pad"], "conv_param['pad']", 0)
+    _check_tiling(H + 2 * pad - HH, stride, "conv_param['stride']", "H + 2 * pad - HH")
+    _check_tiling(W + 2 * pad - WW, stride, "conv_param['stride']", "W + 2 * pad - WW")
+    out, kernel_cache = ops.conv2d_forward(
+        x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b, stride=stride, padding=pad
+    )
+    return out, (x, w, b, conv_param, kernel_cache)
+
+
+def _conv_backward_nhwc(dout, cache):
+    """``dout`` in NHWC; gradients in the course's layouts."""
+    kernel_cache = cache[-1]
+    dx, dw, db = ops.conv2d_backward(dout, kernel_cache)
+    return _to_nchw(dx), np.ascontiguousarray(dw.transpose(3, 2, 0, 1)), db
+
+
+def conv_forward_fast(x: Any, w: Any, b: Any, conv_param: Mapping) -> Tuple[np.ndarray, tuple]:
+    """Forward pass of a convolutional layer (cross-correlation, as in the course).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, H, W)
+        Input images. float32 and float64 keep their dtype; integers become float32.
+    w : array_like, shape (F, C, HH, WW)
+        F filters, cast to x's dtype. HH and WW may differ.
+    b : array_like, shape (F,), or None
+        Bias, cast to x's dtype.
+    conv_param : dict
+        ``'stride'``: int >= 1, the step between windows, in both directions;
+        ``'pad'``: int >= 0, the number of zeros added on every side.
+        ``H + 2 * pad - HH`` and ``W + 2 * pad - WW`` must be multiples of the stride.
+
+    Returns
+    -------
+    out : ndarray, shape (N, F, H', W'), x's dtype
+        ``H' = 1 + (H + 2 * pad - HH) // stride``, ``W' = 1 + (W + 2 * pad - WW) // stride``.
+    cache : tuple
+        ``(x, w, b, conv_param, kernel_cache)``: the inputs as arrays of x's dtype (the
+        course's layouts), ``conv_param`` as given, and the :mod:`fastconv.ops` cache
+        that :func:`conv_backward_fast` uses.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an argument of the wrong shape, dtype or value, naming it; a missing or
+        invalid ``conv_param`` entry is named as ``conv_param['stride']``, for example.
+    """
+    out, cache = _conv_forward_nhwc(x, w, b, conv_param)
+    return _to_nchw(out), cache
+
+
+def conv_backward_fast(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray, Any]:
+    """Backward pass of a convolutional layer.
+
+    Parameters
+    ----------
+    dout : array_like, shape (N, F, H', W')
+        Upstream gradient, cast to the forward pass's dtype.
+    cache : tuple
+        From :func:`conv_forward_fast` (or any of its aliases).
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+    dw : ndarray, shape (F, C, HH, WW)
+    db : ndarray, shape (F,), or None when the forward pass had ``b=None``
+    """
+    cache = _unpack(cache, 5, "conv_forward_fast")
+    return _conv_backward_nhwc(_dout_nhwc(dout, cache[-1]), cache)
+
+
+# ------------------------------------------------------------------------ max pooling
+
+
+def max_pool_forward_fast(x: Any, pool_param: Mapping) -> Tuple[np.ndarray, tuple]:
+    """Forward pass of a max-pooling layer (no padding).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, H, W)
+    pool_param : dict
+        ``'pool_height'``, ``'pool_width'``: the window, ints >= 1 (they may differ);
+        ``'stride'``: int >= 1. ``H - pool_height`` and ``W - pool_width`` must be
+        multiples of the stride.
+
+    Returns
+    -------
+    out : ndarray, shape (N, C, H', W'), x's dtype
+        ``H' = 1 + (H - pool_height) // stride``, ``W' = 1 + (W - pool_width) // stride``.
+    cache : tuple
+        ``(x, pool_param, kernel_cache)``: the input as an array (course layout),
+        ``pool_param`` as given, and the :mod:`fastconv.ops` cache, which holds the
+        position of each window's maximum.
+
+    Notes
+    -----
+    A window's gradient goes to one element: its first maximum in row-major order.
+    NaN counts as the largest value.
+    """
+    x = _nchw(x, "x", "(N, C, H, W)")
+    pool, stride = _pool_geometry(pool_param, x.shape[2], x.shape[3])
+    out, kernel_cache = ops.maxpool2d_forward(x.transpose(0, 2, 3, 1), pool, stride, "valid")
+    return _to_nchw(out), (x, pool_param, kernel_cache)
+
+
+def max_pool_backward_fast(dout: Any, cache: tuple) -> np.ndarray:
+    """Backward pass of a max-pooling layer.
+
+    Parameters
+    ----------
+    dout : array_like, shape (N, C, H', W')
+    cache : tuple
+        From :func:`max_pool_forward_fast` (or any of its aliases).
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+        Each window's gradient at the position of its (first) maximum, zero elsewhere;
+        overlapping windows add up.
+    """
+    cache = _unpack(cache, 3, "max_pool_forward_fast")
+    return _to_nchw(ops.maxpool2d_backward(_dout_nhwc(dout, cache[-1]), cache[-1]))
+
+
+# ----------------------------------------------------------------- composite layers
+
+
+def conv_relu_forward(x: Any, w: Any, b: Any, conv_param: Mapping) -> Tuple[np.ndarray, tuple]:
+    """Convolution followed by ReLU.
+
+    Parameters are those of :func:`conv_forward_fast`.
+
+    Returns
+    -------
+    out : ndarray, shape (N, F, H', W')
+    cache : tuple
+        ``(conv_cache, relu_cache)``: the cache of :func:`conv_forward_fast` and the
+        :func:`fastconv.ops.relu_forward` cache of the (N, H', W', F) convolution output.
+    """
+    # ReLU runs on the kernel's NHWC output, so the layouts are swapped only once.
+    out, conv_cache = _conv_forward_nhwc(x, w, b, conv_param)
+    out, relu_cache = ops.relu_forward(out)
+    return _to_nchw(out), (conv_cache, relu_cache)
+
+
+def conv_relu_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray, Any]:
+    """Backward pass of :func:`conv_relu_forward`.
+
+    Parameters
+    ----------
+    dout : array_like, shape (N, F, H', W')
+    cache : tuple
+        From :func:`conv_relu_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+    dw : ndarray, shape (F, C, HH, WW)
+    db : ndarray, shape (F,), or None
+    """
+    conv_cache, relu_cache = _unpack_composite(cache, 2, "conv_relu_forward")
+    d = ops.relu_backward(_dout_nhwc(dout, conv_cache[-1]), relu_cache)
+    return _conv_backward_nhwc(d, conv_cache)
+
+
+def conv_relu_pool_forward(x: Any, w: Any, b: Any, conv_param: Mapping,
+                           pool_param: Mapping) -> Tuple[np.ndarray, tuple]:
+    """Convolution, ReLU, then max pooling.
+
+    Parameters are those of :func:`conv_forward_fast`, and ``pool_param`` of
+    :func:`max_pool_forward_fast`, checked against the convolution's output size.
+
+    Returns
+    -------
+    out : ndarray, shape (N, F, H'', W'')
+        ``H'' = 1 + (H' - pool_height) // pool_stride`` with H' the convolution's output
+        height; the same for W''.
+    cache : tuple
+        ``(conv_cache, relu_cache, pool_cache)``: the cache of :func:`conv_forward_fast`,
+        then the :mod:`fastconv.ops` caches of the ReLU and the max pooling, which work
+        on the (N, H', W', F) layout.
+    """
+    out, conv_cache = _conv_forward_nhwc(x, w, b, conv_param)
+    pool, stride = _pool_geometry(pool_param, out.shape[1], out.shape[2])
+    out, relu_cache = ops.relu_forward(out)
+    out, pool_cache = ops.maxpool2d_forward(out, pool, stride, "valid")
+    return _to_nchw(out), (conv_cache, relu_cache, pool_cache)
+
+
+def conv_relu_pool_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray, Any]:
+    """Backward pass of :func:`conv_relu_pool_forward`.
+
+    Parameters
+    ----------
+    dout : array_like, shape (N, F, H'', W'')
+    cache : tuple
+        From :func:`conv_relu_pool_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+    dw : ndarray, shape (F, C, HH, WW)
+    db : ndarray, shape (F,), or None
+    """
+    conv_cache, relu_cache, pool_cache = _unpack_composite(cache, 3, "conv_relu_pool_forward")
+    d = ops.maxpool2d_backward(_dout_nhwc(dout, pool_cache), pool_cache)
+    d = ops.relu_backward(d, relu_cache)
+    return _conv_backward_nhwc(d, conv_cache)
+
+
+def _unpack_composite(cache: Any, size: int, source: str) -> tuple:
+    """A composite's cache: the conv layer's cache, then kernel caches."""
+    if not (isinstance(cache, tuple) and len(cache) == size
+            and isinstance(cache[0], tuple) and len(cache[0]) == 5
+            and all(isinstance(c, Cache) for c in (cache[0][-1],) + cache[1:])):
+        raise fail("cache", f"the cache returned by {source}", type(cache).__name__, TypeError)
+    return cache
+
+
+# The course's other implementations of the same layers: one fast function for each name.
+conv_forward_naive = conv_forward_fast
+conv_backward_naive = conv_backward_fast
+conv_forward_strides = conv_forward_fast
+conv_backward_strides = conv_backward_fast
+conv_forward_im2col = conv_forward_fast
+conv_backward_im2col = conv_backward_fast
+max_pool_forward_naive = max_pool_forward_fast
+max_pool_backward_naive = max_pool_backward_fast
+max_pool_forward_reshape = max_pool_forward_fast
+max_pool_backward_reshape = max_pool_backward_fast
+max_pool_forward_im2col = max_pool_forward_fast
+max_pool_backward_im2col = max_pool_backward_fast
