@@ -488,3 +488,15 @@ def test_sample_comes_from_the_real_files(real_fashion):
             keep[np.flatnonzero(y == label)[:k]] = True
         np.testing.assert_array_equal(sx, x[keep])
         np.testing.assert_array_equal(sy, y[keep])
+
+
+def test_cifar_numpy1_pickles_accepted(env):
+    # The original batches name numpy.core.multiarray (NumPy 1.x), not numpy._core.
+    written = make_cifar(env["tmp"] / "c", seed=37, as_tar=False)
+    folder = env["tmp"] / "c" / "cifar-10-batches-py"
+    for f in folder.iterdir():
+        raw = f.read_bytes()
+        legacy = raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+        assert b"numpy.core.multiarray\n_reconstruct" in legacy
+        f.write_bytes(legacy)
+    check_cifar(cifar10.load_data(env["tmp"] / "c"), written)

@@ -55,7 +55,6 @@ def cache_dir() -> Path:
 
 def places(
     path: Optional[os.PathLike],
-    name: str,
     system: Sequence[Tuple[str, Path]] = (),
 ) -> List[Tuple[str, Optional[Path]]]:
     """The places to search, in order, as ``(description, directory or None)``.

@@ -80,7 +80,7 @@ def read_files(files: Dict[str, Path], spec: IdxDataset) -> Tuple[Split, Split]:
 def load(spec: IdxDataset, path: Optional[os.PathLike], download: bool) -> Tuple[Split, Split]:
     """Search the places in order, else download into the cache; see ``_fetch``."""
     system = tuple((what, Path(p)) for what, p in spec.system)
-    searched = _fetch.places(path, spec.name, system)
+    searched = _fetch.places(path, system)
     n_user = len(searched) - len(system)
     for i, (_, where) in enumerate(searched):
         if where is None:
@@ -106,6 +106,6 @@ def load(spec: IdxDataset, path: Optional[os.PathLike], download: bool) -> Tuple
         f"{spec.title} files ({names}) were not found. Looked in, in this order:\n"
         f"{_fetch.describe(searched)}\n"
         f"(each user directory also in its subdirectory '{spec.name}'), and {reason}.\n"
-        f"To get the files: {spec.how_to_get} or download them on a connected machine and "
-        "pass their directory as `path` or set FASTCONV_DATA to it."
+        f"To get the files: {spec.how_to_get}. Put downloaded files in a directory and pass "
+        f"it as `path`, set FASTCONV_DATA to it, or use the cache directory {dest}."
     )

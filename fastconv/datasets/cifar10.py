@@ -209,7 +209,7 @@ def load_data(
     163 MiB) goes to ``<cache>/cifar-10`` through pooch, verified by SHA-256 before it
     is moved into place, with a progress bar when tqdm is installed.
     """
-    searched = _fetch.places(path, _NAME)
+    searched = _fetch.places(path)
     for _, where in searched:
         if where is None:
             continue
@@ -230,6 +230,6 @@ def load_data(
         f"CIFAR-10 ({_ARCHIVE} or its extracted {_FOLDER} directory) was not found. Looked "
         f"in, in this order:\n{_fetch.describe(searched)}\n(each directory also in its "
         f"subdirectory '{_NAME}'), and {reason}.\nTo get it: download {_REMOTES[0].url} "
-        "on a connected machine and pass it (or its directory) as `path`, or set "
-        "FASTCONV_DATA to its directory."
+        "on a connected machine and pass it (or its directory) as `path`, set "
+        f"FASTCONV_DATA to its directory, or put it in the cache directory {dest}."
     )

@@ -46,8 +46,9 @@ _SPEC = IdxDataset(
     ),
     system=(("Debian's package dataset-fashion-mnist", DEBIAN_DIR),),
     how_to_get=(
-        "on Debian or Ubuntu, `sudo apt-get install dataset-fashion-mnist` (installs them in "
-        f"{DEBIAN_DIR}); or download the four files from {_BASE},"
+        "on Debian or Ubuntu, `sudo apt-get install dataset-fashion-mnist` (it installs them "
+        f"in {DEBIAN_DIR}, which is searched); or download the four files from {_BASE} on "
+        "a connected machine"
     ),
 )
 

@@ -32,7 +32,10 @@ _SPEC = IdxDataset(
         Remote("t10k-labels-idx1-ubyte.gz", _BASE + "t10k-labels-idx1-ubyte.gz",
                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
     ),
-    how_to_get=f"download the four files from {_BASE} (or http://yann.lecun.com/exdb/mnist/),",
+    how_to_get=(
+        f"download the four files from {_BASE} on a connected machine (the original host "
+        "is http://yann.lecun.com/exdb/mnist/)"
+    ),
 )
 
 
