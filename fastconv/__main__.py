@@ -6,16 +6,58 @@ import argparse
 import sys
 
 
+def _info(args: argparse.Namespace) -> int:
+    from . import show_config
+
+    show_config()
+    return 0
+
+
+def _filter(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import filters
+
+    try:
+        image = filters.read_image(args.image)
+        # Transparency is kept as it is; only the colour (or gray) channels are filtered.
+        has_alpha = image.ndim == 3 and image.shape[2] in (2, 4)
+        colour = image[..., :-1] if has_alpha else image
+        out = filters.apply(colour, args.kernel, padding=args.padding)
+        if has_alpha:
+            out = np.concatenate([out, image[..., -1:]], axis=2)
+        filters.write_image(args.output, out)
+    except (OSError, ValueError, TypeError, ImportError) as err:
+        print(f"python -m fastconv filter: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastconv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="print version, compiler, OpenMP, threads and BLAS")
-    args = parser.parse_args(argv)
-    if args.command == "info":
-        from . import show_config
 
-        show_config()
-    return 0
+    info = sub.add_parser("info", help="print version, compiler, OpenMP, threads and BLAS")
+    info.set_defaults(func=_info)
+
+    from .filters import NAMES
+
+    filt = sub.add_parser(
+        "filter", help="apply a classic kernel (sharpen, blur, edge, ...) to an image",
+        description="Filter a PNG/JPEG image with a classic kernel (needs Pillow: "
+                    "pip install 'fastconv[image]'). Colour channels are filtered "
+                    "separately; transparency is kept.")
+    filt.add_argument("image", help="input image file")
+    filt.add_argument("--kernel", "-k", required=True, choices=NAMES, help="kernel name")
+    filt.add_argument("--output", "-o", required=True,
+                      help="output file; its extension (.png, .jpg) picks the format")
+    filt.add_argument("--padding", default="same", choices=["same", "valid", "reflect", "edge"],
+                      help="border handling (default: same, zeros as in Keras; 'reflect' "
+                           "avoids dark borders)")
+    filt.set_defaults(func=_filter)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == "__main__":
