@@ -1,0 +1,102 @@
+"""Utilities (Keras: ``keras.utils``): labels, seeding and gradient checking."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from . import _random
+from .backends._args import fail
+from .testing import relative_error
+
+__all__ = ["to_categorical", "set_random_seed", "check_gradients"]
+
+
+def to_categorical(y: Any, num_classes: Optional[int] = None,
+                   dtype: Any = "float32") -> np.ndarray:
+    """One-hot encode integer labels ``y`` of shape (N,) (or (N, 1)) to (N, num_classes)."""
+    y = np.asarray(y)
+    if y.ndim > 1 and y.shape[-1] == 1:
+        y = y[..., 0]
+    if y.dtype.kind == "f" and y.size and not np.all(y == np.round(y)):
+        raise fail("y", "integer class labels", y)
+    if y.dtype.kind not in "iuf":
+        raise fail("y", "integer class labels", y, TypeError)
+    y = y.astype(np.intp)
+    if y.size and y.min() < 0:
+        raise fail("y", "labels >= 0", int(y.min()))
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y.size else 0
+    elif y.size and y.max() >= num_classes:
+        raise ValueError(f"`y` must have labels below num_classes={num_classes}. Received: "
+                         f"a largest label of {int(y.max())}")
+    out = np.zeros(y.shape + (num_classes,), dtype=dtype)
+    np.put_along_axis(out, y[..., None], 1, axis=-1)
+    return out
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed fastconv's generator (weights, shuffling, Dropout), Python's and NumPy's."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise fail("seed", "an int >= 0", seed, TypeError)
+    _random.seed(int(seed))
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+
+
+def check_gradients(model, x: Any, y: Any, eps: float = 1e-5,
+                    max_checks: Optional[int] = None) -> Dict[str, float]:
+    """Worst relative error of backprop against central differences, per layer.
+
+    A float64 copy of ``model`` (same architecture, loss and weights) is made; for each
+    trainable weight the gradient of ``loss + regularization`` from backpropagation is
+    compared with ``(L(w + eps) - L(w - eps)) / (2 eps)`` in inference mode (Dropout off,
+    BatchNormalization on its moving statistics, so the loss is deterministic).
+    ``max_checks`` limits the entries checked per weight (chosen at random) to bound the
+    cost of ``2 * entries`` forward passes.
+
+    Returns ``{layer name: worst relative error}`` for every layer with weights; the
+    error is :func:`fastconv.testing.relative_error` (norm-wise, per weight).
+    """
+    from .models import Sequential
+
+    model._require_compiled()
+    config = model.get_config()
+    for item in config["layers"]:
+        item["config"]["dtype"] = "float64"
+    clone = Sequential.from_config({**config, "dtype": "float64"})
+    clone.set_weights([w.astype(np.float64) for w in model.get_weights()])
+    clone.loss = model.loss
+    x64 = clone._prepare_x(x)
+    y64 = model.loss.prepare_targets(y, clone.output_shape)
+    if y64.dtype.kind == "f":
+        y64 = y64.astype(np.float64)
+
+    def objective():
+        out = clone.forward(x64, training=False)
+        return clone._batch_loss(y64, out) + clone._penalty()
+
+    _, _, params, grads = clone._loss_and_backward(x64, y64, training=False)
+    grads = [g.copy() for g in grads]
+    owners = [(layer.name) for layer in clone.layers for _ in layer.trainable_items()]
+    rng = np.random.default_rng(0)
+    worst: Dict[str, float] = {}
+    for name, p, g in zip(owners, params, grads):
+        flat = p.reshape(-1)
+        idx = np.arange(flat.size)
+        if max_checks is not None and flat.size > max_checks:
+            idx = rng.choice(flat.size, max_checks, replace=False)
+        num = np.empty(len(idx))
+        for j, i in enumerate(idx):
+            old = flat[i]
+            flat[i] = old + eps
+            plus = objective()
+            flat[i] = old - eps
+            minus = objective()
+            flat[i] = old
+            num[j] = (plus - minus) / (2 * eps)
+        err = relative_error(g.reshape(-1)[idx], num)
+        worst[name] = max(worst.get(name, 0.0), err)
+    return worst
