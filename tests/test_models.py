@@ -1,0 +1,256 @@
+"""Sequential: training, summary, bad input, callbacks, saving, reproducibility."""
+
+import os
+
+import numpy as np
+import pytest
+
+from fastconv import layers, models
+from fastconv.callbacks import CSVLogger, EarlyStopping, LearningRateScheduler, TerminateOnNaN
+from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from fastconv.models import Sequential
+from fastconv.utils import check_gradients, set_random_seed, to_categorical
+
+
+def quadrants(n, seed, size=12):
+    """Noisy images, one bright quadrant; the label is which quadrant (4 classes)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.3, (n, size, size, 1)).astype(np.float32)
+    y = rng.integers(0, 4, n)
+    h = size // 2
+    for i, q in enumerate(y):
+        r, c = divmod(int(q), 2)
+        x[i, r * h:(r + 1) * h, c * h:(c + 1) * h, 0] += 1
+    return x, y
+
+
+def lecture_model(size=12, classes=4):
+    # The lecture's MNIST program, imports changed, sizes shrunk.
+    model = Sequential()
+    model.add(Conv2D(8, kernel_size=3, activation='relu', input_shape=(size, size, 1)))
+    model.add(MaxPooling2D(pool_size=(2, 2)))
+    model.add(Dropout(0.25))
+    model.add(Flatten())
+    model.add(Dense(32, activation='relu'))
+    model.add(Dropout(0.5))
+    model.add(Dense(classes, activation='softmax'))
+    model.compile(loss='categorical_crossentropy', optimizer='adam', metrics=['accuracy'])
+    return model
+
+
+def test_lecture_program_learns(capsys):
+    set_random_seed(0)
+    x, y = quadrants(480, 1)
+    xt, yt = quadrants(160, 2)
+    model = lecture_model()
+    history = model.fit(x, to_categorical(y, 4), batch_size=32, epochs=3, verbose=1,
+                        validation_data=(xt, to_categorical(yt, 4)))
+    loss, acc = model.evaluate(xt, to_categorical(yt, 4), verbose=0)
+    assert acc > 0.8  # chance is 0.25
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(history.history["loss"]) == 3
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    out = capsys.readouterr().out
+    # stdout is captured (not a terminal): one line per epoch, not one per step.
+    assert out.count("Epoch ") == 3 and out.count("15/15") == 3
+    assert "val_accuracy" in out
+
+
+def test_sparse_from_logits_cifar_style():
+    set_random_seed(1)
+    x, y = quadrants(512, 3)
+    model = models.Sequential([
+        layers.Conv2D(8, (3, 3), activation='relu', input_shape=(12, 12, 1)),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(8, (3, 3), activation='relu'),
+        layers.Flatten(),
+        layers.Dense(16, activation='relu'),
+        layers.Dense(4),
+    ])
+    from fastconv.losses import SparseCategoricalCrossentropy
+    model.compile(optimizer='adam', loss=SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=['accuracy'])
+    history = model.fit(x, y, epochs=4, verbose=0, validation_split=0.25)
+    assert history.history['val_accuracy'][-1] > 0.6
+    result = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(result) == {"loss", "accuracy"}
+
+
+def test_summary():
+    model = lecture_model(28, 10)
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "conv2d" in text and "(Conv2D)" in text
+    assert "(None, 26, 26, 8)" in text and "(None, 13, 13, 8)" in text
+    assert "(None, 1352)" in text
+    # 3*3*1*8+8 = 80; 1352*32+32 = 43296; 32*10+10 = 330
+    assert "Total params: 43,706" in text and "Non-trainable params: 0" in text
+    assert model.count_params() == 80 + 43296 + 330
+
+
+def test_dense_on_4d_output_shows_shape():
+    model = Sequential([Conv2D(4, 3, input_shape=(8, 8, 1)), Dense(5)])
+    assert model.output_shape == (None, 6, 6, 5)
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("(None, 6, 6, 5)" in line for line in lines)
+
+
+def test_channels_first_hint():
+    model = Sequential()
+    with pytest.raises(ValueError, match=r"Layer 'c' \(Conv2D\).*\(None, 1, 28, 28\).*1 pixel "
+                       r"tall.*did you mean data_format='channels_first'.*\(28, 28, 1\)"):
+        model.add(Conv2D(32, 3, input_shape=(1, 28, 28), name="c"))
+
+
+def test_bad_inputs_before_training():
+    model = lecture_model()
+    x, y = quadrants(8, 0)
+    with pytest.raises(ValueError, match="have 3 classes.*outputs 4"):
+        model.fit(x, to_categorical(y % 3, 3), verbose=0)
+    with pytest.raises(ValueError, match=r"must have shape \(None, 12, 12, 1\).*\(8, 12, 12\)"
+                       r".*channel axis"):
+        model.fit(x[..., 0], to_categorical(y, 4), verbose=0)
+    bad = x.copy()
+    bad[5, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf in 1 sample.*index 5"):
+        model.fit(bad, to_categorical(y, 4), verbose=0)
+    with pytest.raises(ValueError, match="`batch_size` must be an int >= 1"):
+        model.fit(x, to_categorical(y, 4), batch_size=0)
+    with pytest.raises(RuntimeError, match="compile"):
+        Sequential([Dense(2, input_shape=(3,))]).fit(np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_nan_loss_terminates_with_epoch_and_batch(capsys):
+    model = Sequential([Dense(1, input_shape=(2,))])
+    model.compile(optimizer=__import__("fastconv").optimizers.SGD(1e30), loss="mse")
+    x = np.ones((64, 2), np.float32) * 1e10
+    with pytest.warns(RuntimeWarning, match="loss became .* at epoch 1, batch"):
+        history = model.fit(x, np.ones((64, 1)), batch_size=8, epochs=5, verbose=0,
+                            callbacks=[TerminateOnNaN()], shuffle=False)
+    assert "terminating training" in capsys.readouterr().out
+    assert len(history.history["loss"]) == 1
+
+
+def test_whole_model_gradients_and_input_gradient(rng):
+    set_random_seed(2)
+    model = Sequential([Conv2D(3, 3, activation="relu", input_shape=(6, 6, 2),
+                               kernel_regularizer="l2"),
+                        MaxPooling2D(), Flatten(), Dense(3, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    x = rng.normal(size=(3, 6, 6, 2))
+    errors = check_gradients(model, x, [0, 2, 1])
+    assert set(errors) == {model.layers[0].name, model.layers[3].name}
+    assert max(errors.values()) < 1e-6
+    # d(sum of class-1 probabilities) / d input, against central differences.
+    m64 = Sequential.from_config({**model.get_config(), "dtype": "float64"})
+    for layer in m64.layers:
+        layer.dtype = np.dtype(np.float64)
+    m64.set_weights(model.get_weights())
+    x64 = x.copy()
+    out = m64.forward(x64)
+    g = np.zeros_like(out)
+    g[:, 1] = 1
+    dx = m64.backward(g)
+    from fastconv.testing import assert_close, numerical_gradient
+    assert_close(dx, numerical_gradient(lambda: m64.forward(x64), x64, g), rtol=1e-6)
+    a, c = m64.intermediate_outputs(x64, [0, m64.layers[2].name])
+    assert a.shape == (3, 4, 4, 3) and c.shape == (3, 12)
+
+
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+def test_seeded_fit_is_bit_identical(threads):
+    x, y = quadrants(96, 5)
+    weights = []
+    for _ in range(2):
+        set_random_seed(123)
+        model = lecture_model()
+        model.fit(x, to_categorical(y, 4), batch_size=16, epochs=2, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_save_load_round_trip(tmp_path):
+    set_random_seed(4)
+    x, y = quadrants(64, 6)
+    model = lecture_model()
+    model.fit(x, to_categorical(y, 4), epochs=1, verbose=0)
+    path = tmp_path / "model.fcm"
+    model.save(path)
+    loaded = models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.get_config() == model.get_config()
+    assert loaded.evaluate(x, to_categorical(y, 4), verbose=0) == model.evaluate(
+        x, to_categorical(y, 4), verbose=0)
+    loaded.fit(x, to_categorical(y, 4), epochs=1, verbose=0)  # compiled on load
+    wpath = tmp_path / "w.fcw"
+    model.save_weights(wpath)
+    fresh = lecture_model()
+    fresh.load_weights(wpath)
+    np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
+    with pytest.raises(ValueError, match="holds only weights"):
+        models.load_model(wpath)
+    with pytest.raises(ValueError, match="holds 6 weight arrays.*has 2"):
+        Sequential([Dense(2, input_shape=(3,))]).load_weights(wpath)
+
+
+def test_corrupt_and_truncated_files(tmp_path):
+    model = Sequential([Dense(2, input_shape=(3,))])
+    path = tmp_path / "m.fcm"
+    model.save(path)
+    good = path.read_bytes()
+    (tmp_path / "t.fcm").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="not a readable fastconv model file"):
+        models.load_model(tmp_path / "t.fcm")
+    (tmp_path / "txt.fcm").write_text("hello")
+    with pytest.raises(ValueError, match="not a zip archive"):
+        models.load_model(tmp_path / "txt.fcm")
+    flipped = bytearray(good)
+    flipped[len(good) // 3] ^= 0xFF
+    (tmp_path / "f.fcm").write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="not a readable fastconv model file"):
+        models.load_model(tmp_path / "f.fcm")
+    with pytest.raises(FileNotFoundError):
+        models.load_model(tmp_path / "missing.fcm")
+
+
+def test_failed_save_keeps_old_file(tmp_path):
+    path = tmp_path / "m.fcm"
+    Sequential([Dense(2, input_shape=(3,))]).save(path)
+    before = path.read_bytes()
+    custom = Sequential([Dense(2, input_shape=(3,), activation=lambda x: x)])
+    with pytest.raises(ValueError, match="Only built-in activations"):
+        custom.save(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.fcm"]
+
+
+def test_callbacks(tmp_path):
+    set_random_seed(7)
+    x, y = quadrants(64, 8)
+    model = lecture_model()
+    seen = []
+    stopper = EarlyStopping(monitor="loss", patience=0, min_delta=10.0,
+                            restore_best_weights=True)
+    history = model.fit(x, to_categorical(y, 4), epochs=5, verbose=0, callbacks=[
+        stopper, CSVLogger(str(tmp_path / "log.csv")),
+        LearningRateScheduler(lambda epoch, lr: seen.append(lr) or 0.5 ** epoch * 1e-3)])
+    # min_delta=10 is never met: stop after the second epoch (patience 0, first epoch sets best).
+    assert len(history.history["loss"]) == 2
+    assert model.optimizer.learning_rate == 0.5e-3
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0] == "epoch,accuracy,loss" and len(rows) == 3
+
+
+def test_train_on_batch_and_predict_shapes():
+    set_random_seed(9)
+    model = lecture_model()
+    x, y = quadrants(10, 9)
+    loss, acc = model.train_on_batch(x, to_categorical(y, 4))
+    assert np.isfinite(loss) and 0 <= acc <= 1
+    p = model.predict(x, batch_size=3)
+    assert p.shape == (10, 4) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+    assert model.input_shape == (None, 12, 12, 1) and len(model.layers) == 7
