@@ -18,6 +18,7 @@ __all__ = ["set_num_threads", "get_num_threads", "default_num_threads", "blas_si
 
 _num_threads: int | None = None
 _controller = None
+_blas_libs: list | None = None
 
 
 def default_num_threads() -> int:
@@ -70,11 +71,36 @@ def _get_controller():
     return _controller
 
 
+def _blas_controllers() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded (found once)."""
+    global _blas_libs
+    if _blas_libs is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS the kernels call)
+
+        _blas_libs = [lib for lib in _get_controller().lib_controllers
+                      if lib.user_api == "blas"]
+    return _blas_libs
+
+
 @contextlib.contextmanager
 def blas_single_thread() -> Iterator[None]:
-    """Hold every loaded BLAS library to one thread inside the ``with`` block."""
-    with _get_controller().limit(limits=1, user_api="blas"):
+    """Hold every loaded BLAS library to one thread inside the ``with`` block.
+
+    threadpoolctl's ``limit()`` looks the libraries up again on every call (about
+    40 us here); this keeps its controllers from the first call and only asks each
+    library for its thread count, so a small kernel call does not pay for it.
+    """
+    libs = _blas_controllers()
+    before = [lib.num_threads for lib in libs]
+    for lib, n in zip(libs, before):
+        if n != 1:
+            lib.set_num_threads(1)
+    try:
         yield
+    finally:
+        for lib, n in zip(libs, before):
+            if n != 1:
+                lib.set_num_threads(n)
 
 
 def blas_info() -> list[dict]:

@@ -101,7 +101,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef floating* optr = &out[0, 0, 0, 0]
     cdef floating* wkptr = &work[0, 0]
     cdef Py_ssize_t wstride = work.shape[1]
-    cdef floating* col
+    cdef floating* col = NULL  # set per thread inside the parallel block
     cdef floating* o
     cdef floating v
     if has_bias:
@@ -152,7 +152,7 @@ def conv2d_weight_grad(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef floating* dbptr = NULL
     cdef floating* wkptr = &work[0, 0]
     cdef Py_ssize_t wstride = work.shape[1]
-    cdef floating* col
+    cdef floating* col = NULL  # set per thread inside the parallel block
     cdef const floating* d
     cdef floating* dbg
     cdef floating beta
@@ -181,3 +181,111 @@ def conv2d_weight_grad(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
                     for r in range(m):
                         for f in range(F):
                             dbg[f] = dbg[f] + d[r * F + f]
+
+
+# --------------------------------------------------------------------------
+# Direct float32 kernels (AVX2 + FMA, dispatched at run time): see _direct.h.
+# The Python wrapper only calls them when have_avx2() is True and F % 8 == 0.
+
+cdef extern from "_direct.h" nogil:
+    int fc_have_avx2()
+    void fc_conv_fwd_row_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                             const float* w, const float* bias, float* orow,
+                             Py_ssize_t oh, Py_ssize_t OW, Py_ssize_t F, Py_ssize_t K,
+                             const Py_ssize_t* koff, const int* kdi, const int* kdj,
+                             int sh, int sw, int pt, int pl, int max_di, int max_dj,
+                             int relu)
+    void fc_conv_dw_rows_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                             const float* dout, float* dw,
+                             Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t OW, Py_ssize_t F,
+                             Py_ssize_t K, const Py_ssize_t* koff, const int* kdi,
+                             const int* kdj, int sh, int sw, int pt, int pl,
+                             int max_di, int max_dj)
+    void fc_conv_dx_row_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
+                            const float* w, float* dxrow, Py_ssize_t i, Py_ssize_t W,
+                            Py_ssize_t C, int KH, int KW, int dh, int dw, int pt, int pl)
+
+
+def have_avx2():
+    """True when this CPU runs the AVX2/FMA direct kernels."""
+    return bool(fc_have_avx2())
+
+
+def conv2d_forward_direct(const float[:, :, :, ::1] x,     # IN  (N, H, W, C)
+                          const float[:, :, :, ::1] w,     # IN  (KH, KW, C, F)
+                          const float[::1] bias,           # IN  (F,) or None
+                          float[:, :, :, ::1] out,         # OUT (N, OH, OW, F)
+                          const Py_ssize_t[::1] koff,      # IN  (K,) tap offsets
+                          const int[::1] kdi,              # IN  (K,) tap row shifts
+                          const int[::1] kdj,              # IN  (K,) tap column shifts
+                          int sh, int sw, int pt, int pl, int max_di, int max_dj,
+                          bint relu, int n_threads):
+    """Direct convolution, one output row per task (no workspace)."""
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], F = out.shape[3]
+    cdef Py_ssize_t K = koff.shape[0]
+    cdef Py_ssize_t row, n
+    cdef const float* bptr = NULL
+    if bias is not None:
+        bptr = &bias[0]
+    for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
+        n = row // OH
+        fc_conv_fwd_row_f32(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
+                            &out[n, row - n * OH, 0, 0], row - n * OH, OW, F, K,
+                            &koff[0], &kdi[0], &kdj[0], sh, sw, pt, pl, max_di, max_dj, relu)
+
+
+def conv2d_weight_grad_direct(const float[:, :, :, ::1] x,     # IN  (N, H, W, C)
+                              const float[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
+                              float[:, :, ::1] dw_part,        # OUT (G, K, F)
+                              float[:, ::1] db_part,           # OUT (G, F) or None
+                              const Py_ssize_t[::1] koff,      # IN  (K,) tap offsets
+                              const int[::1] kdi,              # IN  (K,) tap row shifts
+                              const int[::1] kdj,              # IN  (K,) tap column shifts
+                              int sh, int sw, int pt, int pl, int max_di, int max_dj,
+                              int n_threads):
+    """Per-group partial weight/bias gradients; groups are fixed runs of output rows."""
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
+    cdef Py_ssize_t G = dw_part.shape[0], K = dw_part.shape[1]
+    cdef Py_ssize_t total = N * OH
+    cdef Py_ssize_t g, start, stop, n, r0, r1, p, f
+    cdef bint has_db = db_part is not None
+    cdef float* dbg
+    cdef const float* d
+    for g in prange(G, nogil=True, schedule="dynamic", num_threads=n_threads):
+        memset(&dw_part[g, 0, 0], 0, K * F * sizeof(float))
+        start = g * total // G
+        stop = (g + 1) * total // G
+        while start < stop:
+            n = start // OH
+            r0 = start - n * OH
+            r1 = min(OH, r0 + stop - start)
+            fc_conv_dw_rows_f32(&x[n, 0, 0, 0], H, W, C, &dout[n, 0, 0, 0],
+                                &dw_part[g, 0, 0], r0, r1, OW, F, K, &koff[0], &kdi[0],
+                                &kdj[0], sh, sw, pt, pl, max_di, max_dj)
+            if has_db:
+                dbg = &db_part[g, 0]
+                if start == g * total // G:
+                    memset(dbg, 0, F * sizeof(float))
+                d = &dout[n, r0, 0, 0]
+                for p in range((r1 - r0) * OW):
+                    for f in range(F):
+                        dbg[f] = dbg[f] + d[p * F + f]
+            start = start + (r1 - r0)
+
+
+def conv2d_input_grad_direct(const float[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
+                             const float[:, :, :, ::1] w,     # IN  (KH, KW, C, F)
+                             float[:, :, :, ::1] dx,          # OUT (N, H, W, C)
+                             int dh, int dw, int pt, int pl, int n_threads):
+    """Input gradient of a stride-1 convolution, one input row per task."""
+    cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
+    cdef int KH = w.shape[0], KW = w.shape[1]
+    cdef Py_ssize_t row, n
+    for row in prange(N * H, nogil=True, schedule="static", num_threads=n_threads):
+        n = row // H
+        fc_conv_dx_row_f32(&dout[n, 0, 0, 0], OH, OW, F, &w[0, 0, 0, 0],
+                           &dx[n, row - n * H, 0, 0], row - n * H, W, C,
+                           KH, KW, dh, dw, pt, pl)

@@ -16,3 +16,13 @@ def threads(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)
+
+
+@pytest.fixture(params=["auto", "direct", "gemm"])
+def conv_path(request):
+    """Force the compiled backend's convolution path where it is valid."""
+    from fastconv.backends import cython as fast
+
+    fast._force_path = None if request.param == "auto" else request.param
+    yield request.param
+    fast._force_path = None

@@ -38,6 +38,24 @@ _TILE_BYTES = 256 * 1024
 # Fixed number of partial weight gradients (not tied to the thread count, so the
 # summation order, and hence the bits, do not depend on it).
 _WEIGHT_GRAD_GROUPS = 16
+# Direct (AVX2/FMA, float32) kernels beat im2col + GEMM while the GEMM's inner
+# dimension K = KH*KW*C is this short (a first layer: K = 9 or 27). Chosen from
+# `python -m fastconv.bench` rows a, c (direct) and b, d (GEMM).
+_DIRECT_MAX_K = 48
+# ... and for the input gradient while C (the GEMM's output width there) is this small.
+_DIRECT_DX_MAX_C = 4
+# Tests set this to 'direct' or 'gemm' to force a path wherever it is valid.
+_force_path = None
+_HAVE_AVX2 = _conv.have_avx2()
+
+
+def _use_direct(dtype, f: int, small: bool) -> bool:
+    """Whether the direct float32 kernels can (F % 8 == 0, AVX2) and should run."""
+    if not (_HAVE_AVX2 and dtype == np.float32 and f % 8 == 0):
+        return False
+    if _force_path is not None:
+        return _force_path == "direct"
+    return small
 
 
 def _tile(positions: int, k: int, itemsize: int) -> int:
@@ -64,7 +82,14 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     """2-D convolution; see :func:`fastconv.backends.numpy.conv2d_forward`."""
     x, w, b, g = _args.conv_args(x, w, b, stride, padding, dilation)
     out = np.empty(g.out_shape, dtype=x.dtype)
-    if out.size:
+    if out.size == 0:
+        pass
+    elif _use_direct(x.dtype, g.F, g.KH * g.KW * g.C <= _DIRECT_MAX_K):
+        koff, kdi, kdj = _tap_offsets(g)
+        _conv.conv2d_forward_direct(x, w, b, out, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
+                                    g.dh * (g.KH - 1), g.dw * (g.KW - 1), False,
+                                    get_num_threads())
+    else:
         _conv_into(x, w.reshape(-1, g.F), b, out, g.KH, g.KW, (g.sh, g.sw), (g.dh, g.dw),
                    (g.pt, g.pl), (1, 1))
     cache = Cache("conv2d", NAME, g, x.dtype, {"x": x, "w": w, "has_bias": b is not None})
@@ -90,13 +115,18 @@ def conv2d_backward(dout, cache):
     db = np.zeros(g.F, dtype=x.dtype) if cache.arrays["has_bias"] else None
     if dout.size == 0:
         return dx, dw, db
-    if dx.size:
+    if dx.size and g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
+        _conv.conv2d_input_grad_direct(dout, w, dx, g.dh, g.dw, g.pt, g.pl, get_num_threads())
+    elif dx.size:
         w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, g.C)
         pad_tl = (g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl)
         _conv_into(dout, w_flip, None, dx, g.KH, g.KW, (1, 1), (g.dh, g.dw), pad_tl,
                    (g.sh, g.sw))
 
     k = g.KH * g.KW * g.C
+    if _use_direct(x.dtype, g.F, k <= _DIRECT_MAX_K):
+        _weight_grad_direct(x, dout, dw, db, g)
+        return dx, dw, db
     tile = _tile(g.OH * g.OW, k, x.itemsize)
     tiles = g.N * (-(-g.OH * g.OW // tile))
     groups = min(tiles, _WEIGHT_GRAD_GROUPS)
@@ -114,6 +144,31 @@ def conv2d_backward(dout, cache):
     if db is not None:
         np.sum(db_part, axis=0, out=db)
     return dx, dw, db
+
+
+def _tap_offsets(g):
+    """Per tap k = (ki*KW + kj)*C + c of the window: its offset from the window's
+    top-left element in a (H, W, C) image, and its row and column displacement."""
+    ki, kj, c = np.unravel_index(np.arange(g.KH * g.KW * g.C), (g.KH, g.KW, g.C))
+    kdi = (ki * g.dh).astype(np.intc)
+    kdj = (kj * g.dw).astype(np.intc)
+    koff = ((kdi.astype(np.intp) * g.W + kdj) * g.C + c).astype(np.intp)
+    return koff, kdi, kdj
+
+
+def _weight_grad_direct(x, dout, dw, db, g):
+    """dw (and db) with the direct kernel, in fixed groups of output rows."""
+    k = g.KH * g.KW * g.C
+    koff, kdi, kdj = _tap_offsets(g)
+    groups = min(g.N * g.OH, _WEIGHT_GRAD_GROUPS)
+    dw_part = np.empty((groups, k, g.F), dtype=np.float32)
+    db_part = np.empty((groups, g.F), dtype=np.float32) if db is not None else None
+    _conv.conv2d_weight_grad_direct(
+        x, dout, dw_part, db_part, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
+        g.dh * (g.KH - 1), g.dw * (g.KW - 1), get_num_threads())
+    np.sum(dw_part, axis=0, out=dw.reshape(k, g.F))
+    if db is not None:
+        np.sum(db_part, axis=0, out=db)
 
 
 def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):

@@ -1,0 +1,385 @@
+"""``python -m fastconv.bench``: time fastconv's kernels against the NumPy reference and PyTorch.
+
+Prints one table: per layer, the compiled backend's forward, backward and
+forward+backward milliseconds, GFLOP/s, the percentage of this machine's sgemm rate
+(numpy's float32 matrix product, measured in the same run on the same threads), the
+peak extra memory, and the speedup over the NumPy reference and over PyTorch (its
+faster memory format, NCHW or channels_last; column omitted when torch is not
+importable). Every figure is the median over repetitions after warm-up, and each
+comparison is measured side by side in the same process.
+
+Examples
+--------
+    python -m fastconv.bench                      # all layers, 2 threads, float32
+    python -m fastconv.bench --only a,b,g --reps 30
+    python -m fastconv.bench --dtype float64 --json out.json --csv out.csv --plot out.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+import tracemalloc
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import _threads, ops
+from .backends import use_backend
+
+__all__ = ["CONV_LAYERS", "POOL_LAYERS", "main", "run"]
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """A 3x3 stride-1 convolution of x (N, H, W, C) to F filters."""
+
+    name: str
+    N: int
+    H: int
+    W: int
+    C: int
+    F: int
+    padding: str = "valid"
+    note: str = ""
+
+    @property
+    def flops(self) -> int:
+        oh, ow = (self.H, self.W) if self.padding == "same" else (self.H - 2, self.W - 2)
+        return 2 * self.N * oh * ow * self.F * 9 * self.C
+
+    def shape(self) -> str:
+        return f"({self.N},{self.H},{self.W},{self.C})->{self.F}" + (
+            " same" if self.padding == "same" else "")
+
+
+@dataclass(frozen=True)
+class PoolLayer:
+    """2x2 stride-2 pooling of x (N, H, W, C)."""
+
+    name: str
+    op: str  # 'max' or 'avg'
+    N: int
+    H: int
+    W: int
+    C: int
+
+    def shape(self) -> str:
+        return f"{self.op} 2x2 ({self.N},{self.H},{self.W},{self.C})"
+
+
+# The speed issue's shapes (NHWC, 3x3, stride 1).
+CONV_LAYERS = [
+    ConvLayer("a", 32, 28, 28, 1, 32, note="first MNIST conv"),
+    ConvLayer("a128", 128, 28, 28, 1, 32, note="first MNIST conv, batch 128"),
+    ConvLayer("b", 32, 26, 26, 32, 64, note="second MNIST conv"),
+    ConvLayer("c", 128, 32, 32, 3, 32, note="first CIFAR-10 conv"),
+    ConvLayer("d", 128, 15, 15, 32, 64, note="second CIFAR-10 conv"),
+    ConvLayer("e", 128, 6, 6, 64, 64, note="third CIFAR-10 conv"),
+    ConvLayer("f", 64, 56, 56, 64, 64, "same", note="ResNet-like"),
+    ConvLayer("a1", 1, 28, 28, 1, 32, note="batch 1"),
+    ConvLayer("c1", 1, 32, 32, 3, 32, note="batch 1"),
+    ConvLayer("f1", 1, 56, 56, 64, 64, "same", note="batch 1"),
+]
+POOL_LAYERS = [
+    PoolLayer(f"g{i}{op}", op, *shape)
+    for i, shape in enumerate([(32, 26, 26, 32), (128, 30, 30, 32)], start=1)
+    for op in ("max", "avg")
+]
+
+
+@dataclass
+class Row:
+    layer: str
+    shape: str
+    dtype: str
+    threads: int
+    fwd_ms: float
+    bwd_ms: float
+    fwd_bwd_ms: float
+    gflops: Optional[float] = None
+    pct_sgemm: Optional[float] = None
+    extra_mb: Optional[float] = None
+    numpy_fwd_bwd_ms: Optional[float] = None
+    speedup_numpy: Optional[float] = None
+    torch_fwd_bwd_ms: Optional[float] = None
+    torch_format: Optional[str] = None
+    speedup_torch: Optional[float] = None
+    extra: dict = field(default_factory=dict)
+
+
+def median_ms(fn: Callable[[], object], reps: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def peak_extra_mb(fn: Callable[[], object], keep_bytes: int) -> float:
+    """Peak memory that ``fn()`` allocates through NumPy/Python beyond ``keep_bytes``.
+
+    ``keep_bytes`` is the size of what it returns (outputs and gradients), so the
+    figure is the workspace: im2col tiles, partial sums, caches beyond outputs.
+    """
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return max(0.0, (peak - keep_bytes) / 2**20)
+
+
+def sgemm_gflops(threads: int, size: int = 2048, reps: int = 5) -> float:
+    """numpy's float32 matrix product rate on ``threads`` BLAS threads, GFLOP/s."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    b = a.T.copy()
+    with threadpool_limits(threads, user_api="blas"):
+        ms = median_ms(lambda: a @ b, reps, warmup=1)
+    return 2 * size**3 / ms / 1e6
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _torch_conv_ms(torch, layer: ConvLayer, dtype, reps: int) -> tuple[float, str]:
+    """PyTorch forward+backward (input and weight gradients), faster memory format."""
+    import torch.nn.functional as F
+
+    tdt = getattr(torch, np.dtype(dtype).name)
+    pad = 1 if layer.padding == "same" else 0
+    w = torch.randn(layer.F, layer.C, 3, 3, dtype=tdt, requires_grad=True)
+    b = torch.randn(layer.F, dtype=tdt, requires_grad=True)
+    best = (float("inf"), "")
+    for fmt, label in ((torch.contiguous_format, "NCHW"), (torch.channels_last, "NHWC")):
+        x = torch.randn(layer.N, layer.C, layer.H, layer.W, dtype=tdt).contiguous(
+            memory_format=fmt)
+        g = torch.randn_like(F.conv2d(x, w, b, padding=pad))
+
+        def fwd_bwd(x=x, g=g):
+            xx = x.detach().requires_grad_(True)
+            F.conv2d(xx, w, b, padding=pad).backward(g)
+
+        best = min(best, (median_ms(fwd_bwd, reps), label))
+    return best
+
+
+def _torch_pool_ms(torch, layer: PoolLayer, dtype, reps: int) -> tuple[float, str]:
+    import torch.nn.functional as F
+
+    tdt = getattr(torch, np.dtype(dtype).name)
+    pool = F.max_pool2d if layer.op == "max" else F.avg_pool2d
+    best = (float("inf"), "")
+    for fmt, label in ((torch.contiguous_format, "NCHW"), (torch.channels_last, "NHWC")):
+        x = torch.randn(layer.N, layer.C, layer.H, layer.W, dtype=tdt).contiguous(
+            memory_format=fmt)
+        g = torch.randn_like(pool(x, 2))
+
+        def fwd_bwd(x=x, g=g):
+            xx = x.detach().requires_grad_(True)
+            pool(xx, 2).backward(g)
+
+        best = min(best, (median_ms(fwd_bwd, reps), label))
+    return best
+
+
+def _conv_fns(layer: ConvLayer, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((layer.N, layer.H, layer.W, layer.C)).astype(dtype)
+    w = rng.standard_normal((3, 3, layer.C, layer.F)).astype(dtype)
+    b = rng.standard_normal(layer.F).astype(dtype)
+    out, cache = ops.conv2d_forward(x, w, b, padding=layer.padding)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+
+    def fwd():
+        return ops.conv2d_forward(x, w, b, padding=layer.padding)
+
+    def bwd():
+        return ops.conv2d_backward(dout, cache)
+
+    def fwd_bwd():
+        o, c = ops.conv2d_forward(x, w, b, padding=layer.padding)
+        return o, ops.conv2d_backward(dout, c)
+
+    # What fwd_bwd returns and keeps: out, dx, dw, db and the cache's reference to x.
+    keep = out.nbytes + x.nbytes + w.nbytes + b.nbytes
+    return fwd, bwd, fwd_bwd, keep
+
+
+def _pool_fns(layer: PoolLayer, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((layer.N, layer.H, layer.W, layer.C)).astype(dtype)
+    forward = ops.maxpool2d_forward if layer.op == "max" else ops.avgpool2d_forward
+    backward = ops.maxpool2d_backward if layer.op == "max" else ops.avgpool2d_backward
+    out, cache = forward(x, 2)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+
+    def fwd_bwd():
+        o, c = forward(x, 2)
+        return o, backward(dout, c)
+
+    keep = out.nbytes + x.nbytes
+    return (lambda: forward(x, 2)), (lambda: backward(dout, cache)), fwd_bwd, keep
+
+
+def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_reps: int = 3,
+        with_numpy: bool = True, with_torch: bool = True, batch: Optional[int] = None,
+        log=print) -> tuple[list[Row], dict]:
+    """Measure ``layers`` (names; default all) and return (rows, machine info)."""
+    dtype = np.dtype(dtype)
+    torch = _torch() if with_torch else None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    _threads.set_num_threads(threads)
+    peak = sgemm_gflops(threads)
+    info = {"machine": platform.processor() or platform.machine(),
+            "platform": platform.platform(), "threads": threads, "dtype": dtype.name,
+            "sgemm_gflops": round(peak, 1), "reps": reps,
+            "torch": torch.__version__ if torch is not None else None}
+    log(f"# numpy sgemm on {threads} threads: {peak:.0f} GFLOP/s")
+    wanted = set(layers) if layers else None
+    rows = []
+    for layer in CONV_LAYERS + POOL_LAYERS:
+        if wanted is not None and layer.name not in wanted:
+            continue
+        if batch is not None and layer.N > 1:
+            layer = type(layer)(**{**asdict(layer), "N": batch})
+        is_conv = isinstance(layer, ConvLayer)
+        fwd, bwd, fwd_bwd, keep = (_conv_fns if is_conv else _pool_fns)(layer, dtype)
+        row = Row(layer.name, layer.shape(), dtype.name, threads,
+                  median_ms(fwd, reps), median_ms(bwd, reps), median_ms(fwd_bwd, reps))
+        row.extra_mb = round(peak_extra_mb(fwd_bwd, keep), 2)
+        if is_conv:
+            row.gflops = 3 * layer.flops / row.fwd_bwd_ms / 1e6
+            row.pct_sgemm = 100 * row.gflops / peak
+            row.extra["fwd_gflops"] = layer.flops / row.fwd_ms / 1e6
+            row.extra["fwd_pct_sgemm"] = 100 * row.extra["fwd_gflops"] / peak
+        if with_numpy:
+            with use_backend("numpy"):
+                _, _, ref_fb, _ = (_conv_fns if is_conv else _pool_fns)(layer, dtype)
+                row.numpy_fwd_bwd_ms = median_ms(ref_fb, numpy_reps, warmup=1)
+            row.speedup_numpy = row.numpy_fwd_bwd_ms / row.fwd_bwd_ms
+        if torch is not None:
+            ms, fmt = (_torch_conv_ms if is_conv else _torch_pool_ms)(torch, layer, dtype, reps)
+            row.torch_fwd_bwd_ms, row.torch_format = ms, fmt
+            row.speedup_torch = ms / row.fwd_bwd_ms
+        rows.append(row)
+        log(format_row(row, torch is not None, with_numpy))
+    _threads.set_num_threads(None)
+    return rows, info
+
+
+def _f(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+HEADER = ("layer", "shape", "fwd ms", "bwd ms", "f+b ms", "GFLOP/s", "%sgemm", "extra MB",
+          "x numpy", "torch f+b ms", "x torch")
+
+
+def format_row(row: Row, torch: bool, numpy: bool) -> str:
+    cells = [row.layer, row.shape, _f(row.fwd_ms, ".2f"), _f(row.bwd_ms, ".2f"),
+             _f(row.fwd_bwd_ms, ".2f"), _f(row.gflops, ".0f"), _f(row.pct_sgemm, ".0f"),
+             _f(row.extra_mb, ".1f")]
+    if numpy:
+        cells.append(_f(row.speedup_numpy, ".1f"))
+    if torch:
+        cells += [f"{_f(row.torch_fwd_bwd_ms, '.2f')} {row.torch_format}",
+                  _f(row.speedup_torch, ".2f")]
+    widths = [6, 28, 8, 8, 8, 8, 7, 9, 8, 15, 8]
+    return " ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in
+                    enumerate(zip(cells, widths)))
+
+
+def format_header(torch: bool, numpy: bool) -> str:
+    cells = list(HEADER[:8]) + (["x numpy"] if numpy else []) + (
+        list(HEADER[9:]) if torch else [])
+    widths = [6, 28, 8, 8, 8, 8, 7, 9, 8, 15, 8]
+    return " ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in
+                    enumerate(zip(cells, widths)))
+
+
+def _plot(rows: list[Row], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install 'fastconv[plot]'") from None
+    names = [r.layer for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.6), 4))
+    xs = np.arange(len(rows))
+    for offset, attr, label in ((-0.2, "speedup_torch", "vs PyTorch"),
+                                (0.2, "speedup_numpy", "vs NumPy reference")):
+        vals = [getattr(r, attr) or 0 for r in rows]
+        if any(vals):
+            ax.bar(xs + offset, vals, width=0.4, label=label)
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set_xticks(xs, names)
+    ax.set_yscale("log")
+    ax.set_ylabel("speedup of fastconv (forward + backward)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fastconv.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--batch", type=int, help="override the batch size of every layer > 1")
+    p.add_argument("--reps", type=int, default=20, help="timed repetitions (median)")
+    p.add_argument("--numpy-reps", type=int, default=3, help="repetitions for the reference")
+    p.add_argument("--only", help="comma-separated layer names, e.g. a,b,g1max")
+    p.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference")
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if importable")
+    p.add_argument("--json", help="write rows and machine info as JSON")
+    p.add_argument("--csv", help="write rows as CSV")
+    p.add_argument("--plot", help="draw the speedups into this PNG (needs matplotlib)")
+    a = p.parse_args(argv)
+    if a.threads < 1 or a.reps < 1:
+        p.error("--threads and --reps must be >= 1")
+    torch_ok = not a.no_torch and _torch() is not None
+    print(format_header(torch_ok, not a.no_numpy))
+    rows, info = run(a.only.split(",") if a.only else None, a.threads, a.dtype, a.reps,
+                     a.numpy_reps, not a.no_numpy, not a.no_torch, a.batch,
+                     log=lambda s: print(s, flush=True))
+    print(f"# {info['machine']}, {info['platform']}, torch {info['torch']}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"info": info, "rows": [asdict(r) for r in rows]}, f, indent=1)
+    if a.csv:
+        with open(a.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=[k for k in asdict(rows[0]) if k != "extra"])
+            writer.writeheader()
+            for r in rows:
+                d = asdict(r)
+                d.pop("extra")
+                writer.writerow(d)
+    if a.plot:
+        _plot(rows, a.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

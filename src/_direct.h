@@ -1,0 +1,248 @@
+/*
+ * Direct (no im2col, no BLAS) float32 convolution kernels with AVX2 + FMA, for
+ * layers whose reduction K = KH*KW*C is too short for a GEMM to run well: the
+ * first layer of a network (C = 1 or 3) and its gradients.
+ *
+ * The extension is built for the baseline ISA (no -march=native); these functions
+ * alone are compiled for AVX2/FMA through the target attribute, and the Python
+ * wrapper calls them only when fc_have_avx2() says the CPU has both. Elsewhere
+ * (other CPUs, other compilers) fc_have_avx2() is 0 and the im2col + BLAS path runs.
+ *
+ * Layouts (row-major): img (H, W, C) of one image; w (KH, KW, C, F); out rows
+ * (OW, F); dout (OH, OW, F). F must be a multiple of 8 (checked by the caller).
+ * Every output value is accumulated by one thread in a fixed order, so results do
+ * not depend on the number of threads.
+ */
+#ifndef FASTCONV_DIRECT_H
+#define FASTCONV_DIRECT_H
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FC_HAVE_X86 1
+#include <immintrin.h>
+#define FC_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FC_HAVE_X86 0
+#endif
+
+static int fc_have_avx2(void)
+{
+#if FC_HAVE_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+#if FC_HAVE_X86
+
+/* One output row (n, oh): orow[ow, f0:f0+8*NV] for every ow, two columns at a
+ * time so that each weight vector loaded feeds two FMAs. Where both windows lie
+ * inside the image (the common case) the taps are read through koff, the offset
+ * of tap k = (ki*KW + kj)*C + c from the window's corner, with no checks; at the
+ * borders each tap is checked against the padding. */
+#define FC_FWD_BLOCK(NV)                                                            \
+    for (ptrdiff_t ow = 0; ow < OW; ow += 2) {                                      \
+        const int two = ow + 1 < OW;                                                \
+        __m256 a0[NV], a1[NV];                                                      \
+        for (int v = 0; v < NV; v++) {                                              \
+            a0[v] = bias ? _mm256_loadu_ps(bias + f0 + 8 * v) : _mm256_setzero_ps(); \
+            a1[v] = a0[v];                                                          \
+        }                                                                           \
+        const ptrdiff_t j0 = ow * sw - pl;                                          \
+        const float *wf = w + f0;                                                   \
+        if (rows_inside && two && j0 >= 0 && j0 + sw + max_dj < W) {                \
+            const float *x0 = img + (i0 * W + j0) * C;                              \
+            const float *x1 = x0 + sw * C;                                          \
+            for (ptrdiff_t k = 0; k < K; k++) {                                     \
+                const __m256 b0 = _mm256_set1_ps(x0[koff[k]]);                      \
+                const __m256 b1 = _mm256_set1_ps(x1[koff[k]]);                      \
+                for (int v = 0; v < NV; v++) {                                      \
+                    const __m256 wv = _mm256_loadu_ps(wf + k * F + 8 * v);          \
+                    a0[v] = _mm256_fmadd_ps(b0, wv, a0[v]);                         \
+                    a1[v] = _mm256_fmadd_ps(b1, wv, a1[v]);                         \
+                }                                                                   \
+            }                                                                       \
+        } else {                                                                    \
+            for (ptrdiff_t k = 0; k < K; k++) {                                     \
+                const ptrdiff_t ih = i0 + kdi[k];                                   \
+                const ptrdiff_t iw0 = j0 + kdj[k], iw1 = iw0 + sw;                  \
+                if (ih < 0 || ih >= H) continue;                                    \
+                const int ok0 = iw0 >= 0 && iw0 < W;                                \
+                const int ok1 = two && iw1 >= 0 && iw1 < W;                         \
+                const ptrdiff_t c = k % C;                                          \
+                const __m256 b0 = _mm256_set1_ps(ok0 ? img[(ih * W + iw0) * C + c] : 0.f); \
+                const __m256 b1 = _mm256_set1_ps(ok1 ? img[(ih * W + iw1) * C + c] : 0.f); \
+                for (int v = 0; v < NV; v++) {                                      \
+                    const __m256 wv = _mm256_loadu_ps(wf + k * F + 8 * v);          \
+                    a0[v] = _mm256_fmadd_ps(b0, wv, a0[v]);                         \
+                    a1[v] = _mm256_fmadd_ps(b1, wv, a1[v]);                         \
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+        for (int v = 0; v < NV; v++) {                                              \
+            if (relu) {                                                             \
+                /* max(x, 0) with NaN kept: 0 where x <= 0, else x */               \
+                const __m256 z = _mm256_setzero_ps();                               \
+                a0[v] = _mm256_blendv_ps(a0[v], z, _mm256_cmp_ps(a0[v], z, _CMP_LE_OQ)); \
+                a1[v] = _mm256_blendv_ps(a1[v], z, _mm256_cmp_ps(a1[v], z, _CMP_LE_OQ)); \
+            }                                                                       \
+            _mm256_storeu_ps(orow + ow * F + f0 + 8 * v, a0[v]);                    \
+            if (two) _mm256_storeu_ps(orow + (ow + 1) * F + f0 + 8 * v, a1[v]);     \
+        }                                                                           \
+    }
+
+FC_AVX2 static void fc_conv_fwd_row_f32(
+    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
+    const float *w,                                            /* IN  (KH, KW, C, F) */
+    const float *bias,                                         /* IN  (F,) or NULL */
+    float *orow,                                               /* OUT (OW, F) */
+    ptrdiff_t oh, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K,
+    const ptrdiff_t *koff, const int *kdi, const int *kdj,     /* IN  (K,) per tap */
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu)
+{
+    const ptrdiff_t i0 = oh * sh - pt;
+    const int rows_inside = i0 >= 0 && i0 + max_di < H;
+    ptrdiff_t f0 = 0;
+    for (; f0 + 32 <= F; f0 += 32) { FC_FWD_BLOCK(4) }
+    for (; f0 < F; f0 += 8) { FC_FWD_BLOCK(1) }
+}
+
+/* Weight gradient over output rows [r0, r1) of one image, accumulated into
+ * dw (K, F), K = KH*KW*C: dw[k, f] += x[window(p) + k] * dout[p, f]. Taps are
+ * handled twelve at a time with one 8-wide block of f, so that the accumulators
+ * stay in registers while the rows stream past. koff/kdi/kdj give each k's offset
+ * in the image and its row/column displacement (for the padding checks). */
+FC_AVX2 static void fc_conv_dw_rows_f32(
+    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
+    const float *dout,                                         /* IN  (OH, OW, F) */
+    float *dw,                                                 /* IN/OUT (K, F) */
+    ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K,
+    const ptrdiff_t *koff, const int *kdi, const int *kdj,
+    int sh, int sw, int pt, int pl, int max_di, int max_dj)
+{
+    for (ptrdiff_t f0 = 0; f0 < F; f0 += 8) {
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += 12) {
+            const int nk = (int)(K - k0 < 12 ? K - k0 : 12);
+            ptrdiff_t ko[12];
+            float xv[12];
+            static const ptrdiff_t ident[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+            for (int k = 0; k < 12; k++) ko[k] = k < nk ? koff[k0 + k] : 0;
+            __m256 acc[12];
+            for (int k = 0; k < 12; k++) acc[k] = _mm256_setzero_ps();  /* unrolled */
+            for (ptrdiff_t oh = r0; oh < r1; oh++) {
+                const ptrdiff_t i0 = oh * sh - pt;
+                const int rows_inside = i0 >= 0 && i0 + max_di < H;
+                for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                    const ptrdiff_t j0 = ow * sw - pl;
+                    const __m256 d = _mm256_loadu_ps(dout + (oh * OW + ow) * F + f0);
+                    /* Interior: read the taps straight from the image through ko.
+                     * Border: gather them (zero in the padding) into xv first. Either
+                     * way the FMAs below index acc[] by constants, so it stays in
+                     * registers. */
+                    const float *src = img + (i0 * W + j0) * C;
+                    const ptrdiff_t *off = ko;
+                    if (!(rows_inside && j0 >= 0 && j0 + max_dj < W)) {
+                        for (int k = 0; k < nk; k++) {
+                            const ptrdiff_t ih = i0 + kdi[k0 + k], iw = j0 + kdj[k0 + k];
+                            xv[k] = (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                    ? 0.f : img[(i0 * W + j0) * C + ko[k]];
+                        }
+                        src = xv;
+                        off = ident;
+                    }
+#define FC_DW_TAP(k) acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(src[off[k]]), d, acc[k])
+                    switch (nk) {
+                    case 12: FC_DW_TAP(11); /* fall through */
+                    case 11: FC_DW_TAP(10); /* fall through */
+                    case 10: FC_DW_TAP(9); /* fall through */
+                    case 9: FC_DW_TAP(8); /* fall through */
+                    case 8: FC_DW_TAP(7); /* fall through */
+                    case 7: FC_DW_TAP(6); /* fall through */
+                    case 6: FC_DW_TAP(5); /* fall through */
+                    case 5: FC_DW_TAP(4); /* fall through */
+                    case 4: FC_DW_TAP(3); /* fall through */
+                    case 3: FC_DW_TAP(2); /* fall through */
+                    case 2: FC_DW_TAP(1); /* fall through */
+                    default: FC_DW_TAP(0);
+                    }
+#undef FC_DW_TAP
+                }
+            }
+            for (int k = 0; k < 12; k++) {  /* constant bound: unrolled, acc[] in registers */
+                if (k < nk) {
+                    float *dst = dw + (k0 + k) * F + f0;
+                    _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), acc[k]));
+                }
+            }
+        }
+    }
+}
+
+FC_AVX2 static inline float fc_hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* Input gradient of a stride-1 convolution for one input row (n, i):
+ * dxrow[j, c] = sum_{ki, kj, f} dout[i + pt - ki*dh, j + pl - kj*dw, f] * w[ki, kj, c, f],
+ * a dot product over f for each tap (F a multiple of 8). For few input channels,
+ * where the flipped-weight GEMM would have only C columns. */
+FC_AVX2 static void fc_conv_dx_row_f32(
+    const float *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,  /* IN  (OH, OW, F) */
+    const float *w,                                              /* IN  (KH, KW, C, F) */
+    float *dxrow,                                                /* OUT (W, C) */
+    ptrdiff_t i, ptrdiff_t W, ptrdiff_t C,
+    int KH, int KW, int dh, int dw, int pt, int pl)
+{
+    for (ptrdiff_t j = 0; j < W; j++) {
+        for (ptrdiff_t c = 0; c < C; c++) {
+            /* four independent chains, so FMA latency does not serialise the sum */
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+            for (int ki = 0; ki < KH; ki++) {
+                const ptrdiff_t oh = i + pt - (ptrdiff_t)ki * dh;
+                if (oh < 0 || oh >= OH) continue;
+                for (int kj = 0; kj < KW; kj++) {
+                    const ptrdiff_t ow = j + pl - (ptrdiff_t)kj * dw;
+                    if (ow < 0 || ow >= OW) continue;
+                    const float *d = dout + (oh * OW + ow) * F;
+                    const float *wp = w + ((ptrdiff_t)(ki * KW + kj) * C + c) * F;
+                    ptrdiff_t f = 0;
+                    for (; f + 32 <= F; f += 32) {
+                        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(d + f), _mm256_loadu_ps(wp + f), acc0);
+                        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(d + f + 8), _mm256_loadu_ps(wp + f + 8), acc1);
+                        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(d + f + 16), _mm256_loadu_ps(wp + f + 16), acc2);
+                        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(d + f + 24), _mm256_loadu_ps(wp + f + 24), acc3);
+                    }
+                    for (; f < F; f += 8)
+                        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(d + f), _mm256_loadu_ps(wp + f), acc0);
+                }
+            }
+            dxrow[j * C + c] = fc_hsum256(_mm256_add_ps(_mm256_add_ps(acc0, acc1),
+                                                        _mm256_add_ps(acc2, acc3)));
+        }
+    }
+}
+
+#else  /* no x86 SIMD: never called (fc_have_avx2() is 0), but must compile */
+
+static void fc_conv_fwd_row_f32(const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
+    const float *w, const float *bias, float *orow, ptrdiff_t oh, ptrdiff_t OW, ptrdiff_t F,
+    ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu) {}
+static void fc_conv_dw_rows_f32(const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
+    const float *dout, float *dw, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t OW, ptrdiff_t F,
+    ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
+    int sh, int sw, int pt, int pl, int max_di, int max_dj) {}
+static void fc_conv_dx_row_f32(const float *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,
+    const float *w, float *dxrow, ptrdiff_t i, ptrdiff_t W, ptrdiff_t C,
+    int KH, int KW, int dh, int dw, int pt, int pl) {}
+
+#endif
+#endif
