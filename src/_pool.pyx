@@ -21,6 +21,14 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t
 
+cdef extern from "_pool_inner.h" nogil:
+    void fc_max_update_f32(float* o, int32_t* a, const float* src, Py_ssize_t C, int32_t idx)
+    void fc_max_update_f64(double* o, int32_t* a, const double* src, Py_ssize_t C,
+                           int32_t idx)
+    void fc_max_first_f32(float* o, int32_t* a, const float* src, Py_ssize_t C, int32_t idx)
+    void fc_max_first_f64(double* o, int32_t* a, const double* src, Py_ssize_t C,
+                          int32_t idx)
+
 
 def maxpool_forward(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
                     floating[:, :, :, ::1] out,        # OUT (N, OH, OW, C)
@@ -28,13 +36,12 @@ def maxpool_forward(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
                     int PH, int PW, int sh, int sw, int pt, int pl, int n_threads):
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t row, n, oh, ow, ih, iw, c, idx
+    cdef Py_ssize_t row, n, oh, ow, ih, iw, idx
     cdef int ki, kj
     cdef bint first
     cdef const floating* src
     cdef floating* o
     cdef int32_t* a
-    cdef floating v, m
     for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
         n = row // OH
         oh = row - n * OH
@@ -52,18 +59,17 @@ def maxpool_forward(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
                         continue
                     src = &x[n, ih, iw, 0]
                     idx = (ih * W + iw) * C
-                    if first:
-                        for c in range(C):
-                            o[c] = src[c]
-                            a[c] = <int32_t> (idx + c)
-                        first = False
+                    if floating is float:
+                        if first:
+                            fc_max_first_f32(o, a, src, C, <int32_t> idx)
+                        else:
+                            fc_max_update_f32(o, a, src, C, <int32_t> idx)
                     else:
-                        for c in range(C):
-                            v = src[c]
-                            m = o[c]
-                            if v > m or (v != v and m == m):
-                                o[c] = v
-                                a[c] = <int32_t> (idx + c)
+                        if first:
+                            fc_max_first_f64(o, a, src, C, <int32_t> idx)
+                        else:
+                            fc_max_update_f64(o, a, src, C, <int32_t> idx)
+                    first = False
 
 
 def maxpool_backward(const floating[:, :, :, ::1] dout,   # IN  (N, OH, OW, C)

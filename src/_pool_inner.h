@@ -1,0 +1,41 @@
+/*
+ * Inner loops of max pooling over the channels of one window element, written
+ * so that the compiler vectorises them (no branches: compare masks and selects).
+ *
+ * Rule (the same as np.argmax over the window, first wins): an element replaces
+ * the running maximum m when it is larger, or when it is NaN and m is not.
+ */
+#ifndef FASTCONV_POOL_INNER_H
+#define FASTCONV_POOL_INNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FC_MAX_UPDATE(T, NAME)                                                    \
+static inline void NAME(T *restrict o, int32_t *restrict a, const T *restrict src, \
+                        ptrdiff_t C, int32_t idx)                                 \
+{                                                                                 \
+    for (ptrdiff_t c = 0; c < C; c++) {                                           \
+        const T v = src[c], m = o[c];                                             \
+        const int take = (v > m) | ((v != v) & (m == m));                         \
+        o[c] = take ? v : m;                                                      \
+        a[c] = take ? idx + (int32_t)c : a[c];                                    \
+    }                                                                             \
+}
+
+#define FC_MAX_FIRST(T, NAME)                                                     \
+static inline void NAME(T *restrict o, int32_t *restrict a, const T *restrict src, \
+                        ptrdiff_t C, int32_t idx)                                 \
+{                                                                                 \
+    for (ptrdiff_t c = 0; c < C; c++) {                                           \
+        o[c] = src[c];                                                            \
+        a[c] = idx + (int32_t)c;                                                  \
+    }                                                                             \
+}
+
+FC_MAX_UPDATE(float, fc_max_update_f32)
+FC_MAX_UPDATE(double, fc_max_update_f64)
+FC_MAX_FIRST(float, fc_max_first_f32)
+FC_MAX_FIRST(double, fc_max_first_f64)
+
+#endif
