@@ -414,38 +414,56 @@ class Conv2D(_ActivationMixin, Layer):
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
 
+    #: False when nothing needs the gradient with respect to this layer's input (the
+    #: model's first weighted layer during training): backward then returns None and
+    #: the kernels skip that third of the work.
+    input_grad = True
+
     def forward(self, x, training=False):
         if self.data_format == "channels_first":
             x = x.transpose(0, 2, 3, 1)
-        z, self._cache = ops.conv2d_forward(
-            x, self.kernel, self.bias if self.use_bias else None, self.strides, self.padding,
-            self.dilation_rate)
-        # Conv + ReLU are two kernel calls for now; a fused op can replace this pair.
-        out = self._activate(z)
+        args = (x, self.kernel, self.bias if self.use_bias else None, self.strides,
+                self.padding, self.dilation_rate)
+        self._fused_relu = self.activation is _activations.relu
+        if self._fused_relu:
+            # Bias and ReLU applied in the convolution's output pass.
+            out, self._cache = ops.conv2d_relu_forward(*args)
+            self._preact = None
+        else:
+            z, self._cache = ops.conv2d_forward(*args)
+            out = self._activate(z)
         if self.data_format == "channels_first":
             out = out.transpose(0, 3, 1, 2)
         return out
 
-    def _backward_pre(self, dz):
-        if self.data_format == "channels_first":
-            dz = dz.transpose(0, 2, 3, 1)
-        dx, dw, db = ops.conv2d_backward(dz, self._cache)
+    def _store_grads(self, dx, dw, db):
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
-        if self.data_format == "channels_first":
+        if dx is not None and self.data_format == "channels_first":
             dx = dx.transpose(0, 3, 1, 2)
         return dx
+
+    def _backward_pre(self, dz):
+        if self.data_format == "channels_first":
+            dz = dz.transpose(0, 2, 3, 1)
+        return self._store_grads(*ops.conv2d_backward(dz, self._cache, self.input_grad))
 
     def backward(self, dout):
         if self.data_format == "channels_first":
             # The activation saw channels-last arrays.
             dout = dout.transpose(0, 2, 3, 1)
-            dz = self._deactivate(dout).transpose(0, 3, 1, 2)
-            return self._backward_pre(dz)
-        return self._backward_pre(self._deactivate(dout))
+        if self._fused_relu:
+            return self._store_grads(
+                *ops.conv2d_relu_backward(dout, self._cache, self.input_grad))
+        dz = self._deactivate(dout)
+        if self.data_format == "channels_first":
+            dz = dz.transpose(0, 3, 1, 2)
+        return self._backward_pre(dz)
 
     def _preact_external(self):
+        if self._fused_relu:
+            raise RuntimeError("a Conv2D with a ReLU activation has no separate logits")
         z = self._preact
         return z.transpose(0, 3, 1, 2) if self.data_format == "channels_first" else z
 

@@ -12,6 +12,8 @@ from .backends import _args, active_module, get_module
 __all__ = [
     "conv2d_forward",
     "conv2d_backward",
+    "conv2d_relu_forward",
+    "conv2d_relu_backward",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
@@ -33,9 +35,19 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     return active_module().conv2d_forward(x, w, b, stride, padding, dilation)
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, input_grad=True):
     """``(dx, dw, db)``; see :func:`fastconv.backends.numpy.conv2d_backward`."""
-    return _cache_module(cache, "conv2d").conv2d_backward(dout, cache)
+    return _cache_module(cache, "conv2d").conv2d_backward(dout, cache, input_grad)
+
+
+def conv2d_relu_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """``ReLU(conv2d(x, w) + b)``, fused in the compiled backend; see the reference."""
+    return active_module().conv2d_relu_forward(x, w, b, stride, padding, dilation)
+
+
+def conv2d_relu_backward(dout, cache, input_grad=True):
+    """``(dx, dw, db)`` of :func:`conv2d_relu_forward`."""
+    return _cache_module(cache, "conv2d_relu").conv2d_relu_backward(dout, cache, input_grad)
 
 
 def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):

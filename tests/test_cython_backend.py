@@ -196,3 +196,43 @@ def test_unusual_memory_layouts(dtype, rng, tmp_path):
             assert_close(got, want, dtype)
         p, _ = fast.maxpool2d_forward(xv, 2)
         np.testing.assert_array_equal(p, ref.maxpool2d_forward(x, 2)[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(case=conv_cases())
+def test_conv_relu_matches_reference(case, dtype, threads, conv_path):
+    x, w, b, *args = case.arrays(dtype)
+    want, wcache = ref.conv2d_relu_forward(x, w, b, *args)
+    got, gcache = fast.conv2d_relu_forward(x, w, b, *args)
+    absb = None if b is None else np.abs(b)
+    scale, _ = ref.conv2d_forward(np.abs(x), np.abs(w), absb, *args)
+    assert_close(got, want, dtype, scale=scale)
+    dout = np.random.default_rng(case.seed).standard_normal(want.shape).astype(dtype)
+    # The same ReLU mask on both sides, so that a pre-activation within rounding of 0
+    # cannot flip one gradient entry: compare the conv backward of the masked dout.
+    masked = np.where((want > 0) & (got > 0), dout, 0).astype(dtype)
+    gdx, gdw, gdb = fast.conv2d_relu_backward(masked, gcache)
+    wdx, wdw, wdb = ref.conv2d_relu_backward(masked, wcache)
+    scales = ref.conv2d_backward(np.abs(masked), ref.conv2d_forward(
+        np.abs(x), np.abs(w), absb, *args)[1])
+    for a, b_, s in zip((gdx, gdw, gdb), (wdx, wdw, wdb), scales):
+        if b_ is None:
+            assert a is None
+        else:
+            assert_close(a, b_, dtype, scale=s)
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv2d_relu"])
+def test_input_grad_false_skips_dx_only(op, conv_path, rng):
+    x = rng.standard_normal((3, 10, 9, 1)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, 16)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    for be in (fast, ref):
+        out, cache = getattr(be, op + "_forward")(x, w, b)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        dx, dw, db = getattr(be, op + "_backward")(dout, cache)
+        ndx, ndw, ndb = getattr(be, op + "_backward")(dout, cache, input_grad=False)
+        assert ndx is None and dx.shape == x.shape
+        np.testing.assert_array_equal(ndw, dw)
+        np.testing.assert_array_equal(ndb, db)

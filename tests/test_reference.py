@@ -230,3 +230,19 @@ def test_batch_of_zero_images():
     assert out.shape == (0, 3, 3, 4)
     dx, dw, db = ref.conv2d_backward(out, cache)
     assert dx.shape == (0, 5, 5, 2) and not dw.any() and db is None
+
+
+def test_conv_relu_gradients_numerically(rng):
+    x = rng.standard_normal((2, 6, 5, 2))
+    w = rng.standard_normal((3, 2, 2, 3))
+    b = rng.standard_normal(3)
+    out, cache = ref.conv2d_relu_forward(x, w, b, 1, "same")
+    np.testing.assert_array_equal(out, np.maximum(ref.conv2d_forward(x, w, b, 1, "same")[0], 0))
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = ref.conv2d_relu_backward(dout, cache)
+
+    def f():
+        return ref.conv2d_relu_forward(x, w, b, 1, "same")[0]
+
+    for got, arr in ((dx, x), (dw, w), (db, b)):
+        assert relative_error(got, numerical_gradient(f, arr, dout)) < 1e-6

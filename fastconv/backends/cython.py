@@ -24,6 +24,8 @@ NAME = "cython"
 __all__ = [
     "conv2d_forward",
     "conv2d_backward",
+    "conv2d_relu_forward",
+    "conv2d_relu_backward",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
@@ -78,8 +80,8 @@ def _conv_into(x, wmat, b, out, kh, kw, stride, dilation, pad_tl, in_dil, relu=F
         )
 
 
-def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
-    """2-D convolution; see :func:`fastconv.backends.numpy.conv2d_forward`."""
+def _conv_forward(x, w, b, stride, padding, dilation, relu):
+    """Validate, allocate, run the direct or im2col+GEMM kernel; (out, conv cache)."""
     x, w, b, g = _args.conv_args(x, w, b, stride, padding, dilation)
     out = np.empty(g.out_shape, dtype=x.dtype)
     if out.size == 0:
@@ -87,16 +89,44 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     elif _use_direct(x.dtype, g.F, g.KH * g.KW * g.C <= _DIRECT_MAX_K):
         koff, kdi, kdj = _tap_offsets(g)
         _conv.conv2d_forward_direct(x, w, b, out, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
-                                    g.dh * (g.KH - 1), g.dw * (g.KW - 1), False,
+                                    g.dh * (g.KH - 1), g.dw * (g.KW - 1), relu,
                                     get_num_threads())
     else:
         _conv_into(x, w.reshape(-1, g.F), b, out, g.KH, g.KW, (g.sh, g.sw), (g.dh, g.dw),
-                   (g.pt, g.pl), (1, 1))
+                   (g.pt, g.pl), (1, 1), relu)
     cache = Cache("conv2d", NAME, g, x.dtype, {"x": x, "w": w, "has_bias": b is not None})
     return out, cache
 
 
-def conv2d_backward(dout, cache):
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """2-D convolution; see :func:`fastconv.backends.numpy.conv2d_forward`."""
+    return _conv_forward(x, w, b, stride, padding, dilation, False)
+
+
+def conv2d_relu_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """``ReLU(conv2d(x, w) + b)`` with bias and ReLU applied in the kernel's output pass.
+
+    See :func:`fastconv.backends.numpy.conv2d_relu_forward`.
+    """
+    out, conv_cache = _conv_forward(x, w, b, stride, padding, dilation, True)
+    return out, Cache("conv2d_relu", NAME, conv_cache.geom, out.dtype,
+                      {"conv": conv_cache, "out": out})
+
+
+def conv2d_relu_backward(dout, cache, input_grad=True):
+    """Gradients of :func:`conv2d_relu_forward`; ``(dx, dw, db)``."""
+    cache = _args.check_cache(cache, "conv2d_relu", NAME)
+    dout = _args.check_dout(dout, cache.geom.out_shape, cache.dtype)
+    out = cache.arrays["out"]
+    dz = np.empty_like(dout)
+    if dz.size:
+        # out > 0 exactly where the pre-activation was > 0.
+        _elementwise.relu_backward(dout.reshape(-1), out.reshape(-1), dz.reshape(-1),
+                                   get_num_threads())
+    return conv2d_backward(dz, cache.arrays["conv"], input_grad)
+
+
+def conv2d_backward(dout, cache, input_grad=True):
     """Gradients of :func:`conv2d_forward`; see the reference for shapes.
 
     Notes
@@ -110,14 +140,16 @@ def conv2d_backward(dout, cache):
     g = cache.geom
     dout = _args.check_dout(dout, g.out_shape, cache.dtype)
     x, w = cache.arrays["x"], cache.arrays["w"]
-    dx = np.zeros_like(x)
+    dx = np.zeros_like(x) if input_grad else None
     dw = np.zeros_like(w)
     db = np.zeros(g.F, dtype=x.dtype) if cache.arrays["has_bias"] else None
     if dout.size == 0:
         return dx, dw, db
-    if dx.size and g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
+    if dx is None or dx.size == 0:
+        pass
+    elif g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
         _conv.conv2d_input_grad_direct(dout, w, dx, g.dh, g.dw, g.pt, g.pl, get_num_threads())
-    elif dx.size:
+    else:
         w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, g.C)
         pad_tl = (g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl)
         _conv_into(dout, w_flip, None, dx, g.KH, g.KW, (1, 1), (g.dh, g.dw), pad_tl,

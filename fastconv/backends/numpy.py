@@ -28,6 +28,8 @@ NAME = "numpy"
 __all__ = [
     "conv2d_forward",
     "conv2d_backward",
+    "conv2d_relu_forward",
+    "conv2d_relu_backward",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
@@ -94,7 +96,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     return out, cache
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, input_grad=True):
     """Gradients of :func:`conv2d_forward`.
 
     Parameters
@@ -103,10 +105,12 @@ def conv2d_backward(dout, cache):
         Gradient of the loss with respect to the output.
     cache : Cache
         From :func:`conv2d_forward`.
+    input_grad : bool, default True
+        False skips dx (returned as None): a network's first layer needs only dw, db.
 
     Returns
     -------
-    dx : ndarray, shape (N, H, W, C)
+    dx : ndarray, shape (N, H, W, C), or None when ``input_grad`` is False
     dw : ndarray, shape (KH, KW, C, F)
     db : ndarray, shape (F,), or None when the forward pass had no bias
     """
@@ -121,9 +125,31 @@ def conv2d_backward(dout, cache):
         for j in range(g.KW):
             tap = _tap(g, i, j, (g.dh, g.dw))
             dw[i, j] = np.tensordot(xp[tap], dout, axes=([0, 1, 2], [0, 1, 2]))
-            dxp[tap] += dout @ w[i, j].T
+            if input_grad:
+                dxp[tap] += dout @ w[i, j].T
     db = dout.sum(axis=(0, 1, 2)) if cache.arrays["has_bias"] else None
-    return np.ascontiguousarray(_crop(dxp, g)), dw, db
+    dx = np.ascontiguousarray(_crop(dxp, g)) if input_grad else None
+    return dx, dw, db
+
+
+def conv2d_relu_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """``ReLU(conv2d(x, w) + b)``: :func:`conv2d_forward` then :func:`relu_forward`.
+
+    Same arguments and output shape as :func:`conv2d_forward`; the cache keeps the
+    convolution's cache and the output (whose sign is the pre-activation's).
+    """
+    z, conv_cache = conv2d_forward(x, w, b, stride, padding, dilation)
+    out = np.maximum(z, 0)
+    return out, Cache("conv2d_relu", NAME, conv_cache.geom, z.dtype,
+                      {"conv": conv_cache, "out": out})
+
+
+def conv2d_relu_backward(dout, cache, input_grad=True):
+    """Gradients of :func:`conv2d_relu_forward`: ``(dx, dw, db)`` as :func:`conv2d_backward`."""
+    cache = _args.check_cache(cache, "conv2d_relu", NAME)
+    dout = _args.check_dout(dout, cache.geom.out_shape, cache.dtype)
+    dz = np.where(cache.arrays["out"] > 0, dout, 0).astype(cache.dtype, copy=False)
+    return conv2d_backward(dz, cache.arrays["conv"], input_grad)
 
 
 # ------------------------------------------------------------------------ pooling
