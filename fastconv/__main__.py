@@ -33,6 +33,25 @@ def _filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import run
+
+    try:
+        run(epochs=args.epochs, batch_size=args.batch_size,
+            output=None if args.no_plot else args.output, seed=args.seed)
+    except (OSError, ValueError) as err:
+        print(f"python -m fastconv demo: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastconv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +74,19 @@ def main(argv=None) -> int:
                       help="border handling (default: same, zeros as in Keras; 'reflect' "
                            "avoids dark borders)")
     filt.set_defaults(func=_filter)
+
+    demo = sub.add_parser(
+        "demo", help="train the lecture's MNIST model on the embedded Fashion-MNIST sample",
+        description="Train the lecture's MNIST CNN on the 2,000-image Fashion-MNIST sample "
+                    "shipped with fastconv (offline), print progress and test accuracy, and "
+                    "save the accuracy/val_accuracy plot (needs matplotlib).")
+    demo.add_argument("--epochs", type=_positive, default=10, help="epochs (default: 10)")
+    demo.add_argument("--batch-size", type=_positive, default=32, help="batch size (default: 32)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--output", "-o", default="fastconv-demo.png",
+                      help="plot file (default: fastconv-demo.png)")
+    demo.add_argument("--no-plot", action="store_true", help="do not save the plot")
+    demo.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)
     return args.func(args)
