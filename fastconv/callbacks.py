@@ -6,6 +6,10 @@ A callback receives ``set_model(model)`` and ``set_params(params)`` first, then
 ``on_train_end``. ``logs`` at an epoch's end holds 'loss', each metric, and their
 'val_' versions when there is validation data. Setting ``model.stop_training = True``
 ends training after the current batch's epoch.
+
+Under :mod:`fastconv.distributed` with several MPI ranks, ModelCheckpoint and
+CSVLogger act on the root rank only (the weights and the epoch logs are the same on
+every rank), so one process writes each file.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from . import distributed as _distributed
 from .backends._args import fail
 
 __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
@@ -168,6 +173,8 @@ class ModelCheckpoint(_Monitor):
         self.save_weights_only = bool(save_weights_only)
 
     def on_epoch_end(self, epoch, logs=None):
+        if not _distributed.is_root():
+            return
         logs = logs or {}
         if self.save_best_only:
             current = self._current(logs)
@@ -191,6 +198,9 @@ class CSVLogger(Callback):
         self.filename, self.sep, self.append = os.fspath(filename), separator, bool(append)
 
     def on_train_begin(self, logs=None):
+        self._file = None
+        if not _distributed.is_root():
+            return
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(
             self.filename) > 0
         self._file = open(self.filename, "a" if self.append else "w", newline="")
@@ -198,6 +208,8 @@ class CSVLogger(Callback):
         self._header_written = exists
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._file is None:
+            return
         logs = logs or {}
         if self._writer is None:
             self._keys = sorted(logs)
@@ -208,7 +220,9 @@ class CSVLogger(Callback):
         self._file.flush()
 
     def on_train_end(self, logs=None):
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class TerminateOnNaN(Callback):

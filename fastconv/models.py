@@ -23,6 +23,7 @@ import numpy as np
 from . import _random
 from . import activations as _activations
 from . import callbacks as _callbacks
+from . import distributed as _distributed
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
@@ -364,9 +365,24 @@ class Sequential:
         return value, out, [arr for _, _, arr in items], grads
 
     def _train_step(self, x, y):
+        """One update; returns this batch's loss, the output, and the step's loss.
+
+        The step's loss is the batch loss, or under fastconv.distributed the loss over
+        the batches of all ranks, which the optimizer's ``apply_step`` hook averages
+        together with the gradients.
+        """
         value, out, params, grads = self._loss_and_backward(x, y)
-        self.optimizer.apply(params, grads)
-        return value, out
+        apply_step = getattr(self.optimizer, "apply_step", None)
+        if apply_step is None:
+            self.optimizer.apply(params, grads)
+            return value, out, value
+        return value, out, apply_step(params, grads, len(x), value)
+
+    def _empty_step(self):
+        """Take part in a distributed step with no samples (this rank's shard ran out)."""
+        items = self._train_items()
+        return self.optimizer.apply_step([arr for _, _, arr in items],
+                                         [np.zeros_like(arr) for _, _, arr in items], 0, 0.0)
 
     def _batch_loss(self, y, out):
         if self._fused():
@@ -378,7 +394,7 @@ class Sequential:
         self._require_compiled()
         x = self._prepare_x(x)
         y = self.loss.prepare_targets(y, self._output_shape)
-        value, out = self._train_step(x, y)
+        value, out, _ = self._train_step(x, y)
         logs = {"loss": value}
         for name, fn in self.compiled_metrics:
             logs[name] = fn(y, out)
@@ -446,7 +462,17 @@ class Sequential:
         n = len(x)
         if n == 0:
             raise fail("x", "at least one sample", x)
-        steps = -(-n // batch_size)
+        steps = local_steps = -(-n // batch_size)
+        world = _distributed._world()
+        if world is not None:
+            if not hasattr(self.optimizer, "apply_step"):
+                raise fail("optimizer", f"a fastconv.distributed.DistributedOptimizer when "
+                           f"training on {world.Get_size()} MPI ranks (compile with "
+                           "optimizer=DistributedOptimizer(...))", self.optimizer, TypeError)
+            # Every rank must join every allreduce: run as many steps as the largest shard.
+            steps = world.allreduce(local_steps, op=_distributed._MPI.MAX)
+            if not _distributed.is_root():
+                verbose = 0
         history = _callbacks.History()
         cbs = _callbacks.CallbackList([history] + list(callbacks or []), self,
                                       {"epochs": epochs, "steps": steps, "verbose": verbose,
@@ -470,6 +496,13 @@ class Sequential:
             seen = 0
             logs: Dict[str, float] = {}
             for step in range(steps):
+                if step >= local_steps:
+                    cbs.on_train_batch_begin(step, {})
+                    value = self._empty_step()
+                    cbs.on_train_batch_end(step, {"loss": value})
+                    if self.stop_training:
+                        break
+                    continue
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
                 if order is None:
                     xb, yb = x[lo:hi], y[lo:hi]
@@ -485,7 +518,7 @@ class Sequential:
                     else:
                         xb, yb = x[idx], y[idx]
                 cbs.on_train_batch_begin(step, {})
-                value, out = self._train_step(xb, yb)
+                value, out, step_loss = self._train_step(xb, yb)
                 m = hi - lo
                 if not math.isfinite(value) and not nan_reported:
                     nan_reported = True
@@ -498,10 +531,14 @@ class Sequential:
                     sums[name] += fn(yb, out) * m
                 seen += m
                 logs = {k: v / seen for k, v in sums.items()}
-                cbs.on_train_batch_end(step, {"loss": value})
+                cbs.on_train_batch_end(step, {"loss": step_loss})
                 bar.update(step + 1, logs, final=False)
                 if self.stop_training:
                     break
+            if world is not None:
+                logs = _distributed.allreduce_mean(
+                    {k: v / seen for k, v in sums.items()} if seen else dict.fromkeys(sums, 0.0),
+                    seen)
             if val is not None:
                 for k, v in self._evaluate_arrays(val[0], val[1], batch_size).items():
                     logs["val_" + k] = v
@@ -524,7 +561,7 @@ class Sequential:
             sums["loss"] += self._batch_loss(yb, out) * m
             for name, fn in self.compiled_metrics:
                 sums[name] += fn(yb, out) * m
-        logs = {k: v / n for k, v in sums.items()}
+        logs = _distributed.allreduce_mean({k: v / n for k, v in sums.items()}, n)
         logs["loss"] += self._penalty()
         return logs
 
@@ -533,11 +570,15 @@ class Sequential:
         """Loss (with regularization) and metrics in inference mode.
 
         Returns the loss alone when there are no metrics, else ``[loss, metric, ...]``,
-        or a dict with ``return_dict=True``.
+        or a dict with ``return_dict=True``. Under fastconv.distributed, ``x``/``y`` are
+        this rank's shard and the result, the mean over all shards, is returned on every
+        rank.
         """
         self._require_compiled()
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
         verbose = _verbose(verbose)
+        if not _distributed.is_root():
+            verbose = 0
         x, y = self._check_xy(x, y)
         if len(x) == 0:
             raise fail("x", "at least one sample", x)
@@ -548,10 +589,19 @@ class Sequential:
 
     def predict(self, x: Any, batch_size: Optional[int] = None,
                 verbose: Union[int, str] = 0) -> np.ndarray:
-        """The model's output for ``x``, in batches, in inference mode (no Dropout)."""
+        """The model's output for ``x``, in batches, in inference mode (no Dropout).
+
+        Under fastconv.distributed, ``x`` is this rank's shard: the root returns the
+        outputs of all shards concatenated in rank order, the other ranks None.
+        """
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
         _verbose(verbose)
         x = self._prepare_x(x)
+        if _distributed._world() is not None:
+            return _distributed._gather_rows(self._predict_arrays(x, batch_size))
+        return self._predict_arrays(x, batch_size)
+
+    def _predict_arrays(self, x, batch_size):
         result = None
         for lo in range(0, len(x), batch_size):
             out = self.forward(x[lo:lo + batch_size], training=False)

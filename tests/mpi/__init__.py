@@ -1,0 +1,1 @@
+"""Small programs that tests/test_distributed.py runs under ``mpiexec -n 2``."""

