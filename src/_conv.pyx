@@ -13,8 +13,8 @@ Layering (Python validates, Cython computes):
   falls into padding. It also handles *input dilation* (zeros between input rows
   and columns), which turns the input gradient of a strided convolution into an
   ordinary stride-1 convolution with flipped weights.
-- ``conv2d_forward``: the output is cut into tiles of at most ``tile`` positions of
-  one image; each thread copies a tile into its own workspace row and multiplies
+- ``conv2d_forward``: the output, as (N*OH*OW, F) rows, is cut into tiles of at
+  most ``tile`` positions (a tile may span images); each thread copies a tile into its own workspace row and multiplies
   it by the (K, F) weight matrix with single-threaded BLAS, then adds the bias and
   optionally applies ReLU while the tile is still in cache. The tile size depends
   only on the shapes, never on the thread count, so results are bit-identical for
@@ -35,25 +35,31 @@ from libc.string cimport memcpy, memset
 from _blas cimport gemm_rm
 
 
-cdef void _im2col_rows(const floating* img,        # IN  (H, W, C) one image
+cdef void _im2col_rows(const floating* x,          # IN  (N, H, W, C)
                        Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                        floating* col,              # OUT (p1 - p0, KH*KW*C)
-                       Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t OW,
+                       Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t OH, Py_ssize_t OW,
                        int KH, int KW, int sh, int sw, int dh, int dw,
                        int pt, int pl, int idh, int idw) noexcept nogil:
-    """Receptive fields of output positions p0..p1-1 (row-major over (OH, OW)).
+    """Receptive fields of output positions p0..p1-1, row-major over (N, OH, OW).
 
-    Output (oh, ow) and tap (ki, kj) read the input-dilated, padded input at
-    row oh*sh + ki*dh - pt; that row exists in ``img`` only when it is >= 0,
-    a multiple of idh, and (row / idh) < H. Columns likewise.
+    A run of positions may span several images, so that layers with small images
+    still get GEMMs of a useful size. Output (oh, ow) and tap (ki, kj) read the
+    input-dilated, padded input at row oh*sh + ki*dh - pt; that row exists in the
+    image only when it is >= 0, a multiple of idh, and (row / idh) < H. Columns
+    likewise.
     """
-    cdef Py_ssize_t p, oh, ow, i, j, ih, iw
+    cdef Py_ssize_t p, n, q, oh, ow, i, j, ih, iw
     cdef int ki, kj
     cdef floating* dst = col
+    cdef const floating* img
     cdef size_t row_bytes = C * sizeof(floating)
     for p in range(p0, p1):
-        oh = p // OW
-        ow = p - oh * OW
+        n = p // (OH * OW)
+        q = p - n * (OH * OW)
+        img = x + n * H * W * C
+        oh = q // OW
+        ow = q - oh * OW
         for ki in range(KH):
             i = oh * sh + ki * dh - pt
             ih = -1
@@ -91,9 +97,9 @@ def conv2d_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], F = out.shape[3]
     cdef Py_ssize_t K = wmat.shape[0]
-    cdef Py_ssize_t P = OH * OW
-    cdef Py_ssize_t tpi = (P + tile - 1) // tile
-    cdef Py_ssize_t t, n, p0, p1, m, r, f
+    cdef Py_ssize_t P = N * OH * OW
+    cdef Py_ssize_t tiles = (P + tile - 1) // tile
+    cdef Py_ssize_t t, p0, p1, m, r, f
     cdef bint has_bias = bias is not None
     cdef const floating* bptr = NULL
     cdef const floating* xptr = &x[0, 0, 0, 0]
@@ -108,14 +114,13 @@ def conv2d_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
         bptr = &bias[0]
     with nogil, parallel(num_threads=n_threads):
         col = wkptr + threadid() * wstride
-        for t in prange(N * tpi, schedule="static"):
-            n = t // tpi
-            p0 = (t - n * tpi) * tile
+        for t in prange(tiles, schedule="static"):
+            p0 = t * tile
             p1 = min(p0 + tile, P)
             m = p1 - p0
-            _im2col_rows(xptr + n * H * W * C, H, W, C, col, p0, p1, OW,
+            _im2col_rows(xptr, H, W, C, col, p0, p1, OH, OW,
                          KH, KW, sh, sw, dh, dw, pt, pl, idh, idw)
-            o = optr + (n * P + p0) * F
+            o = optr + p0 * F
             gemm_rm(False, False, <int> m, <int> F, <int> K, 1.0, col, <int> K,
                     wptr, <int> F, 0.0, o, <int> F)
             if has_bias or relu:
@@ -141,10 +146,9 @@ def conv2d_weight_grad(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
     cdef Py_ssize_t K = dw_part.shape[1], G = dw_part.shape[0]
-    cdef Py_ssize_t P = OH * OW
-    cdef Py_ssize_t tpi = (P + tile - 1) // tile
-    cdef Py_ssize_t total = N * tpi
-    cdef Py_ssize_t g, t, n, p0, p1, m, r, f
+    cdef Py_ssize_t P = N * OH * OW
+    cdef Py_ssize_t total = (P + tile - 1) // tile
+    cdef Py_ssize_t g, t, p0, p1, m, r, f
     cdef bint has_db = db_part is not None
     cdef const floating* xptr = &x[0, 0, 0, 0]
     cdef const floating* dptr = &dout[0, 0, 0, 0]
@@ -166,13 +170,12 @@ def conv2d_weight_grad(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
                 dbg = dbptr + g * F
                 memset(dbg, 0, F * sizeof(floating))
             for t in range(g * total // G, (g + 1) * total // G):
-                n = t // tpi
-                p0 = (t - n * tpi) * tile
+                p0 = t * tile
                 p1 = min(p0 + tile, P)
                 m = p1 - p0
-                _im2col_rows(xptr + n * H * W * C, H, W, C, col, p0, p1, OW,
+                _im2col_rows(xptr, H, W, C, col, p0, p1, OH, OW,
                              KH, KW, sh, sw, dh, dw, pt, pl, 1, 1)
-                d = dptr + (n * P + p0) * F
+                d = dptr + p0 * F
                 beta = 0.0 if t == g * total // G else 1.0
                 # dW_g (K, F) += col^T (K, m) @ dout_tile (m, F)
                 gemm_rm(True, False, <int> K, <int> F, <int> m, 1.0, col, <int> K,
@@ -289,3 +292,67 @@ def conv2d_input_grad_direct(const float[:, :, :, ::1] dout,  # IN  (N, OH, OW, 
         fc_conv_dx_row_f32(&dout[n, 0, 0, 0], OH, OW, F, &w[0, 0, 0, 0],
                            &dx[n, row - n * H, 0, 0], row - n * H, W, C,
                            KH, KW, dh, dw, pt, pl)
+
+
+cdef void _col2im_add(const floating* dcol,   # IN  (p1 - p0, KH*KW*C)
+                      floating* img,          # IN/OUT (H, W, C) one image
+                      Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                      Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t OW,
+                      int KH, int KW, int sh, int sw, int dh, int dw,
+                      int pt, int pl) noexcept nogil:
+    """Add the receptive-field gradients of positions p0..p1-1 back into the image:
+    the transpose of _im2col_rows for one image (padding taps are dropped)."""
+    cdef Py_ssize_t p, oh, ow, ih, iw, c
+    cdef int ki, kj
+    cdef const floating* src = dcol
+    cdef floating* dst
+    for p in range(p0, p1):
+        oh = p // OW
+        ow = p - oh * OW
+        for ki in range(KH):
+            ih = oh * sh + ki * dh - pt
+            if ih < 0 or ih >= H:
+                src += KW * C
+                continue
+            for kj in range(KW):
+                iw = ow * sw + kj * dw - pl
+                if iw >= 0 and iw < W:
+                    dst = img + (ih * W + iw) * C
+                    for c in range(C):
+                        dst[c] += src[c]
+                src += C
+
+
+def conv2d_input_grad_col2im(const floating[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
+                             const floating[:, ::1] wmat,        # IN  (KH*KW*C, F)
+                             floating[:, :, :, ::1] dx,          # OUT (N, H, W, C), zeroed
+                             floating[:, ::1] work,              # scratch (n_threads, tile*K)
+                             int KH, int KW, int sh, int sw, int dh, int dw,
+                             int pt, int pl, Py_ssize_t tile, int n_threads):
+    """dx = col2im(dout @ W^T), one image per task so that scatters never race.
+
+    Only real (non-padding) products are computed, whatever the stride, and the
+    order of additions into each image is fixed: same bits for any thread count.
+    """
+    cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
+    cdef Py_ssize_t K = wmat.shape[0], P = OH * OW
+    cdef Py_ssize_t n, p0, p1
+    cdef const floating* dptr = &dout[0, 0, 0, 0]
+    cdef const floating* wptr = &wmat[0, 0]
+    cdef floating* xptr = &dx[0, 0, 0, 0]
+    cdef floating* wkptr = &work[0, 0]
+    cdef Py_ssize_t wstride = work.shape[1]
+    cdef floating* col = NULL  # set per thread inside the parallel block
+    with nogil, parallel(num_threads=n_threads):
+        col = wkptr + threadid() * wstride
+        for n in prange(N, schedule="dynamic"):
+            p0 = 0
+            while p0 < P:
+                p1 = min(p0 + tile, P)
+                # dcol (m, K) = dout_tile (m, F) @ wmat^T (F, K)
+                gemm_rm(False, True, <int> (p1 - p0), <int> K, <int> F, 1.0,
+                        dptr + (n * P + p0) * F, <int> F, wptr, <int> F, 0.0, col, <int> K)
+                _col2im_add(col, xptr + n * H * W * C, H, W, C, p0, p1, OW,
+                            KH, KW, sh, sw, dh, dw, pt, pl)
+                p0 = p1

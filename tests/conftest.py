@@ -18,11 +18,21 @@ def rng():
     return np.random.default_rng(20261123)
 
 
-@pytest.fixture(params=["auto", "direct", "gemm"])
+@pytest.fixture(params=["auto", "direct", "gemm-flip", "gemm-col2im"])
 def conv_path(request):
-    """Force the compiled backend's convolution path where it is valid."""
+    """Force the compiled backend's convolution path where it is valid.
+
+    'direct': the AVX2 float32 kernels wherever F % 8 == 0; 'gemm-*': im2col + GEMM,
+    with the input gradient by flipped-filter convolution or by col2im.
+    """
     from fastconv.backends import cython as fast
 
-    fast._force_path = None if request.param == "auto" else request.param
+    saved = fast._COL2IM_MIN_POSITIONS
+    fast._force_path = {"auto": None, "direct": "direct"}.get(request.param, "gemm")
+    if request.param == "gemm-flip":
+        fast._COL2IM_MIN_POSITIONS = 10**9
+    elif request.param == "gemm-col2im":
+        fast._COL2IM_MIN_POSITIONS = 0
     yield request.param
     fast._force_path = None
+    fast._COL2IM_MIN_POSITIONS = saved
