@@ -35,7 +35,11 @@ try:
     from sklearn.base import BaseEstimator, ClassifierMixin
 except ImportError as err:  # the class below raises a clear error when used
     _IMPORT_ERROR: Optional[ImportError] = err
-    BaseEstimator = ClassifierMixin = object  # type: ignore[misc,assignment]
+    class BaseEstimator:  # type: ignore[no-redef]
+        """Stands in for scikit-learn's so the class below can be defined."""
+
+    class ClassifierMixin:  # type: ignore[no-redef]
+        """Stands in for scikit-learn's so the class below can be defined."""
 else:
     _IMPORT_ERROR = None
 
