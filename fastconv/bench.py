@@ -93,6 +93,26 @@ POOL_LAYERS = [
 ]
 
 
+@dataclass(frozen=True)
+class CourseLayer:
+    """CS231n's own timing shapes, NCHW, run through fastconv.compat.cs231n in float64."""
+
+    name: str
+    kind: str  # 'conv' or 'pool'
+
+    def shape(self) -> str:
+        if self.kind == "conv":
+            return "cs231n conv (100,3,31,31) 25x3x3 s2 p1"
+        return "cs231n maxpool (100,3,32,32) 2x2 s2"
+
+    @property
+    def flops(self) -> int:
+        return 2 * 100 * 25 * 16 * 16 * 27 if self.kind == "conv" else 0
+
+
+COURSE_LAYERS = [CourseLayer("cs-conv", "conv"), CourseLayer("cs-pool", "pool")]
+
+
 @dataclass
 class Row:
     layer: str
@@ -160,48 +180,49 @@ def _torch():
     return torch
 
 
-def _torch_conv_ms(torch, layer: ConvLayer, dtype, reps: int) -> tuple[float, str]:
-    """PyTorch forward+backward (input and weight gradients), faster memory format."""
+def torch_fwd_bwd(torch, layer, dtype) -> dict:
+    """PyTorch forward+backward callables of ``layer`` by memory format ('NCHW', 'NHWC').
+
+    Convolutions compute the input, weight and bias gradients, as fastconv's do.
+    """
     import torch.nn.functional as F
 
     tdt = getattr(torch, np.dtype(dtype).name)
-    pad = 1 if layer.padding == "same" else 0
-    w = torch.randn(layer.F, layer.C, 3, 3, dtype=tdt, requires_grad=True)
-    b = torch.randn(layer.F, dtype=tdt, requires_grad=True)
-    best = (float("inf"), "")
+    if isinstance(layer, ConvLayer):
+        pad = 1 if layer.padding == "same" else 0
+        w = torch.randn(layer.F, layer.C, 3, 3, dtype=tdt, requires_grad=True)
+        b = torch.randn(layer.F, dtype=tdt, requires_grad=True)
+
+        def op(t):
+            return F.conv2d(t, w, b, padding=pad)
+    else:
+        pool = F.max_pool2d if layer.op == "max" else F.avg_pool2d
+
+        def op(t):
+            return pool(t, 2)
+    fns = {}
     for fmt, label in ((torch.contiguous_format, "NCHW"), (torch.channels_last, "NHWC")):
         x = torch.randn(layer.N, layer.C, layer.H, layer.W, dtype=tdt).contiguous(
             memory_format=fmt)
-        g = torch.randn_like(F.conv2d(x, w, b, padding=pad))
+        g = torch.randn_like(op(x))
 
         def fwd_bwd(x=x, g=g):
             xx = x.detach().requires_grad_(True)
-            F.conv2d(xx, w, b, padding=pad).backward(g)
+            op(xx).backward(g)
 
-        best = min(best, (median_ms(fwd_bwd, reps), label))
-    return best
-
-
-def _torch_pool_ms(torch, layer: PoolLayer, dtype, reps: int) -> tuple[float, str]:
-    import torch.nn.functional as F
-
-    tdt = getattr(torch, np.dtype(dtype).name)
-    pool = F.max_pool2d if layer.op == "max" else F.avg_pool2d
-    best = (float("inf"), "")
-    for fmt, label in ((torch.contiguous_format, "NCHW"), (torch.channels_last, "NHWC")):
-        x = torch.randn(layer.N, layer.C, layer.H, layer.W, dtype=tdt).contiguous(
-            memory_format=fmt)
-        g = torch.randn_like(pool(x, 2))
-
-        def fwd_bwd(x=x, g=g):
-            xx = x.detach().requires_grad_(True)
-            pool(xx, 2).backward(g)
-
-        best = min(best, (median_ms(fwd_bwd, reps), label))
-    return best
+        fns[label] = fwd_bwd
+    return fns
 
 
-def _conv_fns(layer: ConvLayer, dtype):
+def _torch_ms(torch, layer, dtype, reps: int) -> tuple[float, str]:
+    """PyTorch's forward+backward time in its faster memory format: (ms, format)."""
+    return min((median_ms(fn, reps), label)
+               for label, fn in torch_fwd_bwd(torch, layer, dtype).items())
+
+
+def conv_fns(layer: ConvLayer, dtype):
+    """fastconv callables (fwd, bwd, fwd_bwd) of ``layer`` on the active backend, and
+    the bytes its outputs and gradients take."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((layer.N, layer.H, layer.W, layer.C)).astype(dtype)
     w = rng.standard_normal((3, 3, layer.C, layer.F)).astype(dtype)
@@ -224,7 +245,8 @@ def _conv_fns(layer: ConvLayer, dtype):
     return fwd, bwd, fwd_bwd, keep
 
 
-def _pool_fns(layer: PoolLayer, dtype):
+def pool_fns(layer: PoolLayer, dtype):
+    """As :func:`conv_fns`, for a pooling layer."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((layer.N, layer.H, layer.W, layer.C)).astype(dtype)
     forward = ops.maxpool2d_forward if layer.op == "max" else ops.avgpool2d_forward
@@ -238,6 +260,47 @@ def _pool_fns(layer: PoolLayer, dtype):
 
     keep = out.nbytes + x.nbytes
     return (lambda: forward(x, 2)), (lambda: backward(dout, cache)), fwd_bwd, keep
+
+
+def course_fns(layer: CourseLayer, dtype):
+    """As :func:`conv_fns`, through the CS231n drop-in (NCHW layouts, dict params)."""
+    from .compat import cs231n
+
+    rng = np.random.default_rng(0)
+    if layer.kind == "conv":
+        x = rng.standard_normal((100, 3, 31, 31)).astype(dtype)
+        w = rng.standard_normal((25, 3, 3, 3)).astype(dtype)
+        b = rng.standard_normal(25).astype(dtype)
+        param = {"stride": 2, "pad": 1}
+
+        def forward():
+            return cs231n.conv_forward_fast(x, w, b, param)
+
+        backward = cs231n.conv_backward_fast
+    else:
+        x = rng.standard_normal((100, 3, 32, 32)).astype(dtype)
+        param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+        def forward():
+            return cs231n.max_pool_forward_fast(x, param)
+
+        backward = cs231n.max_pool_backward_fast
+    out, cache = forward()
+    dout = rng.standard_normal(out.shape).astype(dtype)
+
+    def fwd_bwd():
+        o, c = forward()
+        return o, backward(dout, c)
+
+    return forward, (lambda: backward(dout, cache)), fwd_bwd, out.nbytes + x.nbytes
+
+
+def _fns(layer, dtype):
+    if isinstance(layer, ConvLayer):
+        return conv_fns(layer, dtype)
+    if isinstance(layer, CourseLayer):
+        return course_fns(layer, dtype)
+    return pool_fns(layer, dtype)
 
 
 def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_reps: int = 3,
@@ -257,32 +320,42 @@ def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_re
     log(f"# numpy sgemm on {threads} threads: {peak:.0f} GFLOP/s")
     wanted = set(layers) if layers else None
     rows = []
-    for layer in CONV_LAYERS + POOL_LAYERS:
+    for layer in CONV_LAYERS + POOL_LAYERS + COURSE_LAYERS:
         if wanted is not None and layer.name not in wanted:
             continue
-        if batch is not None and layer.N > 1:
+        if batch is not None and getattr(layer, "N", 1) > 1:
             layer = type(layer)(**{**asdict(layer), "N": batch})
-        is_conv = isinstance(layer, ConvLayer)
-        fwd, bwd, fwd_bwd, keep = (_conv_fns if is_conv else _pool_fns)(layer, dtype)
-        row = Row(layer.name, layer.shape(), dtype.name, threads,
+        is_conv = isinstance(layer, ConvLayer) or getattr(layer, "kind", "") == "conv"
+        course = isinstance(layer, CourseLayer)
+        ldtype = np.dtype(np.float64) if course else dtype  # the course works in float64
+        fwd, bwd, fwd_bwd, keep = _fns(layer, ldtype)
+        row = Row(layer.name, layer.shape(), ldtype.name, threads,
                   median_ms(fwd, reps), median_ms(bwd, reps), median_ms(fwd_bwd, reps))
         row.extra_mb = round(peak_extra_mb(fwd_bwd, keep), 2)
+        if course:
+            f32 = median_ms(_fns(layer, np.float32)[2], reps)
+            row.extra["float32_fwd_bwd_ms"] = f32
+            row.extra["float64_over_float32"] = row.fwd_bwd_ms / f32
         if is_conv:
-            row.gflops = 3 * layer.flops / row.fwd_bwd_ms / 1e6
+            row.gflops = 3 * layer.flops / row.fwd_bwd_ms / 1e6  # dx and dw: 2x forward
             row.pct_sgemm = 100 * row.gflops / peak
             row.extra["fwd_gflops"] = layer.flops / row.fwd_ms / 1e6
             row.extra["fwd_pct_sgemm"] = 100 * row.extra["fwd_gflops"] / peak
         if with_numpy:
             with use_backend("numpy"):
-                _, _, ref_fb, _ = (_conv_fns if is_conv else _pool_fns)(layer, dtype)
+                _, _, ref_fb, _ = _fns(layer, ldtype)
                 row.numpy_fwd_bwd_ms = median_ms(ref_fb, numpy_reps, warmup=1)
             row.speedup_numpy = row.numpy_fwd_bwd_ms / row.fwd_bwd_ms
-        if torch is not None:
-            ms, fmt = (_torch_conv_ms if is_conv else _torch_pool_ms)(torch, layer, dtype, reps)
+        if torch is not None and not course:
+            ms, fmt = _torch_ms(torch, layer, dtype, reps)
             row.torch_fwd_bwd_ms, row.torch_format = ms, fmt
             row.speedup_torch = ms / row.fwd_bwd_ms
         rows.append(row)
         log(format_row(row, torch is not None, with_numpy))
+        if course:
+            log(f"#   {layer.name}: float64 f+b {row.fwd_bwd_ms:.2f} ms, float32 "
+                f"{row.extra['float32_fwd_bwd_ms']:.2f} ms: float64/float32 = "
+                f"{row.extra['float64_over_float32']:.2f}")
     _threads.set_num_threads(None)
     return rows, info
 
@@ -304,7 +377,7 @@ def format_row(row: Row, torch: bool, numpy: bool) -> str:
     if torch:
         cells += [f"{_f(row.torch_fwd_bwd_ms, '.2f')} {row.torch_format}",
                   _f(row.speedup_torch, ".2f")]
-    widths = [6, 28, 8, 8, 8, 8, 7, 9, 8, 15, 8]
+    widths = [7, 38, 8, 8, 8, 8, 7, 9, 8, 15, 8]
     return " ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in
                     enumerate(zip(cells, widths)))
 
@@ -312,7 +385,7 @@ def format_row(row: Row, torch: bool, numpy: bool) -> str:
 def format_header(torch: bool, numpy: bool) -> str:
     cells = list(HEADER[:8]) + (["x numpy"] if numpy else []) + (
         list(HEADER[9:]) if torch else [])
-    widths = [6, 28, 8, 8, 8, 8, 7, 9, 8, 15, 8]
+    widths = [7, 38, 8, 8, 8, 8, 7, 9, 8, 15, 8]
     return " ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in
                     enumerate(zip(cells, widths)))
 
