@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 LayerRef = Union[int, str, Layer]
+_UNSET = object()
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -243,28 +244,56 @@ def feature_extractor(model: Any, layers: Any) -> Callable[[Any], List[np.ndarra
 
 
 def _maximize(model, index, filter_indices, steps, learning_rate, seed, value_range,
-              input_shape):
+              input_shape, initial=None):
     """Gradient ascent for several filters of layer ``index`` at once, one image each.
 
     Samples of a batch never interact in inference mode, so the batch holds one input
-    per filter; all start from the same seeded noise image.
+    per filter; all start from the same image (``initial``, or seeded noise).
     """
     layer = model.layers[index]
-    sample = tuple(model.input_shape[1:]) if input_shape is None else tuple(input_shape)
-    if any(s is None for s in sample):
-        raise fail("input_shape", "the shape of one input sample, as the model's input "
-                   "shape has unknown sizes", input_shape, TypeError)
-    rng = np.random.default_rng(seed)
-    start = 0.5 + 0.05 * rng.standard_normal(sample)
+    if initial is not None:
+        start = _prepare_image(model, initial, "initial")[0].astype(np.float64)
+        sample = start.shape
+    else:
+        if input_shape is None:
+            sample = tuple(model.input_shape[1:])
+            if any(s is None for s in sample):
+                raise fail("input_shape", "the shape of one input sample, as the model's "
+                           "input shape has unknown sizes", input_shape, TypeError)
+        else:
+            try:
+                sample = tuple(_positive_int("input_shape", s) for s in input_shape)
+            except TypeError:
+                raise fail("input_shape", "a tuple of positive ints", input_shape,
+                           TypeError) from None
+        start = 0.5 + 0.05 * np.random.default_rng(seed).standard_normal(sample)
     if value_range is not None:
         start = np.clip(start, *value_range)
     k = len(filter_indices)
     x = np.ascontiguousarray(np.broadcast_to(start, (k,) + sample), dtype=model.dtype)
     targets = np.asarray(filter_indices)
+    prefix = model.layers[:index + 1]
+    # Training may switch off the first layer's input gradient (nothing needs it there);
+    # here the input gradient is the point, so it is switched on for the duration.
+    saved = [(la, la.__dict__.get("input_grad", _UNSET)) for la in prefix
+             if hasattr(la, "input_grad")]
+    for la, _ in saved:
+        la.input_grad = True
+    try:
+        return _ascend(prefix, layer, x, targets, steps, learning_rate, value_range,
+                       model.dtype)
+    finally:
+        for la, value in saved:
+            if value is _UNSET:
+                del la.input_grad
+            else:
+                la.input_grad = value
+
+
+def _ascend(prefix, layer, x, targets, steps, learning_rate, value_range, dtype):
+    k = len(targets)
     rows = np.arange(k)
     history = np.empty((steps + 1, k))
-    prefix = model.layers[:index + 1]
-
     for step in range(steps + 1):
         out = x
         for la in prefix:
@@ -282,11 +311,13 @@ def _maximize(model, index, filter_indices, steps, learning_rate, seed, value_ra
         d = np.ascontiguousarray(d)
         for la in reversed(prefix):
             d = la.backward(d)
+        if d is None:
+            raise RuntimeError(f"layer '{prefix[0].name}' returned no input gradient")
         # Steps of a fixed size whatever the gradient's scale: the gradient divided by
         # its root mean square, per sample.
         rms = np.sqrt(np.mean(np.square(d.reshape(k, -1), dtype=np.float64), axis=1))
         scale = learning_rate / np.maximum(rms, 1e-12)
-        x = x + (d * scale.reshape((k,) + (1,) * len(sample))).astype(model.dtype)
+        x = x + (d * scale.reshape((k,) + (1,) * (x.ndim - 1))).astype(dtype)
         if value_range is not None:
             np.clip(x, value_range[0], value_range[1], out=x)
     return x, history
@@ -333,14 +364,15 @@ def activation_maximization(model: Any, layer: LayerRef, filter_index: int, step
                             learning_rate: float = 0.05, seed: Optional[int] = 0,
                             value_range: Optional[Tuple[float, float]] = None,
                             input_shape: Optional[Sequence[int]] = None,
-                            return_history: bool = False):
+                            initial: Any = None, return_history: bool = False):
     """An input that makes one filter (or Dense unit) fire strongly, by gradient ascent.
 
-    Starting from seeded noise around 0.5, each step runs the model up to ``layer``
-    (inference mode), takes the gradient of the mean activation of the chosen filter
-    with respect to the input through the layers' own backward passes, and moves the
-    input along that gradient divided by its root mean square (so every step changes
-    the input by ``learning_rate`` in RMS, whatever the gradient's scale).
+    Starting from seeded noise around 0.5 (or from ``initial``), each step runs the
+    model up to ``layer`` (inference mode), takes the gradient of the mean activation of
+    the chosen filter with respect to the input through the layers' own backward
+    passes, and moves the input along that gradient divided by its root mean square
+    (so every step changes the input by ``learning_rate`` in RMS, whatever the
+    gradient's scale).
 
     Parameters
     ----------
@@ -364,6 +396,10 @@ def activation_maximization(model: Any, layer: LayerRef, filter_index: int, step
     input_shape : tuple of int, optional
         The shape of one input sample; needed only when the model's input shape has
         unknown (None) sizes.
+    initial : array_like, optional
+        The starting input, one sample as :func:`plot_feature_maps` takes it (e.g. a
+        real image, to see what the filter would change in it); ``seed`` and
+        ``input_shape`` are then unused.
     return_history : bool, default False
         Also return the target's mean activation before each step and after the last.
 
@@ -386,7 +422,8 @@ def activation_maximization(model: Any, layer: LayerRef, filter_index: int, step
     index, units, steps, lr, value_range = _check_am_args(
         model, layer, filter_index, steps, learning_rate, seed, value_range)
     f = _check_filter("filter_index", filter_index, units, model.layers[index].name)
-    x, history = _maximize(model, index, [f], steps, lr, seed, value_range, input_shape)
+    x, history = _maximize(model, index, [f], steps, lr, seed, value_range, input_shape,
+                           initial)
     if return_history:
         return x[0], history[:, 0]
     return x[0]
