@@ -359,23 +359,26 @@ def limit_dask_threads(client: Any) -> Dict[str, int]:
                           f"it with: pip install 'fastconv[dask]' ({exc})") from exc
     if not isinstance(client, Client):
         raise fail("client", "a distributed.Client", client, TypeError)
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:  # distributed before 2025 lists every worker without being asked
+        workers = client.scheduler_info()["workers"]
     per_host: Dict[str, int] = {}
     for info in workers.values():
         per_host[info["host"]] = per_host.get(info["host"], 0) + int(info["nthreads"])
-    return client.run(_limit_worker_threads, per_host)
+    share = {address: per_host[info["host"]] for address, info in workers.items()}
+    return client.run(_limit_worker_threads, share)
 
 
-def _limit_worker_threads(per_host: Dict[str, int], dask_worker: Any = None) -> int:
+def _limit_worker_threads(concurrent_tasks: Dict[str, int], dask_worker: Any = None) -> int:
+    """On a Dask worker: threads per task = usable cores // tasks at once on this host."""
     from threadpoolctl import threadpool_limits
 
     from ._threads import set_num_threads
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
-    concurrent = per_host.get(dask_worker.address.split("://")[-1].rsplit(":", 1)[0], 1) \
-        if dask_worker is not None else 1
-    n = max(1, cores // max(1, concurrent))
+    n = max(1, cores // max(1, concurrent_tasks.get(dask_worker.address, 1)))
     set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")
     return n

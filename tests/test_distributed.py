@@ -244,3 +244,40 @@ def test_failing_rank_ends_the_job(mpiexec, tmp_path, how):
     if how == "raise":
         assert "deliberate failure on rank 1" in proc.stderr
         assert "rank 1 of 2 failed" in proc.stderr
+
+
+# -- Dask -----------------------------------------------------------------------------
+def test_grid_search_over_two_learning_rates_on_a_dask_cluster():
+    _need("distributed", "dask")
+    _need("sklearn", "sklearn")
+    import joblib
+    from distributed import Client, LocalCluster, get_task_stream
+    from sklearn.model_selection import GridSearchCV
+
+    from fastconv.wrappers import SKLearnClassifier
+
+    from .test_wrappers import blobs, make_model
+
+    x, y = blobs()
+    # processes=False: workers are threads of this process talking in-process, so the
+    # test opens no port; no dashboards either.
+    with LocalCluster(processes=False, n_workers=2, threads_per_worker=1,
+                      dashboard_address=None, worker_dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        shares = dist.limit_dask_threads(client)
+        # Two single-thread workers on one host share its usable cores.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count())
+        assert sorted(shares.values()) == [max(1, cores // 2)] * 2
+        search = GridSearchCV(SKLearnClassifier(make_model, epochs=3, batch_size=8,
+                                                random_state=0),
+                              {"learning_rate": [1e-6, 0.02]}, cv=2)
+        with get_task_stream(client) as stream, joblib.parallel_backend("dask"):
+            search.fit(x, y)
+    # The 4 fits (2 rates x 2 folds) ran as tasks on the cluster's workers.
+    assert len(stream.data) >= 4
+    assert {task["worker"] for task in stream.data} <= set(shares)
+    # A rate of 1e-6 cannot move the weights in 3 epochs; 0.02 learns the blobs.
+    assert search.best_params_ == {"learning_rate": 0.02}
+    scores = search.cv_results_["mean_test_score"]
+    assert scores[1] >= 0.8 and scores[1] > scores[0]
