@@ -124,7 +124,61 @@ FC_AVX2 static void fc_conv_dw_rows_f32(
     const ptrdiff_t *koff, const int *kdi, const int *kdj,
     int sh, int sw, int pt, int pl, int max_di, int max_dj)
 {
-    for (ptrdiff_t f0 = 0; f0 < F; f0 += 8) {
+    ptrdiff_t f0 = 0;
+    /* 32 filters at a time: three taps x four vectors of accumulators, so each
+     * position's dout vectors are loaded once per three taps and every broadcast
+     * feeds four FMAs. */
+    for (; f0 + 32 <= F; f0 += 32) {
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += 3) {
+            const int nk = (int)(K - k0 < 3 ? K - k0 : 3);
+            ptrdiff_t ko[3];
+            float xv[3];
+            static const ptrdiff_t ident3[3] = {0, 1, 2};
+            for (int k = 0; k < 3; k++) ko[k] = k < nk ? koff[k0 + k] : 0;
+            __m256 acc[3][4];
+            for (int k = 0; k < 3; k++)
+                for (int v = 0; v < 4; v++) acc[k][v] = _mm256_setzero_ps();
+            for (ptrdiff_t oh = r0; oh < r1; oh++) {
+                const ptrdiff_t i0 = oh * sh - pt;
+                const int rows_inside = i0 >= 0 && i0 + max_di < H;
+                for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                    const ptrdiff_t j0 = ow * sw - pl;
+                    const float *dp = dout + (oh * OW + ow) * F + f0;
+                    const __m256 d0 = _mm256_loadu_ps(dp), d1 = _mm256_loadu_ps(dp + 8);
+                    const __m256 d2 = _mm256_loadu_ps(dp + 16), d3 = _mm256_loadu_ps(dp + 24);
+                    const float *src = img + (i0 * W + j0) * C;
+                    const ptrdiff_t *off = ko;
+                    if (!(rows_inside && j0 >= 0 && j0 + max_dj < W)) {
+                        for (int k = 0; k < nk; k++) {
+                            const ptrdiff_t ih = i0 + kdi[k0 + k], iw = j0 + kdj[k0 + k];
+                            xv[k] = (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                    ? 0.f : img[(i0 * W + j0) * C + ko[k]];
+                        }
+                        src = xv;
+                        off = ident3;
+                    }
+                    for (int k = 0; k < 3; k++) {  /* constant bound: unrolled */
+                        if (k < nk) {
+                            const __m256 b = _mm256_set1_ps(src[off[k]]);
+                            acc[k][0] = _mm256_fmadd_ps(b, d0, acc[k][0]);
+                            acc[k][1] = _mm256_fmadd_ps(b, d1, acc[k][1]);
+                            acc[k][2] = _mm256_fmadd_ps(b, d2, acc[k][2]);
+                            acc[k][3] = _mm256_fmadd_ps(b, d3, acc[k][3]);
+                        }
+                    }
+                }
+            }
+            for (int k = 0; k < 3; k++) {
+                if (k < nk) {
+                    for (int v = 0; v < 4; v++) {
+                        float *dst = dw + (k0 + k) * F + f0 + 8 * v;
+                        _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), acc[k][v]));
+                    }
+                }
+            }
+        }
+    }
+    for (; f0 < F; f0 += 8) {
         for (ptrdiff_t k0 = 0; k0 < K; k0 += 12) {
             const int nk = (int)(K - k0 < 12 ? K - k0 : 12);
             ptrdiff_t ko[12];
