@@ -29,6 +29,7 @@ from . import initializers as _initializers
 from . import ops
 from . import regularizers as _regularizers
 from ._random import child_seed
+from ._threads import get_num_threads
 from .backends._args import fail, pair
 
 __all__ = [
@@ -36,6 +37,11 @@ __all__ = [
     "Dense", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
     "BatchNormalization", "Maxout", "get_layer_class",
 ]
+
+try:  # compiled element-wise kernels (dropout), when the extension is built
+    from . import _elementwise
+except ImportError:  # pragma: no cover - Dropout then draws with NumPy
+    _elementwise = None
 
 Shape = Tuple[Optional[int], ...]
 
@@ -673,13 +679,32 @@ class Dropout(Layer):
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
         self.seed = seed
         self._rng = np.random.default_rng(seed if seed is not None else child_seed())
+        # Key of the compiled counter-based generator (see _elementwise.dropout_forward):
+        # call number `_step` of this layer draws its mask from (key, _step).
+        self._key = int(self._rng.integers(0, 2**63))
+        self._step = 0
         self._uniform = None
         self._mask = None
+        self._keep8 = None
 
     def forward(self, x, training=False):
         if not training or self.rate == 0:
             self._mask = None
+            self._keep8 = None
             return x
+        if self.noise_shape is None and _elementwise is not None and x.flags.c_contiguous \
+                and x.dtype in (np.float32, np.float64):
+            # One compiled pass: mask drawn, applied and scaled together.
+            out = np.empty_like(x)
+            if self._keep8 is None or self._keep8.shape != x.shape:
+                self._keep8 = np.empty(x.shape, np.uint8)
+            _elementwise.dropout_forward(x.reshape(-1), out.reshape(-1),
+                                         self._keep8.reshape(-1), self.rate, self._key,
+                                         self._step, get_num_threads())
+            self._step += 1
+            self._mask = self._keep8
+            return out
+        self._keep8 = None
         shape = x.shape if self.noise_shape is None else tuple(
             x.shape[i] if s is None else s for i, s in enumerate(self.noise_shape))
         dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
@@ -698,6 +723,11 @@ class Dropout(Layer):
     def backward(self, dout):
         if self._mask is None:
             return dout
+        if self._mask is self._keep8 and dout.flags.c_contiguous:
+            dx = np.empty_like(dout)
+            _elementwise.dropout_backward(dout.reshape(-1), self._keep8.reshape(-1),
+                                          dx.reshape(-1), self.rate, get_num_threads())
+            return dx
         dx = np.multiply(dout, self._mask, dtype=dout.dtype)
         dx *= dout.dtype.type(1 / (1 - self.rate))
         return dx

@@ -1,0 +1,66 @@
+"""Compiled element-wise kernels used by the model layer: Adam and dropout."""
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _elementwise, optimizers
+from fastconv.layers import Dropout
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_adam_is_bit_identical_to_numpy_adam(dtype, threads, rng, monkeypatch):
+    p0 = rng.standard_normal(70001).astype(dtype)  # above the parallel threshold
+    grads = [rng.standard_normal(p0.shape).astype(dtype) for _ in range(4)]
+    results = []
+    for compiled in (_elementwise, None):
+        monkeypatch.setattr(optimizers, "_compiled", compiled)
+        p = p0.copy()
+        opt = optimizers.Adam(learning_rate=0.01)
+        for g in grads:
+            opt.apply([p], [g])
+        results.append(p)
+    assert np.array_equal(results[0], results[1])
+    assert not np.array_equal(results[0], p0)
+
+
+def test_adam_by_hand_through_the_kernel():
+    # One step from m = v = 0: m = 0.1 g, v = 0.001 g^2, alpha = lr sqrt(0.001) / 0.1,
+    # so the step is lr * g / (|g| + eps / sqrt(0.001)) ~= lr * sign(g).
+    p = np.array([1.0, -2.0], dtype=np.float64)
+    g = np.array([0.5, -4.0])
+    optimizers.Adam(learning_rate=0.1, epsilon=0.0).apply([p], [g])
+    np.testing.assert_allclose(p, [0.9, -1.9], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_kernel(dtype, threads):
+    x = np.full(200_000, 2.0, dtype=dtype)
+    out = np.empty_like(x)
+    keep = np.empty(x.shape, np.uint8)
+    _elementwise.dropout_forward(x, out, keep, 0.25, 1234, 0, threads)
+    assert abs(keep.mean() - 0.75) < 0.01  # 200k draws: std of the mean ~ 0.001
+    np.testing.assert_array_equal(out, np.where(keep == 1, dtype(2 / 0.75), 0))
+    dx = np.empty_like(x)
+    _elementwise.dropout_backward(x, keep, dx, 0.25, threads)
+    np.testing.assert_array_equal(dx, out)
+    # A pure function of (key, step, index): the same mask again, another for step 1.
+    keep2 = np.empty_like(keep)
+    _elementwise.dropout_forward(x, out, keep2, 0.25, 1234, 0, 1)
+    np.testing.assert_array_equal(keep, keep2)
+    _elementwise.dropout_forward(x, out, keep2, 0.25, 1234, 1, 1)
+    assert 0.5 < (keep == keep2).mean() < 0.75  # independent masks agree ~62.5%
+
+
+def test_dropout_layer_masks_do_not_depend_on_threads(rng):
+    x = rng.standard_normal((64, 13, 13, 32)).astype(np.float32)
+    outs = []
+    for n in (1, 2):
+        fastconv.set_num_threads(n)
+        layer = Dropout(0.5, seed=7)
+        outs.append([layer.forward(x, training=True) for _ in range(2)])
+    fastconv.set_num_threads(None)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(outs[0][0], outs[0][1])  # a new mask every step
+    np.testing.assert_array_equal(Dropout(0.5, seed=7).forward(x, training=False), x)
