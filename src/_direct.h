@@ -246,8 +246,11 @@ FC_AVX2 static inline float fc_hsum256(__m256 v)
 
 /* Input gradient of a stride-1 convolution for one input row (n, i):
  * dxrow[j, c] = sum_{ki, kj, f} dout[i + pt - ki*dh, j + pl - kj*dw, f] * w[ki, kj, c, f],
- * a dot product over f for each tap (F a multiple of 8). For few input channels,
- * where the flipped-weight GEMM would have only C columns. */
+ * dot products over f (F a multiple of 8). For few input channels, where the
+ * flipped-filter GEMM would have only C columns. With F a multiple of 32 and
+ * C <= 3, every channel is accumulated at once (3 x 4 vector accumulators), so
+ * each dout vector loaded feeds C FMAs; otherwise one channel at a time with four
+ * independent chains. */
 FC_AVX2 static void fc_conv_dx_row_f32(
     const float *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,  /* IN  (OH, OW, F) */
     const float *w,                                              /* IN  (KH, KW, C, F) */
@@ -255,6 +258,43 @@ FC_AVX2 static void fc_conv_dx_row_f32(
     ptrdiff_t i, ptrdiff_t W, ptrdiff_t C,
     int KH, int KW, int dh, int dw, int pt, int pl)
 {
+    if (F % 32 == 0 && C <= 3) {
+        for (ptrdiff_t j = 0; j < W; j++) {
+            __m256 acc[3][4];
+            for (int c = 0; c < 3; c++)
+                for (int v = 0; v < 4; v++) acc[c][v] = _mm256_setzero_ps();
+            for (int ki = 0; ki < KH; ki++) {
+                const ptrdiff_t oh = i + pt - (ptrdiff_t)ki * dh;
+                if (oh < 0 || oh >= OH) continue;
+                for (int kj = 0; kj < KW; kj++) {
+                    const ptrdiff_t ow = j + pl - (ptrdiff_t)kj * dw;
+                    if (ow < 0 || ow >= OW) continue;
+                    const float *d = dout + (oh * OW + ow) * F;
+                    const float *wp = w + (ptrdiff_t)(ki * KW + kj) * C * F;
+                    for (ptrdiff_t f = 0; f < F; f += 32) {
+                        const __m256 d0 = _mm256_loadu_ps(d + f), d1 = _mm256_loadu_ps(d + f + 8);
+                        const __m256 d2 = _mm256_loadu_ps(d + f + 16);
+                        const __m256 d3 = _mm256_loadu_ps(d + f + 24);
+                        for (int c = 0; c < 3; c++) {  /* constant bound: unrolled */
+                            if (c < C) {
+                                const float *q = wp + c * F + f;
+                                acc[c][0] = _mm256_fmadd_ps(d0, _mm256_loadu_ps(q), acc[c][0]);
+                                acc[c][1] = _mm256_fmadd_ps(d1, _mm256_loadu_ps(q + 8), acc[c][1]);
+                                acc[c][2] = _mm256_fmadd_ps(d2, _mm256_loadu_ps(q + 16), acc[c][2]);
+                                acc[c][3] = _mm256_fmadd_ps(d3, _mm256_loadu_ps(q + 24), acc[c][3]);
+                            }
+                        }
+                    }
+                }
+            }
+            for (int c = 0; c < 3; c++) {
+                if (c < C)
+                    dxrow[j * C + c] = fc_hsum256(_mm256_add_ps(
+                        _mm256_add_ps(acc[c][0], acc[c][1]), _mm256_add_ps(acc[c][2], acc[c][3])));
+            }
+        }
+        return;
+    }
     for (ptrdiff_t j = 0; j < W; j++) {
         for (ptrdiff_t c = 0; c < C; c++) {
             /* four independent chains, so FMA latency does not serialise the sum */
