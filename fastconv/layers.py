@@ -192,6 +192,11 @@ class Layer:
             raise self._shape_error(input_shape, f"it expects {ndim}-D input {layout}.{hint}")
 
     # -- computing --------------------------------------------------------------------
+    #: False when nothing needs the gradient with respect to this layer's input (the
+    #: model's first weighted layer during training): layers that can then skip that
+    #: part of backward (Conv2D, Dense) and return None.
+    input_grad = True
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
 
@@ -420,11 +425,6 @@ class Conv2D(_ActivationMixin, Layer):
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
 
-    #: False when nothing needs the gradient with respect to this layer's input (the
-    #: model's first weighted layer during training): backward then returns None and
-    #: the kernels skip that third of the work.
-    input_grad = True
-
     def forward(self, x, training=False):
         if self.data_format == "channels_first":
             x = x.transpose(0, 2, 3, 1)
@@ -639,6 +639,8 @@ class Dense(_ActivationMixin, Layer):
         np.matmul(self._x2.T, d2, out=self.grads["kernel"])
         if self.use_bias:
             np.sum(d2, axis=0, out=self.grads["bias"])
+        if not self.input_grad:
+            return None
         return (d2 @ self.kernel.T).reshape(self._x_shape)
 
     def backward(self, dout):

@@ -353,7 +353,18 @@ class Sequential:
         else:
             value, d = self.loss.value_and_grad(y, out)
             rest = self._layers[::-1]
+        first = self._first_trainable()
         for layer in rest:
+            if layer is first:
+                # Nothing needs the gradient of the first weighted layer's input: let
+                # layers that can (Conv2D, Dense) skip it, and stop there.
+                saved = layer.input_grad
+                layer.input_grad = False
+                try:
+                    layer.backward(d)
+                finally:
+                    layer.input_grad = saved
+                break
             d = layer.backward(d)
         items = self._train_items()
         grads = [layer.grads[name] for layer, name, _ in items]
@@ -363,6 +374,13 @@ class Sequential:
                 value += reg(arr)
                 g += reg.gradient(arr)
         return value, out, [arr for _, _, arr in items], grads
+
+    def _first_trainable(self):
+        """The first layer with trainable weights (None if there is none)."""
+        for layer in self._layers:
+            if layer.trainable_items():
+                return layer
+        return None
 
     def _train_step(self, x, y):
         """One update; returns this batch's loss, the output, and the step's loss.
