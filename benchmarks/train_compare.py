@@ -1,0 +1,285 @@
+"""Train the lecture's MNIST model on Fashion-MNIST with fastconv and with PyTorch.
+
+Conv2D(32, 3, relu) -> MaxPooling2D(2) -> Dropout(0.25) -> Flatten -> Dense(128, relu)
+-> Dropout(0.5) -> Dense(10, softmax); Adam(1e-3); cross-entropy; the 60,000 training
+images; the same batch size and thread count for every framework. Each framework runs
+in a subprocess of its own, so each peak resident memory (``ru_maxrss``) is its own and
+neither's threads or allocations disturb the other's.
+
+Prints, per framework: seconds per epoch (median over epochs, and the first), images
+per second, test accuracy after each epoch, the time to predict the 10,000 test images
+(median of 3, in chunks of 1,000 for every framework) and peak RSS; then the ratios to
+fastconv. PyTorch runs when it is importable by this interpreter, so run::
+
+    /tmp/anchor-venv/bin/python benchmarks/train_compare.py --epochs 2 --batch-size 128
+
+``--overhead`` instead times training steps of fastconv alone and splits each into
+the time inside fastconv's conv/pool/ReLU kernels (``fastconv.ops``) and the rest.
+The machine may be shared: compare the ratios of one run, not absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+FRAMEWORKS = ("fastconv", "torch")
+
+
+def load_data():
+    from fastconv.datasets import fashion_mnist
+
+    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data()
+    x_train = (x_train.astype(np.float32) / 255).reshape(-1, 28, 28, 1)
+    x_test = (x_test.astype(np.float32) / 255).reshape(-1, 28, 28, 1)
+    return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
+
+
+def peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def lecture_model_fastconv():
+    from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+    from fastconv.models import Sequential
+    from fastconv.optimizers import Adam
+
+    model = Sequential([
+        Conv2D(32, kernel_size=3, activation="relu", input_shape=(28, 28, 1)),
+        MaxPooling2D((2, 2)), Dropout(0.25), Flatten(), Dense(128, activation="relu"),
+        Dropout(0.5), Dense(10, activation="softmax")])
+    model.compile(optimizer=Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def run_fastconv(args) -> dict:
+    import fastconv
+    from fastconv.utils import set_random_seed
+
+    fastconv.set_num_threads(args.threads)
+    x, y, xt, yt = load_data()
+    set_random_seed(0)
+    model = lecture_model_fastconv()
+    epochs, accs = [], []
+    predict_s = []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0)
+        epochs.append(time.perf_counter() - start)
+        pred = model.predict(xt, batch_size=1000, verbose=0)
+        accs.append(float(np.mean(pred.argmax(1) == yt)))
+    for _ in range(3):
+        start = time.perf_counter()
+        model.predict(xt, batch_size=1000, verbose=0)
+        predict_s.append(time.perf_counter() - start)
+    return {"epoch_s": epochs, "acc": accs, "predict_s": float(np.median(predict_s)),
+            "n": len(x)}
+
+
+def run_torch(args) -> dict:
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x, y, xt, yt = load_data()
+    # PyTorch's default layout is NCHW.
+    X = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    Y = torch.from_numpy(y)
+    XT = torch.from_numpy(np.ascontiguousarray(xt.transpose(0, 3, 1, 2)))
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+        nn.Linear(32 * 13 * 13, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # Cross-entropy on logits: the same objective as softmax + categorical cross-entropy.
+    loss_fn = nn.CrossEntropyLoss()
+
+    def predict():
+        model.eval()
+        with torch.no_grad():
+            return torch.cat([model(XT[i:i + 1000]) for i in range(0, len(XT), 1000)])
+
+    epochs, accs, predict_s = [], [], []
+    for _ in range(args.epochs):
+        model.train()
+        start = time.perf_counter()
+        order = torch.randperm(len(X))
+        for i in range(0, len(X), args.batch_size):
+            idx = order[i:i + args.batch_size]
+            optimizer.zero_grad()
+            loss_fn(model(X[idx]), Y[idx]).backward()
+            optimizer.step()
+        epochs.append(time.perf_counter() - start)
+        accs.append(float(np.mean(predict().argmax(1).numpy() == yt)))
+    for _ in range(3):
+        start = time.perf_counter()
+        predict()
+        predict_s.append(time.perf_counter() - start)
+    return {"epoch_s": epochs, "acc": accs, "predict_s": float(np.median(predict_s)),
+            "n": len(X)}
+
+
+def worker(args) -> None:
+    result = {"fastconv": run_fastconv, "torch": run_torch}[args.worker](args)
+    result["peak_rss_mb"] = peak_rss_mb()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def overhead(args) -> None:
+    """Split fastconv training steps into time inside ``fastconv.ops`` and the rest."""
+    import fastconv
+    from fastconv import ops
+    from fastconv.utils import set_random_seed
+
+    fastconv.set_num_threads(args.threads)
+    set_random_seed(0)
+    rng = np.random.default_rng(0)
+    model = lecture_model_fastconv()
+    x = rng.random((args.batch_size, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, args.batch_size)
+    spent = {}
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            start = time.perf_counter()
+            out = fn(*a, **k)
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+            return out
+        return wrapper
+
+    names = [n for n in dir(ops) if n.endswith(("_forward", "_backward"))]
+    originals = {n: getattr(ops, n) for n in names}
+    for _ in range(20):  # warm-up
+        model.train_on_batch(x, y)
+    steps = 200
+    plain = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        plain.append(time.perf_counter() - start)
+    try:
+        for n in names:
+            setattr(ops, n, timed(n, originals[n]))
+        total = []
+        inside = []
+        for _ in range(steps):
+            before = sum(spent.values())
+            start = time.perf_counter()
+            model.train_on_batch(x, y)
+            total.append(time.perf_counter() - start)
+            inside.append(sum(spent.values()) - before)
+    finally:
+        for n in names:
+            setattr(ops, n, originals[n])
+    total, inside = np.array(total), np.array(inside)
+    share = np.median((total - inside) / total)
+    print(f"fastconv training step, batch {args.batch_size}, {args.threads} threads, "
+          f"{steps} steps after 20 warm-up")
+    print(f"  step (no timers)      median {np.median(plain) * 1e3:7.2f} ms")
+    print(f"  step (timed)          median {np.median(total) * 1e3:7.2f} ms")
+    print(f"  inside fastconv.ops   median {np.median(inside) * 1e3:7.2f} ms")
+    print(f"  outside (dense BLAS, dropout, loss, Adam, Python)  median share {share:.1%}")
+    for n, s in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"    {n:24s} {s / steps * 1e3:7.3f} ms/step")
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    python_s = sum(v[2] for k, v in stats.stats.items()
+                   if k[0].endswith(".py") and "fastconv" in k[0])
+    calls = sum(v[1] for k, v in stats.stats.items())
+    print(f"  cProfile: {calls / steps:.0f} function calls per step; own time of fastconv's "
+          f"Python functions (tottime, includes NumPy calls made by operators) "
+          f"{python_s / steps * 1e3:.2f} ms/step")
+    print("  top own-time entries (ms/step):")
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:12]
+    for (path, line, fn), v in rows:
+        print(f"    {v[2] / steps * 1e3:7.3f}  {os.path.basename(path)}:{line} {fn}")
+
+
+def table(results: dict, args) -> None:
+    print(f"\nLecture MNIST model on Fashion-MNIST, {args.epochs} epoch(s), batch "
+          f"{args.batch_size}, {args.threads} thread(s)")
+    head = (f"{'framework':10s} {'s/epoch':>8s} {'1st ep':>7s} {'img/s':>7s} "
+            f"{'predict 10k s':>13s} {'peak RSS MB':>11s}  test acc per epoch")
+    print(head)
+    print("-" * len(head))
+    for name, r in results.items():
+        med = float(np.median(r["epoch_s"]))
+        print(f"{name:10s} {med:8.2f} {r['epoch_s'][0]:7.2f} {r['n'] / med:7.0f} "
+              f"{r['predict_s']:13.3f} {r['peak_rss_mb']:11.0f}  "
+              + " ".join(f"{a:.4f}" for a in r["acc"]))
+    if "fastconv" in results and len(results) > 1:
+        f = results["fastconv"]
+        print("\nratios fastconv / other (below 1: fastconv is faster or smaller)")
+        for name, r in results.items():
+            if name == "fastconv":
+                continue
+            print(f"  vs {name}: epoch time {np.median(f['epoch_s']) / np.median(r['epoch_s']):.2f}"
+                  f", predict {f['predict_s'] / r['predict_s']:.2f}"
+                  f", peak RSS {f['peak_rss_mb'] / r['peak_rss_mb']:.2f}"
+                  f", final accuracy difference {f['acc'][-1] - r['acc'][-1]:+.4f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--frameworks", default="fastconv,torch",
+                        help="comma-separated, from: " + ", ".join(FRAMEWORKS))
+    parser.add_argument("--overhead", action="store_true",
+                        help="split fastconv's training step into kernel time and the rest")
+    parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
+        parser.error("--epochs, --batch-size and --threads must be positive")
+    if args.worker:
+        worker(args)
+        return 0
+    if args.overhead:
+        overhead(args)
+        return 0
+    wanted = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    unknown = [f for f in wanted if f not in FRAMEWORKS]
+    if unknown:
+        parser.error(f"--frameworks: unknown {unknown}; choose from {list(FRAMEWORKS)}")
+    results = {}
+    for name in wanted:
+        if name != "fastconv" and importlib.util.find_spec(name) is None:
+            print(f"{name} is not importable by {sys.executable}: skipped (for PyTorch run "
+                  "this script with /tmp/anchor-venv/bin/python)")
+            continue
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
+               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+               "--threads", str(args.threads)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        print(f"running {name} ...", flush=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+        if done.returncode != 0 or not lines:
+            print(f"{name} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+            continue
+        results[name] = json.loads(lines[-1][len("RESULT "):])
+    if results:
+        table(results, args)
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The lecture's MNIST CNN, as the lecture writes it in Keras, on fastconv.
+
+Only the imports differ from the Keras program. MNIST is read by
+``fastconv.datasets.mnist.load_data()`` when its files are on this machine; otherwise
+Fashion-MNIST (same shapes, 10 classes, harder) stands in for it. Prints the test
+accuracy and saves the accuracy/val_accuracy plot (with matplotlib).
+
+    python examples/lecture_mnist.py                 # 10 epochs on the full data
+    python examples/lecture_mnist.py --sample --epochs 1   # seconds, offline
+    python examples/lecture_mnist.py --limit 10000 --epochs 2
+"""
+
+import argparse
+import os
+import tempfile
+
+from fastconv.datasets import DataNotFoundError, fashion_mnist, mnist
+from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from fastconv.models import Sequential
+from fastconv.utils import to_categorical
+
+parser = argparse.ArgumentParser(description="The lecture's MNIST CNN on fastconv.")
+parser.add_argument("--epochs", type=int, default=10)
+parser.add_argument("--batch-size", type=int, default=32)
+parser.add_argument("--sample", action="store_true",
+                    help="use the 2,000-image Fashion-MNIST sample shipped with fastconv")
+parser.add_argument("--limit", type=int, default=None, metavar="N",
+                    help="train on the first N training images only")
+parser.add_argument("--output", "-o", default="lecture_mnist_history.png",
+                    help="where to save the accuracy plot ('' for none)")
+args = parser.parse_args()
+if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+    parser.error("--epochs, --batch-size and --limit must be positive")
+
+
+def load_mnist_or_fashion():
+    """MNIST if its files are here, else Fashion-MNIST (full, then the embedded sample)."""
+    if args.sample:
+        print("Data: the Fashion-MNIST sample shipped with fastconv")
+        return fashion_mnist.load_sample()
+    try:
+        data = mnist.load_data(download=False)
+        print("Data: MNIST")
+        return data
+    except DataNotFoundError:
+        pass
+    try:
+        data = fashion_mnist.load_data(download=False)
+        print("Data: Fashion-MNIST (MNIST's files are not on this machine)")
+        return data
+    except DataNotFoundError:
+        print("Data: the Fashion-MNIST sample shipped with fastconv (neither MNIST nor "
+              "Fashion-MNIST is on this machine; see fastconv.datasets)")
+        return fashion_mnist.load_sample()
+
+
+def save_plot(history, path):
+    """The lecture's accuracy plot, written to ``path`` (atomically) if matplotlib is here."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install 'fastconv[plot]')")
+        return
+    plt.plot(history.history["accuracy"])
+    plt.plot(history.history["val_accuracy"])
+    plt.title("model accuracy")
+    plt.ylabel("accuracy")
+    plt.xlabel("epoch")
+    plt.legend(["train", "test"], loc="upper left")
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
+    with os.fdopen(fd, "wb") as f:
+        plt.savefig(f, format="png")
+    os.replace(tmp, path)
+    plt.close()
+    print(f"Saved the accuracy plot to {path}")
+
+
+# ---- the lecture's program ------------------------------------------------------------
+(x_train, y_train), (x_test, y_test) = load_mnist_or_fashion()
+if args.limit:
+    x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+
+x_train = x_train.reshape(x_train.shape[0], 28, 28, 1).astype("float32") / 255
+x_test = x_test.reshape(x_test.shape[0], 28, 28, 1).astype("float32") / 255
+y_train = to_categorical(y_train, 10)
+y_test = to_categorical(y_test, 10)
+
+model = Sequential()
+model.add(Conv2D(32, kernel_size=3, activation="relu", input_shape=(28, 28, 1)))
+model.add(MaxPooling2D(pool_size=(2, 2)))
+model.add(Dropout(0.25))
+model.add(Flatten())
+model.add(Dense(128, activation="relu"))
+model.add(Dropout(0.5))
+model.add(Dense(10, activation="softmax"))
+
+model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+model.summary()
+
+history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+                    verbose=2, validation_data=(x_test, y_test))
+score = model.evaluate(x_test, y_test, verbose=0)
+print("Test loss:", round(float(score[0]), 4))
+print("Test accuracy:", round(float(score[1]), 4))
+
+if args.output:
+    save_plot(history, args.output)
