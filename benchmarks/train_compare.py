@@ -13,6 +13,8 @@ fastconv. PyTorch runs when it is importable by this interpreter, so run::
 
     /tmp/anchor-venv/bin/python benchmarks/train_compare.py --epochs 2 --batch-size 128
 
+``--augmentation`` instead times epochs of fastconv with and without augmentation
+layers in front of the model (alternated in one run), and the layers alone.
 ``--overhead`` instead times training steps of fastconv alone and splits each into
 the time inside fastconv's conv/pool/ReLU kernels (``fastconv.ops``) and the rest.
 The machine may be shared: compare the ratios of one run, not absolute times.
@@ -212,6 +214,54 @@ def overhead(args) -> None:
         print(f"    {v[2] / steps * 1e3:7.3f}  {os.path.basename(path)}:{line} {fn}")
 
 
+def augmentation_cost(args) -> None:
+    """An epoch of the lecture model with and without augmentation, alternated, one run."""
+    import fastconv
+    from fastconv.layers import Input
+    from fastconv.models import Sequential
+    from fastconv.preprocessing import RandomFlip, RandomRotation, RandomTranslation
+    from fastconv.utils import set_random_seed
+
+    fastconv.set_num_threads(args.threads)
+    x, y, _, _ = load_data()
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    set_random_seed(0)
+    augment = [RandomFlip("horizontal"), RandomTranslation(0.1, 0.1),
+               RandomRotation(0.05)]
+    plain = lecture_model_fastconv()
+    augmented = lecture_model_fastconv()
+    augmented = Sequential([Input(shape=(28, 28, 1))] + augment + augmented.layers)
+    augmented.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    times = {"plain": [], "augmented": []}
+    for _ in range(args.epochs):
+        for name, model in (("plain", plain), ("augmented", augmented)):
+            start = time.perf_counter()
+            model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0)
+            times[name].append(time.perf_counter() - start)
+    # The layers alone over one epoch's batches: the direct cost, less exposed to noise.
+    alone = []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        for lo in range(0, len(x), args.batch_size):
+            out = x[lo:lo + args.batch_size]
+            for layer in augment:
+                out = layer.forward(out, training=True)
+        alone.append(time.perf_counter() - start)
+    p, a, t = (float(np.median(times["plain"])), float(np.median(times["augmented"])),
+               float(np.median(alone)))
+    print(f"lecture MNIST model, {len(x)} images, batch {args.batch_size}, {args.threads} "
+          f"threads, medians of {args.epochs} alternated epochs")
+    print("augmentation: RandomFlip('horizontal'), RandomTranslation(0.1, 0.1), "
+          "RandomRotation(0.05) (bilinear, reflect)")
+    print(f"  epoch without augmentation  {p:7.2f} s   {times['plain']}")
+    print(f"  epoch with augmentation     {a:7.2f} s   {times['augmented']}")
+    print(f"  augmentation layers alone   {t:7.2f} s per epoch of batches")
+    print(f"  ratio (with - without) / without: {(a - p) / p:+.1%};  "
+          f"layers alone / epoch without: {t / p:.1%}")
+
+
 def table(results: dict, args) -> None:
     print(f"\nLecture MNIST model on Fashion-MNIST, {args.epochs} epoch(s), batch "
           f"{args.batch_size}, {args.threads} thread(s)")
@@ -245,6 +295,10 @@ def main(argv=None) -> int:
                         help="comma-separated, from: " + ", ".join(FRAMEWORKS))
     parser.add_argument("--overhead", action="store_true",
                         help="split fastconv's training step into kernel time and the rest")
+    parser.add_argument("--augmentation", action="store_true",
+                        help="time fastconv epochs with and without augmentation layers")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="with --augmentation: the first N training images only")
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
@@ -254,6 +308,9 @@ def main(argv=None) -> int:
         return 0
     if args.overhead:
         overhead(args)
+        return 0
+    if args.augmentation:
+        augmentation_cost(args)
         return 0
     wanted = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     unknown = [f for f in wanted if f not in FRAMEWORKS]

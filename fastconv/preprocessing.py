@@ -28,7 +28,7 @@ Images are ``(N, H, W, C)`` (``channels_last``) or ``(N, C, H, W)``
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -89,13 +89,49 @@ def _fold(index: np.ndarray, size: int, fill_mode: str) -> np.ndarray:
 
     For ``'constant'`` the indices are clipped; the caller masks them out.
     """
-    if fill_mode == "wrap":
-        return np.mod(index, size)
-    if fill_mode == "reflect":
+    if fill_mode == "reflect" or fill_mode == "wrap":
+        if index.size and index.min() >= -size and index.max() < 2 * size:
+            # The usual case (shifts and turns stay within one image of the edge): two
+            # selects instead of an integer modulo, which costs several times more.
+            below, above = index < 0, index >= size
+            if fill_mode == "reflect":
+                return np.where(below, -1 - index, np.where(above, 2 * size - 1 - index, index))
+            return np.where(below, index + size, np.where(above, index - size, index))
+        if fill_mode == "wrap":
+            return np.mod(index, size)
         # Period 2*size: 0..size-1 forwards, then size-1..0 backwards.
         index = np.mod(index, 2 * size)
         return np.where(index >= size, 2 * size - 1 - index, index)
     return np.clip(index, 0, size - 1)
+
+
+def _taps(coord: np.ndarray, size: int, interpolation: str, fill_mode: str, dtype):
+    """``[(folded integer index, weight or None)]`` along one axis for float ``coord``.
+
+    Nearest: one tap. Bilinear: the two neighbours, weighted by distance. With
+    ``fill_mode='constant'`` an outside tap gets weight 0 (the fill is added later).
+    """
+    if interpolation == "nearest":
+        ints = [(np.rint(coord).astype(np.intp), None)]
+    else:
+        low = np.floor(coord)
+        frac = (coord - low).astype(dtype)
+        low = low.astype(np.intp)
+        ints = [(low, 1 - frac), (low + 1, frac)]
+    taps = []
+    for index, weight in ints:
+        if fill_mode == "constant":
+            inside = (index >= 0) & (index < size)
+            if not inside.all():
+                weight = inside.astype(dtype) if weight is None else weight * inside
+        taps.append((_fold(index, size, fill_mode), weight))
+    return taps
+
+
+def _product(a, b):
+    if a is None:
+        return b
+    return a if b is None else a * b
 
 
 class _ImageLayer(Layer):
@@ -161,8 +197,8 @@ class Rescaling(Layer):
 class _RandomGather(_ImageLayer):
     """A random spatial transform applied by one gather; subclasses give the coordinates.
 
-    ``_source(n, h, w)`` returns float arrays ``(rows, cols)`` of shape ``(n, h, w)``:
-    where output pixel ``(k, i, j)`` reads from in image ``k``.
+    ``_source(n, h, w)`` returns float arrays ``(rows, cols)`` broadcastable to
+    ``(n, h, w)``: where output pixel ``(k, i, j)`` reads from in image ``k``.
     """
 
     def __init__(self, fill_mode: str = "reflect", interpolation: str = "bilinear",
@@ -174,7 +210,7 @@ class _RandomGather(_ImageLayer):
         self.fill_value = _number("fill_value", fill_value)
         self.seed = _seed(seed)
         self._rng = np.random.default_rng(self.seed if self.seed is not None else child_seed())
-        self._taps: Optional[List[Tuple[np.ndarray, Optional[np.ndarray]]]] = None
+        self._coords: Optional[Tuple[np.ndarray, np.ndarray, tuple]] = None
 
     def _source(self, n: int, h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -183,55 +219,70 @@ class _RandomGather(_ImageLayer):
         return False
 
     def forward(self, x, training=False):
-        self._taps = None
+        self._coords = None
         if not training or self._is_identity():
             return x
         x = self._to_nhwc(x)
         n, h, w, c = x.shape
         rows, cols = self._source(n, h, w)
-        base = (np.arange(n) * (h * w))[:, None, None]
-        flat = x.reshape(n * h * w, c)
+        self._coords = (rows, cols, x.shape)
+        # Pad once by fill_mode (np.pad's 'symmetric' is Keras's 'reflect'), wide enough
+        # for every source coordinate: then the gather needs no per-pixel folding.
+        below = max(-float(rows.min()), -float(cols.min()), 0.0)
+        above = max(float(rows.max()) - (h - 1), float(cols.max()) - (w - 1), 0.0)
+        m = int(math.ceil(max(below, above))) + (self.interpolation == "bilinear")
+        if m:
+            mode = {"reflect": "symmetric", "wrap": "wrap", "nearest": "edge",
+                    "constant": "constant"}[self.fill_mode]
+            extra = {"constant_values": self.fill_value} if mode == "constant" else {}
+            x = np.pad(x, ((0, 0), (m, m), (m, m), (0, 0)), mode=mode, **extra)
+        hp, wp = h + 2 * m, w + 2 * m
+        flat = x.reshape(n * hp * wp, c)
+        base = (np.arange(n, dtype=np.intp) * (hp * wp)).reshape(n, 1, 1)
         if self.interpolation == "nearest":
-            r, q = np.rint(rows).astype(np.intp), np.rint(cols).astype(np.intp)
-            corners = [(r, q, None)]
-        else:
-            r0, q0 = np.floor(rows), np.floor(cols)
-            fr, fq = rows - r0, cols - q0
-            r0, q0 = r0.astype(np.intp), q0.astype(np.intp)
-            corners = [(r0, q0, (1 - fr) * (1 - fq)), (r0, q0 + 1, (1 - fr) * fq),
-                       (r0 + 1, q0, fr * (1 - fq)), (r0 + 1, q0 + 1, fr * fq)]
-        out = None
-        taps = []
-        for r, q, weight in corners:
-            if self.fill_mode == "constant":
-                inside = (r >= 0) & (r < h) & (q >= 0) & (q < w)
-                # An outside tap contributes fill_value; folding it to a clipped index
-                # and zeroing its weight keeps the gather a single fancy index.
-                weight = inside.astype(x.dtype) if weight is None else weight * inside
-            index = (base + _fold(r, h, self.fill_mode) * w + _fold(q, w, self.fill_mode))
-            index = index.reshape(-1)
-            wt = None if weight is None else weight.reshape(-1, 1).astype(x.dtype, copy=False)
-            term = flat[index] if wt is None else flat[index] * wt
-            out = term if out is None else out + term
-            taps.append((index, wt))
-        if self.fill_mode == "constant" and self.fill_value != 0:
-            total = sum(wt for _, wt in taps)
-            out += (1 - total) * x.dtype.type(self.fill_value)
-        self._taps = taps
-        return self._from_nhwc(out.reshape(n, h, w, c))
+            r = np.rint(rows).astype(np.intp) + m
+            q = np.rint(cols).astype(np.intp) + m
+            index = np.broadcast_to(base + r * wp + q, (n, h, w)).reshape(-1)
+            return self._from_nhwc(np.take(flat, index, axis=0).reshape(n, h, w, c))
+        r0, q0 = np.floor(rows), np.floor(cols)
+        fr = (rows - r0).astype(x.dtype)[..., None]
+        fq = (cols - q0).astype(x.dtype)[..., None]
+        i00 = np.broadcast_to(base + (r0.astype(np.intp) + m) * wp
+                              + (q0.astype(np.intp) + m), (n, h, w))
+        top = np.take(flat, i00 + 1, axis=0).reshape(n, h, w, c)
+        top -= (left := np.take(flat, i00, axis=0).reshape(n, h, w, c))
+        top *= fq
+        top += left
+        low = np.take(flat, i00 + (wp + 1), axis=0).reshape(n, h, w, c)
+        low -= (left := np.take(flat, i00 + wp, axis=0).reshape(n, h, w, c))
+        low *= fq
+        low += left
+        low -= top
+        low *= fr
+        low += top
+        return self._from_nhwc(low)
 
     def backward(self, dout):
-        if self._taps is None:
+        if self._coords is None:
             return dout
+        rows, cols, (n, h, w, c) = self._coords
         d = self._to_nhwc(dout)
-        n, h, w, c = d.shape
         flat = d.reshape(n * h * w, c)
         dx = np.zeros((n * h * w, c), dtype=dout.dtype)
-        for index, wt in self._taps:
-            contrib = flat if wt is None else flat * wt
-            # Columns one by one: bincount is the fast scatter-add NumPy has.
-            for k in range(c):
-                dx[:, k] += np.bincount(index, weights=contrib[:, k], minlength=n * h * w)
+        # The transpose of the forward gather, with the padding folded back onto the image.
+        base = (np.arange(n, dtype=np.intp) * (h * w)).reshape(n, 1, 1)
+        row_taps = _taps(rows, h, self.interpolation, self.fill_mode, dout.dtype)
+        col_taps = _taps(cols, w, self.interpolation, self.fill_mode, dout.dtype)
+        for r, wr in row_taps:
+            for q, wq in col_taps:
+                index = np.broadcast_to(base + r * w + q, (n, h, w)).reshape(-1)
+                weight = _product(wr, wq)
+                contrib = flat if weight is None else flat * np.broadcast_to(
+                    weight, (n, h, w)).reshape(-1, 1)
+                # Columns one by one: bincount is the fast scatter-add NumPy has.
+                for k in range(c):
+                    dx[:, k] += np.bincount(index, weights=contrib[:, k],
+                                            minlength=n * h * w)
         return self._from_nhwc(dx.reshape(n, h, w, c))
 
     def get_config(self):
@@ -242,8 +293,9 @@ class _RandomGather(_ImageLayer):
 
 
 def _grid(n: int, h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
-    rows = np.broadcast_to(np.arange(h, dtype=np.float64)[None, :, None], (n, h, w))
-    cols = np.broadcast_to(np.arange(w, dtype=np.float64)[None, None, :], (n, h, w))
+    """Row coordinates (n, h, 1) and column coordinates (n, 1, w) of the output grid."""
+    rows = np.broadcast_to(np.arange(h, dtype=np.float64)[None, :, None], (n, h, 1))
+    cols = np.broadcast_to(np.arange(w, dtype=np.float64)[None, None, :], (n, 1, w))
     return rows, cols
 
 
