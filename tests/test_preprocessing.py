@@ -173,3 +173,27 @@ def test_in_a_model_trains_and_round_trips_config():
     for layer in model.layers[:4]:
         clone = type(layer).from_config(dict(layer.get_config(), name=layer.name + "_copy"))
         assert clone.get_config() == dict(layer.get_config(), name=layer.name + "_copy")
+
+
+def test_save_and_load_round_trip(tmp_path, monkeypatch):
+    import fastconv.preprocessing as preprocessing
+    from fastconv.models import load_model
+    from fastconv.preprocessing import __all__ as names
+
+    # Loading finds layer classes through layers.get_layer_class; register these here
+    # (as fastconv.layers will) so this checks the configs themselves round-trip.
+    for name in names:
+        monkeypatch.setitem(layers._LAYERS, name, getattr(preprocessing, name))
+    model = Sequential([
+        layers.Input(shape=(8, 8, 1)), Rescaling(1 / 255, offset=0.5),
+        RandomFlip("horizontal", seed=1), RandomTranslation(0.1, (0.0, 0.2), seed=2),
+        RandomRotation(0.05, fill_mode="constant", fill_value=0.5, interpolation="nearest"),
+        layers.Conv2D(2, 3), layers.Flatten(), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 1)).astype(np.float32)
+    model.fit(x, np.arange(4) % 3, verbose=0)
+    model.save(tmp_path / "m.zip")
+    loaded = load_model(tmp_path / "m.zip")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    for a, b in zip(model.layers[:4], loaded.layers[:4]):
+        assert type(a) is type(b) and a.get_config() == b.get_config()
