@@ -249,14 +249,18 @@ class _RandomGather(_ImageLayer):
         fq = (cols - q0).astype(x.dtype)[..., None]
         i00 = np.broadcast_to(base + (r0.astype(np.intp) + m) * wp
                               + (q0.astype(np.intp) + m), (n, h, w))
-        top = np.take(flat, i00 + 1, axis=0).reshape(n, h, w, c)
-        top -= (left := np.take(flat, i00, axis=0).reshape(n, h, w, c))
-        top *= fq
-        top += left
-        low = np.take(flat, i00 + (wp + 1), axis=0).reshape(n, h, w, c)
-        low -= (left := np.take(flat, i00 + wp, axis=0).reshape(n, h, w, c))
-        low *= fq
-        low += left
+
+        def lerp(a, b, t):
+            """``pixels[a] + (pixels[b] - pixels[a]) * t``, in place in one new array."""
+            start = np.take(flat, a, axis=0).reshape(n, h, w, c)
+            out = np.take(flat, b, axis=0).reshape(n, h, w, c)
+            out -= start
+            out *= t
+            out += start
+            return out
+
+        top = lerp(i00, i00 + 1, fq)
+        low = lerp(i00 + wp, i00 + (wp + 1), fq)
         low -= top
         low *= fr
         low += top
