@@ -141,6 +141,7 @@ def overhead(args) -> None:
     """Split fastconv training steps into time inside ``fastconv.ops`` and the rest."""
     import fastconv
     from fastconv import ops
+    from fastconv.backends import active_module
     from fastconv.utils import set_random_seed
 
     fastconv.set_num_threads(args.threads)
@@ -151,16 +152,26 @@ def overhead(args) -> None:
     y = rng.integers(0, 10, args.batch_size)
     spent = {}
 
+    depth = [0]
+
     def timed(name, fn):
         def wrapper(*a, **k):
+            # Only the outermost kernel call counts (a fused op may call another).
+            depth[0] += 1
             start = time.perf_counter()
-            out = fn(*a, **k)
-            spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
-            return out
+            try:
+                return fn(*a, **k)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
         return wrapper
 
-    names = [n for n in dir(ops) if n.endswith(("_forward", "_backward"))]
-    originals = {n: getattr(ops, n) for n in names}
+    # ops looks each kernel up on the backend module at every call (layers may hold the
+    # ops functions themselves), so the timers go on the backend module.
+    backend = active_module()
+    names = [n for n in ops.__all__ if hasattr(backend, n)]
+    originals = {n: getattr(backend, n) for n in names}
     for _ in range(20):  # warm-up
         model.train_on_batch(x, y)
     steps = 200
@@ -171,7 +182,7 @@ def overhead(args) -> None:
         plain.append(time.perf_counter() - start)
     try:
         for n in names:
-            setattr(ops, n, timed(n, originals[n]))
+            setattr(backend, n, timed(n, originals[n]))
         total = []
         inside = []
         for _ in range(steps):
@@ -182,7 +193,7 @@ def overhead(args) -> None:
             inside.append(sum(spent.values()) - before)
     finally:
         for n in names:
-            setattr(ops, n, originals[n])
+            setattr(backend, n, originals[n])
     total, inside = np.array(total), np.array(inside)
     share = np.median((total - inside) / total)
     print(f"fastconv training step, batch {args.batch_size}, {args.threads} threads, "
