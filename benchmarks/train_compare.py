@@ -201,7 +201,8 @@ def overhead(args) -> None:
     print(f"  step (no timers)      median {np.median(plain) * 1e3:7.2f} ms")
     print(f"  step (timed)          median {np.median(total) * 1e3:7.2f} ms")
     print(f"  inside fastconv.ops   median {np.median(inside) * 1e3:7.2f} ms")
-    print(f"  outside (dense BLAS, dropout, loss, Adam, Python)  median share {share:.1%}")
+    print(f"  outside (dense BLAS, dropout, loss, Adam, Python)  median share {share:.1%}, "
+          f"share of the totals {1 - inside.sum() / total.sum():.1%}")
     for n, s in sorted(spent.items(), key=lambda kv: -kv[1]):
         print(f"    {n:24s} {s / steps * 1e3:7.3f} ms/step")
     import cProfile
