@@ -36,6 +36,8 @@ __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten",
     "Dense", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
     "BatchNormalization", "Maxout", "get_layer_class",
+    # From fastconv.preprocessing, resolved by the module __getattr__ below.
+    "Rescaling", "RandomFlip", "RandomTranslation", "RandomRotation",  # noqa: F822
 ]
 
 try:  # compiled element-wise kernels (dropout), when the extension is built
@@ -1040,6 +1042,19 @@ _LAYERS = {c.__name__: c for c in (
     InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, Activation,
     ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout)}
 
+# Keras 3's preprocessing layers live in fastconv.preprocessing, which builds on the
+# Layer class above; they are importable from here as in Keras, and loadable from
+# saved models, through a lazy lookup (an import at the top would be circular).
+_PREPROCESSING = ("Rescaling", "RandomFlip", "RandomTranslation", "RandomRotation")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PREPROCESSING:
+        from . import preprocessing
+
+        return getattr(preprocessing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 # Keras's other spellings.
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
@@ -1048,10 +1063,12 @@ AvgPool2D = AveragePooling2D
 
 def get_layer_class(class_name: str) -> type:
     """The layer class saved under ``class_name``; only fastconv's own layers load."""
+    if class_name in _PREPROCESSING:
+        return __getattr__(class_name)
     if class_name not in _LAYERS:
         raise ValueError(
             f"Unknown layer class {class_name!r} in the saved model; fastconv knows "
-            f"{sorted(_LAYERS)}"
+            f"{sorted(set(_LAYERS) | set(_PREPROCESSING))}"
         )
     return _LAYERS[class_name]
 

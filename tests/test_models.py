@@ -286,3 +286,21 @@ def test_training_skips_only_the_first_layers_input_gradient():
     assert calls == [False, True]
     for (layer, name, _), g in zip(model._train_items(), grads):
         np.testing.assert_allclose(layer.grads[name], g, rtol=1e-6)
+
+
+def test_augmentation_layers_come_from_fastconv_layers_and_load(tmp_path):
+    from fastconv import layers as L
+    from fastconv import preprocessing
+
+    assert L.RandomFlip is preprocessing.RandomFlip  # Keras 3: keras.layers.RandomFlip
+    model = Sequential([L.Input(shape=(6, 6, 1)), L.Rescaling(0.5), L.RandomFlip(seed=1),
+                        L.RandomTranslation(0.1, 0.1, seed=2), L.RandomRotation(0.05, seed=3),
+                        L.Conv2D(2, 3), L.Flatten(), L.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    x = np.random.default_rng(0).random((4, 6, 6, 1)).astype(np.float32)
+    path = str(tmp_path / "aug.zip")
+    model.save(path)
+    loaded = models.load_model(path)
+    assert [type(la).__name__ for la in loaded.layers][:4] == [
+        "Rescaling", "RandomFlip", "RandomTranslation", "RandomRotation"]
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
