@@ -77,7 +77,8 @@ class BuildExt(build_ext):
                     "fastconv will run single-threaded"
                 )
                 cargs, largs = [], []
-        opt = ["/O2"] if ctype == "msvc" else ["-O3"]
+        # -fno-math-errno: no kernel reads errno, and without it sqrt cannot vectorise.
+        opt = ["/O2"] if ctype == "msvc" else ["-O3", "-fno-math-errno"]
         for ext in self.extensions:
             ext.extra_compile_args = opt + cargs + ext.extra_compile_args
             ext.extra_link_args = largs + ext.extra_link_args

@@ -6,10 +6,14 @@ against a readable NumPy reference (:mod:`fastconv.backends.numpy`).
 
 from __future__ import annotations
 
-from . import backends, ops
-from ._info import show_config
-from ._threads import get_num_threads, set_num_threads
-from .backends import get_backend, set_backend, use_backend
+from . import _runtime
+
+_runtime.apply()  # before any compiled module starts the OpenMP runtime
+
+from . import backends, ops  # noqa: E402
+from ._info import show_config  # noqa: E402
+from ._threads import get_num_threads, set_num_threads  # noqa: E402
+from .backends import get_backend, set_backend, use_backend  # noqa: E402
 
 __version__ = "0.1.0"
 

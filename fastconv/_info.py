@@ -29,6 +29,9 @@ def config() -> dict:
         info["openmp"] = "off"
     import numpy
 
+    from . import _runtime
+
+    info["runtime"] = ", ".join(_runtime.APPLIED) or "library defaults"
     info["numpy"] = numpy.__version__
     try:
         blas = _threads.blas_info()

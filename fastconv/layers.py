@@ -700,8 +700,9 @@ class Dropout(Layer):
                 and x.dtype in (np.float32, np.float64):
             # One compiled pass: mask drawn, applied and scaled together.
             out = np.empty_like(x)
-            if self._keep8 is None or self._keep8.shape != x.shape:
-                self._keep8 = np.empty(x.shape, np.uint8)
+            if self._keep8 is None or self._keep8.shape != x.shape \
+                    or self._keep8.dtype != x.dtype:
+                self._keep8 = np.empty_like(x)
             _elementwise.dropout_forward(x.reshape(-1), out.reshape(-1),
                                          self._keep8.reshape(-1), self.rate, self._key,
                                          self._step, get_num_threads())
@@ -727,10 +728,11 @@ class Dropout(Layer):
     def backward(self, dout):
         if self._mask is None:
             return dout
-        if self._mask is self._keep8 and dout.flags.c_contiguous:
+        if self._mask is self._keep8 and dout.flags.c_contiguous \
+                and dout.dtype == self._keep8.dtype:
             dx = np.empty_like(dout)
             _elementwise.dropout_backward(dout.reshape(-1), self._keep8.reshape(-1),
-                                          dx.reshape(-1), self.rate, get_num_threads())
+                                          dx.reshape(-1), get_num_threads())
             return dx
         dx = np.multiply(dout, self._mask, dtype=dout.dtype)
         dx *= dout.dtype.type(1 / (1 - self.rate))

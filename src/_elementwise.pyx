@@ -1,27 +1,63 @@
-# cython: boundscheck=False, wraparound=False, initializedcheck=False
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 #
 # Directives: the caller passes flat, equally sized, C-contiguous arrays
-# (fastconv.backends.cython checks this), so indices stay in range.
-"""Element-wise kernels (ReLU), flat arrays, float32/float64, OpenMP over elements."""
+# (fastconv.backends.cython, fastconv.layers and fastconv.optimizers check this), so
+# indices stay in range; chunk sizes are positive.
+"""Element-wise kernels: ReLU, dropout and the Adam update, float32/float64.
+
+The loops themselves are in ``_ew_inner.h`` (plain C on restrict pointers, so they
+vectorise, with an AVX2 copy picked at run time); here they run on fixed chunks of
+the arrays in parallel. Chunks never depend on the thread count and every element
+is computed on its own, so results are the same for any number of threads.
+"""
 
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdint cimport uint32_t, uint64_t
 
-# Below this many elements a parallel region costs more than it saves.
-cdef Py_ssize_t PARALLEL_MIN = 1 << 15
+cdef extern from "_ew_inner.h" nogil:
+    void fc_ew_init()
+    void fc_relu_fwd_f32(const float* x, float* out, Py_ssize_t n)
+    void fc_relu_fwd_f64(const double* x, double* out, Py_ssize_t n)
+    void fc_relu_bwd_f32(const float* d, const float* x, float* dx, Py_ssize_t n)
+    void fc_relu_bwd_f64(const double* d, const double* x, double* dx, Py_ssize_t n)
+    void fc_dropout_fwd_f32(const float* x, float* out, float* keep, Py_ssize_t n,
+                            uint32_t start, uint32_t k1, uint32_t k2, uint32_t threshold,
+                            float scale)
+    void fc_dropout_fwd_f64(const double* x, double* out, double* keep, Py_ssize_t n,
+                            uint32_t start, uint32_t k1, uint32_t k2, uint32_t threshold,
+                            double scale)
+    void fc_dropout_bwd_f32(const float* d, const float* keep, float* dx, Py_ssize_t n)
+    void fc_dropout_bwd_f64(const double* d, const double* keep, double* dx, Py_ssize_t n)
+    void fc_adam_f32(float* p, const float* g, float* m, float* v, Py_ssize_t n,
+                     float c1, float c2, float eps, float a)
+    void fc_adam_f64(double* p, const double* g, double* m, double* v, Py_ssize_t n,
+                     double c1, double c2, double eps, double a)
+
+fc_ew_init()
+
+# Elements per task: large enough to amortise scheduling, small enough to share.
+cdef Py_ssize_t CHUNK = 1 << 15
+
+
+cdef inline int _threads(Py_ssize_t n, int n_threads) noexcept nogil:
+    return 1 if n <= CHUNK else n_threads
 
 
 def relu_forward(const floating[::1] x,    # IN  (n,)
                  floating[::1] out,        # OUT (n,)
                  int n_threads):
     """out = max(x, 0); NaN stays NaN (as np.maximum)."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef floating v
-    if n < PARALLEL_MIN:
-        n_threads = 1
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        v = x[i]
-        out[i] = 0 if v <= 0 else v
+    cdef Py_ssize_t n = x.shape[0], c, i0
+    if n == 0:
+        return
+    for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
+                    num_threads=_threads(n, n_threads)):
+        i0 = c * CHUNK
+        if floating is float:
+            fc_relu_fwd_f32(&x[i0], &out[i0], min(CHUNK, n - i0))
+        else:
+            fc_relu_fwd_f64(&x[i0], &out[i0], min(CHUNK, n - i0))
 
 
 def relu_backward(const floating[::1] dout,  # IN  (n,)
@@ -29,15 +65,16 @@ def relu_backward(const floating[::1] dout,  # IN  (n,)
                   floating[::1] dx,          # OUT (n,)
                   int n_threads):
     """dx = dout where x > 0, else 0."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    if n < PARALLEL_MIN:
-        n_threads = 1
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        dx[i] = dout[i] if x[i] > 0 else 0
-
-
-from libc.math cimport sqrt
-from libc.stdint cimport uint8_t, uint64_t
+    cdef Py_ssize_t n = x.shape[0], c, i0
+    if n == 0:
+        return
+    for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
+                    num_threads=_threads(n, n_threads)):
+        i0 = c * CHUNK
+        if floating is float:
+            fc_relu_bwd_f32(&dout[i0], &x[i0], &dx[i0], min(CHUNK, n - i0))
+        else:
+            fc_relu_bwd_f64(&dout[i0], &x[i0], &dx[i0], min(CHUNK, n - i0))
 
 
 def adam_update(floating[::1] p,          # IN/OUT (n,) parameters
@@ -49,20 +86,19 @@ def adam_update(floating[::1] p,          # IN/OUT (n,) parameters
     """One Adam step in one pass, in the same operation order as the NumPy version
     in fastconv.optimizers (so the results are the same bits):
     m += (1-b1)*(g-m); v += (1-b2)*(g*g-v); p -= (m / (sqrt(v) + eps)) * alpha."""
-    cdef Py_ssize_t i, n = p.shape[0]
-    cdef floating c1 = <floating> one_minus_b1, c2 = <floating> one_minus_b2
-    cdef floating e = <floating> eps, a = <floating> alpha
-    cdef floating gi, mi, vi, root
-    if n < PARALLEL_MIN:
-        n_threads = 1
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        gi = g[i]
-        mi = m[i] + (gi - m[i]) * c1
-        vi = v[i] + (gi * gi - v[i]) * c2
-        m[i] = mi
-        v[i] = vi
-        root = <floating> sqrt(vi)
-        p[i] = p[i] - (mi / (root + e)) * a
+    cdef Py_ssize_t n = p.shape[0], c, i0
+    if n == 0:
+        return
+    for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
+                    num_threads=_threads(n, n_threads)):
+        i0 = c * CHUNK
+        if floating is float:
+            fc_adam_f32(&p[i0], &g[i0], &m[i0], &v[i0], min(CHUNK, n - i0),
+                        <float> one_minus_b1, <float> one_minus_b2, <float> eps,
+                        <float> alpha)
+        else:
+            fc_adam_f64(&p[i0], &g[i0], &m[i0], &v[i0], min(CHUNK, n - i0),
+                        one_minus_b1, one_minus_b2, eps, alpha)
 
 
 cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:
@@ -72,37 +108,47 @@ cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:
     return z ^ (z >> 31)
 
 
-def dropout_forward(const floating[::1] x,   # IN  (n,)
+def dropout_forward(const floating[::1] x,   # IN  (n,), n < 2**32
                     floating[::1] out,       # OUT (n,)
-                    uint8_t[::1] keep,       # OUT (n,) 1 where kept
+                    floating[::1] keep,      # OUT (n,) 1 / (1 - rate) where kept, else 0
                     double rate, uint64_t seed, uint64_t step, int n_threads):
     """Inverted dropout with a counter-based generator.
 
-    Element i of call ``step`` is kept when the top 24 bits of
-    hash(seed, step, i), as a fraction of 2**24, are >= rate. The mask depends only
-    on (seed, step, i), never on the thread count or the order of work.
+    Call ``step`` of a layer keyed by ``seed`` derives two 32-bit keys from
+    hash64(seed, step); element i is kept when the top 24 bits of
+    fmix32(fmix32(i ^ k1) + k2), as a fraction of 2**24, are >= rate. The mask
+    depends only on (seed, step, i), never on the thread count.
     """
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef uint64_t base = _mix64(seed ^ _mix64(step + <uint64_t> 0x9e3779b97f4a7c15ULL))
-    cdef uint64_t threshold = <uint64_t> (rate * 16777216.0 + 0.5)
-    cdef floating scale = <floating> (1.0 / (1.0 - rate))
-    cdef uint8_t k
-    if n < PARALLEL_MIN:
-        n_threads = 1
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        k = (_mix64(base + <uint64_t> i) >> 40) >= threshold
-        keep[i] = k
-        out[i] = x[i] * scale if k else 0
+    cdef Py_ssize_t n = x.shape[0], c, i0
+    cdef uint64_t key = _mix64(seed ^ _mix64(step + <uint64_t> 0x9e3779b97f4a7c15ULL))
+    cdef uint32_t k1 = <uint32_t> key, k2 = <uint32_t> (key >> 32)
+    cdef uint32_t threshold = <uint32_t> (rate * 16777216.0 + 0.5)
+    cdef double scale = 1.0 / (1.0 - rate)
+    if n == 0:
+        return
+    for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
+                    num_threads=_threads(n, n_threads)):
+        i0 = c * CHUNK
+        if floating is float:
+            fc_dropout_fwd_f32(&x[i0], &out[i0], &keep[i0], min(CHUNK, n - i0),
+                               <uint32_t> i0, k1, k2, threshold, <float> scale)
+        else:
+            fc_dropout_fwd_f64(&x[i0], &out[i0], &keep[i0], min(CHUNK, n - i0),
+                               <uint32_t> i0, k1, k2, threshold, scale)
 
 
 def dropout_backward(const floating[::1] dout,   # IN  (n,)
-                     const uint8_t[::1] keep,    # IN  (n,)
+                     const floating[::1] keep,   # IN  (n,) from dropout_forward
                      floating[::1] dx,           # OUT (n,)
-                     double rate, int n_threads):
-    """dx = dout / (1 - rate) where kept, else 0."""
-    cdef Py_ssize_t i, n = dout.shape[0]
-    cdef floating scale = <floating> (1.0 / (1.0 - rate))
-    if n < PARALLEL_MIN:
-        n_threads = 1
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        dx[i] = dout[i] * scale if keep[i] else 0
+                     int n_threads):
+    """dx = dout * keep where kept (keep = 1 / (1 - rate)), else 0."""
+    cdef Py_ssize_t n = dout.shape[0], c, i0
+    if n == 0:
+        return
+    for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
+                    num_threads=_threads(n, n_threads)):
+        i0 = c * CHUNK
+        if floating is float:
+            fc_dropout_bwd_f32(&dout[i0], &keep[i0], &dx[i0], min(CHUNK, n - i0))
+        else:
+            fc_dropout_bwd_f64(&dout[i0], &keep[i0], &dx[i0], min(CHUNK, n - i0))

@@ -86,3 +86,19 @@ def test_info_command_reports_openmp_and_blas():
     for key in ("fastconv:", "compiler:", "openmp:", "threads:", "blas:", "backend:"):
         assert key in res.stdout
     assert "openmp:    on" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "PASSIVE"),                                    # fastconv's default
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),          # the user's choice wins
+    ({"FASTCONV_RUNTIME_DEFAULTS": "0"}, None),         # opted out: left alone
+])
+def test_runtime_defaults(env, expected):
+    import os
+
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_WAIT_POLICY", "FASTCONV_RUNTIME_DEFAULTS")}
+    code = "import os, fastconv; print(os.environ.get('OMP_WAIT_POLICY'))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=base | env)
+    assert res.stdout.strip() == str(expected)

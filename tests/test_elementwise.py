@@ -36,14 +36,21 @@ def test_adam_by_hand_through_the_kernel():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dropout_kernel(dtype, threads):
     x = np.full(200_000, 2.0, dtype=dtype)
+    x[:2] = [np.inf, np.nan]
     out = np.empty_like(x)
-    keep = np.empty(x.shape, np.uint8)
+    keep = np.empty_like(x)
     _elementwise.dropout_forward(x, out, keep, 0.25, 1234, 0, threads)
-    assert abs(keep.mean() - 0.75) < 0.01  # 200k draws: std of the mean ~ 0.001
-    np.testing.assert_array_equal(out, np.where(keep == 1, dtype(2 / 0.75), 0))
+    scale = dtype(1 / 0.75)
+    assert set(np.unique(keep)) <= {dtype(0), scale}
+    kept = keep != 0
+    assert abs(kept.mean() - 0.75) < 0.01  # 200k draws: std of the mean ~ 0.001
+    # As NumPy's x * mask: a dropped inf or NaN gives NaN.
+    np.testing.assert_array_equal(out, x * keep)
+    np.testing.assert_array_equal(out[2:], np.where(kept[2:], dtype(2) * scale, 0))
     dx = np.empty_like(x)
-    _elementwise.dropout_backward(x, keep, dx, 0.25, threads)
-    np.testing.assert_array_equal(dx, out)
+    dout = np.arange(x.size, dtype=dtype)
+    _elementwise.dropout_backward(dout, keep, dx, threads)
+    np.testing.assert_array_equal(dx, dout * keep)
     # A pure function of (key, step, index): the same mask again, another for step 1.
     keep2 = np.empty_like(keep)
     _elementwise.dropout_forward(x, out, keep2, 0.25, 1234, 0, 1)
