@@ -334,6 +334,12 @@ def main(argv=None) -> int:
                "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                "--threads", str(args.threads)]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        runtime = sys.modules.get("fastconv._runtime")
+        if name != "fastconv" and runtime is not None \
+                and "OMP_WAIT_POLICY=PASSIVE" in runtime.APPLIED:
+            # Set by fastconv for its own OpenMP runtime; other frameworks get their
+            # own defaults.
+            env.pop("OMP_WAIT_POLICY", None)
         print(f"running {name} ...", flush=True)
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import sys
 import time
@@ -173,10 +174,24 @@ def sgemm_gflops(threads: int, size: int = 2048, reps: int = 5) -> float:
 
 
 def _torch():
+    """PyTorch if importable, loaded with its own OpenMP defaults.
+
+    fastconv sets OMP_WAIT_POLICY=PASSIVE for its own OpenMP runtime when imported
+    (fastconv._runtime); PyTorch ships its own runtime, which reads the variable when
+    torch is first imported, so it is hidden from it here: PyTorch runs as it would
+    without fastconv.
+    """
+    from . import _runtime
+
+    hidden = "OMP_WAIT_POLICY=PASSIVE" in _runtime.APPLIED and "torch" not in sys.modules
+    saved = os.environ.pop("OMP_WAIT_POLICY", None) if hidden else None
     try:
         import torch
     except ImportError:
         return None
+    finally:
+        if saved is not None:
+            os.environ["OMP_WAIT_POLICY"] = saved
     return torch
 
 
@@ -366,28 +381,34 @@ def _f(v, spec):
 
 HEADER = ("layer", "shape", "fwd ms", "bwd ms", "f+b ms", "GFLOP/s", "%sgemm", "extra MB",
           "x numpy", "torch f+b ms", "x torch")
+WIDTHS = dict(zip(HEADER, [7, 38, 8, 8, 8, 8, 7, 9, 8, 15, 8]))
+
+
+def _line(cells: list) -> str:
+    """Join (column, text) pairs: the first two columns left-aligned, the rest right."""
+    return " ".join(text.ljust(WIDTHS[col]) if col in ("layer", "shape")
+                    else text.rjust(WIDTHS[col]) for col, text in cells)
+
+
+def _columns(torch: bool, numpy: bool) -> list:
+    return [c for c in HEADER if (numpy or c != "x numpy")
+            and (torch or c not in ("torch f+b ms", "x torch"))]
 
 
 def format_row(row: Row, torch: bool, numpy: bool) -> str:
-    cells = [row.layer, row.shape, _f(row.fwd_ms, ".2f"), _f(row.bwd_ms, ".2f"),
-             _f(row.fwd_bwd_ms, ".2f"), _f(row.gflops, ".0f"), _f(row.pct_sgemm, ".0f"),
-             _f(row.extra_mb, ".1f")]
-    if numpy:
-        cells.append(_f(row.speedup_numpy, ".1f"))
-    if torch:
-        cells += [f"{_f(row.torch_fwd_bwd_ms, '.2f')} {row.torch_format}",
-                  _f(row.speedup_torch, ".2f")]
-    widths = [7, 38, 8, 8, 8, 8, 7, 9, 8, 15, 8]
-    return " ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in
-                    enumerate(zip(cells, widths)))
+    values = {
+        "layer": row.layer, "shape": row.shape, "fwd ms": _f(row.fwd_ms, ".2f"),
+        "bwd ms": _f(row.bwd_ms, ".2f"), "f+b ms": _f(row.fwd_bwd_ms, ".2f"),
+        "GFLOP/s": _f(row.gflops, ".0f"), "%sgemm": _f(row.pct_sgemm, ".0f"),
+        "extra MB": _f(row.extra_mb, ".1f"), "x numpy": _f(row.speedup_numpy, ".1f"),
+        "torch f+b ms": f"{_f(row.torch_fwd_bwd_ms, '.2f')} {row.torch_format or ''}",
+        "x torch": _f(row.speedup_torch, ".2f"),
+    }
+    return _line([(c, values[c]) for c in _columns(torch, numpy)])
 
 
 def format_header(torch: bool, numpy: bool) -> str:
-    cells = list(HEADER[:8]) + (["x numpy"] if numpy else []) + (
-        list(HEADER[9:]) if torch else [])
-    widths = [7, 38, 8, 8, 8, 8, 7, 9, 8, 15, 8]
-    return " ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in
-                    enumerate(zip(cells, widths)))
+    return _line([(c, c) for c in _columns(torch, numpy)])
 
 
 def _plot(rows: list[Row], path: str) -> None:

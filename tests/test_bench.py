@@ -1,0 +1,24 @@
+"""The benchmark command runs and writes its table, JSON and CSV (no timing asserted)."""
+
+import csv
+import json
+import subprocess
+import sys
+
+
+def test_bench_command_writes_json_and_csv(tmp_path):
+    out_json, out_csv = tmp_path / "b.json", tmp_path / "b.csv"
+    res = subprocess.run(
+        [sys.executable, "-m", "fastconv.bench", "--only", "a1,g1avg", "--reps", "1",
+         "--numpy-reps", "1", "--no-torch", "--threads", "1", "--json", str(out_json),
+         "--csv", str(out_csv)],
+        capture_output=True, text=True, check=True, timeout=300)
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:3] == ["layer", "shape", "fwd"] and "x torch" not in lines[0]
+    data = json.loads(out_json.read_text())
+    assert [r["layer"] for r in data["rows"]] == ["a1", "g1avg"]
+    assert data["info"]["sgemm_gflops"] > 0
+    for row in data["rows"]:
+        assert row["fwd_ms"] > 0 and row["speedup_numpy"] > 0
+    with open(out_csv) as f:
+        assert [r["layer"] for r in csv.DictReader(f)] == ["a1", "g1avg"]
