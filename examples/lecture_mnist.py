@@ -10,75 +10,18 @@ accuracy and saves the accuracy/val_accuracy plot (with matplotlib).
     python examples/lecture_mnist.py --limit 10000 --epochs 2
 """
 
-import argparse
-import os
-import tempfile
+from _common import load_mnist_or_fashion, parse_args, save_plot
 
-from fastconv.datasets import DataNotFoundError, fashion_mnist, mnist
 from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastconv.models import Sequential
 from fastconv.utils import to_categorical
 
-parser = argparse.ArgumentParser(description="The lecture's MNIST CNN on fastconv.")
-parser.add_argument("--epochs", type=int, default=10)
-parser.add_argument("--batch-size", type=int, default=32)
-parser.add_argument("--sample", action="store_true",
-                    help="use the 2,000-image Fashion-MNIST sample shipped with fastconv")
-parser.add_argument("--limit", type=int, default=None, metavar="N",
-                    help="train on the first N training images only")
-parser.add_argument("--output", "-o", default="lecture_mnist_history.png",
-                    help="where to save the accuracy plot ('' for none)")
-args = parser.parse_args()
-if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-    parser.error("--epochs, --batch-size and --limit must be positive")
-
-
-def load_mnist_or_fashion():
-    """MNIST if its files are here, else Fashion-MNIST (full, then the embedded sample)."""
-    if args.sample:
-        print("Data: the Fashion-MNIST sample shipped with fastconv")
-        return fashion_mnist.load_sample()
-    try:
-        data = mnist.load_data(download=False)
-        print("Data: MNIST")
-        return data
-    except DataNotFoundError:
-        pass
-    try:
-        data = fashion_mnist.load_data(download=False)
-        print("Data: Fashion-MNIST (MNIST's files are not on this machine)")
-        return data
-    except DataNotFoundError:
-        print("Data: the Fashion-MNIST sample shipped with fastconv (neither MNIST nor "
-              "Fashion-MNIST is on this machine; see fastconv.datasets)")
-        return fashion_mnist.load_sample()
-
-
-def save_plot(history, path):
-    """The lecture's accuracy plot, written to ``path`` (atomically) if matplotlib is here."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install 'fastconv[plot]')")
-        return
-    plt.plot(history.history["accuracy"])
-    plt.plot(history.history["val_accuracy"])
-    plt.title("model accuracy")
-    plt.ylabel("accuracy")
-    plt.xlabel("epoch")
-    plt.legend(["train", "test"], loc="upper left")
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    with os.fdopen(fd, "wb") as f:
-        plt.savefig(f, format="png")
-    os.replace(tmp, path)
-    plt.close()
-    print(f"Saved the accuracy plot to {path}")
+args = parse_args("The lecture's MNIST CNN on fastconv.", epochs=10, batch_size=32,
+                  output="lecture_mnist_history.png")
 
 
 # ---- the lecture's program ------------------------------------------------------------
-(x_train, y_train), (x_test, y_test) = load_mnist_or_fashion()
+(x_train, y_train), (x_test, y_test) = load_mnist_or_fashion(args.sample)
 if args.limit:
     x_train, y_train = x_train[:args.limit], y_train[:args.limit]
 
