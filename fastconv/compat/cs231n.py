@@ -155,8 +155,12 @@ def _to_nchw(a: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------- convolution
 
 
-def _conv_forward_nhwc(x, w, b, conv_param):
-    """Convolution with the course's arguments; output left in NHWC for composites."""
+def _conv_forward_nhwc(x, w, b, conv_param, relu=False):
+    """Convolution with the course's arguments; output left in NHWC for composites.
+
+    With ``relu`` the bias and ReLU are applied in the kernel's output pass
+    (:func:`fastconv.ops.conv2d_relu_forward`).
+    """
     x = _nchw(x, "x", "(N, C, H, W)")
     w = _nchw(w, "w", "(F, C, HH, WW)", x.dtype)
     N, C, H, W = x.shape
@@ -175,16 +179,20 @@ def _conv_forward_nhwc(x, w, b, conv_param):
     pad = _int(p["pad"], "conv_param['pad']", 0)
     _check_tiling(H + 2 * pad - HH, stride, "conv_param['stride']", "H + 2 * pad - HH")
     _check_tiling(W + 2 * pad - WW, stride, "conv_param['stride']", "W + 2 * pad - WW")
-    out, kernel_cache = ops.conv2d_forward(
+    forward = ops.conv2d_relu_forward if relu else ops.conv2d_forward
+    out, kernel_cache = forward(
         x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b, stride=stride, padding=pad
     )
     return out, (x, w, b, conv_param, kernel_cache)
 
 
 def _conv_backward_nhwc(dout, cache):
-    """``dout`` in NHWC; gradients in the course's layouts."""
+    """``dout`` in NHWC; gradients in the course's layouts (through the ReLU too when
+    the forward pass was the fused one)."""
     kernel_cache = cache[-1]
-    dx, dw, db = ops.conv2d_backward(dout, kernel_cache)
+    backward = ops.conv2d_relu_backward if kernel_cache.op == "conv2d_relu" \
+        else ops.conv2d_backward
+    dx, dw, db = backward(dout, kernel_cache)
     return _to_nchw(dx), np.ascontiguousarray(dw.transpose(3, 2, 0, 1)), db
 
 
@@ -308,13 +316,14 @@ def conv_relu_forward(x: Any, w: Any, b: Any, conv_param: Mapping) -> Tuple[np.n
     -------
     out : ndarray, shape (N, F, H', W')
     cache : tuple
-        ``(conv_cache, relu_cache)``: the cache of :func:`conv_forward_fast` and the
-        :func:`fastconv.ops.relu_forward` cache of the (N, H', W', F) convolution output.
+        ``(conv_cache, relu_cache)``: the convolution's cache, in the form
+        :func:`conv_forward_fast` returns, and the :func:`fastconv.ops.conv2d_relu_forward`
+        cache it holds last (convolution and ReLU run as one fused kernel).
     """
-    # ReLU runs on the kernel's NHWC output, so the layouts are swapped only once.
-    out, conv_cache = _conv_forward_nhwc(x, w, b, conv_param)
-    out, relu_cache = ops.relu_forward(out)
-    return _to_nchw(out), (conv_cache, relu_cache)
+    # Bias and ReLU in the convolution kernel's output pass, on its NHWC output, so
+    # the layouts are swapped only once.
+    out, conv_cache = _conv_forward_nhwc(x, w, b, conv_param, relu=True)
+    return _to_nchw(out), (conv_cache, conv_cache[-1])
 
 
 def conv_relu_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray, Any]:
@@ -332,9 +341,8 @@ def conv_relu_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray,
     dw : ndarray, shape (F, C, HH, WW)
     db : ndarray, shape (F,), or None
     """
-    conv_cache, relu_cache = _unpack_composite(cache, 2, "conv_relu_forward")
-    d = ops.relu_backward(_dout_nhwc(dout, conv_cache[-1]), relu_cache)
-    return _conv_backward_nhwc(d, conv_cache)
+    conv_cache, _ = _unpack_composite(cache, 2, "conv_relu_forward")
+    return _conv_backward_nhwc(_dout_nhwc(dout, conv_cache[-1]), conv_cache)
 
 
 def conv_relu_pool_forward(x: Any, w: Any, b: Any, conv_param: Mapping,
@@ -350,15 +358,14 @@ def conv_relu_pool_forward(x: Any, w: Any, b: Any, conv_param: Mapping,
         ``H'' = 1 + (H' - pool_height) // pool_stride`` with H' the convolution's output
         height; the same for W''.
     cache : tuple
-        ``(conv_cache, relu_cache, pool_cache)``: the cache of :func:`conv_forward_fast`,
-        then the :mod:`fastconv.ops` caches of the ReLU and the max pooling, which work
-        on the (N, H', W', F) layout.
+        ``(conv_cache, relu_cache, pool_cache)``: the convolution's cache as in
+        :func:`conv_relu_forward` (fused convolution and ReLU), then the
+        :mod:`fastconv.ops` cache of the max pooling, on the (N, H', W', F) layout.
     """
-    out, conv_cache = _conv_forward_nhwc(x, w, b, conv_param)
+    out, conv_cache = _conv_forward_nhwc(x, w, b, conv_param, relu=True)
     pool, stride = _pool_geometry(pool_param, out.shape[1], out.shape[2])
-    out, relu_cache = ops.relu_forward(out)
     out, pool_cache = ops.maxpool2d_forward(out, pool, stride, "valid")
-    return _to_nchw(out), (conv_cache, relu_cache, pool_cache)
+    return _to_nchw(out), (conv_cache, conv_cache[-1], pool_cache)
 
 
 def conv_relu_pool_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray, Any]:
@@ -376,9 +383,8 @@ def conv_relu_pool_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.nda
     dw : ndarray, shape (F, C, HH, WW)
     db : ndarray, shape (F,), or None
     """
-    conv_cache, relu_cache, pool_cache = _unpack_composite(cache, 3, "conv_relu_pool_forward")
+    conv_cache, _, pool_cache = _unpack_composite(cache, 3, "conv_relu_pool_forward")
     d = ops.maxpool2d_backward(_dout_nhwc(dout, pool_cache), pool_cache)
-    d = ops.relu_backward(d, relu_cache)
     return _conv_backward_nhwc(d, conv_cache)
 
 
