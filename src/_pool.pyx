@@ -28,6 +28,10 @@ cdef extern from "_pool_inner.h" nogil:
     void fc_max_first_f32(float* o, int32_t* a, const float* src, Py_ssize_t C, int32_t idx)
     void fc_max_first_f64(double* o, int32_t* a, const double* src, Py_ssize_t C,
                           int32_t idx)
+    void fc_max_bwd_row_f32(float* dst, const float* d, const int32_t* a, Py_ssize_t OW,
+                            Py_ssize_t C, int PW, int32_t row_base)
+    void fc_max_bwd_row_f64(double* dst, const double* d, const int32_t* a, Py_ssize_t OW,
+                            Py_ssize_t C, int PW, int32_t row_base)
 
 
 def maxpool_forward(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
@@ -89,6 +93,42 @@ def maxpool_backward(const floating[:, :, :, ::1] dout,   # IN  (N, OH, OW, C)
         g = &dx[n, 0, 0, 0]
         for i in range(per_out):
             g[a[i]] += d[i]
+
+
+def maxpool_backward_tiled(const floating[:, :, :, ::1] dout,   # IN  (N, OH, OW, C)
+                           const int32_t[:, :, :, ::1] argmax,  # IN  (N, OH, OW, C)
+                           floating[:, :, :, ::1] dx,           # OUT (N, H, W, C)
+                           int PH, int PW, int n_threads):
+    """Backward of non-overlapping, unpadded windows (strides == pool size), one pass.
+
+    Each input element lies in at most one window, so dx is written directly (the
+    winner gets dout, the others 0), in parallel over output rows, with no zeroing
+    pass and no scatter; rows and columns that no window covers are set to 0.
+    """
+    cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2]
+    cdef Py_ssize_t row, n, oh, ih, i
+    cdef int ki
+    cdef floating* g
+    for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
+        n = row // OH
+        oh = row - n * OH
+        for ki in range(PH):
+            ih = oh * PH + ki
+            g = &dx[n, ih, 0, 0]
+            if floating is float:
+                fc_max_bwd_row_f32(g, &dout[n, oh, 0, 0], &argmax[n, oh, 0, 0], OW, C, PW,
+                                   <int32_t> (ih * W * C))
+            else:
+                fc_max_bwd_row_f64(g, &dout[n, oh, 0, 0], &argmax[n, oh, 0, 0], OW, C, PW,
+                                   <int32_t> (ih * W * C))
+            for i in range(OW * PW * C, W * C):
+                g[i] = 0
+        if oh == OH - 1:
+            for ih in range(OH * PH, H):
+                g = &dx[n, ih, 0, 0]
+                for i in range(W * C):
+                    g[i] = 0
 
 
 cdef inline Py_ssize_t _count(Py_ssize_t start, int size, Py_ssize_t limit) noexcept nogil:
