@@ -32,6 +32,10 @@ cdef extern from "_pool_inner.h" nogil:
                             Py_ssize_t C, int PW, int32_t row_base)
     void fc_max_bwd_row_f64(double* dst, const double* d, const int32_t* a, Py_ssize_t OW,
                             Py_ssize_t C, int PW, int32_t row_base)
+    void fc_avg_bwd_row_f32(float* dst, const float* d, Py_ssize_t OW, Py_ssize_t C, int PW,
+                            float scale)
+    void fc_avg_bwd_row_f64(double* dst, const double* d, Py_ssize_t OW, Py_ssize_t C,
+                            int PW, double scale)
 
 
 def maxpool_forward(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
@@ -95,20 +99,24 @@ def maxpool_backward(const floating[:, :, :, ::1] dout,   # IN  (N, OH, OW, C)
             g[a[i]] += d[i]
 
 
-def maxpool_backward_tiled(const floating[:, :, :, ::1] dout,   # IN  (N, OH, OW, C)
-                           const int32_t[:, :, :, ::1] argmax,  # IN  (N, OH, OW, C)
-                           floating[:, :, :, ::1] dx,           # OUT (N, H, W, C)
-                           int PH, int PW, int n_threads):
+def pool_backward_tiled(const floating[:, :, :, ::1] dout,   # IN  (N, OH, OW, C)
+                        const int32_t[:, :, :, ::1] argmax,  # IN  (N, OH, OW, C) or None
+                        floating[:, :, :, ::1] dx,           # OUT (N, H, W, C)
+                        int PH, int PW, int n_threads):
     """Backward of non-overlapping, unpadded windows (strides == pool size), one pass.
 
-    Each input element lies in at most one window, so dx is written directly (the
-    winner gets dout, the others 0), in parallel over output rows, with no zeroing
-    pass and no scatter; rows and columns that no window covers are set to 0.
+    Each input element lies in at most one window, so dx is written directly in
+    parallel over output rows, with no zeroing pass and no scatter: for max pooling
+    (``argmax`` given) the winner gets dout and the others 0, for average pooling
+    (``argmax`` None) every element gets dout / (PH * PW). Rows and columns that no
+    window covers are set to 0.
     """
     cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2]
     cdef Py_ssize_t row, n, oh, ih, i
     cdef int ki
+    cdef bint is_max = argmax is not None
+    cdef floating scale = <floating> (1.0 / (PH * PW))
     cdef floating* g
     for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
         n = row // OH
@@ -116,12 +124,18 @@ def maxpool_backward_tiled(const floating[:, :, :, ::1] dout,   # IN  (N, OH, OW
         for ki in range(PH):
             ih = oh * PH + ki
             g = &dx[n, ih, 0, 0]
-            if floating is float:
-                fc_max_bwd_row_f32(g, &dout[n, oh, 0, 0], &argmax[n, oh, 0, 0], OW, C, PW,
-                                   <int32_t> (ih * W * C))
+            if is_max:
+                if floating is float:
+                    fc_max_bwd_row_f32(g, &dout[n, oh, 0, 0], &argmax[n, oh, 0, 0], OW, C,
+                                       PW, <int32_t> (ih * W * C))
+                else:
+                    fc_max_bwd_row_f64(g, &dout[n, oh, 0, 0], &argmax[n, oh, 0, 0], OW, C,
+                                       PW, <int32_t> (ih * W * C))
             else:
-                fc_max_bwd_row_f64(g, &dout[n, oh, 0, 0], &argmax[n, oh, 0, 0], OW, C, PW,
-                                   <int32_t> (ih * W * C))
+                if floating is float:
+                    fc_avg_bwd_row_f32(g, &dout[n, oh, 0, 0], OW, C, PW, scale)
+                else:
+                    fc_avg_bwd_row_f64(g, &dout[n, oh, 0, 0], OW, C, PW, scale)
             for i in range(OW * PW * C, W * C):
                 g[i] = 0
         if oh == OH - 1:

@@ -65,4 +65,21 @@ static inline void NAME(T *restrict dst, const T *restrict d,                   
 
 FC_MAX_BWD_ROW(float, fc_max_bwd_row_f32)
 FC_MAX_BWD_ROW(double, fc_max_bwd_row_f64)
+
+/* The same for average pooling: every element of a window gets d * scale. */
+#define FC_AVG_BWD_ROW(T, NAME)                                                    \
+static inline void NAME(T *restrict dst, const T *restrict d, ptrdiff_t OW,        \
+                        ptrdiff_t C, int PW, T scale)                              \
+{                                                                                  \
+    for (ptrdiff_t ow = 0; ow < OW; ow++) {                                        \
+        for (int kj = 0; kj < PW; kj++) {                                          \
+            T *restrict o = dst + (ow * PW + kj) * C;                              \
+            const T *restrict dd = d + ow * C;                                     \
+            for (ptrdiff_t c = 0; c < C; c++) o[c] = dd[c] * scale;                \
+        }                                                                          \
+    }                                                                              \
+}
+
+FC_AVG_BWD_ROW(float, fc_avg_bwd_row_f32)
+FC_AVG_BWD_ROW(double, fc_avg_bwd_row_f64)
 #endif

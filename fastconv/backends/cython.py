@@ -241,15 +241,22 @@ def maxpool2d_backward(dout, cache):
     cache = _args.check_cache(cache, "maxpool2d", NAME)
     g = cache.geom
     dout = _args.check_dout(dout, g.out_shape, cache.dtype)
-    if dout.size and (g.sh, g.sw) == (g.PH, g.PW) and g.pt == g.pb == g.pl == g.pr == 0:
-        # Non-overlapping windows inside the image (the usual 2x2): one writing pass.
-        dx = np.empty((g.N, g.H, g.W, g.C), dtype=dout.dtype)
-        _pool.maxpool_backward_tiled(dout, cache.arrays["argmax"], dx, g.PH, g.PW,
-                                     get_num_threads())
-        return dx
+    if _tiled(g, dout):
+        return _pool_backward_tiled(dout, cache.arrays["argmax"], g)
     dx = np.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
     if dout.size:
         _pool.maxpool_backward(dout, cache.arrays["argmax"], dx, get_num_threads())
+    return dx
+
+
+def _tiled(g, dout) -> bool:
+    """Non-overlapping windows inside the image (the usual 2x2): one-pass backward."""
+    return dout.size > 0 and (g.sh, g.sw) == (g.PH, g.PW) and g.pt == g.pb == g.pl == g.pr == 0
+
+
+def _pool_backward_tiled(dout, argmax, g):
+    dx = np.empty((g.N, g.H, g.W, g.C), dtype=dout.dtype)
+    _pool.pool_backward_tiled(dout, argmax, dx, g.PH, g.PW, get_num_threads())
     return dx
 
 
@@ -267,6 +274,8 @@ def avgpool2d_backward(dout, cache):
     cache = _args.check_cache(cache, "avgpool2d", NAME)
     g = cache.geom
     dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    if _tiled(g, dout):
+        return _pool_backward_tiled(dout, None, g)
     dx = np.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
     if dout.size:
         _pool.avgpool_backward(dout, dx, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl,
