@@ -229,10 +229,10 @@ def torch_fwd_bwd(torch, layer, dtype) -> dict:
     return fns
 
 
-def _torch_ms(torch, layer, dtype, reps: int) -> tuple[float, str]:
-    """PyTorch's forward+backward time in its faster memory format: (ms, format)."""
-    return min((median_ms(fn, reps), label)
-               for label, fn in torch_fwd_bwd(torch, layer, dtype).items())
+def _torch_ms(torch, layer, dtype, reps: int) -> dict:
+    """PyTorch's forward+backward time (ms) in each memory format, by format name."""
+    return {label: median_ms(fn, reps)
+            for label, fn in torch_fwd_bwd(torch, layer, dtype).items()}
 
 
 def conv_fns(layer: ConvLayer, dtype):
@@ -362,11 +362,18 @@ def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_re
                 row.numpy_fwd_bwd_ms = median_ms(ref_fb, numpy_reps, warmup=1)
             row.speedup_numpy = row.numpy_fwd_bwd_ms / row.fwd_bwd_ms
         if torch is not None and not course:
-            ms, fmt = _torch_ms(torch, layer, dtype, reps)
-            row.torch_fwd_bwd_ms, row.torch_format = ms, fmt
-            row.speedup_torch = ms / row.fwd_bwd_ms
+            by_format = _torch_ms(torch, layer, ldtype, reps)
+            row.torch_format = min(by_format, key=by_format.get)
+            row.torch_fwd_bwd_ms = by_format[row.torch_format]
+            row.speedup_torch = row.torch_fwd_bwd_ms / row.fwd_bwd_ms
+            row.extra["torch_fwd_bwd_ms_by_format"] = by_format
+            row.extra["speedup_torch_by_format"] = {
+                k: v / row.fwd_bwd_ms for k, v in by_format.items()}
         rows.append(row)
         log(format_row(row, torch is not None, with_numpy))
+        if "speedup_torch_by_format" in row.extra:
+            log("#   x torch by format: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in row.extra["speedup_torch_by_format"].items()))
         if course:
             log(f"#   {layer.name}: float64 f+b {row.fwd_bwd_ms:.2f} ms, float32 "
                 f"{row.extra['float32_fwd_bwd_ms']:.2f} ms: float64/float32 = "
