@@ -34,16 +34,18 @@ __all__ = [
     "relu_backward",
 ]
 
-# Bytes of im2col workspace per thread. Measured with /tmp-style thread-time runs
-# of layers b, d, e, f on one thread: 128 KiB 61-62 GFLOP/s forward, 256 KiB 65,
-# 512 KiB 70, 1 MiB 73, 2 MiB 73 (OpenBLAS sgemm 88 on the same core).
+# Bytes of im2col workspace per thread (so memory does not grow with the batch).
+# Forward rate of layers b, d, e, f on one thread, timed by per-thread CPU time:
+# 128 KiB 61-62 GFLOP/s, 256 KiB 65, 512 KiB 70, 1 MiB 73, 2 MiB 73 (OpenBLAS sgemm
+# 88 on the same core).
 _TILE_BYTES = 1024 * 1024
 # Fixed number of partial weight gradients (not tied to the thread count, so the
 # summation order, and hence the bits, do not depend on it).
 _WEIGHT_GRAD_GROUPS = 16
 # Direct (AVX2/FMA, float32) kernels beat im2col + GEMM while the GEMM's inner
-# dimension K = KH*KW*C is this short (a first layer: K = 9 or 27). Chosen from
-# `python -m fastconv.bench` rows a, c (direct) and b, d (GEMM).
+# dimension K = KH*KW*C is short: bench rows a and c (K = 9, 27) are 2-4x faster
+# direct; b and d (K = 288) are GEMM layers. 48 lies between; the crossover itself
+# has not been measured.
 _DIRECT_MAX_K = 48
 # ... and for the input gradient while C (the GEMM's output width there) is this small.
 _DIRECT_DX_MAX_C = 4
