@@ -43,9 +43,9 @@ _TILE_BYTES = 1024 * 1024
 # summation order, and hence the bits, do not depend on it).
 _WEIGHT_GRAD_GROUPS = 16
 # Direct (AVX2/FMA, float32) kernels beat im2col + GEMM while the GEMM's inner
-# dimension K = KH*KW*C is short: bench rows a and c (K = 9, 27) are 2-4x faster
-# direct; b and d (K = 288) are GEMM layers. 48 lies between; the crossover itself
-# has not been measured.
+# dimension K = KH*KW*C is short: layers a and c (K = 9, 27) run 3-4x faster forward
+# and 2x backward direct (one thread); b and d (K = 288) are GEMM layers. 48 lies
+# between; the crossover itself has not been measured.
 _DIRECT_MAX_K = 48
 # ... and for the input gradient while C (the GEMM's output width there) is this small.
 _DIRECT_DX_MAX_C = 4
