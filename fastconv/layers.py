@@ -559,6 +559,48 @@ class AveragePooling2D(_Pooling2D):
     _op = "avg"
 
 
+class _ConvReLUMaxPool:
+    """A ``Conv2D(activation='relu')`` and the ``MaxPooling2D`` right after it, run by
+    :class:`fastconv.models.Sequential` as one op, :func:`fastconv.ops.conv2d_relu_maxpool_forward`.
+
+    Not a layer: both layers stay in the model and keep their weights, gradients and
+    configuration; only the convolution's full-size output, which nothing else reads,
+    is never formed. Used for channels-last layers whose pooling has strides equal to
+    its pool size and 'valid' padding (the Keras defaults).
+    """
+
+    def __init__(self, conv: Conv2D, pool: "MaxPooling2D"):
+        self.conv, self.pool = conv, pool
+        self.layers = (conv, pool)
+
+    @staticmethod
+    def fits(conv: Layer, pool: Layer) -> bool:
+        return (isinstance(conv, Conv2D) and isinstance(pool, MaxPooling2D)
+                and conv.activation is _activations.relu
+                and conv.data_format == pool.data_format == "channels_last"
+                and pool.strides == pool.pool_size and pool.padding == "valid")
+
+    @property
+    def input_grad(self) -> bool:
+        return self.conv.input_grad
+
+    @input_grad.setter
+    def input_grad(self, value: bool) -> None:
+        self.conv.input_grad = value
+
+    def forward(self, x, training=False):
+        conv = self.conv
+        out, self._cache = ops.conv2d_relu_maxpool_forward(
+            x, conv.kernel, conv.bias if conv.use_bias else None, conv.strides, conv.padding,
+            conv.dilation_rate, self.pool.pool_size)
+        return out
+
+    def backward(self, dout):
+        conv = self.conv
+        return conv._store_grads(
+            *ops.conv2d_relu_maxpool_backward(dout, self._cache, conv.input_grad))
+
+
 class Flatten(Layer):
     """``(N, d1, d2, ...) -> (N, d1 * d2 * ...)``.
 

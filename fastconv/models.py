@@ -29,9 +29,15 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._progress import Progbar
 from .backends._args import fail
-from .layers import InputLayer, Layer, _fmt, _unique_name
+from .layers import InputLayer, Layer, _ConvReLUMaxPool, _fmt, _unique_name
 
 __all__ = ["Sequential", "save_model", "load_model"]
+
+#: Whether ``forward``/``backward`` (and so ``fit``, ``evaluate``, ``predict``) run a
+#: ``Conv2D(activation='relu')`` followed by a ``MaxPooling2D`` (channels-last, strides
+#: equal to the pool size, 'valid') as one fused op. Set to False to run every layer
+#: on its own, e.g. to compare the two.
+FUSE_LAYERS = True
 
 
 def _check_int(name, value, minimum):
@@ -78,6 +84,7 @@ class Sequential:
         if self.dtype not in (np.float32, np.float64):
             raise fail("dtype", "'float32' or 'float64'", dtype, TypeError)
         self._layers: List[Layer] = []
+        self._plan: Optional[tuple] = None
         self._input_shape: Optional[Tuple] = None
         self._output_shape: Optional[Tuple] = None
         self.optimizer: Optional[_optimizers.Optimizer] = None
@@ -120,6 +127,7 @@ class Sequential:
         if self._output_shape is not None:
             self._output_shape = layer.build_for(self._output_shape, self.dtype)
         self._layers.append(layer)
+        self._plan = None
 
     def build(self, input_shape: Optional[Sequence[Optional[int]]] = None) -> None:
         """Build every layer for ``input_shape`` (batch axis included)."""
@@ -230,10 +238,27 @@ class Sequential:
             )
         return arr
 
+    def _steps(self) -> list:
+        """The layers in order, with each fusable conv + pool pair as one
+        :class:`~fastconv.layers._ConvReLUMaxPool` step (see :data:`FUSE_LAYERS`)."""
+        if self._plan is None or self._plan[0] != FUSE_LAYERS:
+            steps, i = [], 0
+            while i < len(self._layers):
+                layer = self._layers[i]
+                if FUSE_LAYERS and i + 1 < len(self._layers) and \
+                        _ConvReLUMaxPool.fits(layer, self._layers[i + 1]):
+                    steps.append(_ConvReLUMaxPool(layer, self._layers[i + 1]))
+                    i += 2
+                else:
+                    steps.append(layer)
+                    i += 1
+            self._plan = (FUSE_LAYERS, steps)
+        return self._plan[1]
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Run every layer on ``x`` (already of the model's dtype and input shape)."""
-        for layer in self._layers:
-            x = layer.forward(x, training)
+        for step in self._steps():
+            x = step.forward(x, training)
         return x
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -247,8 +272,8 @@ class Sequential:
             dx = model.backward(g)
         """
         d = np.asarray(dout, dtype=self.dtype)
-        for layer in reversed(self._layers):
-            d = layer.backward(d)
+        for step in reversed(self._steps()):
+            d = step.backward(d)
         return d
 
     def intermediate_outputs(self, x: Any, layers: Sequence[Union[str, int, Layer]],
@@ -345,27 +370,29 @@ class Sequential:
     # -- one step ---------------------------------------------------------------------
     def _loss_and_backward(self, x, y, training=True):
         out = self.forward(x, training)
+        steps = self._steps()
         last = self._layers[-1]
         if self._fused():
+            # The last layer (softmax/sigmoid) is never part of a fused step.
             value, dz = self.loss.logits_value_and_grad(y, last._preact_external())
             d = last._backward_pre(dz)
-            rest = self._layers[-2::-1]
+            rest = steps[-2::-1]
         else:
             value, d = self.loss.value_and_grad(y, out)
-            rest = self._layers[::-1]
+            rest = steps[::-1]
         first = self._first_trainable()
-        for layer in rest:
-            if layer is first:
+        for step in rest:
+            if step is first or first in getattr(step, "layers", ()):
                 # Nothing needs the gradient of the first weighted layer's input: let
                 # layers that can (Conv2D, Dense) skip it, and stop there.
-                saved = layer.input_grad
-                layer.input_grad = False
+                saved = step.input_grad
+                step.input_grad = False
                 try:
-                    layer.backward(d)
+                    step.backward(d)
                 finally:
-                    layer.input_grad = saved
+                    step.input_grad = saved
                 break
-            d = layer.backward(d)
+            d = step.backward(d)
         items = self._train_items()
         grads = [layer.grads[name] for layer, name, _ in items]
         for (layer, name, arr), g in zip(items, grads):

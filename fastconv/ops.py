@@ -14,6 +14,8 @@ __all__ = [
     "conv2d_backward",
     "conv2d_relu_forward",
     "conv2d_relu_backward",
+    "conv2d_relu_maxpool_forward",
+    "conv2d_relu_maxpool_backward",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
@@ -48,6 +50,19 @@ def conv2d_relu_forward(x, w, b=None, stride=1, padding=0, dilation=1):
 def conv2d_relu_backward(dout, cache, input_grad=True):
     """``(dx, dw, db)`` of :func:`conv2d_relu_forward`."""
     return _cache_module(cache, "conv2d_relu").conv2d_relu_backward(dout, cache, input_grad)
+
+
+def conv2d_relu_maxpool_forward(x, w, b=None, stride=1, padding=0, dilation=1, pool_size=2):
+    """``maxpool2d(ReLU(conv2d(x, w) + b))``, fused in the compiled backend; see the
+    reference :func:`fastconv.backends.numpy.conv2d_relu_maxpool_forward`."""
+    return active_module().conv2d_relu_maxpool_forward(x, w, b, stride, padding, dilation,
+                                                       pool_size)
+
+
+def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
+    """``(dx, dw, db)`` of :func:`conv2d_relu_maxpool_forward`."""
+    return _cache_module(cache, "conv2d_relu_maxpool").conv2d_relu_maxpool_backward(
+        dout, cache, input_grad)
 
 
 def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):

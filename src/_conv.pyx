@@ -207,6 +207,11 @@ cdef extern from "_direct.h" nogil:
     void fc_conv_dx_row_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                             const float* w, float* dxrow, Py_ssize_t i, Py_ssize_t W,
                             Py_ssize_t C, int KH, int KW, int dh, int dw, int pt, int pl)
+    void fc_relu_maxpool_row_f32(const float* s, Py_ssize_t PWo, Py_ssize_t F, int PH, int PW,
+                                 float* out, signed char* win)
+    void fc_relu_maxpool_grad_row_f32(const float* dp, const signed char* win, Py_ssize_t PWo,
+                                      Py_ssize_t F, int PH, int PW, float* dz, Py_ssize_t OWz,
+                                      float* db)
 
 
 def have_avx2():
@@ -264,7 +269,7 @@ def conv2d_weight_grad_direct(const float[:, :, :, ::1] x,     # IN  (N, H, W, C
             n = start // OH
             r0 = start - n * OH
             r1 = min(OH, r0 + stop - start)
-            fc_conv_dw_rows_f32(&x[n, 0, 0, 0], H, W, C, &dout[n, 0, 0, 0],
+            fc_conv_dw_rows_f32(&x[n, 0, 0, 0], H, W, C, &dout[n, r0, 0, 0],
                                 &dw_part[g, 0, 0], r0, r1, OW, F, K, &koff[0], &kdi[0],
                                 &kdj[0], sh, sw, pt, pl, max_di, max_dj)
             if has_db:
@@ -356,3 +361,111 @@ def conv2d_input_grad_col2im(const floating[:, :, :, ::1] dout,  # IN  (N, OH, O
                 _col2im_add(col, xptr + n * H * W * C, H, W, C, p0, p1, OW,
                             KH, KW, sh, sw, dh, dw, pt, pl)
                 p0 = p1
+
+
+# --------------------------------------------------------------------------
+# Convolution + ReLU + max pooling (PH x PW windows, stride PH x PW, 'valid'),
+# fused: the convolution's output never leaves a per-thread buffer of PH rows.
+
+def conv2d_relu_maxpool_forward_direct(
+        const float[:, :, :, ::1] x,     # IN  (N, H, W, C)
+        const float[:, :, :, ::1] w,     # IN  (KH, KW, C, F)
+        const float[::1] bias,           # IN  (F,) or None
+        float[:, :, :, ::1] out,         # OUT (N, PHo, PWo, F) pooled
+        signed char[:, :, :, ::1] win,   # OUT (N, PHo, PWo, F) winner index or -1; or None
+        float[:, ::1] work,              # scratch (n_threads, PH * PWo*PW * F)
+        const Py_ssize_t[::1] koff, const int[::1] kdi, const int[::1] kdj,
+        int sh, int sw, int pt, int pl, int max_di, int max_dj,
+        int PH, int PW, int n_threads):
+    """One pooled row per task: PH convolution rows (bias, ReLU) into the thread's
+    buffer with the direct kernel, then pooled from there. Columns and rows that no
+    pooling window covers are never computed."""
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t PHo = out.shape[1], PWo = out.shape[2], F = out.shape[3]
+    cdef Py_ssize_t K = koff.shape[0], OWs = PWo * PW
+    cdef Py_ssize_t row, n, ph
+    cdef int a
+    cdef const float* bptr = NULL
+    cdef signed char* wbase = NULL
+    cdef float* wk = &work[0, 0]
+    cdef Py_ssize_t wstride = work.shape[1]
+    cdef float* s = NULL  # set per thread inside the parallel block
+    if bias is not None:
+        bptr = &bias[0]
+    if win is not None:
+        wbase = &win[0, 0, 0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        s = wk + threadid() * wstride
+        for row in prange(N * PHo, schedule="static"):
+            n = row // PHo
+            ph = row - n * PHo
+            for a in range(PH):
+                fc_conv_fwd_row_f32(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
+                                    s + a * OWs * F, ph * PH + a, OWs, F, K, &koff[0],
+                                    &kdi[0], &kdj[0], sh, sw, pt, pl, max_di, max_dj, 1)
+            fc_relu_maxpool_row_f32(s, PWo, F, PH, PW, &out[n, ph, 0, 0],
+                                    wbase + row * PWo * F if wbase != NULL else NULL)
+
+
+def conv2d_relu_maxpool_weight_grad_direct(
+        const float[:, :, :, ::1] x,           # IN  (N, H, W, C)
+        const float[:, :, :, ::1] dpool,       # IN  (N, PHo, PWo, F)
+        const signed char[:, :, :, ::1] win,   # IN  (N, PHo, PWo, F) from the forward pass
+        float[:, :, ::1] dw_part,              # OUT (G, K, F)
+        float[:, ::1] db_part,                 # OUT (G, F) or None
+        float[:, ::1] work,                    # scratch (n_threads, PH * PWo*PW * F)
+        const Py_ssize_t[::1] koff, const int[::1] kdi, const int[::1] kdj,
+        int sh, int sw, int pt, int pl, int max_di, int max_dj,
+        int PH, int PW, int n_threads):
+    """Per-group partial weight/bias gradients; groups are fixed runs of pooled rows.
+
+    Each pooled row's gradient is spread back over its PH convolution rows (winners
+    only, ReLU mask included) in the thread's buffer and fed from there to the
+    direct weight-gradient kernel: the full-size gradient is never stored.
+    """
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t PHo = dpool.shape[1], PWo = dpool.shape[2], F = dpool.shape[3]
+    cdef Py_ssize_t G = dw_part.shape[0], K = dw_part.shape[1], OWs = PWo * PW
+    cdef Py_ssize_t total = N * PHo
+    cdef Py_ssize_t g, r, n, ph
+    cdef float* dbbase = NULL
+    cdef float* dbg = NULL
+    cdef float* wk = &work[0, 0]
+    cdef Py_ssize_t wstride = work.shape[1]
+    cdef float* s = NULL  # set per thread inside the parallel block
+    if db_part is not None:
+        dbbase = &db_part[0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        s = wk + threadid() * wstride
+        for g in prange(G, schedule="dynamic"):
+            memset(&dw_part[g, 0, 0], 0, K * F * sizeof(float))
+            dbg = NULL
+            if dbbase != NULL:
+                dbg = dbbase + g * F
+                memset(dbg, 0, F * sizeof(float))
+            for r in range(g * total // G, (g + 1) * total // G):
+                n = r // PHo
+                ph = r - n * PHo
+                fc_relu_maxpool_grad_row_f32(&dpool[n, ph, 0, 0], &win[n, ph, 0, 0], PWo, F,
+                                             PH, PW, s, OWs, dbg)
+                fc_conv_dw_rows_f32(&x[n, 0, 0, 0], H, W, C, s, &dw_part[g, 0, 0],
+                                    ph * PH, ph * PH + PH, OWs, F, K, &koff[0], &kdi[0],
+                                    &kdj[0], sh, sw, pt, pl, max_di, max_dj)
+
+
+def relu_maxpool_grad(const float[:, :, :, ::1] dpool,       # IN  (N, PHo, PWo, F)
+                      const signed char[:, :, :, ::1] win,   # IN  (N, PHo, PWo, F)
+                      float[:, :, :, ::1] dz,                # OUT (N, OH, OW, F)
+                      int PH, int PW, int n_threads):
+    """The convolution-output gradient of the fused op (for its input gradient).
+
+    Writes rows below PHo*PH of dz; the caller zeroes the rest.
+    """
+    cdef Py_ssize_t N = dpool.shape[0], PHo = dpool.shape[1], PWo = dpool.shape[2]
+    cdef Py_ssize_t F = dpool.shape[3], OW = dz.shape[2]
+    cdef Py_ssize_t row, n, ph
+    for row in prange(N * PHo, nogil=True, schedule="static", num_threads=n_threads):
+        n = row // PHo
+        ph = row - n * PHo
+        fc_relu_maxpool_grad_row_f32(&dpool[n, ph, 0, 0], &win[n, ph, 0, 0], PWo, F, PH, PW,
+                                     &dz[n, ph * PH, 0, 0], OW, NULL)

@@ -112,13 +112,14 @@ FC_AVX2 static void fc_conv_fwd_row_f32(
 }
 
 /* Weight gradient over output rows [r0, r1) of one image, accumulated into
- * dw (K, F), K = KH*KW*C: dw[k, f] += x[window(p) + k] * dout[p, f]. Taps are
+ * dw (K, F), K = KH*KW*C: dw[k, f] += x[window(p) + k] * dout[p, f], where dout
+ * points at row r0 (so that it can be a small buffer of those rows only). Taps are
  * handled twelve at a time with one 8-wide block of f, so that the accumulators
  * stay in registers while the rows stream past. koff/kdi/kdj give each k's offset
  * in the image and its row/column displacement (for the padding checks). */
 FC_AVX2 static void fc_conv_dw_rows_f32(
     const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
-    const float *dout,                                         /* IN  (OH, OW, F) */
+    const float *dout,                                         /* IN  (r1 - r0, OW, F) */
     float *dw,                                                 /* IN/OUT (K, F) */
     ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K,
     const ptrdiff_t *koff, const int *kdi, const int *kdj,
@@ -143,7 +144,7 @@ FC_AVX2 static void fc_conv_dw_rows_f32(
                 const int rows_inside = i0 >= 0 && i0 + max_di < H;
                 for (ptrdiff_t ow = 0; ow < OW; ow++) {
                     const ptrdiff_t j0 = ow * sw - pl;
-                    const float *dp = dout + (oh * OW + ow) * F + f0;
+                    const float *dp = dout + ((oh - r0) * OW + ow) * F + f0;
                     const __m256 d0 = _mm256_loadu_ps(dp), d1 = _mm256_loadu_ps(dp + 8);
                     const __m256 d2 = _mm256_loadu_ps(dp + 16), d3 = _mm256_loadu_ps(dp + 24);
                     const float *src = img + (i0 * W + j0) * C;
@@ -192,7 +193,7 @@ FC_AVX2 static void fc_conv_dw_rows_f32(
                 const int rows_inside = i0 >= 0 && i0 + max_di < H;
                 for (ptrdiff_t ow = 0; ow < OW; ow++) {
                     const ptrdiff_t j0 = ow * sw - pl;
-                    const __m256 d = _mm256_loadu_ps(dout + (oh * OW + ow) * F + f0);
+                    const __m256 d = _mm256_loadu_ps(dout + ((oh - r0) * OW + ow) * F + f0);
                     /* Interior: read the taps straight from the image through ko.
                      * Border: gather them (zero in the padding) into xv first. Either
                      * way the FMAs below index acc[] by constants, so it stays in
@@ -234,6 +235,83 @@ FC_AVX2 static void fc_conv_dw_rows_f32(
             }
         }
     }
+}
+
+/* Max pooling after a convolution with ReLU. s holds PH rows of ReLU'd convolution
+ * output, (PH, OWs, F) with OWs = PWo * PW, and becomes one pooled row out (PWo, F)
+ * of PH x PW windows with stride (PH, PW). win (PWo, F), when not NULL, gets the
+ * window-order index a * PW + b of each output's first maximum, or -1 where that
+ * maximum is not > 0: ReLU passes no gradient there, so the backward pass skips it.
+ * As in the reference, a NaN beats every number and the first NaN stays. */
+FC_AVX2 static void fc_relu_maxpool_row_f32(
+    const float *s, ptrdiff_t PWo, ptrdiff_t F, int PH, int PW,  /* IN  (PH, PWo*PW, F) */
+    float *out,                                                 /* OUT (PWo, F) */
+    signed char *win)                                           /* OUT (PWo, F) or NULL */
+{
+    const ptrdiff_t OWs = PWo * PW;
+    const __m256 zero = _mm256_setzero_ps();
+    for (ptrdiff_t pw = 0; pw < PWo; pw++) {
+        for (ptrdiff_t f = 0; f < F; f += 8) {
+            const float *s0 = s + pw * PW * F + f;
+            __m256 m = _mm256_loadu_ps(s0);
+            __m256 best = zero;  /* window index, as a float */
+            for (int a = 0; a < PH; a++) {
+                for (int b = a == 0; b < PW; b++) {
+                    const __m256 v = _mm256_loadu_ps(s0 + (a * OWs + b) * F);
+                    /* take v where !(v <= m) and m is not NaN: larger, or a first NaN */
+                    const __m256 up = _mm256_and_ps(_mm256_cmp_ps(v, m, _CMP_NLE_UQ),
+                                                    _mm256_cmp_ps(m, m, _CMP_ORD_Q));
+                    m = _mm256_blendv_ps(m, v, up);
+                    best = _mm256_blendv_ps(best, _mm256_set1_ps((float)(a * PW + b)), up);
+                }
+            }
+            _mm256_storeu_ps(out + pw * F + f, m);
+            if (win) {
+                best = _mm256_blendv_ps(_mm256_set1_ps(-1.f), best,
+                                        _mm256_cmp_ps(m, zero, _CMP_GT_OQ));
+                const __m256i i32 = _mm256_cvtps_epi32(best);
+                const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32),
+                                                    _mm256_extracti128_si256(i32, 1));
+                _mm_storel_epi64((__m128i *)(win + pw * F + f), _mm_packs_epi16(i16, i16));
+            }
+        }
+    }
+}
+
+/* The transpose of fc_relu_maxpool_row_f32 for the gradient: PH rows dz (PH, OWz, F)
+ * with dz[a, pw*PW + b, f] = dp[pw, f] where win[pw, f] == a*PW + b, else 0 (so the
+ * ReLU mask is included); columns PWo*PW .. OWz-1 are zeroed. db (F), when not NULL,
+ * accumulates dp where win >= 0, i.e. the sum of dz. */
+FC_AVX2 static void fc_relu_maxpool_grad_row_f32(
+    const float *dp, const signed char *win,          /* IN  (PWo, F) each */
+    ptrdiff_t PWo, ptrdiff_t F, int PH, int PW,
+    float *dz, ptrdiff_t OWz,                          /* OUT (PH, OWz, F) */
+    float *db)                                         /* IN/OUT (F,) or NULL */
+{
+    for (ptrdiff_t pw = 0; pw < PWo; pw++) {
+        for (ptrdiff_t f = 0; f < F; f += 8) {
+            const __m256 d = _mm256_loadu_ps(dp + pw * F + f);
+            const __m256i wi = _mm256_cvtepi8_epi32(
+                _mm_loadl_epi64((const __m128i *)(win + pw * F + f)));
+            float *z0 = dz + pw * PW * F + f;
+            for (int a = 0; a < PH; a++) {
+                for (int b = 0; b < PW; b++) {
+                    const __m256 hit = _mm256_castsi256_ps(
+                        _mm256_cmpeq_epi32(wi, _mm256_set1_epi32(a * PW + b)));
+                    _mm256_storeu_ps(z0 + (a * OWz + b) * F, _mm256_and_ps(d, hit));
+                }
+            }
+            if (db) {
+                const __m256 any = _mm256_castsi256_ps(
+                    _mm256_cmpgt_epi32(wi, _mm256_set1_epi32(-1)));
+                _mm256_storeu_ps(db + f, _mm256_add_ps(_mm256_loadu_ps(db + f),
+                                                       _mm256_and_ps(d, any)));
+            }
+        }
+    }
+    if (OWz > PWo * PW)
+        for (int a = 0; a < PH; a++)
+            memset(dz + (a * OWz + PWo * PW) * F, 0, (OWz - PWo * PW) * F * sizeof(float));
 }
 
 FC_AVX2 static inline float fc_hsum256(__m256 v)
@@ -337,6 +415,10 @@ static void fc_conv_dw_rows_f32(const float *img, ptrdiff_t H, ptrdiff_t W, ptrd
 static void fc_conv_dx_row_f32(const float *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,
     const float *w, float *dxrow, ptrdiff_t i, ptrdiff_t W, ptrdiff_t C,
     int KH, int KW, int dh, int dw, int pt, int pl) {}
+static void fc_relu_maxpool_row_f32(const float *s, ptrdiff_t PWo, ptrdiff_t F, int PH,
+    int PW, float *out, signed char *win) {}
+static void fc_relu_maxpool_grad_row_f32(const float *dp, const signed char *win,
+    ptrdiff_t PWo, ptrdiff_t F, int PH, int PW, float *dz, ptrdiff_t OWz, float *db) {}
 
 #endif
 #endif

@@ -124,3 +124,22 @@ def test_pool_window_larger_than_input(be):
 def test_relu_rejects_float16(be):
     with raises(TypeError, "x"):
         be.relu_forward(np.zeros(3, dtype=np.float16))
+
+
+@BACKENDS
+@pytest.mark.parametrize("pool_size, exc", [(7, ValueError), ((2, 0), ValueError),
+                                            (1.5, TypeError), ((7, 2), ValueError)])
+def test_conv_relu_maxpool_bad_pool_size(be, pool_size, exc):
+    # The 3x3 'valid' convolution of an 8x8 image has a 6x6 output.
+    with raises(exc, "pool_size"):
+        be.conv2d_relu_maxpool_forward(X, W, pool_size=pool_size)
+
+
+@BACKENDS
+def test_conv_relu_maxpool_wrong_cache_and_dout(be):
+    out, cache = be.conv2d_relu_maxpool_forward(X, W, pool_size=2)
+    assert out.shape == (2, 3, 3, 4)
+    with raises(ValueError, "cache"):
+        be.conv2d_relu_maxpool_backward(out, be.conv2d_relu_forward(X, W)[1])
+    with raises(ValueError, "dout"):
+        be.conv2d_relu_maxpool_backward(np.zeros((2, 6, 6, 4), np.float32), cache)

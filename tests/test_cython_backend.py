@@ -5,14 +5,14 @@ Tolerances: fastconv.testing.RTOL (1e-5 in float32, 1e-12 in float64, norm-wise)
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 
 import fastconv
 from fastconv.backends import cython as fast
 from fastconv.backends import numpy as ref
 from fastconv.testing import assert_close
 
-from .strategies import conv_cases, pool_cases
+from .strategies import _pair, conv_cases, int_or_pair, pool_cases
 
 DTYPES = [np.float32, np.float64]
 # The `threads` fixture is meant to hold for every example of a test.
@@ -116,6 +116,9 @@ def _run_all(x, w, b, dout, pool_dout):
     # A first layer (C = 1, 32 filters): the direct kernels where available.
     first, fc = fast.conv2d_forward(x[..., :1], w[:, :, :1, :16], b[:16], padding="same")
     grads += fast.conv2d_backward(dout[..., :16], fc) + (first,)
+    fused, fuc = fast.conv2d_relu_maxpool_forward(x[..., :1], w[:, :, :1, :16], b[:16],
+                                                  pool_size=2)
+    grads += (fused,) + fast.conv2d_relu_maxpool_backward(dout[:, :14, :14, :16], fuc, False)[1:]
     p, pc = fast.maxpool2d_forward(x, 3, 2, "same")
     a, ac = fast.avgpool2d_forward(x, 3, 1, "same")  # overlapping windows
     return (out, *grads, p, fast.maxpool2d_backward(pool_dout, pc), a,
@@ -239,3 +242,69 @@ def test_input_grad_false_skips_dx_only(op, conv_path, rng):
         assert ndx is None and dx.shape == x.shape
         np.testing.assert_array_equal(ndw, dw)
         np.testing.assert_array_equal(ndb, db)
+
+
+def _pool_windows(z, ph, pw):
+    """(N, OH, OW, F) -> (N, OH // ph, OW // pw, F, ph * pw): the 'valid' windows."""
+    n, oh, ow, f = z.shape
+    z = z[:, :oh // ph * ph, :ow // pw * pw]
+    z = z.reshape(n, oh // ph, ph, ow // pw, pw, f).transpose(0, 1, 3, 5, 2, 4)
+    return z.reshape(n, oh // ph, ow // pw, f, ph * pw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(case=conv_cases(), pool=int_or_pair(1, 3))
+def test_conv_relu_maxpool_matches_reference(case, pool, dtype, threads, conv_path):
+    x, w, b, *args = case.arrays(dtype)
+    ph, pw = _pair(pool)
+    z, _ = ref.conv2d_forward(x, w, b, *args)
+    assume(z.shape[1] >= ph and z.shape[2] >= pw)
+    absb = None if b is None else np.abs(b)
+    zabs, abs_cache = ref.conv2d_forward(np.abs(x), np.abs(w), absb, *args)
+    want, wcache = ref.conv2d_relu_maxpool_forward(x, w, b, *args, pool_size=pool)
+    got, gcache = fast.conv2d_relu_maxpool_forward(x, w, b, *args, pool_size=pool)
+    # Each pooled value is within rounding of its window's largest |terms| sum.
+    window_scale = _pool_windows(zabs, ph, pw).max(axis=-1)
+    assert got.dtype == dtype
+    assert_close(got, want, dtype, scale=window_scale)
+    # Where a window's two largest values, or its largest and 0 (the ReLU), lie within
+    # rounding of each other, the two backends may pick different winners: give those
+    # windows no gradient, so both must route every other gradient the same way.
+    top = np.sort(_pool_windows(np.maximum(z, 0), ph, pw), axis=-1)
+    tol = (1e-4 if dtype == np.float32 else 1e-10) * window_scale
+    second = top[..., -2] if ph * pw > 1 else np.zeros_like(top[..., -1])
+    clear = (top[..., -1] - second > tol) & (top[..., -1] > tol)
+    dout = np.random.default_rng(case.seed).standard_normal(want.shape).astype(dtype)
+    dout = np.where(clear, dout, 0).astype(dtype)
+    # Scales: the convolution's backward on |dz|, dz the gradient the winners get.
+    dz_abs = np.abs(ref.maxpool2d_backward(np.abs(dout), wcache.arrays["pool"]))
+    scales = ref.conv2d_backward(dz_abs, abs_cache)
+    for input_grad in (True, False):
+        gres = fast.conv2d_relu_maxpool_backward(dout, gcache, input_grad)
+        wres = ref.conv2d_relu_maxpool_backward(dout, wcache, input_grad)
+        for name, a, b_, s in zip(("dx", "dw", "db"), gres, wres, scales):
+            if b_ is None:
+                assert a is None, name
+            else:
+                assert a.dtype == dtype and a.shape == b_.shape, name
+                assert_close(a, b_, dtype, scale=s)
+
+
+def test_conv_relu_maxpool_nan_like_reference(threads):
+    x = np.ones((1, 7, 7, 1), dtype=np.float32)
+    x[0, 3, 3, 0] = np.nan
+    w = np.ones((2, 2, 1, 8), dtype=np.float32)
+    b = np.zeros(8, dtype=np.float32)
+    want, wc = ref.conv2d_relu_maxpool_forward(x, w, b, pool_size=2)
+    got, gc = fast.conv2d_relu_maxpool_forward(x, w, b, pool_size=2)
+    np.testing.assert_array_equal(got, want)
+    # The NaN reaches conv outputs (2..3, 2..3): all in pooled window (1, 1).
+    assert np.isnan(got[0, 1, 1]).all() and np.isnan(got).sum() == 8
+    # A NaN winner passes no gradient through the ReLU (NaN > 0 is false); dw is NaN
+    # all the same, as x holds a NaN (times a zero gradient).
+    results = [be.conv2d_relu_maxpool_backward(np.ones_like(got), c, input_grad=False)
+               for be, c in ((fast, gc), (ref, wc))]
+    for _, _, db in results:
+        assert (db == 8).all()  # 9 windows, one of them NaN
+    np.testing.assert_array_equal(np.isnan(results[0][1]), np.isnan(results[1][1]))

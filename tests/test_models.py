@@ -304,3 +304,63 @@ def test_augmentation_layers_come_from_fastconv_layers_and_load(tmp_path):
     assert [type(la).__name__ for la in loaded.layers][:4] == [
         "Rescaling", "RandomFlip", "RandomTranslation", "RandomRotation"]
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.fixture
+def fuse_layers():
+    saved = models.FUSE_LAYERS
+    yield
+    models.FUSE_LAYERS = saved
+
+
+def test_fused_conv_pool_steps_match_layer_by_layer(fuse_layers, threads):
+    from fastconv.backends import cython as fast
+
+    x, y = quadrants(64, 7, size=13)  # odd size: a row and column no window covers
+    runs = {}
+    for fuse in (True, False):
+        models.FUSE_LAYERS = fuse
+        set_random_seed(5)
+        model = Sequential([Conv2D(16, 3, activation="relu", input_shape=(13, 13, 1)),
+                            MaxPooling2D(), Conv2D(8, 2, activation="relu"), MaxPooling2D(),
+                            Flatten(), Dense(4, activation="softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+        kinds = [type(s).__name__ for s in model._steps()]
+        before = model.predict(x)
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        runs[fuse] = kinds, before, history.history["loss"], model.get_weights()
+    assert runs[True][0] == ["_ConvReLUMaxPool", "_ConvReLUMaxPool", "Flatten", "Dense"]
+    assert runs[False][0] == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
+                              "Flatten", "Dense"]
+    # The forward pass runs the same convolution kernel: the same bits.
+    np.testing.assert_array_equal(runs[True][1], runs[False][1])
+    # The weight gradient sums in another order: equal to rounding.
+    np.testing.assert_allclose(runs[True][2], runs[False][2], rtol=1e-5)
+    for a, b in zip(runs[True][3], runs[False][3]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    if fast._HAVE_AVX2:  # the first block ran on the fused kernels
+        models.FUSE_LAYERS = True
+        model.predict(x[:2])
+        assert "win" in model._steps()[0]._cache.arrays
+
+
+def test_fusion_only_where_it_is_the_same_computation(fuse_layers):
+    def steps(*layer_list):
+        model = Sequential(list(layer_list))
+        return [type(s).__name__ for s in model._steps()]
+
+    fused = ["_ConvReLUMaxPool"]
+    assert steps(Conv2D(8, 3, activation="relu", input_shape=(9, 9, 1)),
+                 MaxPooling2D(3)) == fused
+    assert steps(Conv2D(8, 3, input_shape=(9, 9, 1)), MaxPooling2D()) == \
+        ["Conv2D", "MaxPooling2D"]  # no ReLU
+    assert steps(Conv2D(8, 3, activation="relu", input_shape=(9, 9, 1)),
+                 MaxPooling2D(2, strides=1))[0] == "Conv2D"  # overlapping windows
+    assert steps(Conv2D(8, 3, activation="relu", input_shape=(9, 9, 1)),
+                 MaxPooling2D(padding="same"))[0] == "Conv2D"
+    assert steps(Conv2D(8, 3, activation="relu", input_shape=(1, 9, 9),
+                        data_format="channels_first"),
+                 MaxPooling2D(data_format="channels_first"))[0] == "Conv2D"
+    models.FUSE_LAYERS = False
+    assert steps(Conv2D(8, 3, activation="relu", input_shape=(9, 9, 1)),
+                 MaxPooling2D())[0] == "Conv2D"

@@ -246,3 +246,23 @@ def test_conv_relu_gradients_numerically(rng):
 
     for got, arr in ((dx, x), (dw, w), (db, b)):
         assert relative_error(got, numerical_gradient(f, arr, dout)) < 1e-6
+
+
+def test_conv_relu_maxpool_gradients_numerically(rng):
+    x = rng.standard_normal((2, 7, 6, 2))
+    w = rng.standard_normal((2, 2, 2, 3))
+    b = rng.standard_normal(3)
+    args = (1, "valid", 1)
+    out, cache = ref.conv2d_relu_maxpool_forward(x, w, b, *args, pool_size=(2, 3))
+    z = np.maximum(ref.conv2d_forward(x, w, b, *args)[0], 0)  # (2, 6, 5, 3)
+    # By hand: the maximum of each 2x3 window; column 4 of z is in no window.
+    want = z[:, :, :3].reshape(2, 3, 2, 1, 3, 3).max(axis=(2, 4))
+    np.testing.assert_array_equal(out, want)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = ref.conv2d_relu_maxpool_backward(dout, cache)
+
+    def f():
+        return ref.conv2d_relu_maxpool_forward(x, w, b, *args, pool_size=(2, 3))[0]
+
+    for got, arr in ((dx, x), (dw, w), (db, b)):
+        assert relative_error(got, numerical_gradient(f, arr, dout)) < 1e-6

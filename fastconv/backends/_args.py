@@ -26,6 +26,7 @@ __all__ = [
     "pair",
     "conv_args",
     "pool_args",
+    "conv_pool_args",
     "check_dout",
     "check_cache",
 ]
@@ -255,6 +256,22 @@ def pool_args(x, pool_size, strides, padding):
     else:
         raise fail("padding", "'valid' or 'same'", padding)
     return x, PoolGeometry(N, H, W, C, PH, PW, sh, sw, pt, pb, pl, pr, OH, OW)
+
+
+def conv_pool_args(g: ConvGeometry, pool_size: Any) -> PoolGeometry:
+    """Validate ``pool_size`` of a convolution followed by max pooling.
+
+    The pooling has strides equal to ``pool_size`` and 'valid' padding (the Keras
+    defaults); its input is the convolution's output, ``g.out_shape``.
+    """
+    PH, PW = pair(pool_size, "pool_size")
+    if g.OH < PH or g.OW < PW:
+        raise ValueError(
+            "`pool_size` must fit in the convolution's output, of OH, OW = "
+            f"{g.OH}, {g.OW}. Received: pool_size={(PH, PW)}"
+        )
+    return PoolGeometry(g.N, g.OH, g.OW, g.F, PH, PW, PH, PW, 0, 0, 0, 0,
+                        g.OH // PH, g.OW // PW)
 
 
 @dataclass

@@ -26,6 +26,8 @@ __all__ = [
     "conv2d_backward",
     "conv2d_relu_forward",
     "conv2d_relu_backward",
+    "conv2d_relu_maxpool_forward",
+    "conv2d_relu_maxpool_backward",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
@@ -52,6 +54,8 @@ _DIRECT_DX_MAX_C = 4
 # col2im works image by image, so its GEMMs have at most OH*OW rows: below this
 # the flipped-filter convolution (tiles across images) wins despite its padding.
 _COL2IM_MIN_POSITIONS = 64
+# The fused conv + ReLU + max-pool kernels keep each window's winner as an int8.
+_FUSED_MAX_WINDOW = 127
 # Tests set this to 'direct' or 'gemm' to force a path wherever it is valid.
 _force_path = None
 _HAVE_AVX2 = _conv.have_avx2()
@@ -223,6 +227,82 @@ def _weight_grad_direct(x, dout, dw, db, g):
     np.sum(dw_part, axis=0, out=dw.reshape(k, g.F))
     if db is not None:
         np.sum(db_part, axis=0, out=db)
+
+
+def _fuse_pool(x, g, pg) -> bool:
+    """Whether conv + ReLU + max pooling runs fused: on the direct kernels only."""
+    return (pg.PH * pg.PW <= _FUSED_MAX_WINDOW and pg.N * pg.OH * pg.OW > 0
+            and _use_direct(x.dtype, g.F, g.KH * g.KW * g.C <= _DIRECT_MAX_K))
+
+
+def conv2d_relu_maxpool_forward(x, w, b=None, stride=1, padding=0, dilation=1, pool_size=2):
+    """``maxpool2d(ReLU(conv2d(x, w) + b), pool_size)``.
+
+    See :func:`fastconv.backends.numpy.conv2d_relu_maxpool_forward`. Where the direct
+    kernels apply (float32, AVX2, F % 8 == 0, short reduction) each thread computes
+    the PH convolution rows of one pooled row into a buffer of its own and pools them
+    there, so the full-size convolution output is never written; the cache keeps the
+    winner of every window as an int8 (-1 where the maximum is not positive).
+    Elsewhere this is :func:`conv2d_relu_forward` then :func:`maxpool2d_forward`.
+    """
+    x, w, b, g = _args.conv_args(x, w, b, stride, padding, dilation)
+    pg = _args.conv_pool_args(g, pool_size)
+    if not _fuse_pool(x, g, pg):
+        z, relu_cache = conv2d_relu_forward(x, w, b, stride, padding, dilation)
+        out, pool_cache = maxpool2d_forward(z, (pg.PH, pg.PW))
+        return out, Cache("conv2d_relu_maxpool", NAME, (g, pg), x.dtype,
+                          {"conv_relu": relu_cache, "pool": pool_cache})
+    out = np.empty(pg.out_shape, dtype=np.float32)
+    win = np.empty(pg.out_shape, dtype=np.int8)
+    threads = max(1, min(get_num_threads(), pg.N * pg.OH))
+    work = np.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
+    koff, kdi, kdj = _tap_offsets(g)
+    _conv.conv2d_relu_maxpool_forward_direct(
+        x, w, b, out, win, work, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
+        g.dh * (g.KH - 1), g.dw * (g.KW - 1), pg.PH, pg.PW, threads)
+    return out, Cache("conv2d_relu_maxpool", NAME, (g, pg), x.dtype,
+                      {"x": x, "w": w, "has_bias": b is not None, "win": win})
+
+
+def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
+    """Gradients of :func:`conv2d_relu_maxpool_forward`; ``(dx, dw, db)``.
+
+    Fused, without the input gradient (a network's first layer): each pooled row's
+    gradient is spread over its PH convolution rows in a per-thread buffer and
+    consumed there by the direct weight-gradient kernel, in fixed groups of pooled
+    rows summed in a fixed order. With the input gradient, the full-size gradient of
+    the convolution output is built once and :func:`conv2d_backward` runs on it.
+    """
+    cache = _args.check_cache(cache, "conv2d_relu_maxpool", NAME)
+    g, pg = cache.geom
+    dout = _args.check_dout(dout, pg.out_shape, cache.dtype)
+    if "pool" in cache.arrays:
+        dz = maxpool2d_backward(dout, cache.arrays["pool"])
+        return conv2d_relu_backward(dz, cache.arrays["conv_relu"], input_grad)
+    x, w, win = cache.arrays["x"], cache.arrays["w"], cache.arrays["win"]
+    has_bias = cache.arrays["has_bias"]
+    threads = max(1, min(get_num_threads(), pg.N * pg.OH))
+    if input_grad:
+        dz = np.zeros(g.out_shape, dtype=np.float32)
+        _conv.relu_maxpool_grad(dout, win, dz, pg.PH, pg.PW, threads)
+        conv_cache = Cache("conv2d", NAME, g, x.dtype, {"x": x, "w": w, "has_bias": has_bias})
+        return conv2d_backward(dz, conv_cache, True)
+    k = g.KH * g.KW * g.C
+    groups = min(pg.N * pg.OH, _WEIGHT_GRAD_GROUPS)
+    dw = np.empty_like(w)
+    db = np.empty(g.F, dtype=np.float32) if has_bias else None
+    dw_part = np.empty((groups, k, g.F), dtype=np.float32)
+    db_part = np.empty((groups, g.F), dtype=np.float32) if has_bias else None
+    work = np.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
+    koff, kdi, kdj = _tap_offsets(g)
+    _conv.conv2d_relu_maxpool_weight_grad_direct(
+        x, dout, win, dw_part, db_part, work, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
+        g.dh * (g.KH - 1), g.dw * (g.KW - 1), pg.PH, pg.PW, threads)
+    # Fixed-order sums over the groups.
+    np.sum(dw_part, axis=0, out=dw.reshape(k, g.F))
+    if db is not None:
+        np.sum(db_part, axis=0, out=db)
+    return None, dw, db
 
 
 def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):

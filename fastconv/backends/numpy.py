@@ -30,6 +30,8 @@ __all__ = [
     "conv2d_backward",
     "conv2d_relu_forward",
     "conv2d_relu_backward",
+    "conv2d_relu_maxpool_forward",
+    "conv2d_relu_maxpool_backward",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
@@ -150,6 +152,44 @@ def conv2d_relu_backward(dout, cache, input_grad=True):
     dout = _args.check_dout(dout, cache.geom.out_shape, cache.dtype)
     dz = np.where(cache.arrays["out"] > 0, dout, 0).astype(cache.dtype, copy=False)
     return conv2d_backward(dz, cache.arrays["conv"], input_grad)
+
+
+def conv2d_relu_maxpool_forward(x, w, b=None, stride=1, padding=0, dilation=1, pool_size=2):
+    """``maxpool2d(ReLU(conv2d(x, w) + b), pool_size)``: the usual conv block in one call.
+
+    The pooling has strides equal to ``pool_size`` and 'valid' padding (Keras's
+    ``MaxPooling2D(pool_size)``). Here it is simply the three functions in a row;
+    the compiled backend fuses them so that the convolution's full-size output is
+    never stored, and its backward pass computes the weight gradient from each
+    window's winner only.
+
+    Parameters
+    ----------
+    x, w, b, stride, padding, dilation
+        As :func:`conv2d_forward`.
+    pool_size : int or (int, int)
+        ``(PH, PW)``; must fit in the convolution's output (OH >= PH, OW >= PW).
+
+    Returns
+    -------
+    out : ndarray, shape (N, OH // PH, OW // PW, F)
+    cache : Cache
+    """
+    x, w, b, g = _args.conv_args(x, w, b, stride, padding, dilation)
+    pg = _args.conv_pool_args(g, pool_size)
+    z, relu_cache = conv2d_relu_forward(x, w, b, stride, padding, dilation)
+    out, pool_cache = maxpool2d_forward(z, (pg.PH, pg.PW))
+    return out, Cache("conv2d_relu_maxpool", NAME, (g, pg), x.dtype,
+                      {"conv_relu": relu_cache, "pool": pool_cache})
+
+
+def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
+    """Gradients of :func:`conv2d_relu_maxpool_forward`: ``(dx, dw, db)`` as
+    :func:`conv2d_backward` (dx is None when ``input_grad`` is False)."""
+    cache = _args.check_cache(cache, "conv2d_relu_maxpool", NAME)
+    dout = _args.check_dout(dout, cache.geom[1].out_shape, cache.dtype)
+    dz = maxpool2d_backward(dout, cache.arrays["pool"])
+    return conv2d_relu_backward(dz, cache.arrays["conv_relu"], input_grad)
 
 
 # ------------------------------------------------------------------------ pooling
