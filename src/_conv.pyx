@@ -212,6 +212,19 @@ cdef extern from "_direct.h" nogil:
     void fc_relu_maxpool_grad_row_f32(const float* dp, const signed char* win, Py_ssize_t PWo,
                                       Py_ssize_t F, int PH, int PW, float* dz, Py_ssize_t OWz,
                                       float* db)
+    int FC_POOL2_MAX_K
+    void fc_conv_relu_pool2_row_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                                    const float* w, const float* bias, float* out,
+                                    signed char* win, Py_ssize_t ph, Py_ssize_t PWo,
+                                    Py_ssize_t F, Py_ssize_t K, const Py_ssize_t* koff,
+                                    const int* kdi, const int* kdj, int sh, int sw, int pt,
+                                    int pl, int max_di, int max_dj)
+    void fc_conv_relu_pool2_dw_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                                   const float* dp, const signed char* win, float* dw,
+                                   float* db, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t PWo,
+                                   Py_ssize_t F, Py_ssize_t K, const Py_ssize_t* koff,
+                                   const int* kdi, const int* kdj, int sh, int sw, int pt,
+                                   int pl, int max_di, int max_dj)
 
 
 def have_avx2():
@@ -377,9 +390,10 @@ def conv2d_relu_maxpool_forward_direct(
         const Py_ssize_t[::1] koff, const int[::1] kdi, const int[::1] kdj,
         int sh, int sw, int pt, int pl, int max_di, int max_dj,
         int PH, int PW, int n_threads):
-    """One pooled row per task: PH convolution rows (bias, ReLU) into the thread's
-    buffer with the direct kernel, then pooled from there. Columns and rows that no
-    pooling window covers are never computed."""
+    """One pooled row per task. 2x2 windows: each window's four outputs are computed
+    and pooled in registers. Other windows: PH convolution rows (bias, ReLU) into the
+    thread's buffer with the direct kernel, then pooled from there. Columns and rows
+    that no pooling window covers are never computed."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t PHo = out.shape[1], PWo = out.shape[2], F = out.shape[3]
     cdef Py_ssize_t K = koff.shape[0], OWs = PWo * PW
@@ -394,11 +408,19 @@ def conv2d_relu_maxpool_forward_direct(
         bptr = &bias[0]
     if win is not None:
         wbase = &win[0, 0, 0, 0]
+    cdef bint pool2 = PH == 2 and PW == 2 and K <= FC_POOL2_MAX_K
     with nogil, parallel(num_threads=n_threads):
         s = wk + threadid() * wstride
         for row in prange(N * PHo, schedule="static"):
             n = row // PHo
             ph = row - n * PHo
+            if pool2:
+                fc_conv_relu_pool2_row_f32(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
+                                           &out[n, ph, 0, 0],
+                                           wbase + row * PWo * F if wbase != NULL else NULL,
+                                           ph, PWo, F, K, &koff[0], &kdi[0], &kdj[0],
+                                           sh, sw, pt, pl, max_di, max_dj)
+                continue
             for a in range(PH):
                 fc_conv_fwd_row_f32(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
                                     s + a * OWs * F, ph * PH + a, OWs, F, K, &koff[0],
@@ -419,9 +441,11 @@ def conv2d_relu_maxpool_weight_grad_direct(
         int PH, int PW, int n_threads):
     """Per-group partial weight/bias gradients; groups are fixed runs of pooled rows.
 
-    Each pooled row's gradient is spread back over its PH convolution rows (winners
-    only, ReLU mask included) in the thread's buffer and fed from there to the
-    direct weight-gradient kernel: the full-size gradient is never stored.
+    2x2 windows: the gradient at each window's four positions (the pooled gradient
+    where that position won, ReLU mask included) is formed in registers and consumed
+    there. Other windows: each pooled row's gradient is spread back over its PH
+    convolution rows in the thread's buffer and fed from there to the direct
+    weight-gradient kernel. Either way the full-size gradient is never stored.
     """
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t PHo = dpool.shape[1], PWo = dpool.shape[2], F = dpool.shape[3]
@@ -433,6 +457,8 @@ def conv2d_relu_maxpool_weight_grad_direct(
     cdef float* wk = &work[0, 0]
     cdef Py_ssize_t wstride = work.shape[1]
     cdef float* s = NULL  # set per thread inside the parallel block
+    cdef Py_ssize_t start, stop, r1
+    cdef bint pool2 = PH == 2 and PW == 2 and K <= FC_POOL2_MAX_K
     if db_part is not None:
         dbbase = &db_part[0, 0]
     with nogil, parallel(num_threads=n_threads):
@@ -443,7 +469,20 @@ def conv2d_relu_maxpool_weight_grad_direct(
             if dbbase != NULL:
                 dbg = dbbase + g * F
                 memset(dbg, 0, F * sizeof(float))
-            for r in range(g * total // G, (g + 1) * total // G):
+            start = g * total // G
+            stop = (g + 1) * total // G
+            if pool2:
+                while start < stop:  # runs of pooled rows within one image
+                    n = start // PHo
+                    ph = start - n * PHo
+                    r1 = min(PHo, ph + stop - start)
+                    fc_conv_relu_pool2_dw_f32(&x[n, 0, 0, 0], H, W, C, &dpool[n, 0, 0, 0],
+                                              &win[n, 0, 0, 0], &dw_part[g, 0, 0], dbg,
+                                              ph, r1, PWo, F, K, &koff[0], &kdi[0],
+                                              &kdj[0], sh, sw, pt, pl, max_di, max_dj)
+                    start = start + (r1 - ph)
+                continue
+            for r in range(start, stop):
                 n = r // PHo
                 ph = r - n * PHo
                 fc_relu_maxpool_grad_row_f32(&dpool[n, ph, 0, 0], &win[n, ph, 0, 0], PWo, F,

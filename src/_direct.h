@@ -237,6 +237,17 @@ FC_AVX2 static void fc_conv_dw_rows_f32(
     }
 }
 
+/* win[0..7] = best where m > 0, else -1 (as int8) */
+FC_AVX2 static inline void fc_store_win8(signed char *dst, __m256 m, __m256 best)
+{
+    best = _mm256_blendv_ps(_mm256_set1_ps(-1.f), best,
+                            _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ));
+    const __m256i i32 = _mm256_cvtps_epi32(best);
+    const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32),
+                                        _mm256_extracti128_si256(i32, 1));
+    _mm_storel_epi64((__m128i *)dst, _mm_packs_epi16(i16, i16));
+}
+
 /* Max pooling after a convolution with ReLU. s holds PH rows of ReLU'd convolution
  * output, (PH, OWs, F) with OWs = PWo * PW, and becomes one pooled row out (PWo, F)
  * of PH x PW windows with stride (PH, PW). win (PWo, F), when not NULL, gets the
@@ -266,14 +277,7 @@ FC_AVX2 static void fc_relu_maxpool_row_f32(
                 }
             }
             _mm256_storeu_ps(out + pw * F + f, m);
-            if (win) {
-                best = _mm256_blendv_ps(_mm256_set1_ps(-1.f), best,
-                                        _mm256_cmp_ps(m, zero, _CMP_GT_OQ));
-                const __m256i i32 = _mm256_cvtps_epi32(best);
-                const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32),
-                                                    _mm256_extracti128_si256(i32, 1));
-                _mm_storel_epi64((__m128i *)(win + pw * F + f), _mm_packs_epi16(i16, i16));
-            }
+            if (win) fc_store_win8(win + pw * F + f, m, best);
         }
     }
 }
@@ -312,6 +316,174 @@ FC_AVX2 static void fc_relu_maxpool_grad_row_f32(
     if (OWz > PWo * PW)
         for (int a = 0; a < PH; a++)
             memset(dz + (a * OWz + PWo * PW) * F, 0, (OWz - PWo * PW) * F * sizeof(float));
+}
+
+/* ---- Conv + ReLU + 2x2 max pooling (stride 2), the usual block, kept in registers.
+ * A window's four convolution outputs are (oh, ow) = (2ph + qi, 2pw + qj), q = 2qi + qj
+ * in window order. FC_POOL2_MAX_K bounds K (the caller checks it). */
+#define FC_POOL2_MAX_K 64
+
+/* The four positions' taps of window (ph, pw) where some fall into the padding:
+ * xs[q * K + k], zero in the padding. */
+FC_AVX2 static void fc_pool2_gather(
+    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
+    ptrdiff_t i0, ptrdiff_t j0, int sh, int sw, ptrdiff_t k0, ptrdiff_t nk,
+    const int *kdi, const int *kdj, float *xs)
+{
+    for (int q = 0; q < 4; q++) {
+        const ptrdiff_t ii = i0 + (q >> 1) * sh, jj = j0 + (q & 1) * sw;
+        for (ptrdiff_t k = 0; k < nk; k++) {
+            const ptrdiff_t ih = ii + kdi[k0 + k], iw = jj + kdj[k0 + k];
+            xs[q * nk + k] = (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                             ? 0.f : img[(ih * W + iw) * C + (k0 + k) % C];
+        }
+    }
+}
+
+static const ptrdiff_t fc_ident64[FC_POOL2_MAX_K] = {
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+    24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45,
+    46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63};
+
+/* relu(v) = v where v > 0 or NaN, else 0 (as the other kernels) */
+#define FC_RELU(v) _mm256_blendv_ps((v), zero, _mm256_cmp_ps((v), zero, _CMP_LE_OQ))
+
+#define FC_POOL2_FWD_BLOCK(NV)                                                        \
+    for (ptrdiff_t pw = 0; pw < PWo; pw++) {                                          \
+        const ptrdiff_t j0 = 2 * pw * sw - pl;                                        \
+        __m256 acc[4][NV];                                                            \
+        for (int v = 0; v < NV; v++) {                                                \
+            acc[0][v] = bias ? _mm256_loadu_ps(bias + f0 + 8 * v) : zero;             \
+            acc[1][v] = acc[0][v]; acc[2][v] = acc[0][v]; acc[3][v] = acc[0][v];      \
+        }                                                                             \
+        const float *p0, *p1, *p2, *p3;                                               \
+        const ptrdiff_t *ko;                                                          \
+        if (rows_inside && j0 >= 0 && j0 + sw + max_dj < W) {                         \
+            p0 = img + (i0 * W + j0) * C; p1 = p0 + sw * C;                           \
+            p2 = p0 + sh * W * C; p3 = p2 + sw * C;                                   \
+            ko = koff;                                                                \
+        } else {                                                                      \
+            fc_pool2_gather(img, H, W, C, i0, j0, sh, sw, 0, K, kdi, kdj, xs);        \
+            p0 = xs; p1 = xs + K; p2 = xs + 2 * K; p3 = xs + 3 * K;                   \
+            ko = fc_ident64;                                                          \
+        }                                                                             \
+        const float *wf = w + f0;                                                     \
+        for (ptrdiff_t k = 0; k < K; k++) {                                           \
+            const ptrdiff_t o = ko[k];                                                \
+            const __m256 b0 = _mm256_set1_ps(p0[o]), b1 = _mm256_set1_ps(p1[o]);      \
+            const __m256 b2 = _mm256_set1_ps(p2[o]), b3 = _mm256_set1_ps(p3[o]);      \
+            for (int v = 0; v < NV; v++) {                                            \
+                const __m256 wv = _mm256_loadu_ps(wf + k * F + 8 * v);                \
+                acc[0][v] = _mm256_fmadd_ps(b0, wv, acc[0][v]);                       \
+                acc[1][v] = _mm256_fmadd_ps(b1, wv, acc[1][v]);                       \
+                acc[2][v] = _mm256_fmadd_ps(b2, wv, acc[2][v]);                       \
+                acc[3][v] = _mm256_fmadd_ps(b3, wv, acc[3][v]);                       \
+            }                                                                         \
+        }                                                                             \
+        for (int v = 0; v < NV; v++) {                                                \
+            __m256 m = FC_RELU(acc[0][v]), best = zero;                               \
+            for (int q = 1; q < 4; q++) {                                             \
+                const __m256 r = FC_RELU(acc[q][v]);                                  \
+                const __m256 up = _mm256_and_ps(_mm256_cmp_ps(r, m, _CMP_NLE_UQ),     \
+                                                _mm256_cmp_ps(m, m, _CMP_ORD_Q));     \
+                m = _mm256_blendv_ps(m, r, up);                                       \
+                best = _mm256_blendv_ps(best, _mm256_set1_ps((float)q), up);          \
+            }                                                                         \
+            _mm256_storeu_ps(out + pw * F + f0 + 8 * v, m);                           \
+            if (win) fc_store_win8(win + pw * F + f0 + 8 * v, m, best);               \
+        }                                                                             \
+    }
+
+/* One pooled row ph: out (PWo, F) = max over each 2x2 window of ReLU(conv + bias),
+ * and win as fc_relu_maxpool_row_f32 gives it. Per window and 16 filters, the four
+ * positions x two vectors of accumulators stay in registers; each weight vector
+ * loaded feeds four FMAs. Same sums, in the same order, as fc_conv_fwd_row_f32. */
+FC_AVX2 static void fc_conv_relu_pool2_row_f32(
+    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
+    const float *w, const float *bias,                         /* IN  (K, F), (F,)/NULL */
+    float *out, signed char *win,                              /* OUT (PWo, F) each */
+    ptrdiff_t ph, ptrdiff_t PWo, ptrdiff_t F, ptrdiff_t K,
+    const ptrdiff_t *koff, const int *kdi, const int *kdj,
+    int sh, int sw, int pt, int pl, int max_di, int max_dj)
+{
+    float xs[4 * FC_POOL2_MAX_K];
+    const __m256 zero = _mm256_setzero_ps();
+    const ptrdiff_t i0 = 2 * ph * sh - pt;
+    const int rows_inside = i0 >= 0 && i0 + sh + max_di < H;
+    ptrdiff_t f0 = 0;
+    for (; f0 + 16 <= F; f0 += 16) { FC_POOL2_FWD_BLOCK(2) }
+    for (; f0 < F; f0 += 8) { FC_POOL2_FWD_BLOCK(1) }
+}
+
+/* Weight (and bias) gradient of conv + ReLU + 2x2 max pooling over pooled rows
+ * [r0, r1) of one image, accumulated into dw (K, F) and db (F,) (or NULL). dz at a
+ * window's position q is dp where win == q, else 0: built in registers, never stored.
+ * Per 8 filters, nine taps of accumulators stay in registers while the windows
+ * stream past. Every position is multiplied, zero gradients included, so that a
+ * NaN or Inf in x reaches dw as in the reference. */
+FC_AVX2 static void fc_conv_relu_pool2_dw_f32(
+    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
+    const float *dp, const signed char *win,                   /* IN  (PHo, PWo, F) each */
+    float *dw, float *db,                                      /* IN/OUT (K, F), (F,) */
+    ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t PWo, ptrdiff_t F, ptrdiff_t K,
+    const ptrdiff_t *koff, const int *kdi, const int *kdj,
+    int sh, int sw, int pt, int pl, int max_di, int max_dj)
+{
+    float xs[4 * 9];
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i none = _mm256_set1_epi32(-1);
+    for (ptrdiff_t f0 = 0; f0 < F; f0 += 8) {
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += 9) {
+            const int nk = (int)(K - k0 < 9 ? K - k0 : 9);
+            ptrdiff_t ko[9];
+            for (int k = 0; k < 9; k++) ko[k] = k < nk ? koff[k0 + k] : 0;
+            __m256 acc[9], dbacc = zero;
+            for (int k = 0; k < 9; k++) acc[k] = zero;  /* unrolled: registers */
+            for (ptrdiff_t ph = r0; ph < r1; ph++) {
+                const ptrdiff_t i0 = 2 * ph * sh - pt;
+                const int rows_inside = i0 >= 0 && i0 + sh + max_di < H;
+                for (ptrdiff_t pw = 0; pw < PWo; pw++) {
+                    const ptrdiff_t at = (ph * PWo + pw) * F + f0;
+                    const __m256i wi = _mm256_cvtepi8_epi32(
+                        _mm_loadl_epi64((const __m128i *)(win + at)));
+                    const __m256 any = _mm256_castsi256_ps(_mm256_cmpgt_epi32(wi, none));
+                    const __m256 d = _mm256_loadu_ps(dp + at);
+                    if (k0 == 0) dbacc = _mm256_add_ps(dbacc, _mm256_and_ps(d, any));
+#define FC_DZ(q) _mm256_and_ps(d, _mm256_castsi256_ps(                          \
+                                   _mm256_cmpeq_epi32(wi, _mm256_set1_epi32(q))))
+                    const __m256 z0 = FC_DZ(0), z1 = FC_DZ(1), z2 = FC_DZ(2), z3 = FC_DZ(3);
+#undef FC_DZ
+                    const ptrdiff_t j0 = 2 * pw * sw - pl;
+                    const float *p0, *p1, *p2, *p3;
+                    const ptrdiff_t *o = ko;
+                    if (rows_inside && j0 >= 0 && j0 + sw + max_dj < W) {
+                        p0 = img + (i0 * W + j0) * C; p1 = p0 + sw * C;
+                        p2 = p0 + sh * W * C; p3 = p2 + sw * C;
+                    } else {
+                        fc_pool2_gather(img, H, W, C, i0, j0, sh, sw, k0, nk, kdi, kdj, xs);
+                        p0 = xs; p1 = xs + nk; p2 = xs + 2 * nk; p3 = xs + 3 * nk;
+                        o = fc_ident64;
+                    }
+                    for (int k = 0; k < 9; k++) {  /* constant bound: unrolled */
+                        if (k < nk) {
+                            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(p0[o[k]]), z0, acc[k]);
+                            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(p1[o[k]]), z1, acc[k]);
+                            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(p2[o[k]]), z2, acc[k]);
+                            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(p3[o[k]]), z3, acc[k]);
+                        }
+                    }
+                }
+            }
+            for (int k = 0; k < 9; k++) {
+                if (k < nk) {
+                    float *dst = dw + (k0 + k) * F + f0;
+                    _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), acc[k]));
+                }
+            }
+            if (k0 == 0 && db)
+                _mm256_storeu_ps(db + f0, _mm256_add_ps(_mm256_loadu_ps(db + f0), dbacc));
+        }
+    }
 }
 
 FC_AVX2 static inline float fc_hsum256(__m256 v)
@@ -419,6 +591,17 @@ static void fc_relu_maxpool_row_f32(const float *s, ptrdiff_t PWo, ptrdiff_t F, 
     int PW, float *out, signed char *win) {}
 static void fc_relu_maxpool_grad_row_f32(const float *dp, const signed char *win,
     ptrdiff_t PWo, ptrdiff_t F, int PH, int PW, float *dz, ptrdiff_t OWz, float *db) {}
+static void fc_conv_relu_pool2_row_f32(const float *img, ptrdiff_t H, ptrdiff_t W,
+    ptrdiff_t C, const float *w, const float *bias, float *out, signed char *win,
+    ptrdiff_t ph, ptrdiff_t PWo, ptrdiff_t F, ptrdiff_t K, const ptrdiff_t *koff,
+    const int *kdi, const int *kdj, int sh, int sw, int pt, int pl, int max_di,
+    int max_dj) {}
+static void fc_conv_relu_pool2_dw_f32(const float *img, ptrdiff_t H, ptrdiff_t W,
+    ptrdiff_t C, const float *dp, const signed char *win, float *dw, float *db,
+    ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t PWo, ptrdiff_t F, ptrdiff_t K,
+    const ptrdiff_t *koff, const int *kdi, const int *kdj, int sh, int sw, int pt, int pl,
+    int max_di, int max_dj) {}
+#define FC_POOL2_MAX_K 64
 
 #endif
 #endif
