@@ -291,6 +291,41 @@ def test_conv_relu_maxpool_matches_reference(case, pool, dtype, threads, conv_pa
                 assert_close(a, b_, dtype, scale=s)
 
 
+FUSED_2X2 = [  # (x shape, w shape, stride, padding, dilation): 2x2 pooling, F % 8 == 0
+    ((3, 28, 28, 1), (3, 3, 1, 32), 1, "valid", 1),      # the lecture's first block
+    ((2, 11, 13, 3), (3, 3, 3, 24), 1, "same", 1),       # borders; 16 + 8 filters; K = 27
+    ((2, 12, 9, 2), (2, 3, 2, 8), 2, ((1, 0), (2, 1)), (2, 1)),
+    ((1, 9, 9, 4), (4, 4, 4, 16), 1, 2, 1),              # K = 64, the register kernel's limit
+    ((1, 9, 9, 5), (4, 4, 5, 8), 1, 2, 1),               # K = 80: the row-buffer path
+]
+
+
+@pytest.mark.parametrize("xs, ws, stride, padding, dilation", FUSED_2X2)
+def test_conv_relu_maxpool_2x2_cases(xs, ws, stride, padding, dilation, threads, rng,
+                                     monkeypatch):
+    monkeypatch.setattr(fast, "_force_path", "direct")  # also for K > _DIRECT_MAX_K
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[-1]).astype(np.float32)
+    args = (stride, padding, dilation)
+    want, wc = ref.conv2d_relu_maxpool_forward(x, w, b, *args, pool_size=2)
+    got, gc = fast.conv2d_relu_maxpool_forward(x, w, b, *args, pool_size=2)
+    assert ("win" in gc.arrays) == fast._HAVE_AVX2
+    zabs, abs_cache = ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), *args)
+    assert_close(got, want, np.float32, scale=_pool_windows(zabs, 2, 2).max(axis=-1))
+    dout = rng.standard_normal(want.shape).astype(np.float32)
+    scales = ref.conv2d_backward(
+        np.abs(ref.maxpool2d_backward(np.abs(dout), wc.arrays["pool"])), abs_cache)
+    for input_grad in (False, True):
+        gres = fast.conv2d_relu_maxpool_backward(dout, gc, input_grad)
+        wres = ref.conv2d_relu_maxpool_backward(dout, wc, input_grad)
+        for a, b_, s in zip(gres, wres, scales):
+            if b_ is None:
+                assert a is None
+            else:
+                assert_close(a, b_, np.float32, scale=s)
+
+
 def test_conv_relu_maxpool_nan_like_reference(threads):
     x = np.ones((1, 7, 7, 1), dtype=np.float32)
     x[0, 3, 3, 0] = np.nan
