@@ -17,6 +17,8 @@ from typing import Iterator
 __all__ = ["set_num_threads", "get_num_threads", "default_num_threads", "blas_single_thread"]
 
 _num_threads: int | None = None
+_usable_cpus: int | None = None
+_default_threads: int | None = None
 _controller = None
 _blas_libs: list | None = None
 
@@ -31,9 +33,13 @@ def default_num_threads() -> int:
             n = 0
         if n >= 1:
             return n
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+    global _usable_cpus
+    if _usable_cpus is None:  # a system call: once per process (every kernel asks)
+        if hasattr(os, "sched_getaffinity"):
+            _usable_cpus = max(1, len(os.sched_getaffinity(0)))
+        else:
+            _usable_cpus = max(1, os.cpu_count() or 1)
+    return _usable_cpus
 
 
 def set_num_threads(n: int | None) -> None:
@@ -58,8 +64,18 @@ def set_num_threads(n: int | None) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads fastconv's compiled kernels use."""
-    return _num_threads if _num_threads is not None else default_num_threads()
+    """The number of threads fastconv's compiled kernels use.
+
+    Without :func:`set_num_threads`, :func:`default_num_threads`, worked out at the
+    first call and kept (as OpenMP reads ``OMP_NUM_THREADS`` once, at start-up):
+    every kernel call asks, so this must be cheap.
+    """
+    global _default_threads
+    if _num_threads is not None:
+        return _num_threads
+    if _default_threads is None:
+        _default_threads = default_num_threads()
+    return _default_threads
 
 
 def _get_controller():

@@ -636,6 +636,11 @@ class Flatten(Layer):
         return config
 
 
+# Dense's matrix products: BLAS, through NumPy. A module attribute so that
+# benchmarks/train_compare.py --overhead can count their time as kernel time.
+_matmul = np.matmul
+
+
 class Dense(_ActivationMixin, Layer):
     """``out = activation(x @ kernel + bias)`` on the last axis of ``x``.
 
@@ -672,25 +677,46 @@ class Dense(_ActivationMixin, Layer):
     def forward(self, x, training=False):
         self._x_shape = x.shape
         x2 = x.reshape(-1, x.shape[-1])
-        z = x2 @ self.kernel
-        if self.use_bias:
-            z += self.bias
+        z = _matmul(x2, self.kernel)
         self._x2 = x2
+        bias = self.bias if self.use_bias else None
+        relu = self.activation is _activations.relu
+        self._fused_relu = False
+        if _elementwise is not None and z.dtype == self.kernel.dtype and z.flags.c_contiguous \
+                and (relu or bias is not None):
+            # Bias and ReLU in one compiled pass over the product, in place; the
+            # ReLU's output keeps the sign of its input, all its backward needs.
+            _elementwise.bias_act(z, bias, relu, get_num_threads())
+            if relu:
+                self._fused_relu = True
+                self._out = z
+                self._preact = None
+                return z.reshape(x.shape[:-1] + (self.units,))
+        elif bias is not None:
+            z += bias
         return self._activate(z.reshape(x.shape[:-1] + (self.units,)))
+
+    def backward(self, dout):
+        if self._fused_relu:
+            d2 = dout.reshape(self._out.shape)
+            dz = np.empty_like(self._out)
+            _elementwise.relu_backward(d2.reshape(-1), self._out.reshape(-1),
+                                       dz.reshape(-1), get_num_threads())
+            return self._backward_pre(dz)
+        return self._backward_pre(self._deactivate(dout))
 
     def _backward_pre(self, dz):
         d2 = dz.reshape(-1, self.units)
-        np.matmul(self._x2.T, d2, out=self.grads["kernel"])
+        _matmul(self._x2.T, d2, out=self.grads["kernel"])
         if self.use_bias:
-            np.sum(d2, axis=0, out=self.grads["bias"])
+            np.add.reduce(d2, axis=0, out=self.grads["bias"])
         if not self.input_grad:
             return None
-        return (d2 @ self.kernel.T).reshape(self._x_shape)
-
-    def backward(self, dout):
-        return self._backward_pre(self._deactivate(dout))
+        return _matmul(d2, self.kernel.T).reshape(self._x_shape)
 
     def _preact_external(self):
+        if self._fused_relu:
+            raise RuntimeError("a Dense layer with a ReLU activation has no separate logits")
         return self._preact
 
     def get_config(self):

@@ -34,8 +34,9 @@ EPSILON = 1e-7
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - np.max(z, axis=-1, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+    # ufunc reductions directly: np.max/np.sum add a Python layer on every call
+    z = z - np.maximum.reduce(z, axis=-1, keepdims=True)
+    return z - np.log(np.add.reduce(np.exp(z), axis=-1, keepdims=True))
 
 
 def _sigmoid(z):
@@ -174,6 +175,8 @@ class SparseCategoricalCrossentropy(Loss):
         return y
 
     def _pick(self, a, y):
+        if a.ndim == 2:  # the usual (N, classes): plain integer indexing is cheaper
+            return a[np.arange(len(y)), y]
         return np.take_along_axis(a, y[..., None], axis=-1)[..., 0]
 
     def value_and_grad(self, y_true, y_pred):
@@ -190,10 +193,14 @@ class SparseCategoricalCrossentropy(Loss):
     def logits_value_and_grad(self, y_true, logits):
         m = logits.size // logits.shape[-1]
         logp = _log_softmax(logits)
-        value = -float(np.sum(self._pick(logp, y_true))) / m
+        value = -float(np.add.reduce(self._pick(logp, y_true), axis=None)) / m
         grad = np.exp(logp)
-        np.put_along_axis(grad, y_true[..., None],
-                          self._pick(grad, y_true)[..., None] - 1, axis=-1)
+        if grad.ndim == 2:
+            rows = np.arange(len(y_true))
+            grad[rows, y_true] -= 1
+        else:
+            np.put_along_axis(grad, y_true[..., None],
+                              self._pick(grad, y_true)[..., None] - 1, axis=-1)
         grad /= m
         return value, grad.astype(logits.dtype, copy=False)
 

@@ -21,7 +21,8 @@ __all__ = ["categorical_accuracy", "sparse_categorical_accuracy", "binary_accura
 
 def categorical_accuracy(y_true, y_pred) -> float:
     """Fraction of samples whose largest output is the one-hot target's class."""
-    return float(np.mean(np.argmax(y_pred, -1) == np.argmax(y_true, -1)))
+    hits = np.argmax(y_pred, -1) == np.argmax(y_true, -1)
+    return float(np.count_nonzero(hits) / hits.size) if hits.size else float("nan")
 
 
 def sparse_categorical_accuracy(y_true, y_pred) -> float:
@@ -29,7 +30,8 @@ def sparse_categorical_accuracy(y_true, y_pred) -> float:
     y = np.asarray(y_true)
     if y.ndim == np.ndim(y_pred):
         y = y[..., 0]
-    return float(np.mean(np.argmax(y_pred, -1) == y))
+    hits = np.argmax(y_pred, -1) == y
+    return float(np.count_nonzero(hits) / hits.size) if hits.size else float("nan")
 
 
 def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> float:

@@ -3,7 +3,7 @@
 # Directives: the caller passes flat, equally sized, C-contiguous arrays
 # (fastconv.backends.cython, fastconv.layers and fastconv.optimizers check this), so
 # indices stay in range; chunk sizes are positive.
-"""Element-wise kernels: ReLU, dropout and the Adam update, float32/float64.
+"""Element-wise kernels: ReLU, bias (+ReLU), dropout and the Adam update, float32/float64.
 
 The loops themselves are in ``_ew_inner.h`` (plain C on restrict pointers, so they
 vectorise, with an AVX2 copy picked at run time); here they run on fixed chunks of
@@ -29,6 +29,9 @@ cdef extern from "_ew_inner.h" nogil:
                             double scale)
     void fc_dropout_bwd_f32(const float* d, const float* keep, float* dx, Py_ssize_t n)
     void fc_dropout_bwd_f64(const double* d, const double* keep, double* dx, Py_ssize_t n)
+    void fc_bias_act_f32(float* z, const float* b, Py_ssize_t rows, Py_ssize_t cols, int relu)
+    void fc_bias_act_f64(double* z, const double* b, Py_ssize_t rows, Py_ssize_t cols,
+                         int relu)
     void fc_adam_f32(float* p, const float* g, float* m, float* v, Py_ssize_t n,
                      float c1, float c2, float eps, float a)
     void fc_adam_f64(double* p, const double* g, double* m, double* v, Py_ssize_t n,
@@ -75,6 +78,26 @@ def relu_backward(const floating[::1] dout,  # IN  (n,)
             fc_relu_bwd_f32(&dout[i0], &x[i0], &dx[i0], min(CHUNK, n - i0))
         else:
             fc_relu_bwd_f64(&dout[i0], &x[i0], &dx[i0], min(CHUNK, n - i0))
+
+
+def bias_act(floating[:, ::1] z,          # IN/OUT (rows, cols)
+             const floating[::1] b,        # IN     (cols,) or None
+             bint relu, int n_threads):
+    """z += b (per row), then z = max(z, 0) if ``relu``: a Dense layer's epilogue."""
+    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], c, r0, step
+    cdef const floating* bp = NULL
+    if rows == 0 or cols == 0:
+        return
+    if b is not None:
+        bp = &b[0]
+    step = max(1, CHUNK // cols)  # rows per task
+    for c in prange((rows + step - 1) // step, nogil=True, schedule="static",
+                    num_threads=_threads(rows * cols, n_threads)):
+        r0 = c * step
+        if floating is float:
+            fc_bias_act_f32(&z[r0, 0], bp, min(step, rows - r0), cols, relu)
+        else:
+            fc_bias_act_f64(&z[r0, 0], bp, min(step, rows - r0), cols, relu)
 
 
 def adam_update(floating[::1] p,          # IN/OUT (n,) parameters

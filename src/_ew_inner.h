@@ -6,7 +6,8 @@
  * is compiled without FMA, so no multiply-add is contracted and both copies give
  * the same bits as the NumPy expressions they replace.
  *
- * Semantics: relu_fwd keeps NaN (x <= 0 is false for NaN); relu_bwd passes dout
+ * Semantics: relu_fwd keeps NaN (x <= 0 is false for NaN); bias_act adds a bias row
+ * and optionally applies the same ReLU; relu_bwd passes dout
  * where x > 0; dropout keeps element i when the top 24 bits of a 32-bit hash of
  * (i, key) are >= threshold and multiplies by the mask (scale or 0), as NumPy's
  * x * mask does, so inf or NaN times a dropped 0 is NaN; adam follows
@@ -76,6 +77,18 @@ ATTR static void fc_dropout_bwd_##SUFFIX(const T *restrict d, const T *restrict 
 {                                                                                     \
     for (ptrdiff_t i = 0; i < n; i++) dx[i] = d[i] * keep[i];                         \
 }                                                                                     \
+ATTR static void fc_bias_act_##SUFFIX(T *restrict z, const T *restrict b,            \
+                                      ptrdiff_t rows, ptrdiff_t cols, int relu)       \
+{                                                                                     \
+    /* z[i, j] += b[j], then ReLU if asked: NumPy's z += b, then max(z, 0) */          \
+    for (ptrdiff_t i = 0; i < rows; i++) {                                            \
+        T *restrict zi = z + i * cols;                                                \
+        if (b)                                                                        \
+            for (ptrdiff_t j = 0; j < cols; j++) zi[j] = zi[j] + b[j];                \
+        if (relu)                                                                     \
+            for (ptrdiff_t j = 0; j < cols; j++) zi[j] = zi[j] <= 0 ? (T)0 : zi[j];   \
+    }                                                                                 \
+}                                                                                     \
 ATTR static void fc_adam_##SUFFIX(T *restrict p, const T *restrict g, T *restrict m,  \
                                   T *restrict v, ptrdiff_t n, T c1, T c2, T eps, T a) \
 {                                                                                     \
@@ -117,6 +130,9 @@ static void fc_dropout_fwd_##T(const CT *x, CT *out, CT *keep, ptrdiff_t n,     
 { FC_EW_PICK(fc_dropout_fwd, T, x, out, keep, n, start, k1, k2, threshold, scale); }  \
 static void fc_dropout_bwd_##T(const CT *d, const CT *keep, CT *dx, ptrdiff_t n)     \
 { FC_EW_PICK(fc_dropout_bwd, T, d, keep, dx, n); }                                    \
+static void fc_bias_act_##T(CT *z, const CT *b, ptrdiff_t rows, ptrdiff_t cols,      \
+                            int relu)                                                 \
+{ FC_EW_PICK(fc_bias_act, T, z, b, rows, cols, relu); }                               \
 static void fc_adam_##T(CT *p, const CT *g, CT *m, CT *v, ptrdiff_t n, CT c1, CT c2,  \
                         CT eps, CT a)                                                 \
 { FC_EW_PICK(fc_adam, T, p, g, m, v, n, c1, c2, eps, a); }

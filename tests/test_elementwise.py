@@ -1,11 +1,12 @@
-"""Compiled element-wise kernels used by the model layer: Adam and dropout."""
+"""Compiled element-wise kernels used by the model layer: Adam, dropout, bias (+ReLU)."""
 
 import numpy as np
 import pytest
 
 import fastconv
 from fastconv import _elementwise, optimizers
-from fastconv.layers import Dropout
+from fastconv import layers
+from fastconv.layers import Dense, Dropout
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -71,3 +72,36 @@ def test_dropout_layer_masks_do_not_depend_on_threads(rng):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(outs[0][0], outs[0][1])  # a new mask every step
     np.testing.assert_array_equal(Dropout(0.5, seed=7).forward(x, training=False), x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (300, 129), (2000, 40)])
+def test_bias_act_kernel_is_numpy_bit_for_bit(dtype, shape, threads, rng):
+    z0 = rng.standard_normal(shape).astype(dtype)
+    z0[0, 0] = np.nan
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    for bias, relu in ((b, False), (b, True), (None, True)):
+        z = z0.copy()
+        _elementwise.bias_act(z, bias, relu, threads)
+        want = z0 + bias if bias is not None else z0.copy()
+        if relu:
+            want = np.where(want <= 0, dtype(0), want)  # NaN stays NaN
+        np.testing.assert_array_equal(z, want)
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear", "softmax"])
+def test_dense_compiled_epilogue_matches_numpy(activation, rng, monkeypatch):
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    dout = rng.standard_normal((5, 4)).astype(np.float32)
+    results = []
+    for compiled in (_elementwise, None):
+        monkeypatch.setattr(layers, "_elementwise", compiled)
+        layer = Dense(4, activation=activation, bias_initializer="glorot_uniform")
+        layer.build_for((None, 6))
+        layer.set_weights([np.linspace(-1, 1, 24).reshape(6, 4),
+                           np.array([0.5, -0.5, 0.1, 0.0])])
+        out = layer.forward(x, training=True)
+        results.append((out, layer.backward(dout), layer.grads["kernel"].copy(),
+                        layer.grads["bias"].copy()))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -12,6 +12,8 @@ sizes depend only on the shapes, and partial sums are combined in a fixed order.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import _conv, _elementwise, _pool
@@ -187,9 +189,9 @@ def conv2d_backward(dout, cache, input_grad=True):
             g.pt, g.pl, tile, threads,
         )
     # Fixed-order sums over the groups.
-    np.sum(dw_part, axis=0, out=dw.reshape(k, g.F))
+    np.add.reduce(dw_part, axis=0, out=dw.reshape(k, g.F))
     if db is not None:
-        np.sum(db_part, axis=0, out=db)
+        np.add.reduce(db_part, axis=0, out=db)
     return dx, dw, db
 
 
@@ -207,10 +209,18 @@ def _input_grad_col2im(dout, w, dx, g):
 def _tap_offsets(g):
     """Per tap k = (ki*KW + kj)*C + c of the window: its offset from the window's
     top-left element in a (H, W, C) image, and its row and column displacement."""
-    ki, kj, c = np.unravel_index(np.arange(g.KH * g.KW * g.C), (g.KH, g.KW, g.C))
-    kdi = (ki * g.dh).astype(np.intc)
-    kdj = (kj * g.dw).astype(np.intc)
-    koff = ((kdi.astype(np.intp) * g.W + kdj) * g.C + c).astype(np.intp)
+    return _tap_offsets_for(g.KH, g.KW, g.C, g.dh, g.dw, g.W)
+
+
+@functools.lru_cache(maxsize=64)
+def _tap_offsets_for(KH, KW, C, dh, dw, W):
+    # Cached (a layer asks on every call); read-only, as the arrays are shared.
+    ki, kj, c = np.unravel_index(np.arange(KH * KW * C), (KH, KW, C))
+    kdi = (ki * dh).astype(np.intc)
+    kdj = (kj * dw).astype(np.intc)
+    koff = ((kdi.astype(np.intp) * W + kdj) * C + c).astype(np.intp)
+    for a in (koff, kdi, kdj):
+        a.flags.writeable = False
     return koff, kdi, kdj
 
 
@@ -224,9 +234,9 @@ def _weight_grad_direct(x, dout, dw, db, g):
     _conv.conv2d_weight_grad_direct(
         x, dout, dw_part, db_part, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
         g.dh * (g.KH - 1), g.dw * (g.KW - 1), get_num_threads())
-    np.sum(dw_part, axis=0, out=dw.reshape(k, g.F))
+    np.add.reduce(dw_part, axis=0, out=dw.reshape(k, g.F))
     if db is not None:
-        np.sum(db_part, axis=0, out=db)
+        np.add.reduce(db_part, axis=0, out=db)
 
 
 def _fuse_pool(x, g, pg) -> bool:
@@ -299,9 +309,9 @@ def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
         x, dout, win, dw_part, db_part, work, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
         g.dh * (g.KH - 1), g.dw * (g.KW - 1), pg.PH, pg.PW, threads)
     # Fixed-order sums over the groups.
-    np.sum(dw_part, axis=0, out=dw.reshape(k, g.F))
+    np.add.reduce(dw_part, axis=0, out=dw.reshape(k, g.F))
     if db is not None:
-        np.sum(db_part, axis=0, out=db)
+        np.add.reduce(db_part, axis=0, out=db)
     return None, dw, db
 
 
