@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _elementwise, optimizers
-from fastconv import layers
+from fastconv import _elementwise, layers, optimizers
 from fastconv.layers import Dense, Dropout
 
 
