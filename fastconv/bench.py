@@ -38,7 +38,12 @@ __all__ = ["CONV_LAYERS", "POOL_LAYERS", "main", "run"]
 
 @dataclass(frozen=True)
 class ConvLayer:
-    """A 3x3 stride-1 convolution of x (N, H, W, C) to F filters."""
+    """A 3x3 stride-1 convolution of x (N, H, W, C) to F filters.
+
+    ``block``: the network's first block instead, Conv2D(relu) + MaxPooling2D(2) as
+    Sequential runs it (:func:`fastconv.ops.conv2d_relu_maxpool_forward`); its backward
+    pass computes dw and db only, as a first layer's does, in PyTorch too.
+    """
 
     name: str
     N: int
@@ -48,15 +53,22 @@ class ConvLayer:
     F: int
     padding: str = "valid"
     note: str = ""
+    block: bool = False
 
     @property
     def flops(self) -> int:
         oh, ow = (self.H, self.W) if self.padding == "same" else (self.H - 2, self.W - 2)
         return 2 * self.N * oh * ow * self.F * 9 * self.C
 
+    @property
+    def grad_flops(self) -> int:
+        """Forward + backward: dx and dw each cost a forward pass (a block: dw only)."""
+        return (2 if self.block else 3) * self.flops
+
     def shape(self) -> str:
         return f"({self.N},{self.H},{self.W},{self.C})->{self.F}" + (
-            " same" if self.padding == "same" else "")
+            " same" if self.padding == "same" else "") + (
+            " +relu+pool, no dx" if self.block else "")
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,8 @@ CONV_LAYERS = [
     ConvLayer("a1", 1, 28, 28, 1, 32, note="batch 1"),
     ConvLayer("c1", 1, 32, 32, 3, 32, note="batch 1"),
     ConvLayer("f1", 1, 56, 56, 64, 64, "same", note="batch 1"),
+    ConvLayer("ap", 128, 28, 28, 1, 32, note="the lecture's first block", block=True),
+    ConvLayer("cp", 128, 32, 32, 3, 32, note="a CIFAR-10 first block", block=True),
 ]
 POOL_LAYERS = [
     PoolLayer(f"g{i}{op}", op, *shape)
@@ -209,7 +223,8 @@ def torch_fwd_bwd(torch, layer, dtype) -> dict:
         b = torch.randn(layer.F, dtype=tdt, requires_grad=True)
 
         def op(t):
-            return F.conv2d(t, w, b, padding=pad)
+            z = F.conv2d(t, w, b, padding=pad)
+            return F.max_pool2d(F.relu(z), 2) if layer.block else z
     else:
         pool = F.max_pool2d if layer.op == "max" else F.avg_pool2d
 
@@ -222,7 +237,8 @@ def torch_fwd_bwd(torch, layer, dtype) -> dict:
         g = torch.randn_like(op(x))
 
         def fwd_bwd(x=x, g=g):
-            xx = x.detach().requires_grad_(True)
+            # A first block needs no input gradient: then x does not require one.
+            xx = x.detach().requires_grad_(not getattr(layer, "block", False))
             op(xx).backward(g)
 
         fns[label] = fwd_bwd
@@ -242,18 +258,26 @@ def conv_fns(layer: ConvLayer, dtype):
     x = rng.standard_normal((layer.N, layer.H, layer.W, layer.C)).astype(dtype)
     w = rng.standard_normal((3, 3, layer.C, layer.F)).astype(dtype)
     b = rng.standard_normal(layer.F).astype(dtype)
-    out, cache = ops.conv2d_forward(x, w, b, padding=layer.padding)
+    if layer.block:
+        def fwd():
+            return ops.conv2d_relu_maxpool_forward(x, w, b, padding=layer.padding)
+
+        def backward(d, c):
+            return ops.conv2d_relu_maxpool_backward(d, c, input_grad=False)
+    else:
+        def fwd():
+            return ops.conv2d_forward(x, w, b, padding=layer.padding)
+
+        backward = ops.conv2d_backward
+    out, cache = fwd()
     dout = rng.standard_normal(out.shape).astype(dtype)
 
-    def fwd():
-        return ops.conv2d_forward(x, w, b, padding=layer.padding)
-
     def bwd():
-        return ops.conv2d_backward(dout, cache)
+        return backward(dout, cache)
 
     def fwd_bwd():
-        o, c = ops.conv2d_forward(x, w, b, padding=layer.padding)
-        return o, ops.conv2d_backward(dout, c)
+        o, c = fwd()
+        return o, backward(dout, c)
 
     # What fwd_bwd returns and keeps: out, dx, dw, db and the cache's reference to x.
     keep = out.nbytes + x.nbytes + w.nbytes + b.nbytes
@@ -352,7 +376,7 @@ def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_re
             row.extra["float32_fwd_bwd_ms"] = f32
             row.extra["float64_over_float32"] = row.fwd_bwd_ms / f32
         if is_conv:
-            row.gflops = 3 * layer.flops / row.fwd_bwd_ms / 1e6  # dx and dw: 2x forward
+            row.gflops = getattr(layer, "grad_flops", 3 * layer.flops) / row.fwd_bwd_ms / 1e6
             row.pct_sgemm = 100 * row.gflops / peak
             row.extra["fwd_gflops"] = layer.flops / row.fwd_ms / 1e6
             row.extra["fwd_pct_sgemm"] = 100 * row.extra["fwd_gflops"] / peak
