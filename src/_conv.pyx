@@ -344,18 +344,25 @@ cdef void _col2im_add(const floating* dcol,   # IN  (p1 - p0, KH*KW*C)
 def conv2d_input_grad_col2im(const floating[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
                              const floating[:, ::1] wmat,        # IN  (KH*KW*C, F)
                              floating[:, :, :, ::1] dx,          # OUT (N, H, W, C), zeroed
-                             floating[:, ::1] work,              # scratch (n_threads, tile*K)
+                             floating[:, ::1] work,              # scratch (n_threads, rows*K)
                              int KH, int KW, int sh, int sw, int dh, int dw,
-                             int pt, int pl, Py_ssize_t tile, int n_threads):
-    """dx = col2im(dout @ W^T), one image per task so that scatters never race.
+                             int pt, int pl, Py_ssize_t tile, Py_ssize_t imgs,
+                             int n_threads):
+    """dx = col2im(dout @ W^T), one run of whole images per task so that scatters
+    never race.
 
-    Only real (non-padding) products are computed, whatever the stride, and the
-    order of additions into each image is fixed: same bits for any thread count.
+    With ``imgs`` > 1 (small images) a task takes ``imgs`` consecutive images and
+    multiplies all their positions at once (``imgs * OH * OW`` rows, at most the
+    workspace), so that the GEMM is not starved by images of a few positions; with
+    ``imgs`` == 1 it takes one image in chunks of ``tile`` positions. Only real
+    (non-padding) products are computed, whatever the stride, and the order of
+    additions into each image is fixed: same bits for any thread count.
     """
     cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
     cdef Py_ssize_t K = wmat.shape[0], P = OH * OW
-    cdef Py_ssize_t n, p0, p1
+    cdef Py_ssize_t t, n, n0, n1, p0, p1
+    cdef Py_ssize_t tasks = (N + imgs - 1) // imgs
     cdef const floating* dptr = &dout[0, 0, 0, 0]
     cdef const floating* wptr = &wmat[0, 0]
     cdef floating* xptr = &dx[0, 0, 0, 0]
@@ -364,14 +371,24 @@ def conv2d_input_grad_col2im(const floating[:, :, :, ::1] dout,  # IN  (N, OH, O
     cdef floating* col = NULL  # set per thread inside the parallel block
     with nogil, parallel(num_threads=n_threads):
         col = wkptr + threadid() * wstride
-        for n in prange(N, schedule="dynamic"):
+        for t in prange(tasks, schedule="dynamic"):
+            n0 = t * imgs
+            n1 = min(N, n0 + imgs)
+            if imgs > 1:
+                # dcol (rows, K) = dout of images n0..n1-1 (rows, F) @ wmat^T (F, K)
+                gemm_rm(False, True, <int> ((n1 - n0) * P), <int> K, <int> F, 1.0,
+                        dptr + n0 * P * F, <int> F, wptr, <int> F, 0.0, col, <int> K)
+                for n in range(n0, n1):
+                    _col2im_add(col + (n - n0) * P * K, xptr + n * H * W * C, H, W, C,
+                                0, P, OW, KH, KW, sh, sw, dh, dw, pt, pl)
+                continue
             p0 = 0
             while p0 < P:
                 p1 = min(p0 + tile, P)
                 # dcol (m, K) = dout_tile (m, F) @ wmat^T (F, K)
                 gemm_rm(False, True, <int> (p1 - p0), <int> K, <int> F, 1.0,
-                        dptr + (n * P + p0) * F, <int> F, wptr, <int> F, 0.0, col, <int> K)
-                _col2im_add(col, xptr + n * H * W * C, H, W, C, p0, p1, OW,
+                        dptr + (n0 * P + p0) * F, <int> F, wptr, <int> F, 0.0, col, <int> K)
+                _col2im_add(col, xptr + n0 * H * W * C, H, W, C, p0, p1, OW,
                             KH, KW, sh, sw, dh, dw, pt, pl)
                 p0 = p1
 

@@ -94,7 +94,8 @@ LAYERS = [
     ((2, 20, 20, 64), (3, 3, 64, 16), "same", 1),
     ((1, 56, 56, 8), (5, 5, 8, 8), "same", 1),
     ((3, 17, 19, 8), (3, 3, 8, 16), "same", 2),
-    ((9, 6, 6, 16), (3, 3, 16, 16), "valid", 1),
+    ((9, 6, 6, 16), (3, 3, 16, 16), "valid", 1),      # col2im: runs of 2 images
+    ((19, 7, 5, 3), (3, 2, 3, 8), "same", 2),          # col2im: runs of 3, strided
 ]
 
 
@@ -343,3 +344,22 @@ def test_conv_relu_maxpool_nan_like_reference(threads):
     for _, _, db in results:
         assert (db == 8).all()  # 9 windows, one of them NaN
     np.testing.assert_array_equal(np.isnan(results[0][1]), np.isnan(results[1][1]))
+
+
+def test_batched_col2im_is_bit_identical_across_thread_counts(rng):
+    # 20 images of 4x4 outputs: col2im in 8 runs of 3 images (the last of 2).
+    x = rng.standard_normal((20, 6, 6, 16)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 16, 24)).astype(np.float32)
+    out, cache = fast.conv2d_forward(x, w)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    results = []
+    try:
+        for n in (1, 2, 1):
+            fastconv.set_num_threads(n)
+            results.append(fast.conv2d_backward(dout, cache)[0])
+    finally:
+        fastconv.set_num_threads(None)
+    for other in results[1:]:
+        assert np.array_equal(results[0], other)
+    want = ref.conv2d_backward(dout, ref.conv2d_forward(x, w)[1])[0]
+    assert_close(results[0], want, np.float32)
