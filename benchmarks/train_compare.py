@@ -1,4 +1,4 @@
-"""Train the lecture's MNIST model on Fashion-MNIST with fastconv and with PyTorch.
+"""Train the lecture's MNIST model on Fashion-MNIST with fastconv, PyTorch and Keras.
 
 Conv2D(32, 3, relu) -> MaxPooling2D(2) -> Dropout(0.25) -> Flatten -> Dense(128, relu)
 -> Dropout(0.5) -> Dense(10, softmax); Adam(1e-3); cross-entropy; the 60,000 training
@@ -9,7 +9,8 @@ neither's threads or allocations disturb the other's.
 Prints, per framework: seconds per epoch (median over epochs, and the first), images
 per second, test accuracy after each epoch, the time to predict the 10,000 test images
 (median of 3, in chunks of 1,000 for every framework) and peak RSS; then the ratios to
-fastconv. PyTorch runs when it is importable by this interpreter, so run::
+fastconv. PyTorch and Keras 3 (on the backend ``KERAS_BACKEND`` names, TensorFlow when
+unset) run when they are importable by this interpreter, so run::
 
     /tmp/anchor-venv/bin/python benchmarks/train_compare.py --epochs 2 --batch-size 128
 
@@ -34,7 +35,7 @@ import time
 
 import numpy as np
 
-FRAMEWORKS = ("fastconv", "torch")
+FRAMEWORKS = ("fastconv", "torch", "keras")
 
 
 def load_data():
@@ -133,8 +134,44 @@ def run_torch(args) -> dict:
             "n": len(X)}
 
 
+def run_keras(args) -> dict:
+    """Keras 3 on the backend KERAS_BACKEND names (TensorFlow when unset)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    from keras import layers
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    keras.utils.set_random_seed(0)
+    x, y, xt, yt = load_data()
+    model = keras.Sequential([
+        layers.Input((28, 28, 1)), layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2), layers.Dropout(0.25), layers.Flatten(),
+        layers.Dense(128, activation="relu"), layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    epochs, accs, predict_s = [], [], []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0)
+        epochs.append(time.perf_counter() - start)
+        pred = model.predict(xt, batch_size=1000, verbose=0)
+        accs.append(float(np.mean(pred.argmax(1) == yt)))
+    for _ in range(3):
+        start = time.perf_counter()
+        model.predict(xt, batch_size=1000, verbose=0)
+        predict_s.append(time.perf_counter() - start)
+    return {"epoch_s": epochs, "acc": accs, "predict_s": float(np.median(predict_s)),
+            "n": len(x), "backend": keras.backend.backend()}
+
+
 def worker(args) -> None:
-    result = {"fastconv": run_fastconv, "torch": run_torch}[args.worker](args)
+    result = {"fastconv": run_fastconv, "torch": run_torch,
+              "keras": run_keras}[args.worker](args)
     result["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -303,13 +340,13 @@ def augmentation_cost(args) -> None:
 def table(results: dict, args) -> None:
     print(f"\nLecture MNIST model on Fashion-MNIST, {args.epochs} epoch(s), batch "
           f"{args.batch_size}, {args.threads} thread(s)")
-    head = (f"{'framework':10s} {'s/epoch':>8s} {'1st ep':>7s} {'img/s':>7s} "
+    head = (f"{'framework':16s} {'s/epoch':>8s} {'1st ep':>7s} {'img/s':>7s} "
             f"{'predict 10k s':>13s} {'peak RSS MB':>11s}  test acc per epoch")
     print(head)
     print("-" * len(head))
     for name, r in results.items():
         med = float(np.median(r["epoch_s"]))
-        print(f"{name:10s} {med:8.2f} {r['epoch_s'][0]:7.2f} {r['n'] / med:7.0f} "
+        print(f"{name:16s} {med:8.2f} {r['epoch_s'][0]:7.2f} {r['n'] / med:7.0f} "
               f"{r['predict_s']:13.3f} {r['peak_rss_mb']:11.0f}  "
               + " ".join(f"{a:.4f}" for a in r["acc"]))
     if "fastconv" in results and len(results) > 1:
@@ -329,7 +366,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--frameworks", default="fastconv,torch",
+    parser.add_argument("--frameworks", default="fastconv,torch,keras",
                         help="comma-separated, from: " + ", ".join(FRAMEWORKS))
     parser.add_argument("--overhead", action="store_true",
                         help="split fastconv's training step into kernel time and the rest")
@@ -357,8 +394,8 @@ def main(argv=None) -> int:
     results = {}
     for name in wanted:
         if name != "fastconv" and importlib.util.find_spec(name) is None:
-            print(f"{name} is not importable by {sys.executable}: skipped (for PyTorch run "
-                  "this script with /tmp/anchor-venv/bin/python)")
+            print(f"{name} is not importable by {sys.executable}: skipped (for PyTorch and "
+                  "Keras run this script with /tmp/anchor-venv/bin/python)")
             continue
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
                "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
@@ -376,7 +413,8 @@ def main(argv=None) -> int:
         if done.returncode != 0 or not lines:
             print(f"{name} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
             continue
-        results[name] = json.loads(lines[-1][len("RESULT "):])
+        result = json.loads(lines[-1][len("RESULT "):])
+        results[f"keras-{result['backend']}" if name == "keras" else name] = result
     if results:
         table(results, args)
     return 0 if results else 1

@@ -30,7 +30,7 @@ from . import ops
 from . import regularizers as _regularizers
 from ._random import child_seed
 from ._threads import get_num_threads
-from .backends._args import fail, pair
+from .backends._args import check_dout, fail, pair
 
 __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten",
@@ -698,7 +698,8 @@ class Dense(_ActivationMixin, Layer):
 
     def backward(self, dout):
         if self._fused_relu:
-            d2 = dout.reshape(self._out.shape)
+            shape = self._x_shape[:-1] + (self.units,)
+            d2 = check_dout(dout, shape, self._out.dtype).reshape(self._out.shape)
             dz = np.empty_like(self._out)
             _elementwise.relu_backward(d2.reshape(-1), self._out.reshape(-1),
                                        dz.reshape(-1), get_num_threads())

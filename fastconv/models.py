@@ -241,6 +241,10 @@ class Sequential:
     def _steps(self) -> list:
         """The layers in order, with each fusable conv + pool pair as one
         :class:`~fastconv.layers._ConvReLUMaxPool` step (see :data:`FUSE_LAYERS`)."""
+        if self._plan is not None and not all(
+                _ConvReLUMaxPool.fits(step.conv, step.pool) for step in self._plan[1]
+                if isinstance(step, _ConvReLUMaxPool)):
+            self._plan = None  # a fused layer was changed (activation, padding, ...)
         if self._plan is None or self._plan[0] != FUSE_LAYERS:
             steps, i = [], 0
             while i < len(self._layers):

@@ -419,8 +419,9 @@ FC_AVX2 static void fc_conv_relu_pool2_row_f32(
  * [r0, r1) of one image, accumulated into dw (K, F) and db (F,) (or NULL). dz at a
  * window's position q is dp where win == q, else 0: built in registers, never stored.
  * Per 8 filters, nine taps of accumulators stay in registers while the windows
- * stream past. Every position is multiplied, zero gradients included, so that a
- * NaN or Inf in x reaches dw as in the reference. */
+ * stream past. Every position of a window is multiplied, zero gradients included,
+ * so that a NaN or Inf in x reaches dw as in the reference; positions that no
+ * window covers (rows and columns past PHo*2, PWo*2) are not visited at all. */
 FC_AVX2 static void fc_conv_relu_pool2_dw_f32(
     const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
     const float *dp, const signed char *win,                   /* IN  (PHo, PWo, F) each */

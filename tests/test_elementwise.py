@@ -104,3 +104,14 @@ def test_dense_compiled_epilogue_matches_numpy(activation, rng, monkeypatch):
                         layer.grads["bias"].copy()))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dense_fused_relu_backward_checks_dout(rng):
+    layer = Dense(4, activation="relu")
+    layer.build_for((None, 6))
+    out = layer.forward(rng.standard_normal((5, 6)).astype(np.float32), training=True)
+    # Another float dtype is cast, as on the unfused path.
+    dx = layer.backward(np.ones(out.shape, dtype=np.float64))
+    assert dx.dtype == np.float32 and dx.shape == (5, 6)
+    with pytest.raises(ValueError, match="`dout`"):
+        layer.backward(np.ones((4, 5), dtype=np.float32))  # same size, wrong shape

@@ -364,3 +364,15 @@ def test_fusion_only_where_it_is_the_same_computation(fuse_layers):
     models.FUSE_LAYERS = False
     assert steps(Conv2D(8, 3, activation="relu", input_shape=(9, 9, 1)),
                  MaxPooling2D())[0] == "Conv2D"
+
+
+def test_fused_plan_follows_changed_layers(fuse_layers, rng):
+    model = Sequential([Conv2D(8, 3, activation="relu", input_shape=(9, 9, 1)),
+                        MaxPooling2D(), Flatten(), Dense(2)])
+    x = rng.standard_normal((2, 9, 9, 1)).astype(np.float32)
+    model.predict(x)
+    assert type(model._steps()[0]).__name__ == "_ConvReLUMaxPool"
+    model.layers[0].activation = layers._activations.get("tanh")
+    assert type(model._steps()[0]).__name__ == "Conv2D"
+    want = model.layers[1].forward(model.layers[0].forward(x))
+    np.testing.assert_array_equal(model.intermediate_outputs(x, [1])[0], want)

@@ -295,6 +295,11 @@ def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
     consumed there by the direct weight-gradient kernel, in fixed groups of pooled
     rows summed in a fixed order. With the input gradient, the full-size gradient of
     the convolution output is built once and :func:`conv2d_backward` runs on it.
+
+    One difference from the reference, without the input gradient: convolution
+    outputs that no pooling window covers (the last rows or columns when the pool
+    size does not divide the output) are skipped, not multiplied by their zero
+    gradient, so an Inf or NaN of x seen only by those outputs does not make dw NaN.
     """
     cache = _args.check_cache(cache, "conv2d_relu_maxpool", NAME)
     g, pg = cache.geom
