@@ -4,7 +4,8 @@
 when ``training=True`` (inside ``fit``); in ``evaluate``/``predict`` they are the
 identity, as in Keras. ``Rescaling`` is not random and applies always.
 
-All three random layers are one vectorised NumPy gather over the whole batch: each
+All three random layers are one gather over the whole batch (vectorised NumPy, or a
+compiled loop with the same arithmetic for float images with bilinear interpolation): each
 output pixel ``(n, i, j)`` reads the input at source coordinates ``(r, c)`` computed by
 inverse-mapping the output grid through the sampled transform (a flip, a shift, a
 rotation about the image centre). ``interpolation='nearest'`` rounds ``(r, c)`` and
@@ -33,8 +34,14 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._random import child_seed
+from ._threads import get_num_threads
 from .backends._args import fail
 from .layers import Layer, _data_format
+
+try:
+    from . import _image
+except ImportError:  # no compiled extensions: the NumPy gather below
+    _image = None
 
 __all__ = ["Rescaling", "RandomFlip", "RandomTranslation", "RandomRotation"]
 
@@ -226,6 +233,32 @@ class _RandomGather(_ImageLayer):
         n, h, w, c = x.shape
         rows, cols = self._source(n, h, w)
         self._coords = (rows, cols, x.shape)
+        if _image is not None and x.dtype in (np.float32, np.float64):
+            # One compiled pass, folding each source pixel by fill_mode: the same bits
+            # as the NumPy gather below.
+            out = np.empty((n, h, w, c), dtype=x.dtype)
+            x = np.ascontiguousarray(x)
+            rows = np.asarray(rows, np.float64)
+            cols = np.asarray(cols, np.float64)
+            how = (self.interpolation == "bilinear", _FILL_MODES.index(self.fill_mode),
+                   self.fill_value)
+            if rows.shape[1:] == (h, 1) and cols.shape[1:] == (1, w):
+                # Rows from the output row only, columns from the column only (flips,
+                # translations): column taps folded once per image.
+                _image.gather_separable(
+                    x, np.ascontiguousarray(np.broadcast_to(rows[:, :, 0], (n, h))),
+                    np.ascontiguousarray(np.broadcast_to(cols[:, 0, :], (n, w))), *how, out,
+                    np.empty((n, w, 2), np.intp), np.empty((n, w), x.dtype),
+                    get_num_threads())
+            else:
+                _image.gather(x, np.broadcast_to(rows, (n, h, w)),
+                              np.broadcast_to(cols, (n, h, w)), *how, out, get_num_threads())
+            return self._from_nhwc(out)
+        return self._from_nhwc(self._gather_numpy(x, rows, cols))
+
+    def _gather_numpy(self, x, rows, cols):
+        """The gather in NumPy (the reference for the compiled one)."""
+        n, h, w, c = x.shape
         # Pad once by fill_mode (np.pad's 'symmetric' is Keras's 'reflect'), wide enough
         # for every source coordinate: then the gather needs no per-pixel folding.
         below = max(-float(rows.min()), -float(cols.min()), 0.0)
@@ -243,7 +276,7 @@ class _RandomGather(_ImageLayer):
             r = np.rint(rows).astype(np.intp) + m
             q = np.rint(cols).astype(np.intp) + m
             index = np.broadcast_to(base + r * wp + q, (n, h, w)).reshape(-1)
-            return self._from_nhwc(np.take(flat, index, axis=0).reshape(n, h, w, c))
+            return np.take(flat, index, axis=0).reshape(n, h, w, c)
         r0, q0 = np.floor(rows), np.floor(cols)
         fr = (rows - r0).astype(x.dtype)[..., None]
         fq = (cols - q0).astype(x.dtype)[..., None]
@@ -264,7 +297,7 @@ class _RandomGather(_ImageLayer):
         low -= top
         low *= fr
         low += top
-        return self._from_nhwc(low)
+        return low
 
     def backward(self, dout):
         if self._coords is None:

@@ -197,3 +197,47 @@ def test_save_and_load_round_trip(tmp_path, monkeypatch):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     for a, b in zip(model.layers[:4], loaded.layers[:4]):
         assert type(a) is type(b) and a.get_config() == b.get_config()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect", "wrap"])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_compiled_gather_is_the_numpy_gather_bit_for_bit(dtype, fill_mode, interpolation,
+                                                         threads, monkeypatch, rng):
+    from fastconv import preprocessing
+
+    kernels = preprocessing._image
+    x = rng.standard_normal((5, 9, 7, 3)).astype(dtype)
+    x[0, 4, 3, 1] = np.nan
+    makers = [
+        lambda: RandomTranslation(0.9, (-1, 1), fill_mode=fill_mode,
+                                  interpolation=interpolation, fill_value=0.25, seed=1),
+        lambda: RandomRotation(0.5, fill_mode=fill_mode, interpolation=interpolation,
+                               fill_value=-1.0, seed=2),
+        lambda: RandomFlip(seed=3),
+    ]
+    for make in makers:
+        results = []
+        for compiled in (kernels, None):
+            monkeypatch.setattr(preprocessing, "_image", compiled)
+            layer = make()
+            results.append(layer.forward(x, training=True))
+        assert results[0].dtype == dtype
+        np.testing.assert_array_equal(results[0], results[1])
+    # Far outside (translations of up to 3 image sizes): folding by the fill mode all
+    # the way, as np.pad does.
+    rows = np.broadcast_to(np.arange(9.0)[None, :, None] * 3 - 20.5, (5, 9, 7))
+    cols = np.broadcast_to(np.arange(7.0)[None, None, :] * 2.5 + 9.25, (5, 9, 7))
+    layer = RandomTranslation(0.1, 0.1, fill_mode=fill_mode, interpolation=interpolation,
+                              fill_value=0.5)
+    want = layer._gather_numpy(x, rows, cols)
+    how = (interpolation == "bilinear",
+           ["constant", "nearest", "reflect", "wrap"].index(fill_mode), 0.5)
+    got = np.empty_like(x)
+    kernels.gather(x, rows, cols, *how, got, threads)
+    np.testing.assert_array_equal(got, want)
+    got = np.empty_like(x)  # rows depend on the row only, columns on the column only
+    kernels.gather_separable(x, np.ascontiguousarray(rows[:, :, 0]),
+                             np.ascontiguousarray(cols[:, 0, :]), *how, got,
+                             np.empty((5, 7, 2), np.intp), np.empty((5, 7), dtype), threads)
+    np.testing.assert_array_equal(got, want)
