@@ -218,6 +218,7 @@ class _RandomGather(_ImageLayer):
         self.seed = _seed(seed)
         self._rng = np.random.default_rng(self.seed if self.seed is not None else child_seed())
         self._coords: Optional[Tuple[np.ndarray, np.ndarray, tuple]] = None
+        self._pending = None  # what _coordinates() needs to make _coords, if deferred
 
     def _source(self, n: int, h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -227,34 +228,44 @@ class _RandomGather(_ImageLayer):
 
     def forward(self, x, training=False):
         self._coords = None
+        self._pending = None
         if not training or self._is_identity():
             return x
         x = self._to_nhwc(x)
+        if _image is not None and x.dtype in (np.float32, np.float64):
+            # One compiled pass, folding each source pixel by fill_mode: the same bits
+            # as the NumPy gather (_gather_numpy).
+            x = np.ascontiguousarray(x)
+            out = np.empty_like(x)
+            self._gather_fast(x, out, (self.interpolation == "bilinear",
+                                           _FILL_MODES.index(self.fill_mode),
+                                           self.fill_value))
+            return self._from_nhwc(out)
+        rows, cols = self._source(*x.shape[:3])
+        self._coords = (rows, cols, x.shape)
+        return self._from_nhwc(self._gather_numpy(x, rows, cols))
+
+    def _coordinates(self):
+        """``(rows, cols, shape)`` of the last forward pass in training, or None."""
+        return self._coords
+
+    def _gather_fast(self, x, out, how):
+        """out = x gathered at ``_source``'s coordinates, by the compiled kernels."""
         n, h, w, c = x.shape
         rows, cols = self._source(n, h, w)
         self._coords = (rows, cols, x.shape)
-        if _image is not None and x.dtype in (np.float32, np.float64):
-            # One compiled pass, folding each source pixel by fill_mode: the same bits
-            # as the NumPy gather below.
-            out = np.empty((n, h, w, c), dtype=x.dtype)
-            x = np.ascontiguousarray(x)
-            rows = np.asarray(rows, np.float64)
-            cols = np.asarray(cols, np.float64)
-            how = (self.interpolation == "bilinear", _FILL_MODES.index(self.fill_mode),
-                   self.fill_value)
-            if rows.shape[1:] == (h, 1) and cols.shape[1:] == (1, w):
-                # Rows from the output row only, columns from the column only (flips,
-                # translations): column taps folded once per image.
-                _image.gather_separable(
-                    x, np.ascontiguousarray(np.broadcast_to(rows[:, :, 0], (n, h))),
-                    np.ascontiguousarray(np.broadcast_to(cols[:, 0, :], (n, w))), *how, out,
-                    np.empty((n, w, 2), np.intp), np.empty((n, w), x.dtype),
-                    get_num_threads())
-            else:
-                _image.gather(x, np.broadcast_to(rows, (n, h, w)),
-                              np.broadcast_to(cols, (n, h, w)), *how, out, get_num_threads())
-            return self._from_nhwc(out)
-        return self._from_nhwc(self._gather_numpy(x, rows, cols))
+        rows = np.asarray(rows, np.float64)
+        cols = np.asarray(cols, np.float64)
+        if rows.shape[1:] == (h, 1) and cols.shape[1:] == (1, w):
+            # Rows from the output row only, columns from the column only (flips,
+            # translations): column taps folded once per image.
+            _image.gather_separable(
+                x, np.ascontiguousarray(np.broadcast_to(rows[:, :, 0], (n, h))),
+                np.ascontiguousarray(np.broadcast_to(cols[:, 0, :], (n, w))), *how, out,
+                np.empty((n, w, 2), np.intp), np.empty((n, w), x.dtype), get_num_threads())
+        else:
+            _image.gather(x, np.broadcast_to(rows, (n, h, w)),
+                          np.broadcast_to(cols, (n, h, w)), *how, out, get_num_threads())
 
     def _gather_numpy(self, x, rows, cols):
         """The gather in NumPy (the reference for the compiled one)."""
@@ -300,9 +311,10 @@ class _RandomGather(_ImageLayer):
         return low
 
     def backward(self, dout):
-        if self._coords is None:
+        coords = self._coordinates()
+        if coords is None:
             return dout
-        rows, cols, (n, h, w, c) = self._coords
+        rows, cols, (n, h, w, c) = coords
         d = self._to_nhwc(dout)
         flat = d.reshape(n * h * w, c)
         dx = np.zeros((n * h * w, c), dtype=dout.dtype)
@@ -365,6 +377,19 @@ class RandomFlip(_RandomGather):
             flip = self._rng.random(n) < 0.5
             cols = np.where(flip[:, None, None], w - 1 - cols, cols)
         return rows, cols
+
+    def _gather_fast(self, x, out, how):
+        # A flip is a reversed copy: the same values as the gather, in two passes.
+        n, h, w, _ = x.shape
+        rows, cols = self._source(n, h, w)
+        self._coords = (rows, cols, x.shape)
+        out[...] = x
+        down = np.broadcast_to(rows, (n, h, 1))[:, 0, 0] != 0   # row 0 reads row h-1
+        across = np.broadcast_to(cols, (n, 1, w))[:, 0, 0] != 0
+        if down.any():
+            out[down] = out[down, ::-1]
+        if across.any():
+            out[across] = out[across, :, ::-1]
 
     def get_config(self):
         config = Layer.get_config(self)
@@ -456,12 +481,32 @@ class RandomRotation(_RandomGather):
         return self.factor == (0.0, 0.0)
 
     def _source(self, n, h, w):
-        angle = self._rng.uniform(*self.factor, size=n) * (2 * np.pi)
+        return self._turn(self._angles(n), h, w)
+
+    def _angles(self, n):
+        return self._rng.uniform(*self.factor, size=n) * (2 * np.pi)
+
+    @staticmethod
+    def _turn(angle, h, w):
+        """Source coordinates of the turns by ``angle`` (n,) of (h, w) images."""
         cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
         cy, cx = (h - 1) / 2, (w - 1) / 2
         y = np.arange(h, dtype=np.float64)[None, :, None] - cy
         x = np.arange(w, dtype=np.float64)[None, None, :] - cx
         return x * sin + y * cos + cy, x * cos - y * sin + cx
+
+    def _gather_fast(self, x, out, how):
+        # The kernel works the coordinates out itself (as _turn does), so the forward
+        # pass never stores them; backward computes them only if it is called.
+        angle = self._angles(x.shape[0])
+        _image.gather_rotated(x, np.sin(angle), np.cos(angle), *how, out, get_num_threads())
+        self._pending = (angle, x.shape)
+
+    def _coordinates(self):
+        if self._coords is None and self._pending is not None:
+            angle, shape = self._pending
+            self._coords = self._turn(angle, shape[1], shape[2]) + (shape,)
+        return self._coords
 
     def get_config(self):
         config = super().get_config()

@@ -47,6 +47,36 @@ cdef inline Py_ssize_t _fold(Py_ssize_t i, Py_ssize_t n, int mode) noexcept nogi
     return i if i < n else 2 * n - 1 - i
 
 
+cdef inline void _sample(const floating* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                         double r, double q, bint bilinear, int fill_mode, floating fill,
+                         floating* o) noexcept nogil:
+    """o[0:C] = the image at (r, q): nearest or bilinear, outside pixels by fill_mode."""
+    cdef Py_ssize_t ir, iq, r0, r1, q0, q1, k
+    cdef floating fr, fq, a, b, c, d, top, low
+    if not bilinear:
+        r0 = _fold(<Py_ssize_t> ((r + ROUNDER) - ROUNDER), H, fill_mode)
+        q0 = _fold(<Py_ssize_t> ((q + ROUNDER) - ROUNDER), W, fill_mode)
+        for k in range(C):
+            o[k] = fill if r0 < 0 or q0 < 0 else img[(r0 * W + q0) * C + k]
+        return
+    ir = _floor(r)
+    iq = _floor(q)
+    fr = <floating> (r - <double> ir)
+    fq = <floating> (q - <double> iq)
+    r0 = _fold(ir, H, fill_mode)
+    r1 = _fold(ir + 1, H, fill_mode)
+    q0 = _fold(iq, W, fill_mode)
+    q1 = _fold(iq + 1, W, fill_mode)
+    for k in range(C):
+        a = fill if r0 < 0 or q0 < 0 else img[(r0 * W + q0) * C + k]
+        b = fill if r0 < 0 or q1 < 0 else img[(r0 * W + q1) * C + k]
+        c = fill if r1 < 0 or q0 < 0 else img[(r1 * W + q0) * C + k]
+        d = fill if r1 < 0 or q1 < 0 else img[(r1 * W + q1) * C + k]
+        top = a + (b - a) * fq
+        low = c + (d - c) * fq
+        o[k] = top + (low - top) * fr
+
+
 def gather(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
            const double[:, :, :] rows,         # IN  (N, H, W) source rows (may broadcast)
            const double[:, :, :] cols,         # IN  (N, H, W) source columns
@@ -55,42 +85,40 @@ def gather(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
            int n_threads):
     """out[n, i, j] = x[n] at (rows[n, i, j], cols[n, i, j]), nearest or bilinear."""
     cdef Py_ssize_t N = out.shape[0], H = out.shape[1], W = out.shape[2], C = out.shape[3]
-    cdef Py_ssize_t row, n, i, j, k, ir, iq, r0, r1, q0, q1
-    cdef double r, q
-    cdef floating fr, fq, a, b, c, d, top, low
+    cdef Py_ssize_t row, n, i, j
     cdef floating fill = <floating> fill_value
-    cdef const floating* img
-    cdef floating* o
     for row in prange(N * H, nogil=True, schedule="static", num_threads=n_threads):
         n = row // H
         i = row - n * H
-        img = &x[n, 0, 0, 0]
         for j in range(W):
-            r = rows[n, i, j]
-            q = cols[n, i, j]
-            o = &out[n, i, j, 0]
-            if not bilinear:
-                r0 = _fold(<Py_ssize_t> ((r + ROUNDER) - ROUNDER), H, fill_mode)
-                q0 = _fold(<Py_ssize_t> ((q + ROUNDER) - ROUNDER), W, fill_mode)
-                for k in range(C):
-                    o[k] = fill if r0 < 0 or q0 < 0 else img[(r0 * W + q0) * C + k]
-                continue
-            ir = _floor(r)
-            iq = _floor(q)
-            fr = <floating> (r - <double> ir)
-            fq = <floating> (q - <double> iq)
-            r0 = _fold(ir, H, fill_mode)
-            r1 = _fold(ir + 1, H, fill_mode)
-            q0 = _fold(iq, W, fill_mode)
-            q1 = _fold(iq + 1, W, fill_mode)
-            for k in range(C):
-                a = fill if r0 < 0 or q0 < 0 else img[(r0 * W + q0) * C + k]
-                b = fill if r0 < 0 or q1 < 0 else img[(r0 * W + q1) * C + k]
-                c = fill if r1 < 0 or q0 < 0 else img[(r1 * W + q0) * C + k]
-                d = fill if r1 < 0 or q1 < 0 else img[(r1 * W + q1) * C + k]
-                top = a + (b - a) * fq
-                low = c + (d - c) * fq
-                o[k] = top + (low - top) * fr
+            _sample(&x[n, 0, 0, 0], H, W, C, rows[n, i, j], cols[n, i, j], bilinear,
+                    fill_mode, fill, &out[n, i, j, 0])
+
+
+def gather_rotated(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C)
+                   const double[::1] sin,            # IN  (N,) sine of each image's angle
+                   const double[::1] cos,            # IN  (N,) cosine
+                   bint bilinear, int fill_mode, double fill_value,
+                   floating[:, :, :, ::1] out,       # OUT (N, H, W, C)
+                   int n_threads):
+    """``gather`` at the coordinates of a turn about the image centre, computed here
+    as fastconv.preprocessing.RandomRotation computes them in NumPy:
+    ``rows = (j - cx) * sin + (i - cy) * cos + cy``,
+    ``cols = (j - cx) * cos - (i - cy) * sin + cx`` (the same operations, the same bits),
+    without storing them."""
+    cdef Py_ssize_t N = out.shape[0], H = out.shape[1], W = out.shape[2], C = out.shape[3]
+    cdef Py_ssize_t row, n, i, j
+    cdef double cy = (H - 1) / 2.0, cx = (W - 1) / 2.0, xj, yi
+    cdef floating fill = <floating> fill_value
+    for row in prange(N * H, nogil=True, schedule="static", num_threads=n_threads):
+        n = row // H
+        i = row - n * H
+        yi = <double> i - cy
+        for j in range(W):
+            xj = <double> j - cx
+            _sample(&x[n, 0, 0, 0], H, W, C, xj * sin[n] + yi * cos[n] + cy,
+                    xj * cos[n] - yi * sin[n] + cx, bilinear, fill_mode, fill,
+                    &out[n, i, j, 0])
 
 
 def gather_separable(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C)
