@@ -51,8 +51,8 @@ cdef inline void _sample(const floating* img, Py_ssize_t H, Py_ssize_t W, Py_ssi
                          double r, double q, bint bilinear, int fill_mode, floating fill,
                          floating* o) noexcept nogil:
     """o[0:C] = the image at (r, q): nearest or bilinear, outside pixels by fill_mode."""
-    cdef Py_ssize_t ir, iq, r0, r1, q0, q1, k
-    cdef floating fr, fq, a, b, c, d, top, low
+    cdef Py_ssize_t ir, iq, r0, q0, k
+    cdef floating fr, fq
     if not bilinear:
         r0 = _fold(<Py_ssize_t> ((r + ROUNDER) - ROUNDER), H, fill_mode)
         q0 = _fold(<Py_ssize_t> ((q + ROUNDER) - ROUNDER), W, fill_mode)
@@ -63,10 +63,17 @@ cdef inline void _sample(const floating* img, Py_ssize_t H, Py_ssize_t W, Py_ssi
     iq = _floor(q)
     fr = <floating> (r - <double> ir)
     fq = <floating> (q - <double> iq)
-    r0 = _fold(ir, H, fill_mode)
-    r1 = _fold(ir + 1, H, fill_mode)
-    q0 = _fold(iq, W, fill_mode)
-    q1 = _fold(iq + 1, W, fill_mode)
+    _blend(img, W, C, _fold(ir, H, fill_mode), _fold(ir + 1, H, fill_mode),
+           _fold(iq, W, fill_mode), _fold(iq + 1, W, fill_mode), fr, fq, fill, o)
+
+
+cdef inline void _blend(const floating* img, Py_ssize_t W, Py_ssize_t C,
+                        Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t q0, Py_ssize_t q1,
+                        floating fr, floating fq, floating fill,
+                        floating* o) noexcept nogil:
+    """o[0:C] = the bilinear blend of the folded pixels (r0|r1, q0|q1); -1: fill."""
+    cdef Py_ssize_t k
+    cdef floating a, b, c, d, top, low
     for k in range(C):
         a = fill if r0 < 0 or q0 < 0 else img[(r0 * W + q0) * C + k]
         b = fill if r0 < 0 or q1 < 0 else img[(r0 * W + q1) * C + k]
@@ -133,9 +140,9 @@ def gather_separable(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C)
     translations): each image's column taps are folded once, not once per pixel. The
     same arithmetic, so the same bits, as ``gather``."""
     cdef Py_ssize_t N = out.shape[0], H = out.shape[1], W = out.shape[2], C = out.shape[3]
-    cdef Py_ssize_t t, row, n, i, j, k, ir, iq, r0, r1, q0, q1
+    cdef Py_ssize_t t, row, n, i, j, k, ir, iq, r0, r1, q0
     cdef double r, q
-    cdef floating fr, fq, a, b, c, d, top, low
+    cdef floating fr
     cdef floating fill = <floating> fill_value
     cdef const floating* img
     cdef floating* o
@@ -168,14 +175,5 @@ def gather_separable(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C)
         r0 = _fold(ir, H, fill_mode)
         r1 = _fold(ir + 1, H, fill_mode)
         for j in range(W):
-            q0 = qidx[n, j, 0]
-            q1 = qidx[n, j, 1]
-            fq = qfrac[n, j]
-            for k in range(C):
-                a = fill if r0 < 0 or q0 < 0 else img[(r0 * W + q0) * C + k]
-                b = fill if r0 < 0 or q1 < 0 else img[(r0 * W + q1) * C + k]
-                c = fill if r1 < 0 or q0 < 0 else img[(r1 * W + q0) * C + k]
-                d = fill if r1 < 0 or q1 < 0 else img[(r1 * W + q1) * C + k]
-                top = a + (b - a) * fq
-                low = c + (d - c) * fq
-                o[j * C + k] = top + (low - top) * fr
+            _blend(img, W, C, r0, r1, qidx[n, j, 0], qidx[n, j, 1], fr, qfrac[n, j], fill,
+                   o + j * C)
