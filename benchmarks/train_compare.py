@@ -212,7 +212,7 @@ def overhead(args) -> None:
     originals = [getattr(module, name) for module, name, _ in targets]
     for _ in range(20):  # warm-up
         model.train_on_batch(x, y)
-    steps = 200
+    steps = args.steps
     plain = []
     for _ in range(steps):
         start = time.perf_counter()
@@ -362,14 +362,16 @@ def main(argv=None) -> int:
                         help="comma-separated, from: " + ", ".join(FRAMEWORKS))
     parser.add_argument("--overhead", action="store_true",
                         help="split fastconv's training step into kernel time and the rest")
+    parser.add_argument("--steps", type=int, default=200,
+                        help="with --overhead: timed steps per measurement")
     parser.add_argument("--augmentation", action="store_true",
                         help="time fastconv epochs with and without augmentation layers")
     parser.add_argument("--limit", type=int, default=None,
                         help="with --augmentation: the first N training images only")
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
-        parser.error("--epochs, --batch-size and --threads must be positive")
+    if min(args.epochs, args.batch_size, args.threads, args.steps) < 1:
+        parser.error("--epochs, --batch-size, --threads and --steps must be positive")
     if args.worker:
         worker(args)
         return 0

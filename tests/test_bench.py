@@ -22,3 +22,23 @@ def test_bench_command_writes_json_and_csv(tmp_path):
         assert row["fwd_ms"] > 0 and row["speedup_numpy"] > 0
     with open(out_csv) as f:
         assert [r["layer"] for r in csv.DictReader(f)] == ["a1", "g1avg"]
+
+
+def test_train_compare_overhead_runs():
+    # The step split of issue 4 (kernels, glue in situ, glue alone), on a few steps.
+    from pathlib import Path
+
+    from fastconv.backends import cython as fast
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_compare.py"
+    res = subprocess.run(
+        [sys.executable, str(script), "--overhead", "--batch-size", "8", "--threads", "1",
+         "--steps", "5"],
+        capture_output=True, text=True, check=True, timeout=300)
+    out = res.stdout
+    for text in ("inside kernels", "outside kernels", "glue alone", "BLAS matmul (Dense)"):
+        assert text in out, text
+    # The lecture model's first block runs fused (on the direct kernels where AVX2 is).
+    kernel = ("_conv.conv2d_relu_maxpool_forward_direct" if fast._HAVE_AVX2
+              else "_pool.maxpool_forward")
+    assert kernel in out
