@@ -20,6 +20,7 @@ Padded positions are never chosen.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t
+from libc.string cimport memset
 
 cdef extern from "_pool_inner.h" nogil:
     void fc_max_update_f32(float* o, int32_t* a, const float* src, Py_ssize_t C, int32_t idx)
@@ -212,3 +213,54 @@ def avgpool_backward(const floating[:, :, :, ::1] dout,   # IN  (N, OH, OW, C)
                         g = &dx[n, ih, iw, 0]
                         for c in range(C):
                             g[c] += d[c] * scale
+
+
+# --------------------------------------------------------------------------
+# Max pooling of planes: x (P, H, W), e.g. the N*C planes of an NCHW batch, with
+# non-overlapping PH x PW windows (stride = window, no padding). For the course's
+# NCHW layers (fastconv.compat.cs231n), where moving the channels last and back
+# would cost more than the pooling itself. Same rule as above; the winner is kept
+# as its index in the window (int8, row-major).
+
+def maxpool_planes_forward(const floating[:, :, ::1] x,    # IN  (P, H, W)
+                           floating[:, :, ::1] out,        # OUT (P, OH, OW)
+                           signed char[:, :, ::1] win,     # OUT (P, OH, OW)
+                           int PH, int PW, int n_threads):
+    cdef Py_ssize_t P = x.shape[0], W = x.shape[2], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t p, oh, ow
+    cdef int a, b, best, take
+    cdef const floating* base
+    cdef floating m, v
+    for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
+        for oh in range(OH):
+            for ow in range(OW):
+                base = &x[p, oh * PH, ow * PW]
+                m = base[0]
+                best = 0
+                for a in range(PH):
+                    for b in range(PW):
+                        v = base[a * W + b]
+                        # larger, or a first NaN; bitwise, so that it compiles to
+                        # selects rather than branches that random data mispredicts
+                        take = (v > m) | ((v != v) & (m == m))
+                        m = v if take else m
+                        best = a * PW + b if take else best
+                out[p, oh, ow] = m
+                win[p, oh, ow] = <signed char> best
+
+
+def maxpool_planes_backward(const floating[:, :, ::1] dout,   # IN  (P, OH, OW)
+                            const signed char[:, :, ::1] win, # IN  (P, OH, OW)
+                            floating[:, :, ::1] dx,           # OUT (P, H, W)
+                            int PH, int PW, int n_threads):
+    """Every element of dx written: dout at each window's winner, 0 elsewhere."""
+    cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2]
+    cdef Py_ssize_t p, oh, ow
+    cdef int k
+    for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
+        memset(&dx[p, 0, 0], 0, H * W * sizeof(floating))
+        for oh in range(OH):
+            for ow in range(OW):
+                k = win[p, oh, ow]
+                dx[p, oh * PH + k // PW, ow * PW + k % PW] = dout[p, oh, ow]

@@ -466,3 +466,26 @@ def test_bad_dout_and_cache():
         cs231n.conv_relu_pool_backward(p, pcache)
     with raises(ValueError, "dout"):
         cs231n.max_pool_backward_fast(p[:, :, :2], pcache)
+
+
+@DTYPES
+@pytest.mark.parametrize("shape, size", [((3, 4, 8, 6), 2), ((2, 3, 9, 6), 3), ((1, 2, 5, 5), 1),
+                                         ((2, 1, 33, 33), 11)])
+def test_max_pool_planes_path_matches_reference(dtype, shape, size, threads):
+    # stride == window: the compiled backend pools NCHW planes where they lie.
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, shape).astype(dtype)  # ties everywhere
+    x.flat[5] = np.nan
+    param = {"pool_height": size, "pool_width": size, "stride": size}
+    out, cache = cs231n.max_pool_forward_fast(x, param)
+    assert cache[-1].op == "maxpool2d_planes"
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx = cs231n.max_pool_backward_fast(dout, cache)
+    with fastconv.use_backend("numpy"):
+        want, want_cache = cs231n.max_pool_forward_fast(x, param)
+        want_dx = cs231n.max_pool_backward_fast(dout, want_cache)
+    assert out.dtype == dx.dtype == dtype
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(dx, want_dx)
+    with pytest.raises(ValueError, match="`dout`"):
+        cs231n.max_pool_backward_fast(dout[:, :, :-1], cache)

@@ -370,6 +370,33 @@ def _pool_backward_tiled(dout, argmax, g):
     return dx
 
 
+def maxpool_planes_forward(x, pool_size):
+    """Max pooling of the planes of x (P, H, W) (an NCHW batch as (N*C, H, W)) with
+    non-overlapping windows (stride = window, 'valid'), no layout change.
+
+    For fastconv.compat.cs231n on the compiled backend; the same result as
+    :func:`maxpool2d_forward` on the channels-last view. Returns ``(out, win)``, win
+    the winner's index in its window (int8). ``x``: C-contiguous float32/float64,
+    PH * PW <= 127 (checked by the caller).
+    """
+    ph, pw = pool_size
+    p, h, w = x.shape
+    out = np.empty((p, h // ph, w // pw), dtype=x.dtype)
+    win = np.empty(out.shape, dtype=np.int8)
+    if out.size:
+        _pool.maxpool_planes_forward(x, out, win, ph, pw, get_num_threads())
+    return out, win
+
+
+def maxpool_planes_backward(dout, win, shape, pool_size):
+    """Gradient of :func:`maxpool_planes_forward`: dx of ``shape`` (P, H, W)."""
+    dx = np.empty(shape, dtype=dout.dtype)
+    if dx.size:
+        _pool.maxpool_planes_backward(dout, win, dx, pool_size[0], pool_size[1],
+                                      get_num_threads())
+    return dx
+
+
 def avgpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     """2-D average pooling; see :func:`fastconv.backends.numpy.avgpool2d_forward`."""
     x, g = _args.pool_args(x, pool_size, strides, padding)
