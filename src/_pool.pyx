@@ -37,6 +37,10 @@ cdef extern from "_pool_inner.h" nogil:
                             float scale)
     void fc_avg_bwd_row_f64(double* dst, const double* d, Py_ssize_t OW, Py_ssize_t C,
                             int PW, double scale)
+    Py_ssize_t fc_pool2x2_row_f64(const double* r0, const double* r1, Py_ssize_t OW,
+                                  double* out, signed char* win)
+    Py_ssize_t fc_pool2x2_row_f32(const float* r0, const float* r1, Py_ssize_t OW,
+                                  float* out, signed char* win)
 
 
 def maxpool_forward(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
@@ -231,9 +235,18 @@ def maxpool_planes_forward(const floating[:, :, ::1] x,    # IN  (P, H, W)
     cdef int a, b, best, take
     cdef const floating* base
     cdef floating m, v
+    cdef Py_ssize_t done = 0
     for p in prange(P, nogil=True, schedule="static", num_threads=n_threads):
         for oh in range(OH):
-            for ow in range(OW):
+            done = 0
+            if PH == 2 and PW == 2:  # AVX2, 4 or 8 outputs at a time, where available
+                if floating is double:
+                    done = fc_pool2x2_row_f64(&x[p, 2 * oh, 0], &x[p, 2 * oh + 1, 0], OW,
+                                              &out[p, oh, 0], &win[p, oh, 0])
+                else:
+                    done = fc_pool2x2_row_f32(&x[p, 2 * oh, 0], &x[p, 2 * oh + 1, 0], OW,
+                                              &out[p, oh, 0], &win[p, oh, 0])
+            for ow in range(done, OW):
                 base = &x[p, oh * PH, ow * PW]
                 m = base[0]
                 best = 0

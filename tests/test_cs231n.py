@@ -470,12 +470,14 @@ def test_bad_dout_and_cache():
 
 @DTYPES
 @pytest.mark.parametrize("shape, size", [((3, 4, 8, 6), 2), ((2, 3, 9, 6), 3), ((1, 2, 5, 5), 1),
-                                         ((2, 1, 33, 33), 11)])
+                                         ((2, 1, 33, 33), 11),
+                                         ((2, 3, 10, 18), 2)])  # AVX2: 8 columns + 1
 def test_max_pool_planes_path_matches_reference(dtype, shape, size, threads):
     # stride == window: the compiled backend pools NCHW planes where they lie.
     rng = np.random.default_rng(7)
     x = rng.integers(-2, 3, shape).astype(dtype)  # ties everywhere
     x.flat[5] = np.nan
+    x.flat[-7] = np.nan
     param = {"pool_height": size, "pool_width": size, "stride": size}
     out, cache = cs231n.max_pool_forward_fast(x, param)
     assert cache[-1].op == "maxpool2d_planes"
