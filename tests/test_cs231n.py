@@ -491,3 +491,21 @@ def test_max_pool_planes_path_matches_reference(dtype, shape, size, threads):
     np.testing.assert_array_equal(dx, want_dx)
     with pytest.raises(ValueError, match="`dout`"):
         cs231n.max_pool_backward_fast(dout[:, :, :-1], cache)
+
+
+def test_max_pool_planes_same_bits_on_one_and_two_threads(monkeypatch):
+    from fastconv.backends import cython as fast
+
+    monkeypatch.setattr(fast, "_PLANES_PARALLEL_MIN", 0)  # threads even for this size
+    x = np.random.default_rng(3).standard_normal((3, 5, 20, 24))
+    param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+    results = []
+    try:
+        for n in (1, 2):
+            fastconv.set_num_threads(n)
+            out, cache = cs231n.max_pool_forward_fast(x, param)
+            results.append((out, cs231n.max_pool_backward_fast(np.ones_like(out), cache)))
+    finally:
+        fastconv.set_num_threads(None)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
