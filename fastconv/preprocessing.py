@@ -232,6 +232,8 @@ class _RandomGather(_ImageLayer):
         if not training or self._is_identity():
             return x
         x = self._to_nhwc(x)
+        if x.size == 0:  # nothing to move
+            return self._from_nhwc(x)
         if _image is not None and x.dtype in (np.float32, np.float64):
             # One compiled pass, folding each source pixel by fill_mode: the same bits
             # as the NumPy gather (_gather_numpy).

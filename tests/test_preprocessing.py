@@ -241,3 +241,12 @@ def test_compiled_gather_is_the_numpy_gather_bit_for_bit(dtype, fill_mode, inter
                              np.ascontiguousarray(cols[:, 0, :]), *how, got,
                              np.empty((5, 7, 2), np.intp), np.empty((5, 7), dtype), threads)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 5, 1), (2, 0, 5, 1), (2, 5, 0, 1), (2, 5, 5, 0)])
+def test_empty_batches_and_images_pass_through(shape):
+    for layer in (RandomFlip(), RandomTranslation(0.2, 0.2), RandomRotation(0.1)):
+        x = np.zeros(shape, np.float32)
+        out = layer.forward(x, training=True)
+        assert out.shape == shape
+        assert layer.backward(np.zeros(shape, np.float32)).shape == shape
