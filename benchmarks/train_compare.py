@@ -25,6 +25,7 @@ The machine may be shared: compare the ratios of one run, not absolute times.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -210,6 +211,29 @@ def overhead(args) -> None:
                     and name not in ("have_avx2",):
                 targets.append((module, name, f"{module.__name__.split('.')[-1]}.{name}"))
     originals = [getattr(module, name) for module, name, _ in targets]
+
+    @contextlib.contextmanager
+    def replaced(make):
+        """Every kernel replaced by ``make(label, original)`` inside the block."""
+        try:
+            for (module, name, label), fn in zip(targets, originals):
+                setattr(module, name, make(label, fn))
+            yield
+        finally:
+            for (module, name, _), fn in zip(targets, originals):
+                setattr(module, name, fn)
+
+    # The glue alone: every kernel a no-op (the numbers go wrong, the Python and NumPy
+    # work per step stays the same).
+    def no_op(*a, **k):
+        return None
+
+    def fake_matmul(a, b, out=None):
+        return out if out is not None else np.zeros((a.shape[0], b.shape[1]), a.dtype)
+
+    def glue_only(label, fn):
+        return fake_matmul if label.startswith("BLAS") else no_op
+
     for _ in range(20):  # warm-up
         model.train_on_batch(x, y)
     steps = args.steps
@@ -218,46 +242,49 @@ def overhead(args) -> None:
         start = time.perf_counter()
         model.train_on_batch(x, y)
         plain.append(time.perf_counter() - start)
-    try:
-        for module, name, label in targets:
-            setattr(module, name, timed(label, getattr(module, name)))
-        total = []
-        inside = []
+    total = []
+    inside = []
+    with replaced(timed):
         for _ in range(steps):
             before = sum(spent.values())
             start = time.perf_counter()
             model.train_on_batch(x, y)
             total.append(time.perf_counter() - start)
             inside.append(sum(spent.values()) - before)
-    finally:
-        for (module, name, _), fn in zip(targets, originals):
-            setattr(module, name, fn)
-    # The glue alone: every kernel replaced by a no-op (the numbers go wrong, the
-    # Python and NumPy work per step stays the same), restored afterwards.
-    def no_op(*a, **k):
-        return None
-
-    def fake_matmul(a, b, out=None):
-        return out if out is not None else np.zeros((a.shape[0], b.shape[1]), a.dtype)
-
     glue = []
-    try:
-        for module, name, _ in targets:
-            setattr(module, name, fake_matmul if name == "_matmul" else no_op)
-        with np.errstate(all="ignore"):
-            for _ in range(20):
-                model.train_on_batch(x, y)
-            for _ in range(steps):
-                start = time.perf_counter()
-                model.train_on_batch(x, y)
-                glue.append(time.perf_counter() - start)
-    finally:
-        for (module, name, _), fn in zip(targets, originals):
-            setattr(module, name, fn)
+    with replaced(glue_only), np.errstate(all="ignore"):
+        for _ in range(20):
+            model.train_on_batch(x, y)
+        for _ in range(steps):
+            start = time.perf_counter()
+            model.train_on_batch(x, y)
+            glue.append(time.perf_counter() - start)
+    by_kernel = dict(spent)
+    # The same split for steps as fit runs them: batches gathered from arrays, no
+    # per-call argument checks, metrics and callbacks as in training. One epoch of
+    # `steps` batches each time, medians of three.
+    xs = rng.random((steps * args.batch_size, 28, 28, 1), dtype=np.float32)
+    ys = rng.integers(0, 10, len(xs))
+    fit_plain, fit_share, fit_glue = [], [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        model.fit(xs, ys, batch_size=args.batch_size, epochs=1, verbose=0)
+        fit_plain.append(time.perf_counter() - start)
+        spent.clear()
+        with replaced(timed):
+            start = time.perf_counter()
+            model.fit(xs, ys, batch_size=args.batch_size, epochs=1, verbose=0)
+            elapsed = time.perf_counter() - start
+        fit_share.append(1 - sum(spent.values()) / elapsed)
+        with replaced(glue_only), np.errstate(all="ignore"):
+            start = time.perf_counter()
+            model.fit(xs, ys, batch_size=args.batch_size, epochs=1, verbose=0)
+            fit_glue.append(time.perf_counter() - start)
     total, inside = np.array(total), np.array(inside)
     share = np.median((total - inside) / total)
     print(f"fastconv training step, batch {args.batch_size}, {args.threads} threads, "
           f"{steps} steps after 20 warm-up")
+    print("train_on_batch (checks its arguments on every call):")
     print(f"  step (no timers)      median {np.median(plain) * 1e3:7.2f} ms")
     print(f"  step (timed)          median {np.median(total) * 1e3:7.2f} ms")
     print(f"  inside kernels        median {np.median(inside) * 1e3:7.2f} ms "
@@ -265,10 +292,17 @@ def overhead(args) -> None:
     print(f"  outside kernels (Python, NumPy glue, loss)  median share {share:.1%}, "
           f"share of the totals {1 - inside.sum() / total.sum():.1%}, "
           f"median {np.median(total - inside) * 1e3:.2f} ms")
-    for n, s in sorted(spent.items(), key=lambda kv: -kv[1]):
+    for n, s in sorted(by_kernel.items(), key=lambda kv: -kv[1]):
         print(f"    {n:40s} {s / steps * 1e3:7.3f} ms/step")
     print(f"  glue alone (every kernel a no-op)  median {np.median(glue) * 1e3:.2f} ms, "
           f"{np.median(glue) / np.median(plain):.1%} of a step without timers")
+    step_ms = np.median(fit_plain) / steps * 1e3
+    print("fit (one epoch of the same number of batches, three times):")
+    print(f"  step (no timers)      {step_ms:7.2f} ms")
+    print(f"  outside kernels       share {np.median(fit_share):.1%} "
+          f"(runs: {', '.join(f'{v:.1%}' for v in fit_share)})")
+    print(f"  glue alone            {np.median(fit_glue) / steps * 1e3:.2f} ms per step, "
+          f"{np.median(fit_glue) / np.median(fit_plain):.1%} of a step without timers")
     import cProfile
     import pstats
 
