@@ -363,3 +363,17 @@ def test_batched_col2im_is_bit_identical_across_thread_counts(rng):
         assert np.array_equal(results[0], other)
     want = ref.conv2d_backward(dout, ref.conv2d_forward(x, w)[1])[0]
     assert_close(results[0], want, np.float32)
+
+
+@pytest.mark.parametrize("padding, dilation", [("valid", 1), ("same", 1), (((2, 0), (1, 3)), 2),
+                                               ((1, 2), (2, 1))])
+def test_single_channel_input_gradient_four_pixels_at_a_time(padding, dilation, threads, rng,
+                                                             conv_path):
+    # C = 1, F = 32: the direct input gradient takes four pixels at a time inside
+    # the image and one at a time at its borders.
+    x = rng.standard_normal((3, 13, 19, 1)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 1, 32)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    args = (1, padding, dilation)
+    dout = rng.standard_normal(ref.conv2d_forward(x, w, b, *args)[0].shape).astype(np.float32)
+    _conv_compare(np.float32, x, w, b, dout, args)
