@@ -4,8 +4,9 @@
 when ``training=True`` (inside ``fit``); in ``evaluate``/``predict`` they are the
 identity, as in Keras. ``Rescaling`` is not random and applies always.
 
-All three random layers are one gather over the whole batch (vectorised NumPy, or a
-compiled loop with the same arithmetic for float images with bilinear interpolation): each
+All three random layers are one gather over the whole batch (for float images a
+compiled loop, ``fastconv._image``, with the same arithmetic as the vectorised NumPy
+gather kept as its reference; flips are reversed copies): each
 output pixel ``(n, i, j)`` reads the input at source coordinates ``(r, c)`` computed by
 inverse-mapping the output grid through the sampled transform (a flip, a shift, a
 rotation about the image centre). ``interpolation='nearest'`` rounds ``(r, c)`` and

@@ -193,10 +193,7 @@ def conv2d_backward(dout, cache, input_grad=True):
             x, dout, dw_part, db_part, work, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw,
             g.pt, g.pl, tile, threads,
         )
-    # Fixed-order sums over the groups.
-    np.add.reduce(dw_part, axis=0, out=dw.reshape(k, g.F))
-    if db is not None:
-        np.add.reduce(db_part, axis=0, out=db)
+    _sum_groups(dw_part, db_part, dw, db)
     return dx, dw, db
 
 
@@ -217,6 +214,14 @@ def _input_grad_col2im(dout, w, dx, g):
         _conv.conv2d_input_grad_col2im(dout, w.reshape(k, g.F), dx, work, g.KH, g.KW,
                                        g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, tile, imgs,
                                        threads)
+
+
+def _sum_groups(dw_part, db_part, dw, db):
+    """dw (and db) = the sum of the per-group partial gradients, in a fixed order (the
+    groups depend on the shapes only, so the bits do not depend on the threads)."""
+    np.add.reduce(dw_part, axis=0, out=dw.reshape(dw_part.shape[1:]))
+    if db is not None:
+        np.add.reduce(db_part, axis=0, out=db)
 
 
 def _tap_offsets(g):
@@ -247,9 +252,7 @@ def _weight_grad_direct(x, dout, dw, db, g):
     _conv.conv2d_weight_grad_direct(
         x, dout, dw_part, db_part, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
         g.dh * (g.KH - 1), g.dw * (g.KW - 1), get_num_threads())
-    np.add.reduce(dw_part, axis=0, out=dw.reshape(k, g.F))
-    if db is not None:
-        np.add.reduce(db_part, axis=0, out=db)
+    _sum_groups(dw_part, db_part, dw, db)
 
 
 def _fuse_pool(x, g, pg) -> bool:
@@ -262,10 +265,12 @@ def conv2d_relu_maxpool_forward(x, w, b=None, stride=1, padding=0, dilation=1, p
     """``maxpool2d(ReLU(conv2d(x, w) + b), pool_size)``.
 
     See :func:`fastconv.backends.numpy.conv2d_relu_maxpool_forward`. Where the direct
-    kernels apply (float32, AVX2, F % 8 == 0, short reduction) each thread computes
-    the PH convolution rows of one pooled row into a buffer of its own and pools them
-    there, so the full-size convolution output is never written; the cache keeps the
-    winner of every window as an int8 (-1 where the maximum is not positive).
+    kernels apply (float32, AVX2, F % 8 == 0, short reduction) the full-size
+    convolution output is never written: with 2x2 windows each window's four outputs
+    are computed and pooled in registers; with other windows each thread computes the
+    PH convolution rows of one pooled row into a buffer of its own and pools them
+    there. The cache keeps the winner of every window as an int8 (-1 where the maximum
+    is not positive).
     Elsewhere this is :func:`conv2d_relu_forward` then :func:`maxpool2d_forward`.
     """
     x, w, b, g = _args.conv_args(x, w, b, stride, padding, dilation)
@@ -290,10 +295,12 @@ def conv2d_relu_maxpool_forward(x, w, b=None, stride=1, padding=0, dilation=1, p
 def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
     """Gradients of :func:`conv2d_relu_maxpool_forward`; ``(dx, dw, db)``.
 
-    Fused, without the input gradient (a network's first layer): each pooled row's
-    gradient is spread over its PH convolution rows in a per-thread buffer and
-    consumed there by the direct weight-gradient kernel, in fixed groups of pooled
-    rows summed in a fixed order. With the input gradient, the full-size gradient of
+    Fused, without the input gradient (a network's first layer), in fixed groups of
+    pooled rows summed in a fixed order: with 2x2 windows each window's gradient (dout
+    at the winner, ReLU mask included) is formed in registers and fed to the weight
+    gradient there; with other windows each pooled row's gradient is spread over its PH
+    convolution rows in a per-thread buffer and consumed there by the direct
+    weight-gradient kernel. With the input gradient, the full-size gradient of
     the convolution output is built once and :func:`conv2d_backward` runs on it.
 
     One difference from the reference, without the input gradient: convolution
@@ -326,10 +333,7 @@ def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
     _conv.conv2d_relu_maxpool_weight_grad_direct(
         x, dout, win, dw_part, db_part, work, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
         g.dh * (g.KH - 1), g.dw * (g.KW - 1), pg.PH, pg.PW, threads)
-    # Fixed-order sums over the groups.
-    np.add.reduce(dw_part, axis=0, out=dw.reshape(k, g.F))
-    if db is not None:
-        np.add.reduce(db_part, axis=0, out=db)
+    _sum_groups(dw_part, db_part, dw, db)
     return None, dw, db
 
 

@@ -286,7 +286,7 @@ def max_pool_forward_fast(x: Any, pool_param: Mapping) -> Tuple[np.ndarray, tupl
         # Non-overlapping windows (the usual 2x2, stride 2): pool each (n, c) plane where
         # it lies, without moving the channels last and back.
         n, c, h, w = x.shape
-        planes = np.ascontiguousarray(as_float_array(x, "x")).reshape(n * c, h, w)
+        planes = x.reshape(n * c, h, w)  # _nchw gave a C-contiguous float array
         out, win = get_module("cython").maxpool_planes_forward(planes, pool)
         kernel_cache = Cache("maxpool2d_planes", "cython", (x.shape, pool), planes.dtype,
                              {"win": win})
@@ -320,7 +320,7 @@ def max_pool_backward_fast(dout: Any, cache: tuple) -> np.ndarray:
             raise fail("dout", "an array of the forward output's shape "
                        f"{shape[:2] + win.shape[1:]}", d)
         dx = get_module("cython").maxpool_planes_backward(
-            np.ascontiguousarray(d).reshape(win.shape), win,
+            d.reshape(win.shape), win,  # as_float_array: C-contiguous
             (shape[0] * shape[1],) + shape[2:], pool)
         return dx.reshape(shape)
     return _to_nchw(ops.maxpool2d_backward(_dout_nhwc(dout, kernel_cache), kernel_cache))
