@@ -231,8 +231,13 @@ def overhead(args) -> None:
     def fake_matmul(a, b, out=None):
         return out if out is not None else np.zeros((a.shape[0], b.shape[1]), a.dtype)
 
+    def zero_loss(*a, **k):
+        return 0.0
+
     def glue_only(label, fn):
-        return fake_matmul if label.startswith("BLAS") else no_op
+        if label.startswith("BLAS"):
+            return fake_matmul
+        return zero_loss if label.endswith("softmax_xent") else no_op
 
     for _ in range(20):  # warm-up
         model.train_on_batch(x, y)

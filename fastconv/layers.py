@@ -701,16 +701,25 @@ class Dense(_ActivationMixin, Layer):
             shape = self._x_shape[:-1] + (self.units,)
             d2 = check_dout(dout, shape, self._out.dtype).reshape(self._out.shape)
             dz = np.empty_like(self._out)
+            if self.use_bias:
+                # ReLU's backward and the bias gradient in one compiled pass.
+                _elementwise.column_sum(d2, self._out, dz, self.grads["bias"],
+                                       get_num_threads())
+                return self._backward_pre(dz, bias_done=True)
             _elementwise.relu_backward(d2.reshape(-1), self._out.reshape(-1),
                                        dz.reshape(-1), get_num_threads())
             return self._backward_pre(dz)
         return self._backward_pre(self._deactivate(dout))
 
-    def _backward_pre(self, dz):
+    def _backward_pre(self, dz, bias_done=False):
         d2 = dz.reshape(-1, self.units)
         _matmul(self._x2.T, d2, out=self.grads["kernel"])
-        if self.use_bias:
-            np.add.reduce(d2, axis=0, out=self.grads["bias"])
+        if self.use_bias and not bias_done:
+            db = self.grads["bias"]
+            if _elementwise is not None and d2.dtype == db.dtype and d2.flags.c_contiguous:
+                _elementwise.column_sum(d2, None, None, db, get_num_threads())
+            else:
+                np.add.reduce(d2, axis=0, out=db)
         if not self.input_grad:
             return None
         return _matmul(d2, self.kernel.T).reshape(self._x_shape)

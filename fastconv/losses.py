@@ -13,6 +13,10 @@ model whose last activation is something else.
 Shapes: ``y_pred`` is ``(N, ..., K)``; ``M = y_pred.size / K`` samples (the batch, or
 batch times positions) share the average. Sparse targets are integer class indices of
 shape ``(N, ...)`` or ``(N, ..., 1)``.
+
+The categorical cross-entropies from logits run as one compiled pass
+(``_elementwise.softmax_xent``) on float32/float64 C-contiguous logits; the NumPy code
+here is its reference and the path for anything else.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ import numpy as np
 
 from .backends._args import fail
 
+try:  # the compiled softmax cross-entropy, when the extension is built
+    from . import _elementwise as _compiled
+except ImportError:  # pragma: no cover - the NumPy code below does the same
+    _compiled = None
+
 __all__ = [
     "Loss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy",
     "MeanSquaredError", "MeanAbsoluteError", "categorical_crossentropy",
@@ -31,6 +40,26 @@ __all__ = [
 ]
 
 EPSILON = 1e-7
+
+
+def _compiled_xent(logits, labels, targets):
+    """``(value, grad)`` from the compiled kernel, or None where it does not apply."""
+    if _compiled is None or logits.dtype not in (np.float32, np.float64) \
+            or not logits.flags.c_contiguous or logits.size == 0:
+        return None
+    k = logits.shape[-1]
+    z = logits.reshape(-1, k)
+    if labels is not None:
+        if labels.dtype != np.intp:
+            return None
+        labels = np.ascontiguousarray(labels).reshape(-1)
+    else:
+        if targets.shape != logits.shape:
+            return None
+        targets = np.ascontiguousarray(targets, dtype=logits.dtype).reshape(-1, k)
+    grad = np.empty_like(logits)
+    total = _compiled.softmax_xent(z, labels, targets, grad.reshape(-1, k), len(z))
+    return total / len(z), grad
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -128,6 +157,9 @@ class CategoricalCrossentropy(Loss):
         return value, grad
 
     def logits_value_and_grad(self, y_true, logits):
+        fast = _compiled_xent(logits, None, y_true)
+        if fast is not None:
+            return fast
         m = logits.size // logits.shape[-1]
         logp = _log_softmax(logits)
         value = -float(np.sum(y_true * logp)) / m
@@ -191,6 +223,9 @@ class SparseCategoricalCrossentropy(Loss):
         return value, grad
 
     def logits_value_and_grad(self, y_true, logits):
+        fast = _compiled_xent(logits, y_true, None)
+        if fast is not None:
+            return fast
         m = logits.size // logits.shape[-1]
         logp = _log_softmax(logits)
         value = -float(np.add.reduce(self._pick(logp, y_true), axis=None)) / m

@@ -85,6 +85,7 @@ class Sequential:
             raise fail("dtype", "'float32' or 'float64'", dtype, TypeError)
         self._layers: List[Layer] = []
         self._plan: Optional[tuple] = None
+        self._items_cache: Optional[tuple] = None
         self._input_shape: Optional[Tuple] = None
         self._output_shape: Optional[Tuple] = None
         self.optimizer: Optional[_optimizers.Optimizer] = None
@@ -128,6 +129,7 @@ class Sequential:
             self._output_shape = layer.build_for(self._output_shape, self.dtype)
         self._layers.append(layer)
         self._plan = None
+        self._items_cache = None
 
     def build(self, input_shape: Optional[Sequence[Optional[int]]] = None) -> None:
         """Build every layer for ``input_shape`` (batch axis included)."""
@@ -318,8 +320,21 @@ class Sequential:
 
     # -- weights ----------------------------------------------------------------------
     def _train_items(self):
-        return [(layer, name, arr) for layer in self._layers
-                for name, arr in layer.trainable_items()]
+        """``(layer, name, array)`` of every trainable weight, in Keras's order.
+
+        Asked for on every step, so kept between steps and rebuilt when a layer's
+        ``trainable`` flag changes or a weight array is replaced.
+        """
+        layers = self._layers
+        key = tuple([layer.trainable for layer in layers])
+        cached = self._items_cache
+        if cached is not None and cached[0] == key and cached[1] == len(layers) and all(
+                getattr(layer, name) is arr for layer, name, arr in cached[2]):
+            return cached[2]
+        items = [(layer, name, arr) for layer in layers
+                 for name, arr in layer.trainable_items()]
+        self._items_cache = (key, len(layers), items)
+        return items
 
     @property
     def weights(self) -> List[np.ndarray]:
@@ -400,10 +415,11 @@ class Sequential:
         items = self._train_items()
         grads = [layer.grads[name] for layer, name, _ in items]
         for (layer, name, arr), g in zip(items, grads):
-            reg = layer.regularizers.get(name)
-            if reg is not None:
-                value += reg(arr)
-                g += reg.gradient(arr)
+            if layer.regularizers:
+                reg = layer.regularizers.get(name)
+                if reg is not None:
+                    value += reg(arr)
+                    g += reg.gradient(arr)
         return value, out, [arr for _, _, arr in items], grads
 
     def _first_trainable(self):

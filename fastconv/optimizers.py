@@ -108,6 +108,7 @@ class Adam(Optimizer):
                 raise fail(name, "a number in [0, 1)", b)
         self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
         self.epsilon = _positive("epsilon", epsilon, allow_zero=True)
+        self._moments: tuple = ([], [])  # the m and v arrays of _state, for the compiled call
 
     def _new_state(self, p):
         return np.zeros_like(p), np.zeros_like(p), np.empty_like(p)
@@ -116,7 +117,23 @@ class Adam(Optimizer):
         t = self.iterations + 1
         self._alpha = (self.learning_rate * math.sqrt(1 - self.beta_2 ** t)
                        / (1 - self.beta_1 ** t))
+        if _compiled is not None and self._state and len(self._state) == len(params):
+            # Every array in one compiled call (one parallel region per step). It checks
+            # all of them before changing any; arrays it does not take (another dtype,
+            # not contiguous) go through _update below, one by one.
+            try:
+                _compiled.adam_update_many(
+                    params if type(params) is list else list(params),
+                    grads if type(grads) is list else list(grads),
+                    self._moments[0], self._moments[1], 1 - self.beta_1, 1 - self.beta_2,
+                    self.epsilon, self._alpha, get_num_threads())
+            except (TypeError, ValueError):
+                pass
+            else:
+                self.iterations += 1
+                return
         super().apply(params, grads)
+        self._moments = ([s[0] for s in self._state], [s[1] for s in self._state])
 
     def _update(self, p, g, state):
         m, v, tmp = state

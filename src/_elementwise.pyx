@@ -3,7 +3,10 @@
 # Directives: the caller passes flat, equally sized, C-contiguous arrays
 # (fastconv.backends.cython, fastconv.layers and fastconv.optimizers check this), so
 # indices stay in range; chunk sizes are positive.
-"""Element-wise kernels: ReLU, bias (+ReLU), dropout and the Adam update, float32/float64.
+"""The model layer's kernels besides convolution and pooling, float32/float64.
+
+Element-wise: ReLU, bias (+ReLU), dropout and the Adam update; row-wise: column sums
+(a Dense layer's bias gradient, +ReLU backward) and softmax cross-entropy from logits.
 
 The loops themselves are in ``_ew_inner.h`` (plain C on restrict pointers, so they
 vectorise, with an AVX2 copy picked at run time); here they run on fixed chunks of
@@ -14,6 +17,11 @@ is computed on its own, so results are the same for any number of threads.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+cimport numpy as cnp
+
+cnp.import_array()
 
 cdef extern from "_ew_inner.h" nogil:
     void fc_ew_init()
@@ -32,6 +40,14 @@ cdef extern from "_ew_inner.h" nogil:
     void fc_bias_act_f32(float* z, const float* b, Py_ssize_t rows, Py_ssize_t cols, int relu)
     void fc_bias_act_f64(double* z, const double* b, Py_ssize_t rows, Py_ssize_t cols,
                          int relu)
+    void fc_column_sum_f32(const float* d, const float* y, float* dz, float* db,
+                          Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld)
+    void fc_column_sum_f64(const double* d, const double* y, double* dz, double* db,
+                          Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld)
+    double fc_softmax_xent_f32(const float* z, const Py_ssize_t* labels, const float* y,
+                               float* grad, Py_ssize_t rows, Py_ssize_t k, float m)
+    double fc_softmax_xent_f64(const double* z, const Py_ssize_t* labels, const double* y,
+                               double* grad, Py_ssize_t rows, Py_ssize_t k, double m)
     void fc_adam_f32(float* p, const float* g, float* m, float* v, Py_ssize_t n,
                      float c1, float c2, float eps, float a)
     void fc_adam_f64(double* p, const double* g, double* m, double* v, Py_ssize_t n,
@@ -122,6 +138,208 @@ def adam_update(floating[::1] p,          # IN/OUT (n,) parameters
         else:
             fc_adam_f64(&p[i0], &g[i0], &m[i0], &v[i0], min(CHUNK, n - i0),
                         one_minus_b1, one_minus_b2, eps, alpha)
+
+
+# Columns per task of column_sum: tasks own whole columns, so each column is summed
+# in row order by one thread whatever the thread count.
+cdef Py_ssize_t COLS = 64
+
+
+def column_sum(const floating[:, ::1] d,    # IN  (rows, cols)
+               const floating[:, ::1] y,    # IN  (rows, cols) a ReLU's output, or None
+               floating[:, ::1] dz,         # OUT (rows, cols) if y is given, else None
+               floating[::1] out,           # OUT (cols,)
+               int n_threads):
+    """Column sums, after a ReLU's backward when ``y`` is given: dz = d where y > 0,
+    else 0, and out = dz.sum(axis=0) (d.sum(axis=0) without y). Each column is summed
+    row after row, from the first, as np.add.reduce(axis=0) does, so ``out`` has its
+    bits. Used for a Dense layer's bias gradient (with its ReLU's backward) and for the
+    fixed-order sums of per-group partial weight gradients."""
+    cdef Py_ssize_t rows = d.shape[0], cols = d.shape[1], c, j0
+    cdef const floating* yp = NULL
+    cdef floating* dzp = NULL
+    if out.shape[0] != cols or (y is not None and (y.shape[0] != rows or y.shape[1] != cols)) \
+            or (y is not None) != (dz is not None) or (
+                dz is not None and (dz.shape[0] != rows or dz.shape[1] != cols)):
+        raise ValueError("column_sum: y and dz must both be None or both have d's shape, "
+                         "and out d's number of columns")
+    if cols == 0:
+        return
+    for c in prange((cols + COLS - 1) // COLS, nogil=True, schedule="static",
+                    num_threads=_threads(rows * cols, n_threads)):
+        j0 = c * COLS
+        if rows > 0 and y is not None:
+            yp = &y[0, j0]
+            dzp = &dz[0, j0]
+        else:
+            yp = NULL
+            dzp = NULL
+        if floating is float:
+            fc_column_sum_f32(&d[0, j0] if rows > 0 else NULL, yp, dzp, &out[j0], rows,
+                             min(COLS, cols - j0), cols)
+        else:
+            fc_column_sum_f64(&d[0, j0] if rows > 0 else NULL, yp, dzp, &out[j0], rows,
+                             min(COLS, cols - j0), cols)
+
+
+def softmax_xent(const floating[:, ::1] z,        # IN  (rows, k) logits
+                 const Py_ssize_t[::1] labels,    # IN  (rows,) class labels, or None
+                 const floating[:, ::1] y,        # IN  (rows, k) targets, or None
+                 floating[:, ::1] grad,           # OUT (rows, k) d(loss) / dz
+                 Py_ssize_t m):                   # IN  the number of samples averaged over
+    """Softmax cross-entropy from logits against integer ``labels`` or target rows
+    ``y`` (exactly one of the two); writes the gradient of the mean loss over ``m``
+    samples and returns the sum of the rows' losses (a float). One thread: rows are
+    few and short. A label outside [0, k) is a ValueError, checked before any row."""
+    cdef Py_ssize_t rows = z.shape[0], k = z.shape[1], i
+    cdef const Py_ssize_t* lp = NULL
+    cdef const floating* yp = NULL
+    cdef double total
+    if (labels is None) == (y is None):
+        raise ValueError("softmax_xent: give exactly one of labels and y")
+    if grad.shape[0] != rows or grad.shape[1] != k or m < 1 or (
+            labels is not None and labels.shape[0] != rows) or (
+            y is not None and (y.shape[0] != rows or y.shape[1] != k)):
+        raise ValueError("softmax_xent: grad (and y) must have z's shape, labels one per "
+                         "row of z, and m must be >= 1")
+    if rows == 0:
+        return 0.0
+    if k == 0:
+        raise ValueError("softmax_xent: z must have at least one class")
+    if labels is not None:
+        for i in range(rows):
+            if labels[i] < 0 or labels[i] >= k:
+                raise ValueError(f"`labels` must lie in [0, {k}). Received: {labels[i]} "
+                                 f"in row {i}")
+        lp = &labels[0]
+    else:
+        yp = &y[0, 0]
+    with nogil:
+        if floating is float:
+            total = fc_softmax_xent_f32(&z[0, 0], lp, yp, &grad[0, 0], rows, k, <float> m)
+        else:
+            total = fc_softmax_xent_f64(&z[0, 0], lp, yp, &grad[0, 0], rows, k, <double> m)
+    return total
+
+
+cdef int _check_flat(object a, str what, Py_ssize_t i, int typenum, Py_ssize_t size,
+                     bint writable) except -1:
+    """Raise unless ``a`` may be read (and written) as ``size`` elements of ``typenum``."""
+    cdef cnp.ndarray arr
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"`{what}[{i}]` must be a numpy array. Received: {type(a).__name__}")
+    arr = <cnp.ndarray> a
+    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(f"`{what}[{i}]` must have the dtype of params[0] in native byte "
+                        f"order. Received: dtype {arr.dtype}")
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)) or (
+            writable and not cnp.PyArray_ISWRITEABLE(arr)):
+        raise ValueError(f"`{what}[{i}]` must be C-contiguous, aligned"
+                         f"{' and writable' if writable else ''}")
+    if cnp.PyArray_SIZE(arr) != size:
+        raise ValueError(f"`{what}[{i}]` must have the size of params[{i}], {size}. "
+                         f"Received: size {cnp.PyArray_SIZE(arr)}")
+    return 0
+
+
+def adam_update_many(list params,    # IN/OUT k arrays, parameters
+                     list grads,     # IN     k arrays, gradients (params' sizes)
+                     list ms,        # IN/OUT k arrays, first moments
+                     list vs,        # IN/OUT k arrays, second moments
+                     double one_minus_b1, double one_minus_b2, double eps, double alpha,
+                     int n_threads):
+    """:func:`adam_update` on every ``(params[i], grads[i], ms[i], vs[i])``, all in one
+    parallel region (an optimizer step is one call, not one per weight array).
+
+    Every array is checked before any is changed: one dtype (float32 or float64, that
+    of ``params[0]``) throughout, C-contiguous, aligned, the sizes of ``params``, and
+    params, ms and vs writable; otherwise TypeError or ValueError and nothing is
+    updated. The work is cut into chunks of each array, so, as in adam_update, the
+    result does not depend on the thread count.
+    """
+    cdef Py_ssize_t k = len(params), i, t, n_tasks = 0, total = 0, n, off
+    cdef int typenum
+    cdef char** ptr = NULL
+    cdef Py_ssize_t* sizes = NULL
+    cdef Py_ssize_t* task_array = NULL
+    cdef Py_ssize_t* task_offset = NULL
+    if len(grads) != k or len(ms) != k or len(vs) != k:
+        raise ValueError("`params`, `grads`, `ms` and `vs` must have the same length. "
+                         f"Received: {k}, {len(grads)}, {len(ms)}, {len(vs)}")
+    if k == 0:
+        return
+    if not isinstance(params[0], cnp.ndarray):
+        raise TypeError(f"`params[0]` must be a numpy array. Received: "
+                        f"{type(params[0]).__name__}")
+    typenum = cnp.PyArray_TYPE(<cnp.ndarray> params[0])
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError(f"`params[0]` must be float32 or float64. Received: dtype "
+                        f"{params[0].dtype}")
+    try:
+        ptr = <char**> malloc(4 * k * sizeof(char*))
+        sizes = <Py_ssize_t*> malloc(k * sizeof(Py_ssize_t))
+        if ptr == NULL or sizes == NULL:
+            raise MemoryError()
+        for i in range(k):
+            n = cnp.PyArray_SIZE(<cnp.ndarray> params[i]) if isinstance(
+                params[i], cnp.ndarray) else 0
+            _check_flat(params[i], "params", i, typenum, n, True)
+            _check_flat(grads[i], "grads", i, typenum, n, False)
+            _check_flat(ms[i], "ms", i, typenum, n, True)
+            _check_flat(vs[i], "vs", i, typenum, n, True)
+            sizes[i] = n
+            ptr[4 * i] = <char*> cnp.PyArray_DATA(<cnp.ndarray> params[i])
+            ptr[4 * i + 1] = <char*> cnp.PyArray_DATA(<cnp.ndarray> grads[i])
+            ptr[4 * i + 2] = <char*> cnp.PyArray_DATA(<cnp.ndarray> ms[i])
+            ptr[4 * i + 3] = <char*> cnp.PyArray_DATA(<cnp.ndarray> vs[i])
+            n_tasks += (n + CHUNK - 1) // CHUNK
+            total += n
+        if n_tasks == 0:
+            return
+        task_array = <Py_ssize_t*> malloc(n_tasks * sizeof(Py_ssize_t))
+        task_offset = <Py_ssize_t*> malloc(n_tasks * sizeof(Py_ssize_t))
+        if task_array == NULL or task_offset == NULL:
+            raise MemoryError()
+        t = 0
+        for i in range(k):
+            off = 0
+            while off < sizes[i]:
+                task_array[t] = i
+                task_offset[t] = off
+                off += CHUNK
+                t += 1
+        if typenum == cnp.NPY_FLOAT32:
+            _adam_tasks(<float*> NULL, ptr, sizes, task_array, task_offset, n_tasks,
+                        one_minus_b1, one_minus_b2, eps, alpha, _threads(total, n_threads))
+        else:
+            _adam_tasks(<double*> NULL, ptr, sizes, task_array, task_offset, n_tasks,
+                        one_minus_b1, one_minus_b2, eps, alpha, _threads(total, n_threads))
+    finally:
+        free(ptr)
+        free(sizes)
+        free(task_array)
+        free(task_offset)
+
+
+cdef void _adam_tasks(floating* kind,             # IN  NULL; only its type is used
+                      char** ptr,                 # IN  (4k,) p, g, m, v of each array
+                      const Py_ssize_t* sizes,    # IN  (k,)
+                      const Py_ssize_t* task_array, const Py_ssize_t* task_offset,
+                      Py_ssize_t n_tasks, double c1, double c2, double eps, double alpha,
+                      int n_threads) noexcept nogil:
+    cdef Py_ssize_t t, i, off, n
+    for t in prange(n_tasks, schedule="static", num_threads=n_threads):
+        i = task_array[t]
+        off = task_offset[t]
+        n = min(CHUNK, sizes[i] - off)
+        if floating is float:
+            fc_adam_f32((<float*> ptr[4 * i]) + off, (<float*> ptr[4 * i + 1]) + off,
+                        (<float*> ptr[4 * i + 2]) + off, (<float*> ptr[4 * i + 3]) + off,
+                        n, <float> c1, <float> c2, <float> eps, <float> alpha)
+        else:
+            fc_adam_f64((<double*> ptr[4 * i]) + off, (<double*> ptr[4 * i + 1]) + off,
+                        (<double*> ptr[4 * i + 2]) + off, (<double*> ptr[4 * i + 3]) + off,
+                        n, c1, c2, eps, alpha)
 
 
 cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:

@@ -89,6 +89,31 @@ ATTR static void fc_bias_act_##SUFFIX(T *restrict z, const T *restrict b,       
             for (ptrdiff_t j = 0; j < cols; j++) zi[j] = zi[j] <= 0 ? (T)0 : zi[j];   \
     }                                                                                 \
 }                                                                                     \
+ATTR static void fc_column_sum_##SUFFIX(const T *restrict d, const T *restrict y,      \
+                                       T *restrict dz, T *restrict db, ptrdiff_t rows, \
+                                       ptrdiff_t cols, ptrdiff_t ld)                  \
+{                                                                                     \
+    /* Columns [0, cols) of (rows, ld) arrays. With y (a ReLU's output): dz = d where \
+     * y > 0, else 0. db[j] = the column sum of dz (or of d without y), row after row \
+     * from the first, which is NumPy's order for np.add.reduce(., axis=0). */        \
+    if (rows == 0) {                                                                  \
+        for (ptrdiff_t j = 0; j < cols; j++) db[j] = (T)0;                            \
+        return;                                                                       \
+    }                                                                                 \
+    for (ptrdiff_t i = 0; i < rows; i++) {                                            \
+        const T *restrict di = d + i * ld;                                            \
+        if (y) {                                                                      \
+            const T *restrict yi = y + i * ld;                                        \
+            T *restrict dzi = dz + i * ld;                                            \
+            for (ptrdiff_t j = 0; j < cols; j++) dzi[j] = yi[j] > 0 ? di[j] : (T)0;   \
+            di = dzi;                                                                 \
+        }                                                                             \
+        if (i == 0)                                                                   \
+            for (ptrdiff_t j = 0; j < cols; j++) db[j] = di[j];                       \
+        else                                                                          \
+            for (ptrdiff_t j = 0; j < cols; j++) db[j] = db[j] + di[j];               \
+    }                                                                                 \
+}                                                                                     \
 ATTR static void fc_adam_##SUFFIX(T *restrict p, const T *restrict g, T *restrict m,  \
                                   T *restrict v, ptrdiff_t n, T c1, T c2, T eps, T a) \
 {                                                                                     \
@@ -133,11 +158,59 @@ static void fc_dropout_bwd_##T(const CT *d, const CT *keep, CT *dx, ptrdiff_t n)
 static void fc_bias_act_##T(CT *z, const CT *b, ptrdiff_t rows, ptrdiff_t cols,      \
                             int relu)                                                 \
 { FC_EW_PICK(fc_bias_act, T, z, b, rows, cols, relu); }                               \
+static void fc_column_sum_##T(const CT *d, const CT *y, CT *dz, CT *db, ptrdiff_t rows, \
+                             ptrdiff_t cols, ptrdiff_t ld)                            \
+{ FC_EW_PICK(fc_column_sum, T, d, y, dz, db, rows, cols, ld); }                        \
 static void fc_adam_##T(CT *p, const CT *g, CT *m, CT *v, ptrdiff_t n, CT c1, CT c2,  \
                         CT eps, CT a)                                                 \
 { FC_EW_PICK(fc_adam, T, p, g, m, v, n, c1, c2, eps, a); }
 
 FC_EW_ENTRIES(f32, float)
 FC_EW_ENTRIES(f64, double)
+
+/* Softmax cross-entropy from logits, one row after another (rows are short: the
+ * classes). Per row, as fastconv.losses computes it: s = z - max(z), logp = s -
+ * log(sum(exp(s))); with integer labels the row's loss is -logp[label] and its
+ * gradient (exp(logp) - onehot) / m; with target rows y (one-hot or soft) the loss is
+ * -sum(y * logp) and the gradient (exp(logp) * sum(y) - y) / m. Returns the sum of
+ * the rows' losses. Sums over a row (of exp, of y) and over rows are accumulated
+ * in double, then rounded once. A NaN logit makes its row NaN. */
+#define FC_XENT(T, CT, EXP, LOG)                                                      \
+static double fc_softmax_xent_##T(const CT *restrict z, const ptrdiff_t *restrict labels, \
+                                  const CT *restrict y, CT *restrict grad,            \
+                                  ptrdiff_t rows, ptrdiff_t k, CT m)                  \
+{                                                                                     \
+    double total = 0;                                                                 \
+    for (ptrdiff_t i = 0; i < rows; i++) {                                            \
+        const CT *restrict zi = z + i * k;                                            \
+        CT *restrict gi = grad + i * k;                                               \
+        CT mx = zi[0];                                                                \
+        double sum = 0;                                                               \
+        for (ptrdiff_t j = 1; j < k; j++) mx = zi[j] > mx ? zi[j] : mx;               \
+        for (ptrdiff_t j = 0; j < k; j++) sum += (double)EXP(zi[j] - mx);             \
+        const CT lse = LOG((CT)sum);                                                  \
+        if (labels) {                                                                 \
+            const ptrdiff_t t = labels[i];                                            \
+            for (ptrdiff_t j = 0; j < k; j++)                                         \
+                gi[j] = (EXP((zi[j] - mx) - lse) - (j == t ? (CT)1 : (CT)0)) / m;     \
+            total -= (double)((zi[t] - mx) - lse);                                    \
+        } else {                                                                      \
+            const CT *restrict yi = y + i * k;                                        \
+            double ysum = 0, row = 0;                                                 \
+            for (ptrdiff_t j = 0; j < k; j++) {                                       \
+                const CT logp = (zi[j] - mx) - lse;                                   \
+                ysum += (double)yi[j];                                                \
+                row += (double)(yi[j] * logp);                                        \
+            }                                                                         \
+            for (ptrdiff_t j = 0; j < k; j++)                                         \
+                gi[j] = (EXP((zi[j] - mx) - lse) * (CT)ysum - yi[j]) / m;             \
+            total -= row;                                                             \
+        }                                                                             \
+    }                                                                                 \
+    return total;                                                                     \
+}
+
+FC_XENT(f32, float, expf, logf)
+FC_XENT(f64, double, exp, log)
 
 #endif

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _elementwise, layers, optimizers
+from fastconv import _elementwise, layers, losses, optimizers
 from fastconv.layers import Dense, Dropout
 
 
@@ -22,6 +22,52 @@ def test_compiled_adam_is_bit_identical_to_numpy_adam(dtype, threads, rng, monke
         results.append(p)
     assert np.array_equal(results[0], results[1])
     assert not np.array_equal(results[0], p0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_on_many_arrays_in_one_call_matches_numpy_adam(dtype, threads, rng,
+                                                            monkeypatch):
+    # Several weight arrays (one empty, one spanning several chunks) updated by one
+    # compiled call per step after the first: the NumPy optimizer's bits, every step.
+    shapes = [(3, 3, 1, 32), (32,), (0,), (5408, 13), (70001,), (10,)]
+    p0 = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    steps = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(3)]
+    results = []
+    for compiled in (_elementwise, None):
+        monkeypatch.setattr(optimizers, "_compiled", compiled)
+        params = [p.copy() for p in p0]
+        opt = optimizers.Adam(learning_rate=0.01)
+        for grads in steps:
+            opt.apply(params, grads)
+        results.append(params)
+    for a, b, p in zip(*results, p0):
+        assert np.array_equal(a, b)
+        assert p.size == 0 or not np.array_equal(a, p)
+
+
+def test_adam_on_many_arrays_checks_every_array_before_changing_any(rng):
+    p = [rng.standard_normal(40).astype(np.float32) for _ in range(2)]
+    g = [np.ones(40, np.float32) for _ in range(2)]
+    m = [np.zeros(40, np.float32) for _ in range(2)]
+    v = [np.zeros(40, np.float32) for _ in range(2)]
+    before = [a.copy() for a in p]
+    bad_cases = [
+        (TypeError, "grads\\[1\\]", lambda: (p, [g[0], g[1].astype(np.float64)], m, v)),
+        (ValueError, "grads\\[1\\]", lambda: (p, [g[0], np.ones(41, np.float32)], m, v)),
+        (ValueError, "ms\\[1\\]", lambda: (p, g, [m[0], np.zeros((40, 2), np.float32)[:, 0]], v)),
+        (TypeError, "vs\\[0\\]", lambda: (p, g, m, [[0.0] * 40, v[1]])),
+        (TypeError, "params\\[0\\]", lambda: ([p[0].astype(np.int64), p[1]], g, m, v)),
+        (ValueError, "same length", lambda: (p, g[:1], m, v)),
+    ]
+    readonly = p[1].copy()
+    readonly.flags.writeable = False
+    bad_cases.append((ValueError, "params\\[1\\].*writable", lambda: ([p[0], readonly], g, m, v)))
+    for exc, match, make in bad_cases:
+        with pytest.raises(exc, match=match):
+            _elementwise.adam_update_many(*make(), 0.1, 0.001, 1e-7, 0.01, 2)
+        for a, b in zip(p, before):
+            assert np.array_equal(a, b)
+        assert not any(a.any() for a in m + v)
 
 
 def test_adam_by_hand_through_the_kernel():
@@ -115,3 +161,68 @@ def test_dense_fused_relu_backward_checks_dout(rng):
     assert dx.dtype == np.float32 and dx.shape == (5, 6)
     with pytest.raises(ValueError, match="`dout`"):
         layer.backward(np.ones((4, 5), dtype=np.float32))  # same size, wrong shape
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 128), (0, 5), (1, 1), (700, 130)])
+def test_column_sum_has_numpys_bits(dtype, shape, threads, rng):
+    # (700, 130) is above the parallel threshold: columns are split between threads,
+    # each column still summed row after row, as np.add.reduce(axis=0) does.
+    d = rng.standard_normal(shape).astype(dtype)
+    y = rng.standard_normal(shape).astype(dtype)
+    if d.size:
+        d.flat[0], y.flat[-1] = np.nan, np.nan  # NaN in d passes; NaN in y masks
+    db = np.full(shape[1], 7, dtype)
+    _elementwise.column_sum(d, None, None, db, threads)
+    assert np.array_equal(db, np.add.reduce(d, axis=0), equal_nan=True)
+    dz = np.empty_like(d)
+    _elementwise.column_sum(d, y, dz, db, threads)
+    expected = np.where(y > 0, d, dtype(0))
+    assert np.array_equal(dz, expected, equal_nan=True)
+    assert np.array_equal(db, np.add.reduce(expected, axis=0), equal_nan=True)
+
+
+def test_column_sum_refuses_mismatched_arrays():
+    d = np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="column_sum"):
+        _elementwise.column_sum(d, None, None, np.empty(4, np.float32), 1)
+    with pytest.raises(ValueError, match="column_sum"):
+        _elementwise.column_sum(d, d, None, np.empty(3, np.float32), 1)
+    with pytest.raises(ValueError, match="column_sum"):
+        _elementwise.column_sum(d, d, np.empty((3, 3), np.float32), np.empty(3, np.float32), 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("shape", [(32, 10), (5, 1), (3, 4, 7), (2, 1000)])
+def test_softmax_xent_matches_the_numpy_loss(dtype, sparse, shape, rng, monkeypatch):
+    z = (rng.standard_normal(shape) * 8).astype(dtype)
+    if z.size:
+        z.flat[0] = 80  # exp(80) overflows float32: only the max-shifted form survives
+    labels = rng.integers(0, shape[-1], shape[:-1])
+    if sparse:
+        loss, y = losses.SparseCategoricalCrossentropy(from_logits=True), labels
+    else:
+        loss = losses.CategoricalCrossentropy(from_logits=True)
+        y = rng.random(shape).astype(dtype)  # soft targets, rows not summing to one
+    y = loss.prepare_targets(y, shape)
+    fast = loss.value_and_grad(y, z)
+    monkeypatch.setattr(losses, "_compiled", None)
+    ref = loss.value_and_grad(y, z)
+    assert fast[1].dtype == ref[1].dtype == dtype and fast[1].shape == shape
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert fast[0] == pytest.approx(ref[0], rel=tol)
+    np.testing.assert_allclose(fast[1], ref[1], rtol=tol, atol=tol * 1e-2)
+
+
+def test_softmax_xent_nan_and_bad_labels():
+    z = np.zeros((3, 4), np.float32)
+    z[1, 2] = np.nan
+    g = np.empty_like(z)
+    total = _elementwise.softmax_xent(z, np.array([0, 1, 3], np.intp), None, g, 3)
+    assert np.isnan(total) and np.isnan(g[1]).all() and np.isfinite(g[[0, 2]]).all()
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match="labels"):
+            _elementwise.softmax_xent(z, np.array([0, bad, 1], np.intp), None, g, 3)
+    with pytest.raises(ValueError, match="exactly one"):
+        _elementwise.softmax_xent(z, None, None, g, 3)

@@ -9,6 +9,14 @@ from fastconv import activations, initializers, losses, optimizers, regularizers
 from fastconv.utils import to_categorical
 
 
+@pytest.fixture(params=["compiled", "numpy"], autouse=True)
+def loss_kernels(request, monkeypatch):
+    """Every loss test on the compiled softmax cross-entropy and on the NumPy code."""
+    if request.param == "numpy":
+        monkeypatch.setattr(losses, "_compiled", None)
+    return request.param
+
+
 def test_categorical_crossentropy_by_hand():
     # softmax([0, ln 3]) = [1/4, 3/4]; target class 1 -> loss ln(4/3), dlogits [1/4, -1/4].
     z = np.array([[0.0, math.log(3.0)]])

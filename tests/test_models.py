@@ -376,3 +376,29 @@ def test_fused_plan_follows_changed_layers(fuse_layers, rng):
     assert type(model._steps()[0]).__name__ == "Conv2D"
     want = model.layers[1].forward(model.layers[0].forward(x))
     np.testing.assert_array_equal(model.intermediate_outputs(x, [1])[0], want)
+
+
+def test_freezing_a_layer_between_steps_takes_effect(rng):
+    # The model keeps its list of trainable weights between steps; changing a layer's
+    # `trainable` flag, or replacing a weight array, must still be seen at once.
+    set_random_seed(3)
+    x, y = quadrants(32, seed=4)
+    model = lecture_model()
+    y1 = to_categorical(y, 4)
+    model.train_on_batch(x, y1)
+    conv, dense = model.layers[0], model.layers[4]
+    conv.trainable = False
+    frozen, moving = conv.kernel.copy(), dense.kernel.copy()
+    model.train_on_batch(x, y1)
+    assert np.array_equal(conv.kernel, frozen)
+    assert not np.array_equal(dense.kernel, moving)
+    conv.trainable = True
+    model.train_on_batch(x, y1)
+    assert not np.array_equal(conv.kernel, frozen)
+    # A replaced array (same shape) is the one that gets trained from then on.
+    replacement = dense.kernel.copy()
+    before = replacement.copy()
+    dense.kernel = replacement
+    model.train_on_batch(x, y1)
+    assert dense.kernel is replacement
+    assert not np.array_equal(replacement, before)

@@ -22,13 +22,18 @@ __all__ = ["set_backend", "get_backend", "use_backend", "get_module", "available
 _NAMES = ("cython", "numpy")
 _active: str | None = None
 _import_error: str | None = None
+_modules: dict = {}  # imported backends: every op asks, so the lookup is kept cheap
 
 
 def get_module(name: str) -> ModuleType:
     """The module of backend ``name`` ('cython' or 'numpy')."""
+    module = _modules.get(name)
+    if module is not None:
+        return module
     if name not in _NAMES:
         raise ValueError(f"`backend` must be one of {list(_NAMES)}. Received: backend={name!r}")
-    return importlib.import_module(f"{__name__}.{name}")
+    module = _modules[name] = importlib.import_module(f"{__name__}.{name}")
+    return module
 
 
 def available_backends() -> list:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -43,6 +43,10 @@ def fail(name: str, expected: str, value: Any, exc: type = ValueError) -> Except
     return exc(f"`{name}` must be {expected}. Received: {_received(name, value)}")
 
 
+_F32 = np.dtype(np.float32)  # native byte order; numpy hands out these singletons
+_F64 = np.dtype(np.float64)
+
+
 def as_float_array(a: Any, name: str, dtype: Optional[np.dtype] = None) -> np.ndarray:
     """Return ``a`` as a C-contiguous, native-endian float32 or float64 array.
 
@@ -51,6 +55,9 @@ def as_float_array(a: Any, name: str, dtype: Optional[np.dtype] = None) -> np.nd
     dtypes are rejected with a TypeError. Non-contiguous, Fortran-ordered,
     byte-swapped and memory-mapped input is copied; C-contiguous native input is not.
     """
+    if type(a) is np.ndarray and a.flags.c_contiguous and (
+            a.dtype is _F32 or a.dtype is _F64) and (dtype is None or a.dtype == dtype):
+        return a  # the common case, already right: no conversion, no copy
     if a is None:
         raise fail(name, "an array", a, TypeError)
     arr = np.asarray(a)
@@ -72,6 +79,11 @@ def as_float_array(a: Any, name: str, dtype: Optional[np.dtype] = None) -> np.nd
 
 def pair(value: Any, name: str, minimum: int = 1) -> Tuple[int, int]:
     """An int or a pair of ints, each >= ``minimum``, as a tuple of two ints."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int \
+            and type(value[1]) is int and value[0] >= minimum and value[1] >= minimum:
+        return value  # the common case (layers pass tuples of ints)
+    if type(value) is int and value >= minimum:
+        return value, value
     items = value if isinstance(value, (tuple, list)) else (value, value)
     expected = f"an int >= {minimum} or a pair of them"
     if len(items) != 2:
@@ -112,9 +124,12 @@ def _explicit_padding(padding: Any) -> Tuple[int, int, int, int]:
     return ph, ph, pw, pw
 
 
-@dataclass(frozen=True)
-class ConvGeometry:
-    """Every size of one 2-D convolution; pads are (top, bottom, left, right)."""
+class ConvGeometry(NamedTuple):
+    """Every size of one 2-D convolution; pads are (top, bottom, left, right).
+
+    A named tuple (immutable, and built in well under a microsecond: layers make one
+    on every call).
+    """
 
     N: int
     H: int
@@ -144,8 +159,7 @@ class ConvGeometry:
         return 2 * self.N * self.OH * self.OW * self.F * self.KH * self.KW * self.C
 
 
-@dataclass(frozen=True)
-class PoolGeometry:
+class PoolGeometry(NamedTuple):
     """Every size of one 2-D pooling; pads are (top, bottom, left, right)."""
 
     N: int

@@ -218,10 +218,13 @@ def _input_grad_col2im(dout, w, dx, g):
 
 def _sum_groups(dw_part, db_part, dw, db):
     """dw (and db) = the sum of the per-group partial gradients, in a fixed order (the
-    groups depend on the shapes only, so the bits do not depend on the threads)."""
-    np.add.reduce(dw_part, axis=0, out=dw.reshape(dw_part.shape[1:]))
+    groups depend on the shapes only, so the bits do not depend on the threads).
+    Compiled column sums with np.add.reduce(axis=0)'s order and bits."""
+    groups = dw_part.shape[0]
+    threads = get_num_threads()
+    _elementwise.column_sum(dw_part.reshape(groups, -1), None, None, dw.reshape(-1), threads)
     if db is not None:
-        np.add.reduce(db_part, axis=0, out=db)
+        _elementwise.column_sum(db_part, None, None, db, threads)
 
 
 def _tap_offsets(g):
