@@ -279,8 +279,19 @@ class CallbackList:
             cb.set_params(params)
 
     def __getattr__(self, hook):
+        # Made once per hook: the callbacks that do something there (a hook left as
+        # Callback's no-op is skipped), called in order. fit calls the batch hooks on
+        # every step, where with History alone there is nothing to call.
+        methods = []
+        for cb in self.callbacks:
+            method = getattr(cb, hook)
+            if getattr(method, "__func__", None) is not getattr(Callback, hook, None):
+                methods.append(method)
+
         def call(*args):
-            for cb in self.callbacks:
-                getattr(cb, hook)(*args)
+            for method in methods:
+                method(*args)
+        if hook.startswith("on_"):
+            setattr(self, hook, call)
         return call
 

@@ -198,7 +198,7 @@ class SparseCategoricalCrossentropy(Loss):
                 raise fail("y", f"integer class labels for loss {self.name!r}", y)
         elif y.dtype.kind not in "iub":
             raise fail("y", "integer class labels", y, TypeError)
-        y = y.astype(np.intp)
+        y = y.astype(np.intp, copy=False)  # labels are only read
         if y.size and (y.min() < 0 or y.max() >= k):
             raise ValueError(
                 f"The labels `y` must lie in [0, {k}) because the model's last layer outputs "

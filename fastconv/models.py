@@ -388,8 +388,10 @@ class Sequential:
 
     # -- one step ---------------------------------------------------------------------
     def _loss_and_backward(self, x, y, training=True):
-        out = self.forward(x, training)
         steps = self._steps()
+        out = x
+        for step in steps:
+            out = step.forward(out, training)
         last = self._layers[-1]
         if self._fused():
             # The last layer (softmax/sigmoid) is never part of a fused step.
@@ -399,7 +401,8 @@ class Sequential:
         else:
             value, d = self.loss.value_and_grad(y, out)
             rest = steps[::-1]
-        first = self._first_trainable()
+        items = self._train_items()
+        first = items[0][0] if items else None  # the first layer with trainable weights
         for step in rest:
             if step is first or first in getattr(step, "layers", ()):
                 # Nothing needs the gradient of the first weighted layer's input: let
@@ -412,7 +415,6 @@ class Sequential:
                     step.input_grad = saved
                 break
             d = step.backward(d)
-        items = self._train_items()
         grads = [layer.grads[name] for layer, name, _ in items]
         for (layer, name, arr), g in zip(items, grads):
             if layer.regularizers:
@@ -421,13 +423,6 @@ class Sequential:
                     value += reg(arr)
                     g += reg.gradient(arr)
         return value, out, [arr for _, _, arr in items], grads
-
-    def _first_trainable(self):
-        """The first layer with trainable weights (None if there is none)."""
-        for layer in self._layers:
-            if layer.trainable_items():
-                return layer
-        return None
 
     def _train_step(self, x, y):
         """One update; returns this batch's loss, the output, and the step's loss.
@@ -595,11 +590,13 @@ class Sequential:
                 for name, fn in self.compiled_metrics:
                     sums[name] += fn(yb, out) * m
                 seen += m
-                logs = {k: v / seen for k, v in sums.items()}
                 cbs.on_train_batch_end(step, {"loss": step_loss})
-                bar.update(step + 1, logs, final=False)
+                if bar.dynamic:  # only a live bar shows the running means
+                    bar.update(step + 1, {k: v / seen for k, v in sums.items()}, final=False)
                 if self.stop_training:
                     break
+            if seen:
+                logs = {k: v / seen for k, v in sums.items()}
             if world is not None:
                 logs = _distributed.allreduce_mean(
                     {k: v / seen for k, v in sums.items()} if seen else dict.fromkeys(sums, 0.0),

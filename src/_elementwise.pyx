@@ -6,7 +6,8 @@
 """The model layer's kernels besides convolution and pooling, float32/float64.
 
 Element-wise: ReLU, bias (+ReLU), dropout and the Adam update; row-wise: column sums
-(a Dense layer's bias gradient, +ReLU backward) and softmax cross-entropy from logits.
+(a Dense layer's bias gradient, +ReLU backward), softmax, softmax cross-entropy from
+logits, and the argmax hits behind the accuracy metric.
 
 The loops themselves are in ``_ew_inner.h`` (plain C on restrict pointers, so they
 vectorise, with an AVX2 copy picked at run time); here they run on fixed chunks of
@@ -48,6 +49,12 @@ cdef extern from "_ew_inner.h" nogil:
                                float* grad, Py_ssize_t rows, Py_ssize_t k, float m)
     double fc_softmax_xent_f64(const double* z, const Py_ssize_t* labels, const double* y,
                                double* grad, Py_ssize_t rows, Py_ssize_t k, double m)
+    void fc_softmax_rows_f32(const float* z, float* out, Py_ssize_t rows, Py_ssize_t k)
+    void fc_softmax_rows_f64(const double* z, double* out, Py_ssize_t rows, Py_ssize_t k)
+    Py_ssize_t fc_argmax_hits_f32(const float* z, const Py_ssize_t* labels,
+                                  Py_ssize_t rows, Py_ssize_t k)
+    Py_ssize_t fc_argmax_hits_f64(const double* z, const Py_ssize_t* labels,
+                                  Py_ssize_t rows, Py_ssize_t k)
     void fc_adam_f32(float* p, const float* g, float* m, float* v, Py_ssize_t n,
                      float c1, float c2, float eps, float a)
     void fc_adam_f64(double* p, const double* g, double* m, double* v, Py_ssize_t n,
@@ -220,6 +227,46 @@ def softmax_xent(const floating[:, ::1] z,        # IN  (rows, k) logits
         else:
             total = fc_softmax_xent_f64(&z[0, 0], lp, yp, &grad[0, 0], rows, k, <double> m)
     return total
+
+
+def softmax_rows(const floating[:, ::1] z,   # IN  (rows, k)
+                 floating[:, ::1] out,       # OUT (rows, k)
+                 int n_threads):
+    """out = softmax of each row of z (its max subtracted first; the row's sum
+    accumulated in double). Rows are independent, so any thread count gives the
+    same bits."""
+    cdef Py_ssize_t rows = z.shape[0], k = z.shape[1], c, r0, step
+    if out.shape[0] != rows or out.shape[1] != k:
+        raise ValueError("softmax_rows: out must have z's shape")
+    if rows == 0 or k == 0:
+        return
+    step = max(1, CHUNK // k)  # rows per task
+    for c in prange((rows + step - 1) // step, nogil=True, schedule="static",
+                    num_threads=_threads(rows * k, n_threads)):
+        r0 = c * step
+        if floating is float:
+            fc_softmax_rows_f32(&z[r0, 0], &out[r0, 0], min(step, rows - r0), k)
+        else:
+            fc_softmax_rows_f64(&z[r0, 0], &out[r0, 0], min(step, rows - r0), k)
+
+
+def argmax_hits(const floating[:, ::1] z,       # IN (rows, k)
+                const Py_ssize_t[::1] labels):  # IN (rows,)
+    """The number of rows i with argmax(z[i]) == labels[i], argmax as np.argmax
+    (the first largest; a NaN is largest). Labels outside [0, k) never match."""
+    cdef Py_ssize_t rows = z.shape[0], k = z.shape[1], hits
+    if labels.shape[0] != rows:
+        raise ValueError("argmax_hits: one label per row of z")
+    if rows == 0:
+        return 0
+    if k == 0:
+        raise ValueError("argmax_hits: z must have at least one column")
+    with nogil:
+        if floating is float:
+            hits = fc_argmax_hits_f32(&z[0, 0], &labels[0], rows, k)
+        else:
+            hits = fc_argmax_hits_f64(&z[0, 0], &labels[0], rows, k)
+    return hits
 
 
 cdef int _check_flat(object a, str what, Py_ssize_t i, int typenum, Py_ssize_t size,

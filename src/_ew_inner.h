@@ -213,4 +213,47 @@ static double fc_softmax_xent_##T(const CT *restrict z, const ptrdiff_t *restric
 FC_XENT(f32, float, expf, logf)
 FC_XENT(f64, double, exp, log)
 
+/* Softmax of each row: out = exp(z - max(z)) / sum(exp(z - max(z))), the sum
+ * accumulated in double. A NaN in a row makes the row NaN, as in NumPy. */
+#define FC_SOFTMAX(T, CT, EXP)                                                        \
+static void fc_softmax_rows_##T(const CT *restrict z, CT *restrict out, ptrdiff_t rows, \
+                                ptrdiff_t k)                                          \
+{                                                                                     \
+    for (ptrdiff_t i = 0; i < rows; i++) {                                            \
+        const CT *restrict zi = z + i * k;                                            \
+        CT *restrict oi = out + i * k;                                                \
+        CT mx = zi[0];                                                                \
+        double sum = 0;                                                               \
+        for (ptrdiff_t j = 1; j < k; j++) mx = zi[j] > mx ? zi[j] : mx;               \
+        for (ptrdiff_t j = 0; j < k; j++) {                                           \
+            oi[j] = EXP(zi[j] - mx);                                                  \
+            sum += (double)oi[j];                                                     \
+        }                                                                             \
+        const CT s = (CT)sum;                                                         \
+        for (ptrdiff_t j = 0; j < k; j++) oi[j] = oi[j] / s;                          \
+    }                                                                                 \
+}                                                                                     \
+/* How many rows have their largest value at labels[i], with np.argmax's rule: the  \
+ * first largest, and a NaN counts as largest (the first NaN). */                    \
+static ptrdiff_t fc_argmax_hits_##T(const CT *restrict z, const ptrdiff_t *restrict labels, \
+                                    ptrdiff_t rows, ptrdiff_t k)                      \
+{                                                                                     \
+    ptrdiff_t hits = 0;                                                               \
+    for (ptrdiff_t i = 0; i < rows; i++) {                                            \
+        const CT *restrict zi = z + i * k;                                            \
+        ptrdiff_t best = 0;                                                           \
+        if (zi[0] == zi[0]) {                                                         \
+            for (ptrdiff_t j = 1; j < k; j++) {                                       \
+                if (zi[j] != zi[j]) { best = j; break; }                              \
+                if (zi[j] > zi[best]) best = j;                                       \
+            }                                                                         \
+        }                                                                             \
+        hits += best == labels[i];                                                    \
+    }                                                                                 \
+    return hits;                                                                      \
+}
+
+FC_SOFTMAX(f32, float, expf)
+FC_SOFTMAX(f64, double, exp)
+
 #endif

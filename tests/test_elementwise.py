@@ -226,3 +226,37 @@ def test_softmax_xent_nan_and_bad_labels():
             _elementwise.softmax_xent(z, np.array([0, bad, 1], np.intp), None, g, 3)
     with pytest.raises(ValueError, match="exactly one"):
         _elementwise.softmax_xent(z, None, None, g, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 10), (1, 1), (3, 4, 7), (5000, 10)])
+def test_compiled_softmax_matches_the_numpy_softmax(dtype, shape, threads, rng, monkeypatch):
+    from fastconv import activations
+    x = (rng.standard_normal(shape) * 10).astype(dtype)
+    x.flat[0] = 200  # exp would overflow without the max subtracted
+    if x.shape[0] > 2:
+        x[1] = np.nan  # a NaN row stays NaN
+    fast, _ = activations.softmax.forward(x)
+    monkeypatch.setattr(activations, "_compiled", None)
+    with np.errstate(invalid="ignore"):
+        ref, _ = activations.softmax.forward(x)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol * 1e-3)
+    assert fast.dtype == dtype and np.array_equal(np.isnan(fast), np.isnan(ref))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_argmax_hits_follows_np_argmax(dtype, rng):
+    z = rng.integers(0, 3, (400, 5)).astype(dtype)  # many ties: the first one counts
+    z[::7, 2] = np.nan  # a NaN is the largest (the first NaN)
+    z[::11, 4] = np.nan
+    z[::13] = -np.inf
+    labels = rng.integers(0, 5, 400).astype(np.intp)
+    labels[::17] = np.argmax(z[::17], axis=1)
+    expected = np.count_nonzero(np.argmax(z, axis=1) == labels)
+    assert _elementwise.argmax_hits(z, labels) == expected
+    labels[:3] = [-1, 5, 99]  # never a hit, never read out of bounds
+    assert _elementwise.argmax_hits(z, labels) == np.count_nonzero(
+        np.argmax(z, axis=1) == labels)
+    with pytest.raises(ValueError, match="one label per row"):
+        _elementwise.argmax_hits(z, labels[:-1])

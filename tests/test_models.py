@@ -402,3 +402,47 @@ def test_freezing_a_layer_between_steps_takes_effect(rng):
     model.train_on_batch(x, y1)
     assert dense.kernel is replacement
     assert not np.array_equal(replacement, before)
+
+
+def test_fused_step_checks_its_arguments_again_when_anything_changes(fuse_layers, rng,
+                                                                     monkeypatch):
+    # After one checked call, the fused conv block skips the argument checks while
+    # shapes, arrays, settings and backend stay the same, and checks again otherwise;
+    # the output is the checked call's, bit for bit, every time.
+    from fastconv import backends, ops
+    from fastconv.backends import _args
+
+    calls = []
+    real = _args.conv_args
+    monkeypatch.setattr(_args, "conv_args", lambda *a: calls.append(1) or real(*a))
+    model = Sequential([Conv2D(8, 3, activation="relu", input_shape=(9, 9, 2)),
+                        MaxPooling2D(), Flatten(), Dense(2)])
+    step = model._steps()[0]
+    conv = model.layers[0]
+    x = rng.standard_normal((4, 9, 9, 2)).astype(np.float32)
+
+    def run(x, expect_checked):
+        calls.clear()
+        out = step.forward(x)
+        assert bool(calls) == expect_checked
+        ref, _ = ops.conv2d_relu_maxpool_forward(
+            x, conv.kernel, conv.bias, conv.strides, conv.padding, conv.dilation_rate,
+            model.layers[1].pool_size)
+        np.testing.assert_array_equal(out, ref)
+
+    run(x, True)
+    run(x, False)
+    conv.kernel[...] = rng.standard_normal(conv.kernel.shape)  # in place: still prepared
+    run(x, False)
+    run(x[:3].copy(), True)                                     # another batch size
+    run(x[:3].copy(), False)
+    run(np.asfortranarray(x[:3]), True)                         # not C-contiguous
+    run(x[:3].astype(np.float64), True)                         # another dtype
+    run(x[:3].copy(), True)
+    conv.strides = (2, 2)                                       # another setting
+    run(x[:3].copy(), True)
+    conv.kernel = conv.kernel.copy()                            # another array
+    run(x[:3].copy(), True)
+    with backends.use_backend("numpy"):                         # another backend
+        run(x[:3].copy(), True)
+    run(x[:3].copy(), True)

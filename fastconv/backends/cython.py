@@ -277,8 +277,18 @@ def conv2d_relu_maxpool_forward(x, w, b=None, stride=1, padding=0, dilation=1, p
     Elsewhere this is :func:`conv2d_relu_forward` then :func:`maxpool2d_forward`.
     """
     x, w, b, g = _args.conv_args(x, w, b, stride, padding, dilation)
-    pg = _args.conv_pool_args(g, pool_size)
+    return conv2d_relu_maxpool_prepared(x, w, b, g, _args.conv_pool_args(g, pool_size))
+
+
+def conv2d_relu_maxpool_prepared(x, w, b, g, pg):
+    """:func:`conv2d_relu_maxpool_forward` on arguments already validated: ``x``, ``w``
+    and ``b`` as ``conv_args`` returns them, and the geometries ``g``, ``pg`` of the
+    cache of an earlier call on the same shapes, dtypes and settings. For a layer that
+    runs the same shapes on every step (its checks are then per layer, not per call);
+    anything else calls the public function."""
     if not _fuse_pool(x, g, pg):
+        stride, dilation = (g.sh, g.sw), (g.dh, g.dw)
+        padding = ((g.pt, g.pb), (g.pl, g.pr))
         z, relu_cache = conv2d_relu_forward(x, w, b, stride, padding, dilation)
         out, pool_cache = maxpool2d_forward(z, (pg.PH, pg.PW))
         return out, Cache("conv2d_relu_maxpool", NAME, (g, pg), x.dtype,
