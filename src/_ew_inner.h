@@ -168,14 +168,34 @@ static void fc_adam_##T(CT *p, const CT *g, CT *m, CT *v, ptrdiff_t n, CT c1, CT
 FC_EW_ENTRIES(f32, float)
 FC_EW_ENTRIES(f64, double)
 
-/* Softmax cross-entropy from logits, one row after another (rows are short: the
- * classes). Per row, as fastconv.losses computes it: s = z - max(z), logp = s -
- * log(sum(exp(s))); with integer labels the row's loss is -logp[label] and its
+/* Row-wise kernels on (rows, k) arrays, the row sums accumulated in double and
+ * rounded once; a NaN in a row makes that row's results NaN, as in NumPy.
+ *
+ * fc_row_exp: the row's max mx, and the sum of exp(z - mx), also stored in e
+ * unless e is NULL.
+ *
+ * Softmax cross-entropy from logits, as fastconv.losses computes it: logp = z - mx -
+ * log(sum(exp(z - mx))); with integer labels the row's loss is -logp[label] and its
  * gradient (exp(logp) - onehot) / m; with target rows y (one-hot or soft) the loss is
  * -sum(y * logp) and the gradient (exp(logp) * sum(y) - y) / m. Returns the sum of
- * the rows' losses. Sums over a row (of exp, of y) and over rows are accumulated
- * in double, then rounded once. A NaN logit makes its row NaN. */
-#define FC_XENT(T, CT, EXP, LOG)                                                      \
+ * the rows' losses.
+ *
+ * Softmax: out = exp(z - mx) / sum(exp(z - mx)). */
+#define FC_ROWS(T, CT, EXP, LOG)                                                      \
+static inline double fc_row_exp_##T(const CT *restrict zi, ptrdiff_t k, CT *mx_out,   \
+                                    CT *restrict e)                                   \
+{                                                                                     \
+    CT mx = zi[0];                                                                    \
+    double sum = 0;                                                                   \
+    for (ptrdiff_t j = 1; j < k; j++) mx = zi[j] > mx ? zi[j] : mx;                   \
+    for (ptrdiff_t j = 0; j < k; j++) {                                               \
+        const CT ej = EXP(zi[j] - mx);                                                \
+        if (e) e[j] = ej;                                                             \
+        sum += (double)ej;                                                            \
+    }                                                                                 \
+    *mx_out = mx;                                                                     \
+    return sum;                                                                       \
+}                                                                                     \
 static double fc_softmax_xent_##T(const CT *restrict z, const ptrdiff_t *restrict labels, \
                                   const CT *restrict y, CT *restrict grad,            \
                                   ptrdiff_t rows, ptrdiff_t k, CT m)                  \
@@ -184,11 +204,8 @@ static double fc_softmax_xent_##T(const CT *restrict z, const ptrdiff_t *restric
     for (ptrdiff_t i = 0; i < rows; i++) {                                            \
         const CT *restrict zi = z + i * k;                                            \
         CT *restrict gi = grad + i * k;                                               \
-        CT mx = zi[0];                                                                \
-        double sum = 0;                                                               \
-        for (ptrdiff_t j = 1; j < k; j++) mx = zi[j] > mx ? zi[j] : mx;               \
-        for (ptrdiff_t j = 0; j < k; j++) sum += (double)EXP(zi[j] - mx);             \
-        const CT lse = LOG((CT)sum);                                                  \
+        CT mx;                                                                        \
+        const CT lse = LOG((CT)fc_row_exp_##T(zi, k, &mx, NULL));                     \
         if (labels) {                                                                 \
             const ptrdiff_t t = labels[i];                                            \
             for (ptrdiff_t j = 0; j < k; j++)                                         \
@@ -208,28 +225,14 @@ static double fc_softmax_xent_##T(const CT *restrict z, const ptrdiff_t *restric
         }                                                                             \
     }                                                                                 \
     return total;                                                                     \
-}
-
-FC_XENT(f32, float, expf, logf)
-FC_XENT(f64, double, exp, log)
-
-/* Softmax of each row: out = exp(z - max(z)) / sum(exp(z - max(z))), the sum
- * accumulated in double. A NaN in a row makes the row NaN, as in NumPy. */
-#define FC_SOFTMAX(T, CT, EXP)                                                        \
+}                                                                                     \
 static void fc_softmax_rows_##T(const CT *restrict z, CT *restrict out, ptrdiff_t rows, \
                                 ptrdiff_t k)                                          \
 {                                                                                     \
     for (ptrdiff_t i = 0; i < rows; i++) {                                            \
-        const CT *restrict zi = z + i * k;                                            \
         CT *restrict oi = out + i * k;                                                \
-        CT mx = zi[0];                                                                \
-        double sum = 0;                                                               \
-        for (ptrdiff_t j = 1; j < k; j++) mx = zi[j] > mx ? zi[j] : mx;               \
-        for (ptrdiff_t j = 0; j < k; j++) {                                           \
-            oi[j] = EXP(zi[j] - mx);                                                  \
-            sum += (double)oi[j];                                                     \
-        }                                                                             \
-        const CT s = (CT)sum;                                                         \
+        CT mx;                                                                        \
+        const CT s = (CT)fc_row_exp_##T(z + i * k, k, &mx, oi);                       \
         for (ptrdiff_t j = 0; j < k; j++) oi[j] = oi[j] / s;                          \
     }                                                                                 \
 }                                                                                     \
@@ -253,7 +256,7 @@ static ptrdiff_t fc_argmax_hits_##T(const CT *restrict z, const ptrdiff_t *restr
     return hits;                                                                      \
 }
 
-FC_SOFTMAX(f32, float, expf)
-FC_SOFTMAX(f64, double, exp)
+FC_ROWS(f32, float, expf, logf)
+FC_ROWS(f64, double, exp, log)
 
 #endif
