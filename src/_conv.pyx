@@ -207,6 +207,12 @@ cdef extern from "_direct.h" nogil:
     void fc_conv_dx_row_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                             const float* w, float* dxrow, Py_ssize_t i, Py_ssize_t W,
                             Py_ssize_t C, int KH, int KW, int dh, int dw, int pt, int pl)
+    Py_ssize_t fc_dx_planar_width(Py_ssize_t C)
+    void fc_conv_dx_planar_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
+                               const float* wt, float* dx, Py_ssize_t W, Py_ssize_t C,
+                               Py_ssize_t i0, Py_ssize_t i1, int KH, int KW, int dh, int dw,
+                               int pt, int pl, float* tbuf, Py_ssize_t Wp, Py_ssize_t L,
+                               float* rowbuf, Py_ssize_t Wb)
     void fc_relu_maxpool_row_f32(const float* s, Py_ssize_t PWo, Py_ssize_t F, int PH, int PW,
                                  float* out, signed char* win)
     void fc_relu_maxpool_grad_row_f32(const float* dp, const signed char* win, Py_ssize_t PWo,
@@ -310,6 +316,37 @@ def conv2d_input_grad_direct(const float[:, :, :, ::1] dout,  # IN  (N, OH, OW, 
         fc_conv_dx_row_f32(&dout[n, 0, 0, 0], OH, OW, F, &w[0, 0, 0, 0],
                            &dx[n, row - n * H, 0, 0], row - n * H, W, C,
                            KH, KW, dh, dw, pt, pl)
+
+
+def dx_planar_width(Py_ssize_t C):
+    """Pixels per block of conv2d_input_grad_planar for C input channels (0: C not
+    handled there)."""
+    return fc_dx_planar_width(C)
+
+
+def conv2d_input_grad_planar(const float[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
+                             const float[:, :, :, ::1] wt,    # IN  (KH, KW, F, C)
+                             float[:, :, :, ::1] dx,          # OUT (N, H, W, C)
+                             float[:, ::1] tbuf,              # scratch (n_threads, rows*F*Wp), zeroed
+                             float[:, ::1] rowbuf,            # scratch (n_threads, C*Wb)
+                             int dh, int dw, int pt, int pl,
+                             Py_ssize_t Wp, Py_ssize_t L, Py_ssize_t Wb,
+                             Py_ssize_t rows, int n_threads):
+    """Input gradient of a stride-1 convolution with 2-4 input channels, vectorised
+    over pixels (see fc_conv_dx_planar_f32): one task per block of ``rows`` input rows
+    of one image. The caller sizes the scratch: tbuf rows * F * Wp with
+    rows = block + (KH - 1) * dh, and Wp, L, Wb as the kernel's comment says."""
+    cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
+    cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
+    cdef int KH = wt.shape[0], KW = wt.shape[1]
+    cdef Py_ssize_t blocks = (H + rows - 1) // rows, t, n, i0, tid
+    for t in prange(N * blocks, nogil=True, schedule="static", num_threads=n_threads):
+        tid = threadid()
+        n = t // blocks
+        i0 = (t - n * blocks) * rows
+        fc_conv_dx_planar_f32(&dout[n, 0, 0, 0], OH, OW, F, &wt[0, 0, 0, 0], &dx[n, 0, 0, 0],
+                              W, C, i0, min(H, i0 + rows), KH, KW, dh, dw, pt, pl,
+                              &tbuf[tid, 0], Wp, L, &rowbuf[tid, 0], Wb)
 
 
 cdef void _col2im_add(const floating* dcol,   # IN  (p1 - p0, KH*KW*C)

@@ -621,6 +621,154 @@ FC_AVX2 static void fc_conv_dx_row_f32(
     }
 }
 
+/* ---- Input gradient for 2-4 input channels, vectorised over pixels ----------------
+ *
+ * dx[i, j, c] = sum_{ki, kj, f} dout[i + pt - ki*dh, j + pl - kj*dw, f] * w[ki, kj, c, f]
+ * (stride 1). With C <= 4 a vector over f yields only C outputs per pixel, so here
+ * the vectors run over 8 consecutive pixels j instead: the dout rows a task needs are
+ * first transposed to planes t[f][L + ow] (zero outside 0 <= ow < OW, so that no tap
+ * needs a check), then NC channels x NV vectors of pixels are accumulated in
+ * registers, each plane vector loaded feeding NC FMAs, the filter values broadcast.
+ * Rows of dx come out channel-planar in a row buffer and are interleaved into
+ * (W, C). The sum runs over ki, kj, f in that order for every pixel, whatever rows
+ * a task covers, so the bits depend on neither the tasks nor the threads. */
+
+/* dst[r][q] = src[q][r] for an 8x8 block: src rows sstride apart, dst rows dstride. */
+FC_AVX2 static inline void fc_transpose8x8(const float *src, ptrdiff_t sstride,
+                                           float *dst, ptrdiff_t dstride)
+{
+    __m256 r[8], t[8];
+    for (int q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(src + q * sstride);
+    for (int q = 0; q < 8; q += 2) {
+        t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+        t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+    }
+    for (int q = 0; q < 8; q += 4) {
+        r[q] = _mm256_shuffle_ps(t[q], t[q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* r[q], q < 4: column q of rows 0-3 (low half), column q + 4 (high half); r[q + 4]
+     * the same for rows 4-7. */
+    for (int q = 0; q < 4; q++) {
+        _mm256_storeu_ps(dst + q * dstride, _mm256_permute2f128_ps(r[q], r[q + 4], 0x20));
+        _mm256_storeu_ps(dst + (q + 4) * dstride,
+                         _mm256_permute2f128_ps(r[q], r[q + 4], 0x31));
+    }
+}
+
+/* One block of pixels from j0 of dx row i, NC channels x NV vectors: planar into
+ * rowbuf. The accumulators are named variables (a##c##v): GCC keeps an array of them
+ * in memory across these loops, which halves the speed. */
+#define FC_DXP_LOAD(v) const __m256 t##v = _mm256_loadu_ps(t + 8 * v)
+#define FC_DXP_FMA(c, v) a##c##v = _mm256_fmadd_ps(b##c, t##v, a##c##v)
+#define FC_DXP_STORE(c, v) _mm256_storeu_ps(rowbuf + c * Wb + j0 + 8 * v, a##c##v)
+#define FC_DXP_BCAST(c) const __m256 b##c = _mm256_broadcast_ss(wf + c)
+#define FC_DX_PLANAR_BLOCK(NC)                                                        \
+FC_AVX2 static void fc_dx_planar_block_##NC(                                          \
+    const float *tbuf, ptrdiff_t oh_lo, ptrdiff_t oh_hi, ptrdiff_t F, ptrdiff_t Wp,    \
+    ptrdiff_t L, const float *wt, float *rowbuf, ptrdiff_t Wb, ptrdiff_t i,            \
+    ptrdiff_t j0, int KH, int KW, int dh, int dw, int pt, int pl)                      \
+{                                                                                     \
+    __m256 FC_DXP_DECL_##NC;                                                          \
+    for (int ki = 0; ki < KH; ki++) {                                                 \
+        const ptrdiff_t oh = i + pt - (ptrdiff_t)ki * dh;                             \
+        if (oh < oh_lo || oh >= oh_hi) continue;                                      \
+        const float *trow = tbuf + (oh - oh_lo) * F * Wp + L + j0 + pl;               \
+        for (int kj = 0; kj < KW; kj++) {                                             \
+            const float *t = trow - (ptrdiff_t)kj * dw;                               \
+            const float *wf = wt + (ptrdiff_t)(ki * KW + kj) * F * NC;                \
+            for (ptrdiff_t f = 0; f < F; f++, t += Wp, wf += NC) {                    \
+                FC_DXP_BODY_##NC                                                      \
+            }                                                                         \
+        }                                                                             \
+    }                                                                                 \
+    FC_DXP_STORE_##NC                                                                 \
+}
+
+/* Per channel c: its accumulators over NV = 3, 4 or 6 pixel vectors, zeroed, fed
+ * (one FMA per vector) and stored. */
+#define FC_Z _mm256_setzero_ps()
+#define FC_DXP_ZERO3(c) a##c##0 = FC_Z, a##c##1 = FC_Z, a##c##2 = FC_Z
+#define FC_DXP_ZERO4(c) FC_DXP_ZERO3(c), a##c##3 = FC_Z
+#define FC_DXP_ZERO6(c) FC_DXP_ZERO4(c), a##c##4 = FC_Z, a##c##5 = FC_Z
+#define FC_DXP_FMA3(c) FC_DXP_FMA(c, 0); FC_DXP_FMA(c, 1); FC_DXP_FMA(c, 2)
+#define FC_DXP_FMA4(c) FC_DXP_FMA3(c); FC_DXP_FMA(c, 3)
+#define FC_DXP_FMA6(c) FC_DXP_FMA4(c); FC_DXP_FMA(c, 4); FC_DXP_FMA(c, 5)
+#define FC_DXP_STORE3(c) FC_DXP_STORE(c, 0); FC_DXP_STORE(c, 1); FC_DXP_STORE(c, 2)
+#define FC_DXP_STORE4(c) FC_DXP_STORE3(c); FC_DXP_STORE(c, 3)
+#define FC_DXP_STORE6(c) FC_DXP_STORE4(c); FC_DXP_STORE(c, 4); FC_DXP_STORE(c, 5)
+#define FC_DXP_LOAD3 FC_DXP_LOAD(0); FC_DXP_LOAD(1); FC_DXP_LOAD(2)
+#define FC_DXP_LOAD4 FC_DXP_LOAD3; FC_DXP_LOAD(3)
+#define FC_DXP_LOAD6 FC_DXP_LOAD4; FC_DXP_LOAD(4); FC_DXP_LOAD(5)
+/* 2 channels x 6 vectors (48 pixels), 3 x 4 (32), 4 x 3 (24): twelve accumulators. */
+#define FC_DXP_DECL_2 FC_DXP_ZERO6(0), FC_DXP_ZERO6(1)
+#define FC_DXP_BODY_2 FC_DXP_LOAD6; FC_DXP_BCAST(0); FC_DXP_BCAST(1); \
+    FC_DXP_FMA6(0); FC_DXP_FMA6(1);
+#define FC_DXP_STORE_2 FC_DXP_STORE6(0); FC_DXP_STORE6(1);
+#define FC_DXP_DECL_3 FC_DXP_ZERO4(0), FC_DXP_ZERO4(1), FC_DXP_ZERO4(2)
+#define FC_DXP_BODY_3 FC_DXP_LOAD4; FC_DXP_BCAST(0); FC_DXP_BCAST(1); FC_DXP_BCAST(2); \
+    FC_DXP_FMA4(0); FC_DXP_FMA4(1); FC_DXP_FMA4(2);
+#define FC_DXP_STORE_3 FC_DXP_STORE4(0); FC_DXP_STORE4(1); FC_DXP_STORE4(2);
+#define FC_DXP_DECL_4 FC_DXP_ZERO3(0), FC_DXP_ZERO3(1), FC_DXP_ZERO3(2), FC_DXP_ZERO3(3)
+#define FC_DXP_BODY_4 FC_DXP_LOAD3; FC_DXP_BCAST(0); FC_DXP_BCAST(1); FC_DXP_BCAST(2); \
+    FC_DXP_BCAST(3); FC_DXP_FMA3(0); FC_DXP_FMA3(1); FC_DXP_FMA3(2); FC_DXP_FMA3(3);
+#define FC_DXP_STORE_4 FC_DXP_STORE3(0); FC_DXP_STORE3(1); FC_DXP_STORE3(2); FC_DXP_STORE3(3);
+FC_DX_PLANAR_BLOCK(2)
+FC_DX_PLANAR_BLOCK(3)
+FC_DX_PLANAR_BLOCK(4)
+#undef FC_Z
+
+/* Pixels per block for C input channels (0: not handled here). */
+static inline ptrdiff_t fc_dx_planar_width(ptrdiff_t C)
+{
+    return C == 2 ? 48 : C == 3 ? 32 : C == 4 ? 24 : 0;
+}
+
+/* Rows [i0, i1) of dx for one image. tbuf: (i1 - i0 + (KH-1)*dh, F, Wp) scratch whose
+ * columns outside [L, L + OW) the caller has zeroed (they are never written);
+ * rowbuf: (C, Wb) scratch, Wb = W rounded up to the block width; Wp >= L + Wb + pl
+ * and >= L + OW, L = max(0, (KW-1)*dw - pl). wt: the filters as (KH, KW, F, C). */
+FC_AVX2 static void fc_conv_dx_planar_f32(
+    const float *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,  /* IN  (OH, OW, F) */
+    const float *wt,                                             /* IN  (KH, KW, F, C) */
+    float *dx, ptrdiff_t W, ptrdiff_t C,                         /* OUT (H, W, C) */
+    ptrdiff_t i0, ptrdiff_t i1, int KH, int KW, int dh, int dw, int pt, int pl,
+    float *tbuf, ptrdiff_t Wp, ptrdiff_t L, float *rowbuf, ptrdiff_t Wb)
+{
+    const ptrdiff_t bw = fc_dx_planar_width(C);
+    ptrdiff_t oh_lo = i0 + pt - (ptrdiff_t)(KH - 1) * dh, oh_hi = i1 + pt;
+    if (oh_lo < 0) oh_lo = 0;
+    if (oh_hi > OH) oh_hi = OH;
+    for (ptrdiff_t oh = oh_lo; oh < oh_hi; oh++) {
+        const float *src = dout + oh * OW * F;
+        float *dst = tbuf + (oh - oh_lo) * F * Wp + L;
+        ptrdiff_t ow = 0;
+        for (; ow + 8 <= OW; ow += 8)
+            for (ptrdiff_t f = 0; f < F; f += 8)
+                fc_transpose8x8(src + ow * F + f, F, dst + f * Wp + ow, Wp);
+        for (; ow < OW; ow++)
+            for (ptrdiff_t f = 0; f < F; f++) dst[f * Wp + ow] = src[ow * F + f];
+    }
+    for (ptrdiff_t i = i0; i < i1; i++) {
+        for (ptrdiff_t j0 = 0; j0 < W; j0 += bw) {
+            if (C == 2)
+                fc_dx_planar_block_2(tbuf, oh_lo, oh_hi, F, Wp, L, wt, rowbuf, Wb, i, j0,
+                                     KH, KW, dh, dw, pt, pl);
+            else if (C == 3)
+                fc_dx_planar_block_3(tbuf, oh_lo, oh_hi, F, Wp, L, wt, rowbuf, Wb, i, j0,
+                                     KH, KW, dh, dw, pt, pl);
+            else
+                fc_dx_planar_block_4(tbuf, oh_lo, oh_hi, F, Wp, L, wt, rowbuf, Wb, i, j0,
+                                     KH, KW, dh, dw, pt, pl);
+        }
+        float *drow = dx + i * W * C;
+        for (ptrdiff_t j = 0; j < W; j++)
+            for (ptrdiff_t c = 0; c < C; c++) drow[j * C + c] = rowbuf[c * Wb + j];
+    }
+}
+
 #else  /* no x86 SIMD: never called (fc_have_avx2() is 0), but must compile */
 
 static void fc_conv_fwd_row_f32(const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
@@ -643,6 +791,11 @@ static void fc_conv_relu_pool2_row_f32(const float *img, ptrdiff_t H, ptrdiff_t 
     ptrdiff_t ph, ptrdiff_t PWo, ptrdiff_t F, ptrdiff_t K, const ptrdiff_t *koff,
     const int *kdi, const int *kdj, int sh, int sw, int pt, int pl, int max_di,
     int max_dj) {}
+static inline ptrdiff_t fc_dx_planar_width(ptrdiff_t C) { return 0; }
+static void fc_conv_dx_planar_f32(const float *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,
+    const float *wt, float *dx, ptrdiff_t W, ptrdiff_t C, ptrdiff_t i0, ptrdiff_t i1,
+    int KH, int KW, int dh, int dw, int pt, int pl, float *tbuf, ptrdiff_t Wp, ptrdiff_t L,
+    float *rowbuf, ptrdiff_t Wb) {}
 static void fc_conv_relu_pool2_dw_f32(const float *img, ptrdiff_t H, ptrdiff_t W,
     ptrdiff_t C, const float *dp, const signed char *win, float *dw, float *db,
     ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t PWo, ptrdiff_t F, ptrdiff_t K,

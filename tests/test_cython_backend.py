@@ -96,6 +96,11 @@ LAYERS = [
     ((3, 17, 19, 8), (3, 3, 8, 16), "same", 2),
     ((9, 6, 6, 16), (3, 3, 16, 16), "valid", 1),      # col2im: runs of 2 images
     ((19, 7, 5, 3), (3, 2, 3, 8), "same", 2),          # col2im: runs of 3, strided
+    # dx vectorised over pixels (2-4 channels, stride 1): several pixel blocks per
+    # row and a partial one, one image split into row blocks, asymmetric padding.
+    ((1, 9, 70, 3), (3, 3, 3, 16), "same", 1),
+    ((5, 6, 50, 2), (2, 5, 2, 8), "valid", 1),
+    ((1, 13, 30, 4), (3, 3, 4, 24), ((2, 0), (3, 1)), 1),
 ]
 
 
@@ -377,3 +382,29 @@ def test_single_channel_input_gradient_four_pixels_at_a_time(padding, dilation, 
     args = (1, padding, dilation)
     dout = rng.standard_normal(ref.conv2d_forward(x, w, b, *args)[0].shape).astype(np.float32)
     _conv_compare(np.float32, x, w, b, dout, args)
+
+
+@pytest.mark.parametrize("c", [2, 3, 4])
+def test_pixel_vectorised_input_gradient_same_bits_any_threads(c, rng):
+    # Row blocks (one image) or whole images (many): each pixel's sum has one order.
+    x = rng.standard_normal((1, 11, 45, c)).astype(np.float32)
+    w = rng.standard_normal((3, 3, c, 16)).astype(np.float32)
+    out, cache = fast.conv2d_forward(x, w, None, 1, "same", 2)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    results = []
+    before = fastconv._threads._num_threads
+    try:
+        for threads in (1, 2, 3):
+            fastconv.set_num_threads(threads)
+            results.append(fast.conv2d_backward(dout, cache)[0])
+        fastconv.set_num_threads(2)
+        many = fast.conv2d_backward(np.concatenate([dout] * 6),
+                                    fast.conv2d_forward(np.concatenate([x] * 6), w, None, 1,
+                                                        "same", 2)[1])[0]
+    finally:
+        fastconv.set_num_threads(before)
+    for r in results[1:]:
+        assert np.array_equal(r, results[0])
+    assert np.array_equal(many[:1], results[0]) and np.array_equal(many[5:], results[0])
+    assert_close(results[0], ref.conv2d_backward(
+        dout, ref.conv2d_forward(x, w, None, 1, "same", 2)[1])[0], np.float32)

@@ -167,6 +167,8 @@ def conv2d_backward(dout, cache, input_grad=True):
         return dx, dw, db
     if dx is None or dx.size == 0:
         pass
+    elif g.sh == g.sw == 1 and _conv.dx_planar_width(g.C) > 0 and _use_direct(x.dtype, g.F, True):
+        _input_grad_planar(dout, w, dx, g)
     elif g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
         _conv.conv2d_input_grad_direct(dout, w, dx, g.dh, g.dw, g.pt, g.pl, get_num_threads())
     elif g.N > 1 and g.OH * g.OW >= _COL2IM_MIN_POSITIONS:
@@ -195,6 +197,25 @@ def conv2d_backward(dout, cache, input_grad=True):
         )
     _sum_groups(dw_part, db_part, dw, db)
     return dx, dw, db
+
+
+def _input_grad_planar(dout, w, dx, g):
+    """dx for 2-4 input channels, stride 1, vectorised over pixels: tasks of whole
+    images when there are enough of them, else of a few rows (the bits are the same
+    either way: each pixel's sum runs in one fixed order)."""
+    threads = get_num_threads()
+    bw = _conv.dx_planar_width(g.C)
+    wb = -(-g.W // bw) * bw
+    left = max(0, g.dw * (g.KW - 1) - g.pl)
+    wp = -(-max(left + wb + g.pl, left + g.OW) // 8) * 8
+    rows = g.H if g.N >= 2 * threads else max(1, -(-g.H // (2 * threads)))
+    tasks = g.N * -(-g.H // rows)
+    threads = max(1, min(threads, tasks))
+    tbuf = np.zeros((threads, (rows + g.dh * (g.KH - 1)) * g.F * wp), dtype=np.float32)
+    rowbuf = np.empty((threads, g.C * wb), dtype=np.float32)
+    wt = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
+    _conv.conv2d_input_grad_planar(dout, wt, dx, tbuf, rowbuf, g.dh, g.dw, g.pt, g.pl,
+                                   wp, left, wb, rows, threads)
 
 
 def _input_grad_col2im(dout, w, dx, g):
