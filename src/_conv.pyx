@@ -192,6 +192,7 @@ def conv2d_weight_grad(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
 
 cdef extern from "_direct.h" nogil:
     int fc_have_avx2()
+    void fc_rows_sum_f32(const float* d, Py_ssize_t rows, Py_ssize_t F, float* acc)
     void fc_conv_fwd_row_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                              const float* w, const float* bias, float* orow,
                              Py_ssize_t oh, Py_ssize_t OW, Py_ssize_t F, Py_ssize_t K,
@@ -276,10 +277,9 @@ def conv2d_weight_grad_direct(const float[:, :, :, ::1] x,     # IN  (N, H, W, C
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
     cdef Py_ssize_t G = dw_part.shape[0], K = dw_part.shape[1]
     cdef Py_ssize_t total = N * OH
-    cdef Py_ssize_t g, start, stop, n, r0, r1, p, f
+    cdef Py_ssize_t g, start, stop, n, r0, r1
     cdef bint has_db = db_part is not None
     cdef float* dbg
-    cdef const float* d
     for g in prange(G, nogil=True, schedule="dynamic", num_threads=n_threads):
         memset(&dw_part[g, 0, 0], 0, K * F * sizeof(float))
         start = g * total // G
@@ -295,10 +295,7 @@ def conv2d_weight_grad_direct(const float[:, :, :, ::1] x,     # IN  (N, H, W, C
                 dbg = &db_part[g, 0]
                 if start == g * total // G:
                     memset(dbg, 0, F * sizeof(float))
-                d = &dout[n, r0, 0, 0]
-                for p in range((r1 - r0) * OW):
-                    for f in range(F):
-                        dbg[f] = dbg[f] + d[p * F + f]
+                fc_rows_sum_f32(&dout[n, r0, 0, 0], (r1 - r0) * OW, F, dbg)
             start = start + (r1 - r0)
 
 

@@ -37,7 +37,21 @@ static int fc_have_avx2(void)
 #endif
 }
 
+/* acc[f] += d[r, f] for r = 0 .. rows-1 in order (a bias gradient's partial sum):
+ * plain C on restrict pointers, which the compiler vectorises over f. */
+static void fc_rows_sum_f32(const float *restrict d, ptrdiff_t rows, ptrdiff_t F,
+                            float *restrict acc)
+{
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t f = 0; f < F; f++) acc[f] = acc[f] + d[r * F + f];
+}
+
 #if FC_HAVE_X86
+
+/* Keep a loaded vector in a register: without this GCC folds the load into each FMA
+ * that uses it, and a weight vector feeding two FMAs is loaded twice (the direct
+ * kernels are bound by loads, not FMAs). An empty asm, so no instruction. */
+#define FC_IN_REGISTER(v) __asm__("" : "+x"(v))
 
 /* One output row (n, oh): orow[ow, f0:f0+8*NV] for every ow, two columns at a
  * time so that each weight vector loaded feeds two FMAs. Where both windows lie
@@ -61,7 +75,8 @@ static int fc_have_avx2(void)
                 const __m256 b0 = _mm256_set1_ps(x0[koff[k]]);                      \
                 const __m256 b1 = _mm256_set1_ps(x1[koff[k]]);                      \
                 for (int v = 0; v < NV; v++) {                                      \
-                    const __m256 wv = _mm256_loadu_ps(wf + k * F + 8 * v);          \
+                    __m256 wv = _mm256_loadu_ps(wf + k * F + 8 * v);                \
+                    FC_IN_REGISTER(wv);                                             \
                     a0[v] = _mm256_fmadd_ps(b0, wv, a0[v]);                         \
                     a1[v] = _mm256_fmadd_ps(b1, wv, a1[v]);                         \
                 }                                                                   \
@@ -111,6 +126,76 @@ FC_AVX2 static void fc_conv_fwd_row_f32(
     for (; f0 < F; f0 += 8) { FC_FWD_BLOCK(1) }
 }
 
+/* Taps k0 .. k0+nk-1 (nk <= 3) x filters f0 .. f0+31 of fc_conv_dw_rows_f32. Inlined,
+ * so that the caller's constant nk = 3 gives a copy without the nk tests. */
+FC_AVX2 static inline __attribute__((always_inline)) void fc_dw_block32(
+    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, const float *dout, float *dw,
+    ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t OW, ptrdiff_t F, const ptrdiff_t *koff,
+    const int *kdi, const int *kdj, int sh, int sw, int pt, int pl, int max_di, int max_dj,
+    ptrdiff_t f0, ptrdiff_t k0, const int nk)
+{
+    const ptrdiff_t o0 = koff[k0], o1 = nk > 1 ? koff[k0 + 1] : 0;
+    const ptrdiff_t o2 = nk > 2 ? koff[k0 + 2] : 0;
+    __m256 acc[3][4];
+    for (int k = 0; k < 3; k++)
+        for (int v = 0; v < 4; v++) acc[k][v] = _mm256_setzero_ps();
+/* acc[k] += x_k * dout vectors, for the taps k < nk */
+#define FC_DW3(x0, x1, x2)                                                            \
+    do {                                                                              \
+        const float *dp = dout + ((oh - r0) * OW + ow) * F + f0;                      \
+        const __m256 d0 = _mm256_loadu_ps(dp), d1 = _mm256_loadu_ps(dp + 8);          \
+        const __m256 d2 = _mm256_loadu_ps(dp + 16), d3 = _mm256_loadu_ps(dp + 24);    \
+        const float xs[3] = {(x0), (x1), (x2)};                                       \
+        for (int k = 0; k < 3; k++) {  /* constant bound: unrolled */                 \
+            if (k < nk) {                                                             \
+                const __m256 b = _mm256_set1_ps(xs[k]);                               \
+                acc[k][0] = _mm256_fmadd_ps(b, d0, acc[k][0]);                        \
+                acc[k][1] = _mm256_fmadd_ps(b, d1, acc[k][1]);                        \
+                acc[k][2] = _mm256_fmadd_ps(b, d2, acc[k][2]);                        \
+                acc[k][3] = _mm256_fmadd_ps(b, d3, acc[k][3]);                        \
+            }                                                                         \
+        }                                                                             \
+    } while (0)
+    for (ptrdiff_t oh = r0; oh < r1; oh++) {
+        const ptrdiff_t i0 = oh * sh - pt;
+        /* Positions [lo, hi) have their whole window inside the image: a tight loop
+         * over them with the tap offsets in registers; the rest check every tap. */
+        ptrdiff_t lo = OW, hi = OW;
+        if (i0 >= 0 && i0 + max_di < H && W - 1 - max_dj + pl >= 0) {
+            lo = (pl + sw - 1) / sw;
+            hi = (W - 1 - max_dj + pl) / sw + 1;
+            if (lo > OW) lo = OW;
+            if (hi > OW) hi = OW;
+            if (hi < lo) hi = lo;
+        }
+        for (ptrdiff_t ow = lo; ow < hi; ow++) {
+            const float *src = img + (i0 * W + ow * sw - pl) * C;
+            FC_DW3(src[o0], nk > 1 ? src[o1] : 0.f, nk > 2 ? src[o2] : 0.f);
+        }
+        for (ptrdiff_t ow = 0; ow < OW; ow++) {
+            if (ow == lo) ow = hi;
+            if (ow >= OW) break;
+            const ptrdiff_t j0 = ow * sw - pl;
+            float xv[3] = {0.f, 0.f, 0.f};
+            for (int k = 0; k < nk; k++) {
+                const ptrdiff_t ih = i0 + kdi[k0 + k], iw = j0 + kdj[k0 + k];
+                if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                    xv[k] = img[(i0 * W + j0) * C + koff[k0 + k]];
+            }
+            FC_DW3(xv[0], xv[1], xv[2]);
+        }
+    }
+#undef FC_DW3
+    for (int k = 0; k < 3; k++) {
+        if (k < nk) {
+            for (int v = 0; v < 4; v++) {
+                float *dst = dw + (k0 + k) * F + f0 + 8 * v;
+                _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), acc[k][v]));
+            }
+        }
+    }
+}
+
 /* Weight gradient over output rows [r0, r1) of one image, accumulated into
  * dw (K, F), K = KH*KW*C: dw[k, f] += x[window(p) + k] * dout[p, f], where dout
  * points at row r0 (so that it can be a small buffer of those rows only). Taps are
@@ -128,55 +213,16 @@ FC_AVX2 static void fc_conv_dw_rows_f32(
     ptrdiff_t f0 = 0;
     /* 32 filters at a time: three taps x four vectors of accumulators, so each
      * position's dout vectors are loaded once per three taps and every broadcast
-     * feeds four FMAs. */
+     * feeds four FMAs. Blocks of exactly three taps (all but a last partial one)
+     * run on a copy compiled for that constant. */
     for (; f0 + 32 <= F; f0 += 32) {
         for (ptrdiff_t k0 = 0; k0 < K; k0 += 3) {
-            const int nk = (int)(K - k0 < 3 ? K - k0 : 3);
-            ptrdiff_t ko[3];
-            float xv[3];
-            static const ptrdiff_t ident3[3] = {0, 1, 2};
-            for (int k = 0; k < 3; k++) ko[k] = k < nk ? koff[k0 + k] : 0;
-            __m256 acc[3][4];
-            for (int k = 0; k < 3; k++)
-                for (int v = 0; v < 4; v++) acc[k][v] = _mm256_setzero_ps();
-            for (ptrdiff_t oh = r0; oh < r1; oh++) {
-                const ptrdiff_t i0 = oh * sh - pt;
-                const int rows_inside = i0 >= 0 && i0 + max_di < H;
-                for (ptrdiff_t ow = 0; ow < OW; ow++) {
-                    const ptrdiff_t j0 = ow * sw - pl;
-                    const float *dp = dout + ((oh - r0) * OW + ow) * F + f0;
-                    const __m256 d0 = _mm256_loadu_ps(dp), d1 = _mm256_loadu_ps(dp + 8);
-                    const __m256 d2 = _mm256_loadu_ps(dp + 16), d3 = _mm256_loadu_ps(dp + 24);
-                    const float *src = img + (i0 * W + j0) * C;
-                    const ptrdiff_t *off = ko;
-                    if (!(rows_inside && j0 >= 0 && j0 + max_dj < W)) {
-                        for (int k = 0; k < nk; k++) {
-                            const ptrdiff_t ih = i0 + kdi[k0 + k], iw = j0 + kdj[k0 + k];
-                            xv[k] = (ih < 0 || ih >= H || iw < 0 || iw >= W)
-                                    ? 0.f : img[(i0 * W + j0) * C + ko[k]];
-                        }
-                        src = xv;
-                        off = ident3;
-                    }
-                    for (int k = 0; k < 3; k++) {  /* constant bound: unrolled */
-                        if (k < nk) {
-                            const __m256 b = _mm256_set1_ps(src[off[k]]);
-                            acc[k][0] = _mm256_fmadd_ps(b, d0, acc[k][0]);
-                            acc[k][1] = _mm256_fmadd_ps(b, d1, acc[k][1]);
-                            acc[k][2] = _mm256_fmadd_ps(b, d2, acc[k][2]);
-                            acc[k][3] = _mm256_fmadd_ps(b, d3, acc[k][3]);
-                        }
-                    }
-                }
-            }
-            for (int k = 0; k < 3; k++) {
-                if (k < nk) {
-                    for (int v = 0; v < 4; v++) {
-                        float *dst = dw + (k0 + k) * F + f0 + 8 * v;
-                        _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), acc[k][v]));
-                    }
-                }
-            }
+            if (K - k0 >= 3)
+                fc_dw_block32(img, H, W, C, dout, dw, r0, r1, OW, F, koff, kdi, kdj,
+                              sh, sw, pt, pl, max_di, max_dj, f0, k0, 3);
+            else
+                fc_dw_block32(img, H, W, C, dout, dw, r0, r1, OW, F, koff, kdi, kdj,
+                              sh, sw, pt, pl, max_di, max_dj, f0, k0, (int)(K - k0));
         }
     }
     for (; f0 < F; f0 += 8) {
@@ -373,7 +419,8 @@ static const ptrdiff_t fc_ident64[FC_POOL2_MAX_K] = {
             const __m256 b0 = _mm256_set1_ps(p0[o]), b1 = _mm256_set1_ps(p1[o]);      \
             const __m256 b2 = _mm256_set1_ps(p2[o]), b3 = _mm256_set1_ps(p3[o]);      \
             for (int v = 0; v < NV; v++) {                                            \
-                const __m256 wv = _mm256_loadu_ps(wf + k * F + 8 * v);                \
+                __m256 wv = _mm256_loadu_ps(wf + k * F + 8 * v);                      \
+                FC_IN_REGISTER(wv);                                                   \
                 acc[0][v] = _mm256_fmadd_ps(b0, wv, acc[0][v]);                       \
                 acc[1][v] = _mm256_fmadd_ps(b1, wv, acc[1][v]);                       \
                 acc[2][v] = _mm256_fmadd_ps(b2, wv, acc[2][v]);                       \
