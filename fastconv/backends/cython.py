@@ -160,24 +160,36 @@ def conv2d_backward(dout, cache, input_grad=True):
     g = cache.geom
     dout = _args.check_dout(dout, g.out_shape, cache.dtype)
     x, w = cache.arrays["x"], cache.arrays["w"]
-    dx = np.zeros_like(x) if input_grad else None
     dw = np.zeros_like(w)
     db = np.zeros(g.F, dtype=x.dtype) if cache.arrays["has_bias"] else None
-    if dout.size == 0:
-        return dx, dw, db
-    if dx is None or dx.size == 0:
-        pass
-    elif g.sh == g.sw == 1 and _conv.dx_planar_width(g.C) > 0 and _use_direct(x.dtype, g.F, True):
+    path = None
+    if input_grad and dout.size and x.size:
+        if g.sh == g.sw == 1 and _conv.dx_planar_width(g.C) > 0 \
+                and _use_direct(x.dtype, g.F, True):
+            path = "planar"
+        elif g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
+            path = "direct"
+        elif g.N > 1 and g.OH * g.OW >= _COL2IM_MIN_POSITIONS:
+            path = "col2im"
+        else:
+            path = "flip"
+    dx = None
+    if input_grad:
+        # The direct kernels write every element; the other paths add into zeros.
+        dx = np.empty_like(x) if path in ("planar", "direct") else np.zeros_like(x)
+    if path == "planar":
         _input_grad_planar(dout, w, dx, g)
-    elif g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
+    elif path == "direct":
         _conv.conv2d_input_grad_direct(dout, w, dx, g.dh, g.dw, g.pt, g.pl, get_num_threads())
-    elif g.N > 1 and g.OH * g.OW >= _COL2IM_MIN_POSITIONS:
+    elif path == "col2im":
         _input_grad_col2im(dout, w, dx, g)
-    else:
+    elif path == "flip":
         w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, g.C)
         pad_tl = (g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl)
         _conv_into(dout, w_flip, None, dx, g.KH, g.KW, (1, 1), (g.dh, g.dw), pad_tl,
                    (g.sh, g.sw))
+    if dout.size == 0:
+        return dx, dw, db
 
     k = g.KH * g.KW * g.C
     if _use_direct(x.dtype, g.F, k <= _DIRECT_MAX_K):
