@@ -708,7 +708,7 @@ FC_AVX2 static inline void fc_transpose8x8(const float *src, ptrdiff_t sstride,
 /* One block of pixels from j0 of dx row i, NC channels x NV vectors: planar into
  * rowbuf. The accumulators are named variables (a##c##v): GCC keeps an array of them
  * in memory across these loops, which halves the speed. */
-#define FC_DXP_LOAD(v) const __m256 t##v = _mm256_loadu_ps(t + 8 * v)
+#define FC_DXP_LOAD(v) __m256 t##v = _mm256_loadu_ps(t + 8 * v)
 #define FC_DXP_FMA(c, v) a##c##v = _mm256_fmadd_ps(b##c, t##v, a##c##v)
 #define FC_DXP_STORE(c, v) _mm256_storeu_ps(rowbuf + c * Wb + j0 + 8 * v, a##c##v)
 #define FC_DXP_BCAST(c) const __m256 b##c = _mm256_broadcast_ss(wf + c)
@@ -741,26 +741,30 @@ FC_AVX2 static void fc_dx_planar_block_##NC(                                    
 #define FC_DXP_ZERO4(c) FC_DXP_ZERO3(c), a##c##3 = FC_Z
 #define FC_DXP_ZERO6(c) FC_DXP_ZERO4(c), a##c##4 = FC_Z, a##c##5 = FC_Z
 #define FC_DXP_FMA3(c) FC_DXP_FMA(c, 0); FC_DXP_FMA(c, 1); FC_DXP_FMA(c, 2)
-#define FC_DXP_FMA4(c) FC_DXP_FMA3(c); FC_DXP_FMA(c, 3)
-#define FC_DXP_FMA6(c) FC_DXP_FMA4(c); FC_DXP_FMA(c, 4); FC_DXP_FMA(c, 5)
 #define FC_DXP_STORE3(c) FC_DXP_STORE(c, 0); FC_DXP_STORE(c, 1); FC_DXP_STORE(c, 2)
 #define FC_DXP_STORE4(c) FC_DXP_STORE3(c); FC_DXP_STORE(c, 3)
 #define FC_DXP_STORE6(c) FC_DXP_STORE4(c); FC_DXP_STORE(c, 4); FC_DXP_STORE(c, 5)
 #define FC_DXP_LOAD3 FC_DXP_LOAD(0); FC_DXP_LOAD(1); FC_DXP_LOAD(2)
-#define FC_DXP_LOAD4 FC_DXP_LOAD3; FC_DXP_LOAD(3)
-#define FC_DXP_LOAD6 FC_DXP_LOAD4; FC_DXP_LOAD(4); FC_DXP_LOAD(5)
-/* 2 channels x 6 vectors (48 pixels), 3 x 4 (32), 4 x 3 (24): twelve accumulators. */
+/* 2 channels x 6 vectors (48 pixels), 3 x 4 (32), 4 x 3 (24): twelve accumulators,
+ * and the order of loads chosen so that the rest fits in the other four registers
+ * (one plane vector and the broadcasts, or three plane vectors and one broadcast):
+ * 7-8 loads per 12 FMAs, none repeated. */
 #define FC_DXP_DECL_2 FC_DXP_ZERO6(0), FC_DXP_ZERO6(1)
-#define FC_DXP_BODY_2 FC_DXP_LOAD6; FC_DXP_BCAST(0); FC_DXP_BCAST(1); \
-    FC_DXP_FMA6(0); FC_DXP_FMA6(1);
+#define FC_DXP_COL2(v) FC_DXP_LOAD(v); FC_IN_REGISTER(t##v); FC_DXP_FMA(0, v); \
+    FC_DXP_FMA(1, v)
+#define FC_DXP_BODY_2 FC_DXP_BCAST(0); FC_DXP_BCAST(1); FC_DXP_COL2(0); FC_DXP_COL2(1); \
+    FC_DXP_COL2(2); FC_DXP_COL2(3); FC_DXP_COL2(4); FC_DXP_COL2(5);
 #define FC_DXP_STORE_2 FC_DXP_STORE6(0); FC_DXP_STORE6(1);
 #define FC_DXP_DECL_3 FC_DXP_ZERO4(0), FC_DXP_ZERO4(1), FC_DXP_ZERO4(2)
-#define FC_DXP_BODY_3 FC_DXP_LOAD4; FC_DXP_BCAST(0); FC_DXP_BCAST(1); FC_DXP_BCAST(2); \
-    FC_DXP_FMA4(0); FC_DXP_FMA4(1); FC_DXP_FMA4(2);
+#define FC_DXP_COL3(v) FC_DXP_LOAD(v); FC_IN_REGISTER(t##v); FC_DXP_FMA(0, v); \
+    FC_DXP_FMA(1, v); FC_DXP_FMA(2, v)
+#define FC_DXP_BODY_3 FC_DXP_BCAST(0); FC_DXP_BCAST(1); FC_DXP_BCAST(2); \
+    FC_DXP_COL3(0); FC_DXP_COL3(1); FC_DXP_COL3(2); FC_DXP_COL3(3);
 #define FC_DXP_STORE_3 FC_DXP_STORE4(0); FC_DXP_STORE4(1); FC_DXP_STORE4(2);
 #define FC_DXP_DECL_4 FC_DXP_ZERO3(0), FC_DXP_ZERO3(1), FC_DXP_ZERO3(2), FC_DXP_ZERO3(3)
-#define FC_DXP_BODY_4 FC_DXP_LOAD3; FC_DXP_BCAST(0); FC_DXP_BCAST(1); FC_DXP_BCAST(2); \
-    FC_DXP_BCAST(3); FC_DXP_FMA3(0); FC_DXP_FMA3(1); FC_DXP_FMA3(2); FC_DXP_FMA3(3);
+#define FC_DXP_ROW4(c) FC_DXP_BCAST(c); FC_DXP_FMA3(c)
+#define FC_DXP_BODY_4 FC_DXP_LOAD3; FC_IN_REGISTER(t0); FC_IN_REGISTER(t1); \
+    FC_IN_REGISTER(t2); FC_DXP_ROW4(0); FC_DXP_ROW4(1); FC_DXP_ROW4(2); FC_DXP_ROW4(3);
 #define FC_DXP_STORE_4 FC_DXP_STORE3(0); FC_DXP_STORE3(1); FC_DXP_STORE3(2); FC_DXP_STORE3(3);
 FC_DX_PLANAR_BLOCK(2)
 FC_DX_PLANAR_BLOCK(3)
