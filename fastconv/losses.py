@@ -199,11 +199,13 @@ class SparseCategoricalCrossentropy(Loss):
         elif y.dtype.kind not in "iub":
             raise fail("y", "integer class labels", y, TypeError)
         y = y.astype(np.intp, copy=False)  # labels are only read
-        if y.size and (y.min() < 0 or y.max() >= k):
-            raise ValueError(
-                f"The labels `y` must lie in [0, {k}) because the model's last layer outputs "
-                f"{k} classes. Received: labels from {y.min()} to {y.max()}"
-            )
+        if y.size:
+            lo, hi = np.minimum.reduce(y, axis=None), np.maximum.reduce(y, axis=None)
+            if lo < 0 or hi >= k:
+                raise ValueError(
+                    f"The labels `y` must lie in [0, {k}) because the model's last layer "
+                    f"outputs {k} classes. Received: labels from {lo} to {hi}"
+                )
         return y
 
     def _pick(self, a, y):

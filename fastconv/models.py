@@ -228,8 +228,8 @@ class Sequential:
         elif not self.built:
             self.build()
         expected = self._input_shape
-        ok = len(arr.shape) == len(expected) and all(
-            e is None or e == a for e, a in zip(expected[1:], arr.shape[1:]))
+        ok = arr.shape[1:] == expected[1:] or (len(arr.shape) == len(expected) and all(
+            e is None or e == a for e, a in zip(expected[1:], arr.shape[1:])))
         if not ok:
             hint = ""
             if len(arr.shape) == len(expected) - 1 and expected[-1] == 1:
