@@ -20,6 +20,7 @@ pooling always run through :mod:`fastconv.ops`, so on the active backend.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -48,6 +49,33 @@ except ImportError:  # pragma: no cover - Dropout then draws with NumPy
 Shape = Tuple[Optional[int], ...]
 
 _name_counts: Dict[str, int] = {}
+
+class _StepState(threading.local):
+    """``step_buffers`` is True only inside a training step of Sequential (fit,
+    train_on_batch; see Sequential._train_step), in the thread running it: layers then
+    write their large outputs and input gradients into arrays they keep from one step
+    to the next, instead of allocating new ones on every step. Nothing outside the
+    step sees those arrays; everywhere else (predict, evaluate, a direct call of forward
+    or backward, another thread) every result is a new array."""
+
+    step_buffers = False
+
+
+_step = _StepState()
+
+
+def _kept(layer: Any, key: str, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised array: kept by ``layer`` under ``key`` within a training step
+    (reallocated when the shape or dtype changes), a new one otherwise."""
+    if not _step.step_buffers:
+        return np.empty(shape, dtype)
+    kept = layer.__dict__.get("_kept_arrays")
+    if kept is None:
+        kept = layer.__dict__["_kept_arrays"] = {}
+    a = kept.get(key)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = kept[key] = np.empty(shape, dtype)
+    return a
 
 
 def _snake(name: str) -> str:
@@ -601,7 +629,13 @@ class _ConvReLUMaxPool:
                 and prep[3] is b and prep[4] == settings and prep[5] is ops.active_module():
             # The same shapes, arrays and settings as the call that checked them: skip
             # the per-call argument checks.
-            out, self._cache = prep[5].conv2d_relu_maxpool_prepared(x, w, b, *prep[6])
+            g, pg = prep[6]
+            buffers = {}
+            if _step.step_buffers and x.dtype == np.float32:  # what the fused kernels write
+                buffers = {"out": _kept(self, "out", pg.out_shape, x.dtype),
+                           "win": _kept(self, "win", pg.out_shape, np.int8)}
+            out, self._cache = prep[5].conv2d_relu_maxpool_prepared(x, w, b, g, pg,
+                                                                   **buffers)
             return out
         out, self._cache = ops.conv2d_relu_maxpool_forward(
             x, w, b, conv.strides, conv.padding, conv.dilation_rate, self.pool.pool_size)
@@ -720,7 +754,7 @@ class Dense(_ActivationMixin, Layer):
         if self._fused_relu:
             shape = self._x_shape[:-1] + (self.units,)
             d2 = check_dout(dout, shape, self._out.dtype).reshape(self._out.shape)
-            dz = np.empty_like(self._out)
+            dz = _kept(self, "dz", self._out.shape, self._out.dtype)
             if self.use_bias:
                 # ReLU's backward and the bias gradient in one compiled pass.
                 _elementwise.column_sum(d2, self._out, dz, self.grads["bias"],
@@ -742,7 +776,8 @@ class Dense(_ActivationMixin, Layer):
                 np.add.reduce(d2, axis=0, out=db)
         if not self.input_grad:
             return None
-        return _matmul(d2, self.kernel.T).reshape(self._x_shape)
+        dx = _kept(self, "dx", (d2.shape[0], self.kernel.shape[0]), d2.dtype)
+        return _matmul(d2, self.kernel.T, out=dx).reshape(self._x_shape)
 
     def _preact_external(self):
         if self._fused_relu:
@@ -797,7 +832,7 @@ class Dropout(Layer):
         if self.noise_shape is None and _elementwise is not None and x.flags.c_contiguous \
                 and x.dtype in (np.float32, np.float64):
             # One compiled pass: mask drawn, applied and scaled together.
-            out = np.empty_like(x)
+            out = _kept(self, "out", x.shape, x.dtype)
             if self._keep8 is None or self._keep8.shape != x.shape \
                     or self._keep8.dtype != x.dtype:
                 self._keep8 = np.empty_like(x)
@@ -828,7 +863,7 @@ class Dropout(Layer):
             return dout
         if self._mask is self._keep8 and dout.flags.c_contiguous \
                 and dout.dtype == self._keep8.dtype:
-            dx = np.empty_like(dout)
+            dx = _kept(self, "dx", dout.shape, dout.dtype)
             _elementwise.dropout_backward(dout.reshape(-1), self._keep8.reshape(-1),
                                           dx.reshape(-1), get_num_threads())
             return dx

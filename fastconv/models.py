@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _random
 from . import activations as _activations
+from . import layers as _layers
 from . import callbacks as _callbacks
 from . import distributed as _distributed
 from . import losses as _losses
@@ -431,7 +432,13 @@ class Sequential:
         the batches of all ranks, which the optimizer's ``apply_step`` hook averages
         together with the gradients.
         """
-        value, out, params, grads = self._loss_and_backward(x, y)
+        state = _layers._step
+        saved = state.step_buffers
+        state.step_buffers = True  # see fastconv.layers._kept
+        try:
+            value, out, params, grads = self._loss_and_backward(x, y)
+        finally:
+            state.step_buffers = saved
         apply_step = getattr(self.optimizer, "apply_step", None)
         if apply_step is None:
             self.optimizer.apply(params, grads)

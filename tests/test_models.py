@@ -446,3 +446,36 @@ def test_fused_step_checks_its_arguments_again_when_anything_changes(fuse_layers
     with backends.use_backend("numpy"):                         # another backend
         run(x[:3].copy(), True)
     run(x[:3].copy(), True)
+
+
+def test_training_steps_reuse_their_large_arrays_and_nothing_else_sees_them(rng):
+    import tracemalloc
+
+    set_random_seed(11)
+    x, y = quadrants(256, seed=12)
+    y1 = to_categorical(y, 4)
+    model = lecture_model()  # conv block -> (256, 5, 5, 8): 200 floats a sample
+    for _ in range(3):
+        model.train_on_batch(x, y1)
+    activation_bytes = 256 * 5 * 5 * 8 * 4  # 205 kB, four such arrays a step before
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        model.train_on_batch(x, y1)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < activation_bytes, peak
+    # Outside a training step every result is a new array: a second call never
+    # overwrites the first one's results.
+    first = model.intermediate_outputs(x[:8], [0, 1, 2, 4])
+    kept = [a.copy() for a in first]
+    model.intermediate_outputs(x[8:16], [0, 1, 2, 4])
+    model.train_on_batch(x, y1)
+    for a, b in zip(first, kept):
+        np.testing.assert_array_equal(a, b)
+    dropout = model.layers[2]
+    a = dropout.forward(x[:4, :5, :5, :1].repeat(8, axis=3).copy(), training=True)
+    b = dropout.forward(x[:4, :5, :5, :1].repeat(8, axis=3).copy(), training=True)
+    assert a is not b and not np.shares_memory(a, b)

@@ -313,12 +313,14 @@ def conv2d_relu_maxpool_forward(x, w, b=None, stride=1, padding=0, dilation=1, p
     return conv2d_relu_maxpool_prepared(x, w, b, g, _args.conv_pool_args(g, pool_size))
 
 
-def conv2d_relu_maxpool_prepared(x, w, b, g, pg):
+def conv2d_relu_maxpool_prepared(x, w, b, g, pg, out=None, win=None):
     """:func:`conv2d_relu_maxpool_forward` on arguments already validated: ``x``, ``w``
     and ``b`` as ``conv_args`` returns them, and the geometries ``g``, ``pg`` of the
     cache of an earlier call on the same shapes, dtypes and settings. For a layer that
     runs the same shapes on every step (its checks are then per layer, not per call);
-    anything else calls the public function."""
+    anything else calls the public function. ``out`` (float32) and ``win`` (int8), of
+    shape ``pg.out_shape``, receive the result where the fused kernels run (a layer's
+    kept arrays); elsewhere they are not used."""
     if not _fuse_pool(x, g, pg):
         stride, dilation = (g.sh, g.sw), (g.dh, g.dw)
         padding = ((g.pt, g.pb), (g.pl, g.pr))
@@ -326,8 +328,10 @@ def conv2d_relu_maxpool_prepared(x, w, b, g, pg):
         out, pool_cache = maxpool2d_forward(z, (pg.PH, pg.PW))
         return out, Cache("conv2d_relu_maxpool", NAME, (g, pg), x.dtype,
                           {"conv_relu": relu_cache, "pool": pool_cache})
-    out = np.empty(pg.out_shape, dtype=np.float32)
-    win = np.empty(pg.out_shape, dtype=np.int8)
+    if out is None:
+        out = np.empty(pg.out_shape, dtype=np.float32)
+    if win is None:
+        win = np.empty(pg.out_shape, dtype=np.int8)
     threads = max(1, min(get_num_threads(), pg.N * pg.OH))
     work = np.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
     koff, kdi, kdj = _tap_offsets(g)
