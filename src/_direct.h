@@ -53,6 +53,17 @@ static void fc_rows_sum_f32(const float *restrict d, ptrdiff_t rows, ptrdiff_t F
  * kernels are bound by loads, not FMAs). An empty asm, so no instruction. */
 #define FC_IN_REGISTER(v) __asm__("" : "+x"(v))
 
+/* The four hot direct kernels below are each an always-inlined body (..._impl)
+ * and an entry that calls it with C, K and the strides as literals for the usual
+ * first layers (3x3, stride 1, one or three channels), so that GCC compiles copies
+ * for those constants: tap loops unrolled, tap offsets and tap-block sizes known.
+ * Built generically they ran 15-40% slower (C harness, one thread). Any other shape
+ * takes the generic copy; all copies compute the same sums in the same order. */
+#define FC_SPECIALISE(CALL_C1, CALL_C3, CALL_ANY)                                      \
+    if (C == 1 && K == 9 && sh == 1 && sw == 1) { CALL_C1; }                          \
+    else if (C == 3 && K == 27 && sh == 1 && sw == 1) { CALL_C3; }                    \
+    else { CALL_ANY; }
+
 /* One output row (n, oh): orow[ow, f0:f0+8*NV] for every ow, two columns at a
  * time so that each weight vector loaded feeds two FMAs. Where both windows lie
  * inside the image (the common case) the taps are read through koff, the offset
@@ -110,20 +121,33 @@ static void fc_rows_sum_f32(const float *restrict d, ptrdiff_t rows, ptrdiff_t F
         }                                                                           \
     }
 
-FC_AVX2 static void fc_conv_fwd_row_f32(
-    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
-    const float *w,                                            /* IN  (KH, KW, C, F) */
-    const float *bias,                                         /* IN  (F,) or NULL */
-    float *orow,                                               /* OUT (OW, F) */
-    ptrdiff_t oh, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K,
-    const ptrdiff_t *koff, const int *kdi, const int *kdj,     /* IN  (K,) per tap */
-    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu)
+#define FC_PARAMS_CONV_FWD_ROW \
+    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */ \
+    const float *w,                                            /* IN  (KH, KW, C, F) */ \
+    const float *bias,                                         /* IN  (F,) or NULL */ \
+    float *orow,                                               /* OUT (OW, F) */ \
+    ptrdiff_t oh, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K, \
+    const ptrdiff_t *koff, const int *kdi, const int *kdj,     /* IN  (K,) per tap */ \
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu
+FC_AVX2 static inline __attribute__((always_inline))
+void fc_conv_fwd_row_impl(FC_PARAMS_CONV_FWD_ROW)
 {
     const ptrdiff_t i0 = oh * sh - pt;
     const int rows_inside = i0 >= 0 && i0 + max_di < H;
     ptrdiff_t f0 = 0;
     for (; f0 + 32 <= F; f0 += 32) { FC_FWD_BLOCK(4) }
     for (; f0 < F; f0 += 8) { FC_FWD_BLOCK(1) }
+}
+
+FC_AVX2 static void fc_conv_fwd_row_f32(FC_PARAMS_CONV_FWD_ROW)
+{
+    FC_SPECIALISE(
+        fc_conv_fwd_row_impl(img, H, W, 1, w, bias, orow, oh, OW, F, 9, koff, kdi,
+            kdj, 1, 1, pt, pl, max_di, max_dj, relu),
+        fc_conv_fwd_row_impl(img, H, W, 3, w, bias, orow, oh, OW, F, 27, koff, kdi,
+            kdj, 1, 1, pt, pl, max_di, max_dj, relu),
+        fc_conv_fwd_row_impl(img, H, W, C, w, bias, orow, oh, OW, F, K, koff, kdi,
+            kdj, sh, sw, pt, pl, max_di, max_dj, relu))
 }
 
 /* Taps k0 .. k0+nk-1 (nk <= 3) x filters f0 .. f0+31 of fc_conv_dw_rows_f32. Inlined,
@@ -202,13 +226,15 @@ FC_AVX2 static inline __attribute__((always_inline)) void fc_dw_block32(
  * handled twelve at a time with one 8-wide block of f, so that the accumulators
  * stay in registers while the rows stream past. koff/kdi/kdj give each k's offset
  * in the image and its row/column displacement (for the padding checks). */
-FC_AVX2 static void fc_conv_dw_rows_f32(
-    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
-    const float *dout,                                         /* IN  (r1 - r0, OW, F) */
-    float *dw,                                                 /* IN/OUT (K, F) */
-    ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K,
-    const ptrdiff_t *koff, const int *kdi, const int *kdj,
-    int sh, int sw, int pt, int pl, int max_di, int max_dj)
+#define FC_PARAMS_CONV_DW_ROWS \
+    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */ \
+    const float *dout,                                         /* IN  (r1 - r0, OW, F) */ \
+    float *dw,                                                 /* IN/OUT (K, F) */ \
+    ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K, \
+    const ptrdiff_t *koff, const int *kdi, const int *kdj, \
+    int sh, int sw, int pt, int pl, int max_di, int max_dj
+FC_AVX2 static inline __attribute__((always_inline))
+void fc_conv_dw_rows_impl(FC_PARAMS_CONV_DW_ROWS)
 {
     ptrdiff_t f0 = 0;
     /* 32 filters at a time: three taps x four vectors of accumulators, so each
@@ -281,6 +307,17 @@ FC_AVX2 static void fc_conv_dw_rows_f32(
             }
         }
     }
+}
+
+FC_AVX2 static void fc_conv_dw_rows_f32(FC_PARAMS_CONV_DW_ROWS)
+{
+    FC_SPECIALISE(
+        fc_conv_dw_rows_impl(img, H, W, 1, dout, dw, r0, r1, OW, F, 9, koff, kdi, kdj,
+            1, 1, pt, pl, max_di, max_dj),
+        fc_conv_dw_rows_impl(img, H, W, 3, dout, dw, r0, r1, OW, F, 27, koff, kdi,
+            kdj, 1, 1, pt, pl, max_di, max_dj),
+        fc_conv_dw_rows_impl(img, H, W, C, dout, dw, r0, r1, OW, F, K, koff, kdi, kdj,
+            sh, sw, pt, pl, max_di, max_dj))
 }
 
 /* win[0..7] = best where m > 0, else -1 (as int8) */
@@ -445,13 +482,15 @@ static const ptrdiff_t fc_ident64[FC_POOL2_MAX_K] = {
  * and win as fc_relu_maxpool_row_f32 gives it. Per window and 16 filters, the four
  * positions x two vectors of accumulators stay in registers; each weight vector
  * loaded feeds four FMAs. Same sums, in the same order, as fc_conv_fwd_row_f32. */
-FC_AVX2 static void fc_conv_relu_pool2_row_f32(
-    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
-    const float *w, const float *bias,                         /* IN  (K, F), (F,)/NULL */
-    float *out, signed char *win,                              /* OUT (PWo, F) each */
-    ptrdiff_t ph, ptrdiff_t PWo, ptrdiff_t F, ptrdiff_t K,
-    const ptrdiff_t *koff, const int *kdi, const int *kdj,
-    int sh, int sw, int pt, int pl, int max_di, int max_dj)
+#define FC_PARAMS_CONV_RELU_POOL2_ROW \
+    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */ \
+    const float *w, const float *bias,                         /* IN  (K, F), (F,)/NULL */ \
+    float *out, signed char *win,                              /* OUT (PWo, F) each */ \
+    ptrdiff_t ph, ptrdiff_t PWo, ptrdiff_t F, ptrdiff_t K, \
+    const ptrdiff_t *koff, const int *kdi, const int *kdj, \
+    int sh, int sw, int pt, int pl, int max_di, int max_dj
+FC_AVX2 static inline __attribute__((always_inline))
+void fc_conv_relu_pool2_row_impl(FC_PARAMS_CONV_RELU_POOL2_ROW)
 {
     float xs[4 * FC_POOL2_MAX_K];
     const __m256 zero = _mm256_setzero_ps();
@@ -462,6 +501,17 @@ FC_AVX2 static void fc_conv_relu_pool2_row_f32(
     for (; f0 < F; f0 += 8) { FC_POOL2_FWD_BLOCK(1) }
 }
 
+FC_AVX2 static void fc_conv_relu_pool2_row_f32(FC_PARAMS_CONV_RELU_POOL2_ROW)
+{
+    FC_SPECIALISE(
+        fc_conv_relu_pool2_row_impl(img, H, W, 1, w, bias, out, win, ph, PWo, F, 9,
+            koff, kdi, kdj, 1, 1, pt, pl, max_di, max_dj),
+        fc_conv_relu_pool2_row_impl(img, H, W, 3, w, bias, out, win, ph, PWo, F, 27,
+            koff, kdi, kdj, 1, 1, pt, pl, max_di, max_dj),
+        fc_conv_relu_pool2_row_impl(img, H, W, C, w, bias, out, win, ph, PWo, F, K,
+            koff, kdi, kdj, sh, sw, pt, pl, max_di, max_dj))
+}
+
 /* Weight (and bias) gradient of conv + ReLU + 2x2 max pooling over pooled rows
  * [r0, r1) of one image, accumulated into dw (K, F) and db (F,) (or NULL). dz at a
  * window's position q is dp where win == q, else 0: built in registers, never stored.
@@ -469,13 +519,15 @@ FC_AVX2 static void fc_conv_relu_pool2_row_f32(
  * stream past. Every position of a window is multiplied, zero gradients included,
  * so that a NaN or Inf in x reaches dw as in the reference; positions that no
  * window covers (rows and columns past PHo*2, PWo*2) are not visited at all. */
-FC_AVX2 static void fc_conv_relu_pool2_dw_f32(
-    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
-    const float *dp, const signed char *win,                   /* IN  (PHo, PWo, F) each */
-    float *dw, float *db,                                      /* IN/OUT (K, F), (F,) */
-    ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t PWo, ptrdiff_t F, ptrdiff_t K,
-    const ptrdiff_t *koff, const int *kdi, const int *kdj,
-    int sh, int sw, int pt, int pl, int max_di, int max_dj)
+#define FC_PARAMS_CONV_RELU_POOL2_DW \
+    const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */ \
+    const float *dp, const signed char *win,                   /* IN  (PHo, PWo, F) each */ \
+    float *dw, float *db,                                      /* IN/OUT (K, F), (F,) */ \
+    ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t PWo, ptrdiff_t F, ptrdiff_t K, \
+    const ptrdiff_t *koff, const int *kdi, const int *kdj, \
+    int sh, int sw, int pt, int pl, int max_di, int max_dj
+FC_AVX2 static inline __attribute__((always_inline))
+void fc_conv_relu_pool2_dw_impl(FC_PARAMS_CONV_RELU_POOL2_DW)
 {
     float xs[4 * 9];
     const __m256 zero = _mm256_setzero_ps();
@@ -532,6 +584,17 @@ FC_AVX2 static void fc_conv_relu_pool2_dw_f32(
                 _mm256_storeu_ps(db + f0, _mm256_add_ps(_mm256_loadu_ps(db + f0), dbacc));
         }
     }
+}
+
+FC_AVX2 static void fc_conv_relu_pool2_dw_f32(FC_PARAMS_CONV_RELU_POOL2_DW)
+{
+    FC_SPECIALISE(
+        fc_conv_relu_pool2_dw_impl(img, H, W, 1, dp, win, dw, db, r0, r1, PWo, F, 9,
+            koff, kdi, kdj, 1, 1, pt, pl, max_di, max_dj),
+        fc_conv_relu_pool2_dw_impl(img, H, W, 3, dp, win, dw, db, r0, r1, PWo, F, 27,
+            koff, kdi, kdj, 1, 1, pt, pl, max_di, max_dj),
+        fc_conv_relu_pool2_dw_impl(img, H, W, C, dp, win, dw, db, r0, r1, PWo, F, K,
+            koff, kdi, kdj, sh, sw, pt, pl, max_di, max_dj))
 }
 
 FC_AVX2 static inline float fc_hsum256(__m256 v)
