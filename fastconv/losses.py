@@ -44,9 +44,12 @@ EPSILON = 1e-7
 
 def _compiled_xent(logits, labels, targets):
     """``(value, grad)`` from the compiled kernel, or None where it does not apply."""
-    if _compiled is None or logits.dtype not in (np.float32, np.float64) \
+    given = labels if targets is None else targets
+    if _compiled is None or type(logits) is not np.ndarray \
+            or type(given) is not np.ndarray \
+            or logits.dtype not in (np.float32, np.float64) \
             or not logits.flags.c_contiguous or logits.size == 0:
-        return None
+        return None  # (lists and the like take the NumPy path, which accepts them)
     k = logits.shape[-1]
     z = logits.reshape(-1, k)
     if labels is not None:

@@ -18,7 +18,7 @@ is computed on its own, so results are the same for any number of threads.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, qsort
 
 cimport numpy as cnp
 
@@ -299,9 +299,10 @@ def adam_update_many(list params,    # IN/OUT k arrays, parameters
     parallel region (an optimizer step is one call, not one per weight array).
 
     Every array is checked before any is changed: one dtype (float32 or float64, that
-    of ``params[0]``) throughout, C-contiguous, aligned, the sizes of ``params``, and
-    params, ms and vs writable; otherwise TypeError or ValueError and nothing is
-    updated. The work is cut into chunks of each array, so, as in adam_update, the
+    of ``params[0]``) throughout, C-contiguous, aligned, the sizes of ``params``,
+    params, ms and vs writable, and none of these three overlapping any other array
+    (the same array passed twice, a view of another); otherwise TypeError or
+    ValueError and nothing is updated. The work is cut into chunks of each array, so, as in adam_update, the
     result does not depend on the thread count.
     """
     cdef Py_ssize_t k = len(params), i, t, n_tasks = 0, total = 0, n, off
@@ -343,6 +344,7 @@ def adam_update_many(list params,    # IN/OUT k arrays, parameters
             total += n
         if n_tasks == 0:
             return
+        _check_disjoint(ptr, sizes, k, cnp.PyArray_ITEMSIZE(<cnp.ndarray> params[0]))
         task_array = <Py_ssize_t*> malloc(n_tasks * sizeof(Py_ssize_t))
         task_offset = <Py_ssize_t*> malloc(n_tasks * sizeof(Py_ssize_t))
         if task_array == NULL or task_offset == NULL:
@@ -366,6 +368,63 @@ def adam_update_many(list params,    # IN/OUT k arrays, parameters
         free(sizes)
         free(task_array)
         free(task_offset)
+
+
+cdef struct _Span:
+    size_t lo, hi       # byte addresses [lo, hi)
+    int written
+    Py_ssize_t slot     # index into ptr: 4 * array + (0 p, 1 g, 2 m, 3 v)
+
+
+cdef int _span_order(const void* a, const void* b) noexcept nogil:
+    cdef size_t x = (<const _Span*> a).lo, y = (<const _Span*> b).lo
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef int _check_disjoint(char** ptr, const Py_ssize_t* sizes, Py_ssize_t k,
+                         Py_ssize_t itemsize) except -1:
+    """Raise ValueError if an array written by adam_update_many overlaps any other
+    array it reads or writes: its tasks run in parallel, so an overlap would race.
+    (Gradients may overlap each other; they are only read.) Sort by start, then one
+    sweep: a span overlaps an earlier one iff it starts before the furthest end so far."""
+    cdef _Span* spans = <_Span*> malloc(4 * k * sizeof(_Span))
+    cdef Py_ssize_t i, j, m = 0
+    cdef size_t end_any = 0, end_written = 0
+    cdef Py_ssize_t slot_any = -1, slot_written = -1, other
+    cdef _Span s
+    if spans == NULL:
+        raise MemoryError()
+    try:
+        for i in range(k):
+            if sizes[i] == 0:
+                continue
+            for j in range(4):
+                spans[m].lo = <size_t> ptr[4 * i + j]
+                spans[m].hi = spans[m].lo + <size_t> (sizes[i] * itemsize)
+                spans[m].written = j != 1
+                spans[m].slot = 4 * i + j
+                m += 1
+        qsort(spans, m, sizeof(_Span), _span_order)
+        for i in range(m):
+            s = spans[i]
+            other = -1
+            if s.lo < end_written:
+                other = slot_written
+            elif s.written and s.lo < end_any:
+                other = slot_any
+            if other >= 0:
+                names = ("params", "grads", "ms", "vs")
+                raise ValueError(
+                    f"`{names[s.slot % 4]}[{s.slot // 4}]` and "
+                    f"`{names[other % 4]}[{other // 4}]` share memory; the arrays "
+                    "updated must not overlap any other array")
+            if s.hi > end_any:
+                end_any, slot_any = s.hi, s.slot
+            if s.written and s.hi > end_written:
+                end_written, slot_written = s.hi, s.slot
+    finally:
+        free(spans)
+    return 0
 
 
 cdef void _adam_tasks(floating* kind,             # IN  NULL; only its type is used

@@ -166,6 +166,26 @@ def test_nan_and_inf_propagate(threads):
     assert np.isnan(p[0, 1, 1, 0]) and np.isinf(p[0, 2, 2, 1])
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_nonfinite_weight_reaches_only_the_pixels_it_touches(channels, bad, threads):
+    # An Inf/NaN weight tap must leave dx finite where the reference skips that tap
+    # (pixels near the border): no path may multiply it by padding zeros.
+    x = np.ones((2, 9, 20, channels), dtype=np.float32)
+    w = np.ones((3, 3, channels, 8), dtype=np.float32)
+    w[0, 0, 0, 0] = bad
+    out, cache = fast.conv2d_forward(x, w, padding="same")
+    with np.errstate(invalid="ignore"):  # the reference's matmul meets inf * 0 too
+        want_out, wcache = ref.conv2d_forward(x, w, padding="same")
+        dout = np.ones_like(want_out)
+        want = ref.conv2d_backward(dout, wcache)[0]
+    got = fast.conv2d_backward(dout, cache)[0]
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    assert np.isfinite(want).any() and not np.isfinite(want).all()
+    ok = np.isfinite(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-6)
+
+
 def test_maxpool_ties_and_nan_like_reference():
     x = np.array([[1, 5], [5, 5]], dtype=np.float64)[None, :, :, None]
     out, cache = fast.maxpool2d_forward(x, 2)

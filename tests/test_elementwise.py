@@ -70,6 +70,50 @@ def test_adam_on_many_arrays_checks_every_array_before_changing_any(rng):
         assert not any(a.any() for a in m + v)
 
 
+def test_adam_on_many_arrays_refuses_overlapping_arrays(rng):
+    # The arrays are updated in parallel tasks: an array written twice, or written
+    # while read as another's gradient, would race, so it is refused before any write.
+    p = [rng.standard_normal(40).astype(np.float32) for _ in range(3)]
+    g = [np.ones(40, np.float32) for _ in range(3)]
+    m = [np.zeros(40, np.float32) for _ in range(3)]
+    v = [np.zeros(40, np.float32) for _ in range(3)]
+    big = np.zeros(100, np.float32)
+    before = [a.copy() for a in p]
+    bad_cases = [
+        (r"params\[.\]` and `params\[.\]", ([p[0], p[1], p[0]], g, m, v)),
+        ("share memory", (p, [g[0], p[2], g[2]], m, v)),          # grad is a param
+        ("share memory", (p, g, [m[0], m[1], v[2]], v)),          # m is another's v
+        ("share memory", (p, g, [big[:40], big[30:70], m[2]], v)),  # partial overlap
+    ]
+    for match, args in bad_cases:
+        with pytest.raises(ValueError, match=match):
+            _elementwise.adam_update_many(*args, 0.1, 0.001, 1e-7, 0.01, 2)
+        for a, b in zip(p, before):
+            assert np.array_equal(a, b)
+        assert not any(a.any() for a in m + v) and not big.any()
+    # Gradients are only read: one gradient for every array is fine, and so are
+    # neighbouring slices of one buffer.
+    _elementwise.adam_update_many(p, [g[0]] * 3, [big[:40], big[40:80], m[2]], v,
+                                  0.1, 0.001, 1e-7, 0.01, 2)
+    assert all(not np.array_equal(a, b) for a, b in zip(p, before))
+
+
+def test_adam_with_an_array_given_twice_updates_it_twice_in_order(rng, monkeypatch):
+    # A weight listed twice (a shared layer, say) gets two sequential updates, exactly
+    # as the NumPy optimizer does them.
+    w0 = rng.standard_normal(50).astype(np.float32)
+    grads = [rng.standard_normal(50).astype(np.float32) for _ in range(2)]
+    results = []
+    for compiled in (_elementwise, None):
+        monkeypatch.setattr(optimizers, "_compiled", compiled)
+        w = w0.copy()
+        opt = optimizers.Adam(learning_rate=0.01)
+        for _ in range(3):
+            opt.apply([w, w], grads)
+        results.append(w)
+    assert np.array_equal(results[0], results[1]) and not np.array_equal(results[0], w0)
+
+
 def test_adam_by_hand_through_the_kernel():
     # One step from m = v = 0: m = 0.1 g, v = 0.001 g^2, alpha = lr sqrt(0.001) / 0.1,
     # so the step is lr * g / (|g| + eps / sqrt(0.001)) ~= lr * sign(g).

@@ -165,7 +165,9 @@ def conv2d_backward(dout, cache, input_grad=True):
     path = None
     if input_grad and dout.size and x.size:
         if g.sh == g.sw == 1 and _conv.dx_planar_width(g.C) > 0 \
-                and _use_direct(x.dtype, g.F, True):
+                and _use_direct(x.dtype, g.F, True) and np.isfinite(w).all():
+            # (The planar kernel multiplies out-of-image taps by zeros instead of
+            # skipping them, which an Inf or NaN weight would turn into NaN.)
             path = "planar"
         elif g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
             path = "direct"
