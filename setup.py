@@ -9,6 +9,7 @@ No ``-march=native``: the extension must run on any x86-64 (or other) CPU that
 the Python build itself supports.
 """
 
+import glob
 import os
 import shutil
 import sys
@@ -95,6 +96,8 @@ def _extensions():
             [os.path.join("src", f"{name}.pyx")],
             include_dirs=[np.get_include(), "src"],
             define_macros=macros,
+            # the C headers a module includes: a change to one rebuilds it
+            depends=glob.glob(os.path.join("src", "*.h")),
         )
         for name in EXTENSIONS
     ]

@@ -187,12 +187,15 @@ def conv2d_weight_grad(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
 
 
 # --------------------------------------------------------------------------
-# Direct float32 kernels (AVX2 + FMA, dispatched at run time): see _direct.h.
-# The Python wrapper only calls them when have_avx2() is True and F % 8 == 0.
+# Direct kernels (AVX2 + FMA, dispatched at run time): see _direct.h. The Python
+# wrapper only calls them when have_avx2() is True and F is a multiple of the vector
+# width (8 floats, 4 doubles). The forward, weight-gradient and row input-gradient
+# kernels exist for both dtypes; the others (planar dx, fused pooling) are float32.
 
 cdef extern from "_direct.h" nogil:
     int fc_have_avx2()
     void fc_rows_sum_f32(const float* d, Py_ssize_t rows, Py_ssize_t F, float* acc)
+    void fc_rows_sum_f64(const double* d, Py_ssize_t rows, Py_ssize_t F, double* acc)
     void fc_conv_fwd_row_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                              const float* w, const float* bias, float* orow,
                              Py_ssize_t oh, Py_ssize_t OW, Py_ssize_t F, Py_ssize_t K,
@@ -207,6 +210,21 @@ cdef extern from "_direct.h" nogil:
                              int max_di, int max_dj)
     void fc_conv_dx_row_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                             const float* w, float* dxrow, Py_ssize_t i, Py_ssize_t W,
+                            Py_ssize_t C, int KH, int KW, int dh, int dw, int pt, int pl)
+    void fc_conv_fwd_row_f64(const double* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                             const double* w, const double* bias, double* orow,
+                             Py_ssize_t oh, Py_ssize_t OW, Py_ssize_t F, Py_ssize_t K,
+                             const Py_ssize_t* koff, const int* kdi, const int* kdj,
+                             int sh, int sw, int pt, int pl, int max_di, int max_dj,
+                             int relu)
+    void fc_conv_dw_rows_f64(const double* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                             const double* dout, double* dw,
+                             Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t OW, Py_ssize_t F,
+                             Py_ssize_t K, const Py_ssize_t* koff, const int* kdi,
+                             const int* kdj, int sh, int sw, int pt, int pl,
+                             int max_di, int max_dj)
+    void fc_conv_dx_row_f64(const double* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
+                            const double* w, double* dxrow, Py_ssize_t i, Py_ssize_t W,
                             Py_ssize_t C, int KH, int KW, int dh, int dw, int pt, int pl)
     Py_ssize_t fc_dx_planar_width(Py_ssize_t C)
     void fc_conv_dx_planar_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
@@ -239,13 +257,13 @@ def have_avx2():
     return bool(fc_have_avx2())
 
 
-def conv2d_forward_direct(const float[:, :, :, ::1] x,     # IN  (N, H, W, C)
-                          const float[:, :, :, ::1] w,     # IN  (KH, KW, C, F)
-                          const float[::1] bias,           # IN  (F,) or None
-                          float[:, :, :, ::1] out,         # OUT (N, OH, OW, F)
-                          const Py_ssize_t[::1] koff,      # IN  (K,) tap offsets
-                          const int[::1] kdi,              # IN  (K,) tap row shifts
-                          const int[::1] kdj,              # IN  (K,) tap column shifts
+def conv2d_forward_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
+                          const floating[:, :, :, ::1] w,     # IN  (KH, KW, C, F)
+                          const floating[::1] bias,           # IN  (F,) or None
+                          floating[:, :, :, ::1] out,         # OUT (N, OH, OW, F)
+                          const Py_ssize_t[::1] koff,         # IN  (K,) tap offsets
+                          const int[::1] kdi,                 # IN  (K,) tap row shifts
+                          const int[::1] kdj,                 # IN  (K,) tap column shifts
                           int sh, int sw, int pt, int pl, int max_di, int max_dj,
                           bint relu, int n_threads):
     """Direct convolution, one output row per task (no workspace)."""
@@ -253,23 +271,30 @@ def conv2d_forward_direct(const float[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], F = out.shape[3]
     cdef Py_ssize_t K = koff.shape[0]
     cdef Py_ssize_t row, n
-    cdef const float* bptr = NULL
+    cdef const floating* bptr = NULL
     if bias is not None:
         bptr = &bias[0]
     for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
         n = row // OH
-        fc_conv_fwd_row_f32(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
-                            &out[n, row - n * OH, 0, 0], row - n * OH, OW, F, K,
-                            &koff[0], &kdi[0], &kdj[0], sh, sw, pt, pl, max_di, max_dj, relu)
+        if floating is float:
+            fc_conv_fwd_row_f32(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
+                                &out[n, row - n * OH, 0, 0], row - n * OH, OW, F, K,
+                                &koff[0], &kdi[0], &kdj[0], sh, sw, pt, pl, max_di, max_dj,
+                                relu)
+        else:
+            fc_conv_fwd_row_f64(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
+                                &out[n, row - n * OH, 0, 0], row - n * OH, OW, F, K,
+                                &koff[0], &kdi[0], &kdj[0], sh, sw, pt, pl, max_di, max_dj,
+                                relu)
 
 
-def conv2d_weight_grad_direct(const float[:, :, :, ::1] x,     # IN  (N, H, W, C)
-                              const float[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
-                              float[:, :, ::1] dw_part,        # OUT (G, K, F)
-                              float[:, ::1] db_part,           # OUT (G, F) or None
-                              const Py_ssize_t[::1] koff,      # IN  (K,) tap offsets
-                              const int[::1] kdi,              # IN  (K,) tap row shifts
-                              const int[::1] kdj,              # IN  (K,) tap column shifts
+def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
+                              const floating[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
+                              floating[:, :, ::1] dw_part,        # OUT (G, K, F)
+                              floating[:, ::1] db_part,           # OUT (G, F) or None
+                              const Py_ssize_t[::1] koff,         # IN  (K,) tap offsets
+                              const int[::1] kdi,                 # IN  (K,) tap row shifts
+                              const int[::1] kdj,                 # IN  (K,) tap column shifts
                               int sh, int sw, int pt, int pl, int max_di, int max_dj,
                               int n_threads):
     """Per-group partial weight/bias gradients; groups are fixed runs of output rows."""
@@ -279,29 +304,37 @@ def conv2d_weight_grad_direct(const float[:, :, :, ::1] x,     # IN  (N, H, W, C
     cdef Py_ssize_t total = N * OH
     cdef Py_ssize_t g, start, stop, n, r0, r1
     cdef bint has_db = db_part is not None
-    cdef float* dbg
+    cdef floating* dbg
     for g in prange(G, nogil=True, schedule="dynamic", num_threads=n_threads):
-        memset(&dw_part[g, 0, 0], 0, K * F * sizeof(float))
+        memset(&dw_part[g, 0, 0], 0, K * F * sizeof(floating))
         start = g * total // G
         stop = (g + 1) * total // G
         while start < stop:
             n = start // OH
             r0 = start - n * OH
             r1 = min(OH, r0 + stop - start)
-            fc_conv_dw_rows_f32(&x[n, 0, 0, 0], H, W, C, &dout[n, r0, 0, 0],
-                                &dw_part[g, 0, 0], r0, r1, OW, F, K, &koff[0], &kdi[0],
-                                &kdj[0], sh, sw, pt, pl, max_di, max_dj)
+            if floating is float:
+                fc_conv_dw_rows_f32(&x[n, 0, 0, 0], H, W, C, &dout[n, r0, 0, 0],
+                                    &dw_part[g, 0, 0], r0, r1, OW, F, K, &koff[0], &kdi[0],
+                                    &kdj[0], sh, sw, pt, pl, max_di, max_dj)
+            else:
+                fc_conv_dw_rows_f64(&x[n, 0, 0, 0], H, W, C, &dout[n, r0, 0, 0],
+                                    &dw_part[g, 0, 0], r0, r1, OW, F, K, &koff[0], &kdi[0],
+                                    &kdj[0], sh, sw, pt, pl, max_di, max_dj)
             if has_db:
                 dbg = &db_part[g, 0]
                 if start == g * total // G:
-                    memset(dbg, 0, F * sizeof(float))
-                fc_rows_sum_f32(&dout[n, r0, 0, 0], (r1 - r0) * OW, F, dbg)
+                    memset(dbg, 0, F * sizeof(floating))
+                if floating is float:
+                    fc_rows_sum_f32(&dout[n, r0, 0, 0], (r1 - r0) * OW, F, dbg)
+                else:
+                    fc_rows_sum_f64(&dout[n, r0, 0, 0], (r1 - r0) * OW, F, dbg)
             start = start + (r1 - r0)
 
 
-def conv2d_input_grad_direct(const float[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
-                             const float[:, :, :, ::1] w,     # IN  (KH, KW, C, F)
-                             float[:, :, :, ::1] dx,          # OUT (N, H, W, C)
+def conv2d_input_grad_direct(const floating[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
+                             const floating[:, :, :, ::1] w,     # IN  (KH, KW, C, F)
+                             floating[:, :, :, ::1] dx,          # OUT (N, H, W, C)
                              int dh, int dw, int pt, int pl, int n_threads):
     """Input gradient of a stride-1 convolution, one input row per task."""
     cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
@@ -310,9 +343,14 @@ def conv2d_input_grad_direct(const float[:, :, :, ::1] dout,  # IN  (N, OH, OW, 
     cdef Py_ssize_t row, n
     for row in prange(N * H, nogil=True, schedule="static", num_threads=n_threads):
         n = row // H
-        fc_conv_dx_row_f32(&dout[n, 0, 0, 0], OH, OW, F, &w[0, 0, 0, 0],
-                           &dx[n, row - n * H, 0, 0], row - n * H, W, C,
-                           KH, KW, dh, dw, pt, pl)
+        if floating is float:
+            fc_conv_dx_row_f32(&dout[n, 0, 0, 0], OH, OW, F, &w[0, 0, 0, 0],
+                               &dx[n, row - n * H, 0, 0], row - n * H, W, C,
+                               KH, KW, dh, dw, pt, pl)
+        else:
+            fc_conv_dx_row_f64(&dout[n, 0, 0, 0], OH, OW, F, &w[0, 0, 0, 0],
+                               &dx[n, row - n * H, 0, 0], row - n * H, W, C,
+                               KH, KW, dh, dw, pt, pl)
 
 
 def dx_planar_width(Py_ssize_t C):

@@ -22,7 +22,8 @@ def rng():
 def conv_path(request):
     """Force the compiled backend's convolution path where it is valid.
 
-    'direct': the AVX2 float32 kernels wherever F % 8 == 0; 'gemm-*': im2col + GEMM,
+    'direct': the AVX2 kernels wherever F % 8 == 0 (float32) or F % 4 == 0 (float64);
+    'gemm-*': im2col + GEMM,
     with the input gradient by flipped-filter convolution or by col2im.
     """
     from fastconv.backends import cython as fast

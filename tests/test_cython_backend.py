@@ -101,6 +101,10 @@ LAYERS = [
     ((1, 9, 70, 3), (3, 3, 3, 16), "same", 1),
     ((5, 6, 50, 2), (2, 5, 2, 8), "valid", 1),
     ((1, 13, 30, 4), (3, 3, 4, 24), ((2, 0), (3, 1)), 1),
+    # F a multiple of 4 but not 8: direct in float64 (three 4-wide vectors), GEMM in
+    # float32; and the CS231n first layer with 32 filters (stride 2, direct both).
+    ((2, 12, 11, 3), (3, 3, 3, 12), "same", 1),
+    ((3, 31, 31, 3), (3, 3, 3, 32), 1, 2),
 ]
 
 
@@ -114,6 +118,27 @@ def test_conv_layer_shapes_match_reference(xs, ws, padding, stride, dtype, threa
     args = (stride, padding, 1)
     dout = rng.standard_normal(ref.conv2d_forward(x, w, b, *args)[0].shape).astype(dtype)
     _conv_compare(dtype, x, w, b, dout, args)
+
+
+@pytest.mark.skipif(not fast._HAVE_AVX2, reason="the direct kernels need AVX2 and FMA")
+@pytest.mark.parametrize("dtype, f", [(np.float32, 8), (np.float64, 4), (np.float64, 20)])
+def test_short_reductions_take_the_direct_kernels(dtype, f, rng, monkeypatch):
+    # The direct kernels run for both dtypes (F a multiple of the vector width): the
+    # reference comparisons above test them only if they are actually chosen.
+    called = []
+    for name in ("conv2d_forward_direct", "conv2d_weight_grad_direct",
+                 "conv2d_input_grad_direct"):
+        kernel = getattr(fast._conv, name)
+        monkeypatch.setattr(fast._conv, name,
+                            lambda *a, _k=kernel, _n=name: called.append(_n) or _k(*a))
+    x = rng.standard_normal((2, 9, 9, 3)).astype(dtype)
+    w = rng.standard_normal((3, 3, 3, f)).astype(dtype)
+    out, cache = fast.conv2d_forward(x, w, None, 1, "same")
+    fast.conv2d_backward(np.ones_like(out), cache)
+    want = ["conv2d_forward_direct", "conv2d_input_grad_direct", "conv2d_weight_grad_direct"]
+    if dtype == np.float32:
+        want.remove("conv2d_input_grad_direct")  # three channels: the planar kernel
+    assert called == want
 
 
 def _run_all(x, w, b, dout, pool_dout):

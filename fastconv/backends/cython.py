@@ -46,7 +46,7 @@ _TILE_BYTES = 1024 * 1024
 # Fixed number of partial weight gradients (not tied to the thread count, so the
 # summation order, and hence the bits, do not depend on it).
 _WEIGHT_GRAD_GROUPS = 16
-# Direct (AVX2/FMA, float32) kernels beat im2col + GEMM while the GEMM's inner
+# Direct (AVX2/FMA) kernels beat im2col + GEMM while the GEMM's inner
 # dimension K = KH*KW*C is short: layers a and c (K = 9, 27) run 3-4x faster forward
 # and 2x backward direct (one thread); b and d (K = 288) are GEMM layers. 48 lies
 # between; the crossover itself has not been measured.
@@ -68,9 +68,16 @@ _force_path = None
 _HAVE_AVX2 = _conv.have_avx2()
 
 
-def _use_direct(dtype, f: int, small: bool) -> bool:
-    """Whether the direct float32 kernels can (F % 8 == 0, AVX2) and should run."""
-    if not (_HAVE_AVX2 and dtype == np.float32 and f % 8 == 0):
+def _use_direct(dtype, f: int, small: bool, float32_only: bool = False) -> bool:
+    """Whether the direct kernels can (AVX2; F a multiple of the vector width, 8
+    floats or 4 doubles) and should run. ``float32_only``: kernels that exist for
+    float32 alone (the pixel-vectorised input gradient, the fused pooling block)."""
+    if not _HAVE_AVX2:
+        return False
+    if dtype == np.float32:
+        if f % 8:
+            return False
+    elif float32_only or dtype != np.float64 or f % 4:
         return False
     if _force_path is not None:
         return _force_path == "direct"
@@ -165,7 +172,8 @@ def conv2d_backward(dout, cache, input_grad=True):
     path = None
     if input_grad and dout.size and x.size:
         if g.sh == g.sw == 1 and _conv.dx_planar_width(g.C) > 0 \
-                and _use_direct(x.dtype, g.F, True) and np.isfinite(w).all():
+                and _use_direct(x.dtype, g.F, True, float32_only=True) \
+                and np.isfinite(w).all():
             # (The planar kernel multiplies out-of-image taps by zeros instead of
             # skipping them, which an Inf or NaN weight would turn into NaN.)
             path = "planar"
@@ -285,8 +293,8 @@ def _weight_grad_direct(x, dout, dw, db, g):
     k = g.KH * g.KW * g.C
     koff, kdi, kdj = _tap_offsets(g)
     groups = min(g.N * g.OH, _WEIGHT_GRAD_GROUPS)
-    dw_part = np.empty((groups, k, g.F), dtype=np.float32)
-    db_part = np.empty((groups, g.F), dtype=np.float32) if db is not None else None
+    dw_part = np.empty((groups, k, g.F), dtype=x.dtype)
+    db_part = np.empty((groups, g.F), dtype=x.dtype) if db is not None else None
     _conv.conv2d_weight_grad_direct(
         x, dout, dw_part, db_part, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
         g.dh * (g.KH - 1), g.dw * (g.KW - 1), get_num_threads())
@@ -296,7 +304,8 @@ def _weight_grad_direct(x, dout, dw, db, g):
 def _fuse_pool(x, g, pg) -> bool:
     """Whether conv + ReLU + max pooling runs fused: on the direct kernels only."""
     return (pg.PH * pg.PW <= _FUSED_MAX_WINDOW and pg.N * pg.OH * pg.OW > 0
-            and _use_direct(x.dtype, g.F, g.KH * g.KW * g.C <= _DIRECT_MAX_K))
+            and _use_direct(x.dtype, g.F, g.KH * g.KW * g.C <= _DIRECT_MAX_K,
+                            float32_only=True))
 
 
 def conv2d_relu_maxpool_forward(x, w, b=None, stride=1, padding=0, dilation=1, pool_size=2):

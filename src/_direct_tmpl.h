@@ -1,0 +1,369 @@
+/*
+ * The direct convolution kernels of _direct.h, written once for both element types:
+ * included twice from there, with FC_T (float or double), FC_V (its AVX vector),
+ * FC_L (lanes per vector: 8 or 4), the FC_* intrinsic wrappers and FC_NAME (which
+ * appends _f32 or _f64) defined for each. F must be a multiple of FC_L. The float
+ * copy is the same code, instruction for instruction, as before it was shared.
+ * No include guard: meant to be included more than once; it #undefs its parameters
+ * at the end.
+ */
+
+/* One output row (n, oh): orow[ow, f0:f0+FC_L*NV] for every ow, two columns at a
+ * time so that each weight vector loaded feeds two FMAs. Where both windows lie
+ * inside the image (the common case) the taps are read through koff, the offset
+ * of tap k = (ki*KW + kj)*C + c from the window's corner, with no checks; at the
+ * borders each tap is checked against the padding. */
+#define FC_FWD_BLOCK(NV)                                                            \
+    for (ptrdiff_t ow = 0; ow < OW; ow += 2) {                                      \
+        const int two = ow + 1 < OW;                                                \
+        FC_V a0[NV], a1[NV];                                                      \
+        for (int v = 0; v < NV; v++) {                                              \
+            a0[v] = bias ? FC_LOADU(bias + f0 + FC_L * v) : FC_ZERO(); \
+            a1[v] = a0[v];                                                          \
+        }                                                                           \
+        const ptrdiff_t j0 = ow * sw - pl;                                          \
+        const FC_T *wf = w + f0;                                                   \
+        if (rows_inside && two && j0 >= 0 && j0 + sw + max_dj < W) {                \
+            const FC_T *x0 = img + (i0 * W + j0) * C;                              \
+            const FC_T *x1 = x0 + sw * C;                                          \
+            for (ptrdiff_t k = 0; k < K; k++) {                                     \
+                const FC_V b0 = FC_SET1(x0[koff[k]]);                      \
+                const FC_V b1 = FC_SET1(x1[koff[k]]);                      \
+                for (int v = 0; v < NV; v++) {                                      \
+                    FC_V wv = FC_LOADU(wf + k * F + FC_L * v);                \
+                    FC_IN_REGISTER(wv);                                             \
+                    a0[v] = FC_FMA(b0, wv, a0[v]);                         \
+                    a1[v] = FC_FMA(b1, wv, a1[v]);                         \
+                }                                                                   \
+            }                                                                       \
+        } else {                                                                    \
+            for (ptrdiff_t k = 0; k < K; k++) {                                     \
+                const ptrdiff_t ih = i0 + kdi[k];                                   \
+                const ptrdiff_t iw0 = j0 + kdj[k], iw1 = iw0 + sw;                  \
+                if (ih < 0 || ih >= H) continue;                                    \
+                const int ok0 = iw0 >= 0 && iw0 < W;                                \
+                const int ok1 = two && iw1 >= 0 && iw1 < W;                         \
+                const ptrdiff_t c = k % C;                                          \
+                const FC_V b0 = FC_SET1(ok0 ? img[(ih * W + iw0) * C + c] : (FC_T)0); \
+                const FC_V b1 = FC_SET1(ok1 ? img[(ih * W + iw1) * C + c] : (FC_T)0); \
+                for (int v = 0; v < NV; v++) {                                      \
+                    const FC_V wv = FC_LOADU(wf + k * F + FC_L * v);          \
+                    a0[v] = FC_FMA(b0, wv, a0[v]);                         \
+                    a1[v] = FC_FMA(b1, wv, a1[v]);                         \
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+        for (int v = 0; v < NV; v++) {                                              \
+            if (relu) {                                                             \
+                /* max(x, 0) with NaN kept: 0 where x <= 0, else x */               \
+                const FC_V z = FC_ZERO();                               \
+                a0[v] = FC_BLENDV(a0[v], z, FC_CMP(a0[v], z, _CMP_LE_OQ)); \
+                a1[v] = FC_BLENDV(a1[v], z, FC_CMP(a1[v], z, _CMP_LE_OQ)); \
+            }                                                                       \
+            FC_STOREU(orow + ow * F + f0 + FC_L * v, a0[v]);                    \
+            if (two) FC_STOREU(orow + (ow + 1) * F + f0 + FC_L * v, a1[v]);     \
+        }                                                                           \
+    }
+
+#define FC_PARAMS_CONV_FWD_ROW \
+    const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */ \
+    const FC_T *w,                                            /* IN  (KH, KW, C, F) */ \
+    const FC_T *bias,                                         /* IN  (F,) or NULL */ \
+    FC_T *orow,                                               /* OUT (OW, F) */ \
+    ptrdiff_t oh, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K, \
+    const ptrdiff_t *koff, const int *kdi, const int *kdj,     /* IN  (K,) per tap */ \
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu
+FC_AVX2 static inline __attribute__((always_inline))
+void FC_NAME(fc_conv_fwd_row_impl)(FC_PARAMS_CONV_FWD_ROW)
+{
+    const ptrdiff_t i0 = oh * sh - pt;
+    const int rows_inside = i0 >= 0 && i0 + max_di < H;
+    ptrdiff_t f0 = 0;
+    for (; f0 + 4 * FC_L <= F; f0 += 4 * FC_L) { FC_FWD_BLOCK(4) }
+    for (; f0 < F; f0 += FC_L) { FC_FWD_BLOCK(1) }
+}
+
+FC_AVX2 static void FC_NAME(fc_conv_fwd_row)(FC_PARAMS_CONV_FWD_ROW)
+{
+    FC_SPECIALISE(
+        FC_NAME(fc_conv_fwd_row_impl)(img, H, W, 1, w, bias, orow, oh, OW, F, 9, koff, kdi,
+            kdj, 1, 1, pt, pl, max_di, max_dj, relu),
+        FC_NAME(fc_conv_fwd_row_impl)(img, H, W, 3, w, bias, orow, oh, OW, F, 27, koff, kdi,
+            kdj, 1, 1, pt, pl, max_di, max_dj, relu),
+        FC_NAME(fc_conv_fwd_row_impl)(img, H, W, C, w, bias, orow, oh, OW, F, K, koff, kdi,
+            kdj, sh, sw, pt, pl, max_di, max_dj, relu))
+}
+
+/* Taps k0 .. k0+nk-1 (nk <= 3) x filters f0 .. f0+4*FC_L-1 of fc_conv_dw_rows. Inlined,
+ * so that the caller's constant nk = 3 gives a copy without the nk tests. */
+FC_AVX2 static inline __attribute__((always_inline)) void FC_NAME(fc_dw_block4v)(
+    const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, const FC_T *dout, FC_T *dw,
+    ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t OW, ptrdiff_t F, const ptrdiff_t *koff,
+    const int *kdi, const int *kdj, int sh, int sw, int pt, int pl, int max_di, int max_dj,
+    ptrdiff_t f0, ptrdiff_t k0, const int nk)
+{
+    const ptrdiff_t o0 = koff[k0], o1 = nk > 1 ? koff[k0 + 1] : 0;
+    const ptrdiff_t o2 = nk > 2 ? koff[k0 + 2] : 0;
+    FC_V acc[3][4];
+    for (int k = 0; k < 3; k++)
+        for (int v = 0; v < 4; v++) acc[k][v] = FC_ZERO();
+/* acc[k] += x_k * dout vectors, for the taps k < nk */
+#define FC_DW3(x0, x1, x2)                                                            \
+    do {                                                                              \
+        const FC_T *dp = dout + ((oh - r0) * OW + ow) * F + f0;                      \
+        const FC_V d0 = FC_LOADU(dp), d1 = FC_LOADU(dp + FC_L);          \
+        const FC_V d2 = FC_LOADU(dp + 2 * FC_L), d3 = FC_LOADU(dp + 3 * FC_L);    \
+        const FC_T xs[3] = {(x0), (x1), (x2)};                                       \
+        for (int k = 0; k < 3; k++) {  /* constant bound: unrolled */                 \
+            if (k < nk) {                                                             \
+                const FC_V b = FC_SET1(xs[k]);                               \
+                acc[k][0] = FC_FMA(b, d0, acc[k][0]);                        \
+                acc[k][1] = FC_FMA(b, d1, acc[k][1]);                        \
+                acc[k][2] = FC_FMA(b, d2, acc[k][2]);                        \
+                acc[k][3] = FC_FMA(b, d3, acc[k][3]);                        \
+            }                                                                         \
+        }                                                                             \
+    } while (0)
+    for (ptrdiff_t oh = r0; oh < r1; oh++) {
+        const ptrdiff_t i0 = oh * sh - pt;
+        /* Positions [lo, hi) have their whole window inside the image: a tight loop
+         * over them with the tap offsets in registers; the rest check every tap. */
+        ptrdiff_t lo = OW, hi = OW;
+        if (i0 >= 0 && i0 + max_di < H && W - 1 - max_dj + pl >= 0) {
+            lo = (pl + sw - 1) / sw;
+            hi = (W - 1 - max_dj + pl) / sw + 1;
+            if (lo > OW) lo = OW;
+            if (hi > OW) hi = OW;
+            if (hi < lo) hi = lo;
+        }
+        for (ptrdiff_t ow = lo; ow < hi; ow++) {
+            const FC_T *src = img + (i0 * W + ow * sw - pl) * C;
+            FC_DW3(src[o0], nk > 1 ? src[o1] : (FC_T)0, nk > 2 ? src[o2] : (FC_T)0);
+        }
+        for (ptrdiff_t ow = 0; ow < OW; ow++) {
+            if (ow == lo) ow = hi;
+            if (ow >= OW) break;
+            const ptrdiff_t j0 = ow * sw - pl;
+            FC_T xv[3] = {(FC_T)0, (FC_T)0, (FC_T)0};
+            for (int k = 0; k < nk; k++) {
+                const ptrdiff_t ih = i0 + kdi[k0 + k], iw = j0 + kdj[k0 + k];
+                if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                    xv[k] = img[(i0 * W + j0) * C + koff[k0 + k]];
+            }
+            FC_DW3(xv[0], xv[1], xv[2]);
+        }
+    }
+#undef FC_DW3
+    for (int k = 0; k < 3; k++) {
+        if (k < nk) {
+            for (int v = 0; v < 4; v++) {
+                FC_T *dst = dw + (k0 + k) * F + f0 + FC_L * v;
+                FC_STOREU(dst, FC_ADD(FC_LOADU(dst), acc[k][v]));
+            }
+        }
+    }
+}
+
+/* Weight gradient over output rows [r0, r1) of one image, accumulated into
+ * dw (K, F), K = KH*KW*C: dw[k, f] += x[window(p) + k] * dout[p, f], where dout
+ * points at row r0 (so that it can be a small buffer of those rows only). Taps are
+ * handled twelve at a time with one vector of f, so that the accumulators
+ * stay in registers while the rows stream past. koff/kdi/kdj give each k's offset
+ * in the image and its row/column displacement (for the padding checks). */
+#define FC_PARAMS_CONV_DW_ROWS \
+    const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */ \
+    const FC_T *dout,                                         /* IN  (r1 - r0, OW, F) */ \
+    FC_T *dw,                                                 /* IN/OUT (K, F) */ \
+    ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K, \
+    const ptrdiff_t *koff, const int *kdi, const int *kdj, \
+    int sh, int sw, int pt, int pl, int max_di, int max_dj
+FC_AVX2 static inline __attribute__((always_inline))
+void FC_NAME(fc_conv_dw_rows_impl)(FC_PARAMS_CONV_DW_ROWS)
+{
+    ptrdiff_t f0 = 0;
+    /* Four vectors of filters at a time: three taps x four vectors of accumulators, so each
+     * position's dout vectors are loaded once per three taps and every broadcast
+     * feeds four FMAs. Blocks of exactly three taps (all but a last partial one)
+     * run on a copy compiled for that constant. */
+    for (; f0 + 4 * FC_L <= F; f0 += 4 * FC_L) {
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += 3) {
+            if (K - k0 >= 3)
+                FC_NAME(fc_dw_block4v)(img, H, W, C, dout, dw, r0, r1, OW, F, koff, kdi, kdj,
+                              sh, sw, pt, pl, max_di, max_dj, f0, k0, 3);
+            else
+                FC_NAME(fc_dw_block4v)(img, H, W, C, dout, dw, r0, r1, OW, F, koff, kdi, kdj,
+                              sh, sw, pt, pl, max_di, max_dj, f0, k0, (int)(K - k0));
+        }
+    }
+    for (; f0 < F; f0 += FC_L) {
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += 12) {
+            const int nk = (int)(K - k0 < 12 ? K - k0 : 12);
+            ptrdiff_t ko[12];
+            FC_T xv[12];
+            static const ptrdiff_t ident[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+            for (int k = 0; k < 12; k++) ko[k] = k < nk ? koff[k0 + k] : 0;
+            FC_V acc[12];
+            for (int k = 0; k < 12; k++) acc[k] = FC_ZERO();  /* unrolled */
+            for (ptrdiff_t oh = r0; oh < r1; oh++) {
+                const ptrdiff_t i0 = oh * sh - pt;
+                const int rows_inside = i0 >= 0 && i0 + max_di < H;
+                for (ptrdiff_t ow = 0; ow < OW; ow++) {
+                    const ptrdiff_t j0 = ow * sw - pl;
+                    const FC_V d = FC_LOADU(dout + ((oh - r0) * OW + ow) * F + f0);
+                    /* Interior: read the taps straight from the image through ko.
+                     * Border: gather them (zero in the padding) into xv first. Either
+                     * way the FMAs below index acc[] by constants, so it stays in
+                     * registers. */
+                    const FC_T *src = img + (i0 * W + j0) * C;
+                    const ptrdiff_t *off = ko;
+                    if (!(rows_inside && j0 >= 0 && j0 + max_dj < W)) {
+                        for (int k = 0; k < nk; k++) {
+                            const ptrdiff_t ih = i0 + kdi[k0 + k], iw = j0 + kdj[k0 + k];
+                            xv[k] = (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                    ? (FC_T)0 : img[(i0 * W + j0) * C + ko[k]];
+                        }
+                        src = xv;
+                        off = ident;
+                    }
+#define FC_DW_TAP(k) acc[k] = FC_FMA(FC_SET1(src[off[k]]), d, acc[k])
+                    switch (nk) {
+                    case 12: FC_DW_TAP(11); /* fall through */
+                    case 11: FC_DW_TAP(10); /* fall through */
+                    case 10: FC_DW_TAP(9); /* fall through */
+                    case 9: FC_DW_TAP(8); /* fall through */
+                    case 8: FC_DW_TAP(7); /* fall through */
+                    case 7: FC_DW_TAP(6); /* fall through */
+                    case 6: FC_DW_TAP(5); /* fall through */
+                    case 5: FC_DW_TAP(4); /* fall through */
+                    case 4: FC_DW_TAP(3); /* fall through */
+                    case 3: FC_DW_TAP(2); /* fall through */
+                    case 2: FC_DW_TAP(1); /* fall through */
+                    default: FC_DW_TAP(0);
+                    }
+#undef FC_DW_TAP
+                }
+            }
+            for (int k = 0; k < 12; k++) {  /* constant bound: unrolled, acc[] in registers */
+                if (k < nk) {
+                    FC_T *dst = dw + (k0 + k) * F + f0;
+                    FC_STOREU(dst, FC_ADD(FC_LOADU(dst), acc[k]));
+                }
+            }
+        }
+    }
+}
+
+FC_AVX2 static void FC_NAME(fc_conv_dw_rows)(FC_PARAMS_CONV_DW_ROWS)
+{
+    FC_SPECIALISE(
+        FC_NAME(fc_conv_dw_rows_impl)(img, H, W, 1, dout, dw, r0, r1, OW, F, 9, koff, kdi, kdj,
+            1, 1, pt, pl, max_di, max_dj),
+        FC_NAME(fc_conv_dw_rows_impl)(img, H, W, 3, dout, dw, r0, r1, OW, F, 27, koff, kdi,
+            kdj, 1, 1, pt, pl, max_di, max_dj),
+        FC_NAME(fc_conv_dw_rows_impl)(img, H, W, C, dout, dw, r0, r1, OW, F, K, koff, kdi, kdj,
+            sh, sw, pt, pl, max_di, max_dj))
+}
+
+/* Input gradient of a stride-1 convolution for one input row (n, i):
+ * dxrow[j, c] = sum_{ki, kj, f} dout[i + pt - ki*dh, j + pl - kj*dw, f] * w[ki, kj, c, f],
+ * dot products over f (F a multiple of FC_L). For few input channels, where the
+ * flipped-filter GEMM would have only C columns. With F a multiple of 4 FC_L and
+ * C <= 3, every channel is accumulated at once (3 x 4 vector accumulators), so
+ * each dout vector loaded feeds C FMAs; otherwise one channel at a time with four
+ * independent chains. */
+FC_AVX2 static void FC_NAME(fc_conv_dx_row)(
+    const FC_T *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,  /* IN  (OH, OW, F) */
+    const FC_T *w,                                              /* IN  (KH, KW, C, F) */
+    FC_T *dxrow,                                                /* OUT (W, C) */
+    ptrdiff_t i, ptrdiff_t W, ptrdiff_t C,
+    int KH, int KW, int dh, int dw, int pt, int pl)
+{
+    if (F % (4 * FC_L) == 0 && C <= 3) {
+        for (ptrdiff_t j = 0; j < W; j++) {
+            if (C == 1 && j + 3 < W && FC_DX_QUAD_C1(dout, OH, OW, F, w, dxrow, i, j, KH, KW,
+                                                     dh, dw, pt, pl)) {
+                j += 3;  /* four pixels done */
+                continue;
+            }
+            FC_V acc[3][4];
+            for (int c = 0; c < 3; c++)
+                for (int v = 0; v < 4; v++) acc[c][v] = FC_ZERO();
+            for (int ki = 0; ki < KH; ki++) {
+                const ptrdiff_t oh = i + pt - (ptrdiff_t)ki * dh;
+                if (oh < 0 || oh >= OH) continue;
+                for (int kj = 0; kj < KW; kj++) {
+                    const ptrdiff_t ow = j + pl - (ptrdiff_t)kj * dw;
+                    if (ow < 0 || ow >= OW) continue;
+                    const FC_T *d = dout + (oh * OW + ow) * F;
+                    const FC_T *wp = w + (ptrdiff_t)(ki * KW + kj) * C * F;
+                    for (ptrdiff_t f = 0; f < F; f += 4 * FC_L) {
+                        const FC_V d0 = FC_LOADU(d + f), d1 = FC_LOADU(d + f + FC_L);
+                        const FC_V d2 = FC_LOADU(d + f + 2 * FC_L);
+                        const FC_V d3 = FC_LOADU(d + f + 3 * FC_L);
+                        for (int c = 0; c < 3; c++) {  /* constant bound: unrolled */
+                            if (c < C) {
+                                const FC_T *q = wp + c * F + f;
+                                acc[c][0] = FC_FMA(d0, FC_LOADU(q), acc[c][0]);
+                                acc[c][1] = FC_FMA(d1, FC_LOADU(q + FC_L), acc[c][1]);
+                                acc[c][2] = FC_FMA(d2, FC_LOADU(q + 2 * FC_L), acc[c][2]);
+                                acc[c][3] = FC_FMA(d3, FC_LOADU(q + 3 * FC_L), acc[c][3]);
+                            }
+                        }
+                    }
+                }
+            }
+            for (int c = 0; c < 3; c++) {
+                if (c < C)
+                    dxrow[j * C + c] = FC_HSUM(FC_ADD(
+                        FC_ADD(acc[c][0], acc[c][1]), FC_ADD(acc[c][2], acc[c][3])));
+            }
+        }
+        return;
+    }
+    for (ptrdiff_t j = 0; j < W; j++) {
+        for (ptrdiff_t c = 0; c < C; c++) {
+            /* four independent chains, so FMA latency does not serialise the sum */
+            FC_V acc0 = FC_ZERO(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+            for (int ki = 0; ki < KH; ki++) {
+                const ptrdiff_t oh = i + pt - (ptrdiff_t)ki * dh;
+                if (oh < 0 || oh >= OH) continue;
+                for (int kj = 0; kj < KW; kj++) {
+                    const ptrdiff_t ow = j + pl - (ptrdiff_t)kj * dw;
+                    if (ow < 0 || ow >= OW) continue;
+                    const FC_T *d = dout + (oh * OW + ow) * F;
+                    const FC_T *wp = w + ((ptrdiff_t)(ki * KW + kj) * C + c) * F;
+                    ptrdiff_t f = 0;
+                    for (; f + 4 * FC_L <= F; f += 4 * FC_L) {
+                        acc0 = FC_FMA(FC_LOADU(d + f), FC_LOADU(wp + f), acc0);
+                        acc1 = FC_FMA(FC_LOADU(d + f + FC_L), FC_LOADU(wp + f + FC_L), acc1);
+                        acc2 = FC_FMA(FC_LOADU(d + f + 2 * FC_L), FC_LOADU(wp + f + 2 * FC_L), acc2);
+                        acc3 = FC_FMA(FC_LOADU(d + f + 3 * FC_L), FC_LOADU(wp + f + 3 * FC_L), acc3);
+                    }
+                    for (; f < F; f += FC_L)
+                        acc0 = FC_FMA(FC_LOADU(d + f), FC_LOADU(wp + f), acc0);
+                }
+            }
+            dxrow[j * C + c] = FC_HSUM(FC_ADD(FC_ADD(acc0, acc1),
+                                                        FC_ADD(acc2, acc3)));
+        }
+    }
+}
+
+#undef FC_FWD_BLOCK
+#undef FC_PARAMS_CONV_FWD_ROW
+#undef FC_PARAMS_CONV_DW_ROWS
+/* the parameters too, so that the next inclusion defines them afresh */
+#undef FC_T
+#undef FC_V
+#undef FC_L
+#undef FC_LOADU
+#undef FC_STOREU
+#undef FC_SET1
+#undef FC_ZERO
+#undef FC_FMA
+#undef FC_ADD
+#undef FC_BLENDV
+#undef FC_CMP
+#undef FC_HSUM
+#undef FC_NAME
+#undef FC_DX_QUAD_C1
