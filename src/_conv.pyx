@@ -210,7 +210,8 @@ cdef extern from "_direct.h" nogil:
                              int max_di, int max_dj)
     void fc_conv_dx_row_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                             const float* w, float* dxrow, Py_ssize_t i, Py_ssize_t W,
-                            Py_ssize_t C, int KH, int KW, int dh, int dw, int pt, int pl)
+                            Py_ssize_t C, int sh, int sw, int KH, int KW, int dh, int dw,
+                            int pt, int pl)
     void fc_conv_fwd_row_f64(const double* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                              const double* w, const double* bias, double* orow,
                              Py_ssize_t oh, Py_ssize_t OW, Py_ssize_t F, Py_ssize_t K,
@@ -225,7 +226,8 @@ cdef extern from "_direct.h" nogil:
                              int max_di, int max_dj)
     void fc_conv_dx_row_f64(const double* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                             const double* w, double* dxrow, Py_ssize_t i, Py_ssize_t W,
-                            Py_ssize_t C, int KH, int KW, int dh, int dw, int pt, int pl)
+                            Py_ssize_t C, int sh, int sw, int KH, int KW, int dh, int dw,
+                            int pt, int pl)
     Py_ssize_t fc_dx_planar_width(Py_ssize_t C)
     void fc_conv_dx_planar_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                                const float* wt, float* dx, Py_ssize_t W, Py_ssize_t C,
@@ -335,8 +337,9 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
 def conv2d_input_grad_direct(const floating[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
                              const floating[:, :, :, ::1] w,     # IN  (KH, KW, C, F)
                              floating[:, :, :, ::1] dx,          # OUT (N, H, W, C)
-                             int dh, int dw, int pt, int pl, int n_threads):
-    """Input gradient of a stride-1 convolution, one input row per task."""
+                             int sh, int sw, int dh, int dw, int pt, int pl,
+                             int n_threads):
+    """Input gradient of a convolution, one input row per task."""
     cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
     cdef int KH = w.shape[0], KW = w.shape[1]
@@ -345,11 +348,11 @@ def conv2d_input_grad_direct(const floating[:, :, :, ::1] dout,  # IN  (N, OH, O
         n = row // H
         if floating is float:
             fc_conv_dx_row_f32(&dout[n, 0, 0, 0], OH, OW, F, &w[0, 0, 0, 0],
-                               &dx[n, row - n * H, 0, 0], row - n * H, W, C,
+                               &dx[n, row - n * H, 0, 0], row - n * H, W, C, sh, sw,
                                KH, KW, dh, dw, pt, pl)
         else:
             fc_conv_dx_row_f64(&dout[n, 0, 0, 0], OH, OW, F, &w[0, 0, 0, 0],
-                               &dx[n, row - n * H, 0, 0], row - n * H, W, C,
+                               &dx[n, row - n * H, 0, 0], row - n * H, W, C, sh, sw,
                                KH, KW, dh, dw, pt, pl)
 
 

@@ -264,24 +264,27 @@ FC_AVX2 static void FC_NAME(fc_conv_dw_rows)(FC_PARAMS_CONV_DW_ROWS)
             sh, sw, pt, pl, max_di, max_dj))
 }
 
-/* Input gradient of a stride-1 convolution for one input row (n, i):
- * dxrow[j, c] = sum_{ki, kj, f} dout[i + pt - ki*dh, j + pl - kj*dw, f] * w[ki, kj, c, f],
- * dot products over f (F a multiple of FC_L). For few input channels, where the
+/* Input gradient of a convolution for one input row (n, i):
+ * dxrow[j, c] = sum_{ki, kj, f} dout[oh, ow, f] * w[ki, kj, c, f] over the taps that
+ * reach it, oh = (i + pt - ki*dh) / sh and ow = (j + pl - kj*dw) / sw where those
+ * divide exactly and land inside dout; dot products over f (F a multiple of FC_L). For few input channels, where the
  * flipped-filter GEMM would have only C columns. With F a multiple of 4 FC_L and
  * C <= 3, every channel is accumulated at once (3 x 4 vector accumulators), so
  * each dout vector loaded feeds C FMAs; otherwise one channel at a time with four
  * independent chains. */
-FC_AVX2 static void FC_NAME(fc_conv_dx_row)(
-    const FC_T *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,  /* IN  (OH, OW, F) */
-    const FC_T *w,                                              /* IN  (KH, KW, C, F) */
-    FC_T *dxrow,                                                /* OUT (W, C) */
-    ptrdiff_t i, ptrdiff_t W, ptrdiff_t C,
-    int KH, int KW, int dh, int dw, int pt, int pl)
+#define FC_PARAMS_CONV_DX_ROW \
+    const FC_T *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,  /* IN  (OH, OW, F) */ \
+    const FC_T *w,                                              /* IN  (KH, KW, C, F) */ \
+    FC_T *dxrow,                                                /* OUT (W, C) */ \
+    ptrdiff_t i, ptrdiff_t W, ptrdiff_t C, int sh, int sw, \
+    int KH, int KW, int dh, int dw, int pt, int pl
+FC_AVX2 static inline __attribute__((always_inline))
+void FC_NAME(fc_conv_dx_row_impl)(FC_PARAMS_CONV_DX_ROW)
 {
     if (F % (4 * FC_L) == 0 && C <= 3) {
         for (ptrdiff_t j = 0; j < W; j++) {
-            if (C == 1 && j + 3 < W && FC_DX_QUAD_C1(dout, OH, OW, F, w, dxrow, i, j, KH, KW,
-                                                     dh, dw, pt, pl)) {
+            if (sh == 1 && sw == 1 && C == 1 && j + 3 < W
+                    && FC_DX_QUAD_C1(dout, OH, OW, F, w, dxrow, i, j, KH, KW, dh, dw, pt, pl)) {
                 j += 3;  /* four pixels done */
                 continue;
             }
@@ -289,11 +292,11 @@ FC_AVX2 static void FC_NAME(fc_conv_dx_row)(
             for (int c = 0; c < 3; c++)
                 for (int v = 0; v < 4; v++) acc[c][v] = FC_ZERO();
             for (int ki = 0; ki < KH; ki++) {
-                const ptrdiff_t oh = i + pt - (ptrdiff_t)ki * dh;
-                if (oh < 0 || oh >= OH) continue;
+                const ptrdiff_t oh = fc_tap_out(i + pt - (ptrdiff_t)ki * dh, sh, OH);
+                if (oh < 0) continue;
                 for (int kj = 0; kj < KW; kj++) {
-                    const ptrdiff_t ow = j + pl - (ptrdiff_t)kj * dw;
-                    if (ow < 0 || ow >= OW) continue;
+                    const ptrdiff_t ow = fc_tap_out(j + pl - (ptrdiff_t)kj * dw, sw, OW);
+                    if (ow < 0) continue;
                     const FC_T *d = dout + (oh * OW + ow) * F;
                     const FC_T *wp = w + (ptrdiff_t)(ki * KW + kj) * C * F;
                     for (ptrdiff_t f = 0; f < F; f += 4 * FC_L) {
@@ -325,11 +328,11 @@ FC_AVX2 static void FC_NAME(fc_conv_dx_row)(
             /* four independent chains, so FMA latency does not serialise the sum */
             FC_V acc0 = FC_ZERO(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
             for (int ki = 0; ki < KH; ki++) {
-                const ptrdiff_t oh = i + pt - (ptrdiff_t)ki * dh;
-                if (oh < 0 || oh >= OH) continue;
+                const ptrdiff_t oh = fc_tap_out(i + pt - (ptrdiff_t)ki * dh, sh, OH);
+                if (oh < 0) continue;
                 for (int kj = 0; kj < KW; kj++) {
-                    const ptrdiff_t ow = j + pl - (ptrdiff_t)kj * dw;
-                    if (ow < 0 || ow >= OW) continue;
+                    const ptrdiff_t ow = fc_tap_out(j + pl - (ptrdiff_t)kj * dw, sw, OW);
+                    if (ow < 0) continue;
                     const FC_T *d = dout + (oh * OW + ow) * F;
                     const FC_T *wp = w + ((ptrdiff_t)(ki * KW + kj) * C + c) * F;
                     ptrdiff_t f = 0;
@@ -349,9 +352,25 @@ FC_AVX2 static void FC_NAME(fc_conv_dx_row)(
     }
 }
 
+FC_AVX2 static void FC_NAME(fc_conv_dx_row)(FC_PARAMS_CONV_DX_ROW)
+{
+    /* copies for strides 1 and 2, where the divisions by the stride vanish or become
+     * shifts (a division per tap would cost more than the tap's FMAs) */
+    if (sh == 1 && sw == 1)
+        FC_NAME(fc_conv_dx_row_impl)(dout, OH, OW, F, w, dxrow, i, W, C, 1, 1, KH, KW, dh,
+                                     dw, pt, pl);
+    else if (sh == 2 && sw == 2)
+        FC_NAME(fc_conv_dx_row_impl)(dout, OH, OW, F, w, dxrow, i, W, C, 2, 2, KH, KW, dh,
+                                     dw, pt, pl);
+    else
+        FC_NAME(fc_conv_dx_row_impl)(dout, OH, OW, F, w, dxrow, i, W, C, sh, sw, KH, KW, dh,
+                                     dw, pt, pl);
+}
+
 #undef FC_FWD_BLOCK
 #undef FC_PARAMS_CONV_FWD_ROW
 #undef FC_PARAMS_CONV_DW_ROWS
+#undef FC_PARAMS_CONV_DX_ROW
 /* the parameters too, so that the next inclusion defines them afresh */
 #undef FC_T
 #undef FC_V

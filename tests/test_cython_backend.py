@@ -105,6 +105,9 @@ LAYERS = [
     # float32; and the CS231n first layer with 32 filters (stride 2, direct both).
     ((2, 12, 11, 3), (3, 3, 3, 12), "same", 1),
     ((3, 31, 31, 3), (3, 3, 3, 32), 1, 2),
+    # F padded to the vector width with zero filters: CS231n's 25 filters, LeNet's 6.
+    ((3, 31, 31, 3), (3, 3, 3, 25), 1, 2),
+    ((2, 32, 32, 1), (5, 5, 1, 6), "valid", 1),
 ]
 
 
@@ -121,10 +124,12 @@ def test_conv_layer_shapes_match_reference(xs, ws, padding, stride, dtype, threa
 
 
 @pytest.mark.skipif(not fast._HAVE_AVX2, reason="the direct kernels need AVX2 and FMA")
-@pytest.mark.parametrize("dtype, f", [(np.float32, 8), (np.float64, 4), (np.float64, 20)])
+@pytest.mark.parametrize("dtype, f", [(np.float32, 8), (np.float64, 4), (np.float64, 20),
+                                      (np.float32, 6), (np.float64, 25)])
 def test_short_reductions_take_the_direct_kernels(dtype, f, rng, monkeypatch):
-    # The direct kernels run for both dtypes (F a multiple of the vector width): the
-    # reference comparisons above test them only if they are actually chosen.
+    # The direct kernels run for both dtypes (F a multiple of the vector width, or
+    # padded to one with zero filters): the reference comparisons above test them
+    # only if they are actually chosen.
     called = []
     for name in ("conv2d_forward_direct", "conv2d_weight_grad_direct",
                  "conv2d_input_grad_direct"):
