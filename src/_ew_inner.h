@@ -101,12 +101,14 @@ ATTR static void fc_column_sum_##SUFFIX(const T *restrict d, const T *restrict y
         return;                                                                       \
     }                                                                                 \
     for (ptrdiff_t i = 0; i < rows; i++) {                                            \
-        const T *restrict di = d + i * ld;                                            \
+        /* (di is a plain pointer: it is re-pointed at dz's row, which a restrict     \
+         * pointer of this block may not be) */                                       \
+        const T *di = d + i * ld;                                                     \
         if (y) {                                                                      \
             const T *restrict yi = y + i * ld;                                        \
             T *restrict dzi = dz + i * ld;                                            \
             for (ptrdiff_t j = 0; j < cols; j++) dzi[j] = yi[j] > 0 ? di[j] : (T)0;   \
-            di = dzi;                                                                 \
+            di = dz + i * ld;                                                         \
         }                                                                             \
         if (i == 0)                                                                   \
             for (ptrdiff_t j = 0; j < cols; j++) db[j] = di[j];                       \
