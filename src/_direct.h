@@ -75,47 +75,6 @@ FC_AVX2 static inline float fc_hsum256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* dx of input pixels (i, j..j+3), C = 1, F % 16 == 0, when every tap is inside dout
- * for all four pixels or for none (all but the quads at the borders): each weight
- * vector loaded feeds four FMAs (1.25 loads per FMA against 2 one pixel at a time;
- * about 40% faster on layer a). Returns 0, computing nothing, for a border quad. */
-FC_AVX2 static int fc_dx_quad_c1(
-    const float *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F, const float *w,
-    float *dxrow, ptrdiff_t i, ptrdiff_t j, int KH, int KW, int dh, int dw, int pt, int pl)
-{
-    for (int kj = 0; kj < KW; kj++) {  /* all four inside or all outside, or refuse */
-        const ptrdiff_t ow = j + pl - (ptrdiff_t)kj * dw;
-        if ((ow < 0 || ow + 3 >= OW) && !(ow + 3 < 0 || ow >= OW)) return 0;
-    }
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-    for (int ki = 0; ki < KH; ki++) {
-        const ptrdiff_t oh = i + pt - (ptrdiff_t)ki * dh;
-        if (oh < 0 || oh >= OH) continue;
-        for (int kj = 0; kj < KW; kj++) {
-            const ptrdiff_t ow = j + pl - (ptrdiff_t)kj * dw;
-            if (ow < 0 || ow >= OW) continue;
-            const float *p = dout + (oh * OW + ow) * F;
-            const float *wp = w + (ptrdiff_t)(ki * KW + kj) * F;
-            for (ptrdiff_t f = 0; f < F; f += 16) {
-                __m256 wv = _mm256_loadu_ps(wp + f);
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p + f), wv, a0);
-                b0 = _mm256_fmadd_ps(_mm256_loadu_ps(p + F + f), wv, b0);
-                c0 = _mm256_fmadd_ps(_mm256_loadu_ps(p + 2 * F + f), wv, c0);
-                d0 = _mm256_fmadd_ps(_mm256_loadu_ps(p + 3 * F + f), wv, d0);
-                wv = _mm256_loadu_ps(wp + f + 8);
-                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p + f + 8), wv, a1);
-                b1 = _mm256_fmadd_ps(_mm256_loadu_ps(p + F + f + 8), wv, b1);
-                c1 = _mm256_fmadd_ps(_mm256_loadu_ps(p + 2 * F + f + 8), wv, c1);
-                d1 = _mm256_fmadd_ps(_mm256_loadu_ps(p + 3 * F + f + 8), wv, d1);
-            }
-        }
-    }
-    dxrow[j] = fc_hsum256(_mm256_add_ps(a0, a1));
-    dxrow[j + 1] = fc_hsum256(_mm256_add_ps(b0, b1));
-    dxrow[j + 2] = fc_hsum256(_mm256_add_ps(c0, c1));
-    dxrow[j + 3] = fc_hsum256(_mm256_add_ps(d0, d1));
-    return 1;
-}
 FC_AVX2 static inline double fc_hsum256d(__m256d v)
 {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
@@ -147,7 +106,6 @@ static inline __attribute__((always_inline)) ptrdiff_t fc_tap_out(ptrdiff_t t, i
 #define FC_CMP _mm256_cmp_ps
 #define FC_HSUM fc_hsum256
 #define FC_NAME(f) f##_f32
-#define FC_DX_QUAD_C1(...) fc_dx_quad_c1(__VA_ARGS__)
 #include "_direct_tmpl.h"  /* which #undefs these */
 
 #define FC_T double
@@ -163,7 +121,6 @@ static inline __attribute__((always_inline)) ptrdiff_t fc_tap_out(ptrdiff_t t, i
 #define FC_CMP _mm256_cmp_pd
 #define FC_HSUM fc_hsum256d
 #define FC_NAME(f) f##_f64
-#define FC_DX_QUAD_C1(...) 0  /* the four-pixel path exists for float only */
 #include "_direct_tmpl.h"  /* which #undefs these */
 
 /* win[0..7] = best where m > 0, else -1 (as int8) */
