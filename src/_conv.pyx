@@ -210,8 +210,7 @@ cdef extern from "_direct.h" nogil:
                              int max_di, int max_dj)
     void fc_conv_dx_row_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                             const float* w, float* dxrow, Py_ssize_t i, Py_ssize_t W,
-                            Py_ssize_t C, int sh, int sw, int KH, int KW, int dh, int dw,
-                            int pt, int pl)
+                            Py_ssize_t C, int KH, int KW, int dh, int dw, int pt, int pl)
     void fc_conv_fwd_row_f64(const double* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                              const double* w, const double* bias, double* orow,
                              Py_ssize_t oh, Py_ssize_t OW, Py_ssize_t F, Py_ssize_t K,
@@ -226,8 +225,7 @@ cdef extern from "_direct.h" nogil:
                              int max_di, int max_dj)
     void fc_conv_dx_row_f64(const double* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                             const double* w, double* dxrow, Py_ssize_t i, Py_ssize_t W,
-                            Py_ssize_t C, int sh, int sw, int KH, int KW, int dh, int dw,
-                            int pt, int pl)
+                            Py_ssize_t C, int KH, int KW, int dh, int dw, int pt, int pl)
     Py_ssize_t fc_dx_planar_width(Py_ssize_t C)
     void fc_conv_dx_planar_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                                const float* wt, float* dx, Py_ssize_t W, Py_ssize_t C,
@@ -259,6 +257,15 @@ def have_avx2():
     return bool(fc_have_avx2())
 
 
+cdef int _check_lanes(Py_ssize_t F, Py_ssize_t lanes) except -1:
+    """The direct kernels read and write whole vectors of filters: refuse any other F
+    (the Python wrapper never passes one; this guards direct callers)."""
+    if F % lanes:
+        raise ValueError(f"the direct kernels need a number of filters that is a "
+                         f"multiple of {lanes} for this dtype. Received: {F}")
+    return 0
+
+
 def conv2d_forward_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
                           const floating[:, :, :, ::1] w,     # IN  (KH, KW, C, F)
                           const floating[::1] bias,           # IN  (F,) or None
@@ -274,6 +281,7 @@ def conv2d_forward_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef Py_ssize_t K = koff.shape[0]
     cdef Py_ssize_t row, n
     cdef const floating* bptr = NULL
+    _check_lanes(F, 8 if floating is float else 4)
     if bias is not None:
         bptr = &bias[0]
     for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
@@ -307,6 +315,7 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
     cdef Py_ssize_t g, start, stop, n, r0, r1
     cdef bint has_db = db_part is not None
     cdef floating* dbg
+    _check_lanes(F, 8 if floating is float else 4)
     for g in prange(G, nogil=True, schedule="dynamic", num_threads=n_threads):
         memset(&dw_part[g, 0, 0], 0, K * F * sizeof(floating))
         start = g * total // G
@@ -337,22 +346,22 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
 def conv2d_input_grad_direct(const floating[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
                              const floating[:, :, :, ::1] w,     # IN  (KH, KW, C, F)
                              floating[:, :, :, ::1] dx,          # OUT (N, H, W, C)
-                             int sh, int sw, int dh, int dw, int pt, int pl,
-                             int n_threads):
-    """Input gradient of a convolution, one input row per task."""
+                             int dh, int dw, int pt, int pl, int n_threads):
+    """Input gradient of a stride-1 convolution, one input row per task."""
     cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
     cdef int KH = w.shape[0], KW = w.shape[1]
     cdef Py_ssize_t row, n
+    _check_lanes(F, 8 if floating is float else 4)
     for row in prange(N * H, nogil=True, schedule="static", num_threads=n_threads):
         n = row // H
         if floating is float:
             fc_conv_dx_row_f32(&dout[n, 0, 0, 0], OH, OW, F, &w[0, 0, 0, 0],
-                               &dx[n, row - n * H, 0, 0], row - n * H, W, C, sh, sw,
+                               &dx[n, row - n * H, 0, 0], row - n * H, W, C,
                                KH, KW, dh, dw, pt, pl)
         else:
             fc_conv_dx_row_f64(&dout[n, 0, 0, 0], OH, OW, F, &w[0, 0, 0, 0],
-                               &dx[n, row - n * H, 0, 0], row - n * H, W, C, sh, sw,
+                               &dx[n, row - n * H, 0, 0], row - n * H, W, C,
                                KH, KW, dh, dw, pt, pl)
 
 

@@ -81,16 +81,6 @@ FC_AVX2 static inline double fc_hsum256d(__m256d v)
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
-/* The output index t / s that a tap at input offset t reaches with stride s, or -1
- * where t is negative, not a multiple of s, or t / s >= n. */
-static inline __attribute__((always_inline)) ptrdiff_t fc_tap_out(ptrdiff_t t, int s,
-                                                                  ptrdiff_t n)
-{
-    if (t < 0 || t % s) return -1;
-    t /= s;
-    return t < n ? t : -1;
-}
-
 /* The shared kernels (fc_conv_fwd_row, fc_conv_dw_rows, fc_conv_dx_row), once for
  * float and once for double. */
 #define FC_T float
@@ -563,7 +553,7 @@ static void fc_conv_dw_rows_f32(const float *img, ptrdiff_t H, ptrdiff_t W, ptrd
     ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
     int sh, int sw, int pt, int pl, int max_di, int max_dj) {}
 static void fc_conv_dx_row_f32(const float *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,
-    const float *w, float *dxrow, ptrdiff_t i, ptrdiff_t W, ptrdiff_t C, int sh, int sw,
+    const float *w, float *dxrow, ptrdiff_t i, ptrdiff_t W, ptrdiff_t C,
     int KH, int KW, int dh, int dw, int pt, int pl) {}
 static void fc_conv_fwd_row_f64(const double *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
     const double *w, const double *bias, double *orow, ptrdiff_t oh, ptrdiff_t OW,
@@ -574,7 +564,7 @@ static void fc_conv_dw_rows_f64(const double *img, ptrdiff_t H, ptrdiff_t W, ptr
     ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
     int sh, int sw, int pt, int pl, int max_di, int max_dj) {}
 static void fc_conv_dx_row_f64(const double *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,
-    const double *w, double *dxrow, ptrdiff_t i, ptrdiff_t W, ptrdiff_t C, int sh, int sw,
+    const double *w, double *dxrow, ptrdiff_t i, ptrdiff_t W, ptrdiff_t C,
     int KH, int KW, int dh, int dw, int pt, int pl) {}
 static void fc_relu_maxpool_row_f32(const float *s, ptrdiff_t PWo, ptrdiff_t F, int PH,
     int PW, float *out, signed char *win) {}

@@ -38,11 +38,13 @@
             }                                                                       \
         } else {                                                                    \
             for (ptrdiff_t k = 0; k < K; k++) {                                     \
+                /* taps in the padding multiply a zero (not skipped: a weight of   \
+                 * Inf or NaN gives NaN there, as in the reference) */              \
                 const ptrdiff_t ih = i0 + kdi[k];                                   \
                 const ptrdiff_t iw0 = j0 + kdj[k], iw1 = iw0 + sw;                  \
-                if (ih < 0 || ih >= H) continue;                                    \
-                const int ok0 = iw0 >= 0 && iw0 < W;                                \
-                const int ok1 = two && iw1 >= 0 && iw1 < W;                         \
+                const int row = ih >= 0 && ih < H;                                  \
+                const int ok0 = row && iw0 >= 0 && iw0 < W;                         \
+                const int ok1 = row && two && iw1 >= 0 && iw1 < W;                  \
                 const ptrdiff_t c = k % C;                                          \
                 const FC_V b0 = FC_SET1(ok0 ? img[(ih * W + iw0) * C + c] : (FC_T)0); \
                 const FC_V b1 = FC_SET1(ok1 ? img[(ih * W + iw1) * C + c] : (FC_T)0); \
@@ -307,10 +309,9 @@ FC_AVX2 static int FC_NAME(fc_dx_quad_c1)(
     return 1;
 }
 
-/* Input gradient of a convolution for one input row (n, i):
- * dxrow[j, c] = sum_{ki, kj, f} dout[oh, ow, f] * w[ki, kj, c, f] over the taps that
- * reach it, oh = (i + pt - ki*dh) / sh and ow = (j + pl - kj*dw) / sw where those
- * divide exactly and land inside dout; dot products over f (F a multiple of FC_L).
+/* Input gradient of a stride-1 convolution for one input row (n, i):
+ * dxrow[j, c] = sum_{ki, kj, f} dout[i + pt - ki*dh, j + pl - kj*dw, f] * w[ki, kj, c, f]
+ * over the taps that land inside dout; dot products over f (F a multiple of FC_L).
  * For few input channels, where the flipped-filter GEMM would have only C columns.
  * With F a multiple of 4 FC_L and
  * C <= 3, every channel is accumulated at once (3 x 4 vector accumulators), so
@@ -320,14 +321,13 @@ FC_AVX2 static int FC_NAME(fc_dx_quad_c1)(
     const FC_T *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,  /* IN  (OH, OW, F) */ \
     const FC_T *w,                                              /* IN  (KH, KW, C, F) */ \
     FC_T *dxrow,                                                /* OUT (W, C) */ \
-    ptrdiff_t i, ptrdiff_t W, ptrdiff_t C, int sh, int sw, \
+    ptrdiff_t i, ptrdiff_t W, ptrdiff_t C, \
     int KH, int KW, int dh, int dw, int pt, int pl
-FC_AVX2 static inline __attribute__((always_inline))
-void FC_NAME(fc_conv_dx_row_impl)(FC_PARAMS_CONV_DX_ROW)
+FC_AVX2 static void FC_NAME(fc_conv_dx_row)(FC_PARAMS_CONV_DX_ROW)
 {
     if (F % (4 * FC_L) == 0 && C <= 3) {
         for (ptrdiff_t j = 0; j < W; j++) {
-            if (sh == 1 && sw == 1 && C == 1 && j + 3 < W
+            if (C == 1 && j + 3 < W
                     && FC_NAME(fc_dx_quad_c1)(dout, OH, OW, F, w, dxrow, i, j, KH, KW,
                                               dh, dw, pt, pl)) {
                 j += 3;  /* four pixels done */
@@ -337,11 +337,11 @@ void FC_NAME(fc_conv_dx_row_impl)(FC_PARAMS_CONV_DX_ROW)
             for (int c = 0; c < 3; c++)
                 for (int v = 0; v < 4; v++) acc[c][v] = FC_ZERO();
             for (int ki = 0; ki < KH; ki++) {
-                const ptrdiff_t oh = fc_tap_out(i + pt - (ptrdiff_t)ki * dh, sh, OH);
-                if (oh < 0) continue;
+                const ptrdiff_t oh = i + pt - (ptrdiff_t)ki * dh;
+                if (oh < 0 || oh >= OH) continue;
                 for (int kj = 0; kj < KW; kj++) {
-                    const ptrdiff_t ow = fc_tap_out(j + pl - (ptrdiff_t)kj * dw, sw, OW);
-                    if (ow < 0) continue;
+                    const ptrdiff_t ow = j + pl - (ptrdiff_t)kj * dw;
+                    if (ow < 0 || ow >= OW) continue;
                     const FC_T *d = dout + (oh * OW + ow) * F;
                     const FC_T *wp = w + (ptrdiff_t)(ki * KW + kj) * C * F;
                     for (ptrdiff_t f = 0; f < F; f += 4 * FC_L) {
@@ -373,11 +373,11 @@ void FC_NAME(fc_conv_dx_row_impl)(FC_PARAMS_CONV_DX_ROW)
             /* four independent chains, so FMA latency does not serialise the sum */
             FC_V acc0 = FC_ZERO(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
             for (int ki = 0; ki < KH; ki++) {
-                const ptrdiff_t oh = fc_tap_out(i + pt - (ptrdiff_t)ki * dh, sh, OH);
-                if (oh < 0) continue;
+                const ptrdiff_t oh = i + pt - (ptrdiff_t)ki * dh;
+                if (oh < 0 || oh >= OH) continue;
                 for (int kj = 0; kj < KW; kj++) {
-                    const ptrdiff_t ow = fc_tap_out(j + pl - (ptrdiff_t)kj * dw, sw, OW);
-                    if (ow < 0) continue;
+                    const ptrdiff_t ow = j + pl - (ptrdiff_t)kj * dw;
+                    if (ow < 0 || ow >= OW) continue;
                     const FC_T *d = dout + (oh * OW + ow) * F;
                     const FC_T *wp = w + ((ptrdiff_t)(ki * KW + kj) * C + c) * F;
                     ptrdiff_t f = 0;
@@ -395,21 +395,6 @@ void FC_NAME(fc_conv_dx_row_impl)(FC_PARAMS_CONV_DX_ROW)
                                                         FC_ADD(acc2, acc3)));
         }
     }
-}
-
-FC_AVX2 static void FC_NAME(fc_conv_dx_row)(FC_PARAMS_CONV_DX_ROW)
-{
-    /* copies for strides 1 and 2, where the divisions by the stride vanish or become
-     * shifts (a division per tap would cost more than the tap's FMAs) */
-    if (sh == 1 && sw == 1)
-        FC_NAME(fc_conv_dx_row_impl)(dout, OH, OW, F, w, dxrow, i, W, C, 1, 1, KH, KW, dh,
-                                     dw, pt, pl);
-    else if (sh == 2 && sw == 2)
-        FC_NAME(fc_conv_dx_row_impl)(dout, OH, OW, F, w, dxrow, i, W, C, 2, 2, KH, KW, dh,
-                                     dw, pt, pl);
-    else
-        FC_NAME(fc_conv_dx_row_impl)(dout, OH, OW, F, w, dxrow, i, W, C, sh, sw, KH, KW, dh,
-                                     dw, pt, pl);
 }
 
 #undef FC_FWD_BLOCK

@@ -216,6 +216,40 @@ def test_nonfinite_weight_reaches_only_the_pixels_it_touches(channels, bad, thre
     np.testing.assert_allclose(got[ok], want[ok], rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype, f", [(np.float32, 8), (np.float32, 6), (np.float64, 4),
+                                      (np.float64, 25)])
+def test_nonfinite_weight_meets_the_padding_like_the_reference(dtype, f):
+    # The reference pads with zeros, so an Inf weight over the padding gives NaN there
+    # (0 * Inf); the direct forward must not skip padded rows or columns.
+    x = np.ones((2, 4, 5, 1), dtype=dtype)
+    w = np.ones((3, 3, 1, f), dtype=dtype)
+    w[0, 0, 0, 0] = np.inf
+    for op in ("conv2d_forward", "conv2d_relu_forward"):
+        got = getattr(fast, op)(x, w, None, 1, 1)[0]
+        with np.errstate(invalid="ignore"):
+            want = getattr(ref, op)(x, w, None, 1, 1)[0]
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert np.isnan(want[:, 0, :, 0]).all() and np.isnan(want[:, :, 0, 0]).all()
+
+
+@pytest.mark.skipif(not fast._HAVE_AVX2, reason="the direct kernels need AVX2 and FMA")
+def test_direct_kernels_refuse_a_filter_count_off_the_vector_width():
+    # Only the wrappers' own checks stand between these drivers and whole-vector
+    # reads past an array; they must refuse such a call rather than run it.
+    x = np.ones((1, 5, 5, 1))
+    koff, kdi, kdj = fast._tap_offsets_for(3, 3, 1, 1, 1, 5)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        fast._conv.conv2d_forward_direct(x, np.ones((3, 3, 1, 6)), None, np.empty((1, 3, 3, 6)),
+                                         koff, kdi, kdj, 1, 1, 0, 0, 2, 2, False, 1)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        fast._conv.conv2d_input_grad_direct(np.ones((1, 3, 3, 4), np.float32),
+                                            np.ones((3, 3, 1, 4), np.float32),
+                                            np.empty((1, 5, 5, 1), np.float32), 1, 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        fast._conv.conv2d_weight_grad_direct(x, np.ones((1, 3, 3, 2)), np.empty((1, 9, 2)),
+                                             None, koff, kdi, kdj, 1, 1, 0, 0, 2, 2, 1)
+
+
 def test_maxpool_ties_and_nan_like_reference():
     x = np.array([[1, 5], [5, 5]], dtype=np.float64)[None, :, :, None]
     out, cache = fast.maxpool2d_forward(x, 2)

@@ -196,7 +196,7 @@ def conv2d_backward(dout, cache, input_grad=True):
     -----
     The input gradient has four paths: for 2-4 input channels at stride 1 (float32,
     finite weights), a direct kernel vectorised over pixels; for up to 4 input
-    channels otherwise, a direct kernel one pixel at a time (any stride); for a
+    channels otherwise, a direct kernel one pixel at a time (stride 1); for a
     batch, ``col2im(dout @ W^T)`` in parallel over images (each image's scatter is
     one thread's, so there are no races); for a single image, a stride-1 convolution
     of dout spread out by the stride (zeros in between, done implicitly by the
@@ -233,7 +233,8 @@ def _backward(x, w, dout, g, has_bias, input_grad):
             # (The planar kernel multiplies out-of-image taps by zeros instead of
             # skipping them, which an Inf or NaN weight would turn into NaN.)
             path = "planar"
-        elif _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
+        elif g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
+            # (Strided layers were tried on a direct kernel too: slower than col2im.)
             path = "direct"
         elif g.N > 1 and g.OH * g.OW >= _COL2IM_MIN_POSITIONS:
             path = "col2im"
@@ -246,8 +247,7 @@ def _backward(x, w, dout, g, has_bias, input_grad):
     if path == "planar":
         _input_grad_planar(dout, w, dx, g)
     elif path == "direct":
-        _conv.conv2d_input_grad_direct(dout, w, dx, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl,
-                                       get_num_threads())
+        _conv.conv2d_input_grad_direct(dout, w, dx, g.dh, g.dw, g.pt, g.pl, get_num_threads())
     elif path == "col2im":
         _input_grad_col2im(dout, w, dx, g)
     elif path == "flip":
