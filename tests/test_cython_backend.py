@@ -196,12 +196,13 @@ def test_nan_and_inf_propagate(threads):
     assert np.isnan(p[0, 1, 1, 0]) and np.isinf(p[0, 2, 2, 1])
 
 
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4, 8])
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
-def test_nonfinite_weight_reaches_only_the_pixels_it_touches(channels, bad, threads):
+def test_nonfinite_weight_reaches_only_the_pixels_it_touches(batch, channels, bad, threads):
     # An Inf/NaN weight tap must leave dx finite where the reference skips that tap
     # (pixels near the border): no path may multiply it by padding zeros.
-    x = np.ones((2, 9, 20, channels), dtype=np.float32)
+    x = np.ones((batch, 9, 20, channels), dtype=np.float32)
     w = np.ones((3, 3, channels, 8), dtype=np.float32)
     w[0, 0, 0, 0] = bad
     out, cache = fast.conv2d_forward(x, w, padding="same")

@@ -238,6 +238,10 @@ def _backward(x, w, dout, g, has_bias, input_grad):
             path = "direct"
         elif g.N > 1 and g.OH * g.OW >= _COL2IM_MIN_POSITIONS:
             path = "col2im"
+        elif not np.isfinite(w).all():
+            # The flip path convolves dout padded with zeros, which an Inf or NaN
+            # weight would turn into NaN where the reference stays finite.
+            path = "col2im"
         else:
             path = "flip"
     dx = None
@@ -298,7 +302,8 @@ def _input_grad_planar(dout, w, dx, g):
 
 
 def _input_grad_col2im(dout, w, dx, g):
-    """dx by GEMM then col2im, in parallel over runs of whole images (needs N > 1).
+    """dx by GEMM then col2im, in parallel over runs of whole images (one image: one
+    task, in tiles).
 
     Images of fewer positions than a workspace tile are taken several at a time (one
     GEMM over all their positions), but in at least ``_COL2IM_MIN_TASKS`` runs, so that
