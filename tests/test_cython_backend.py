@@ -146,6 +146,22 @@ def test_short_reductions_take_the_direct_kernels(dtype, f, rng, monkeypatch):
     assert called == want
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_padded_filters_forward_in_bounded_chunks(dtype, rng, monkeypatch):
+    # Padded to the vector width, the forward pass goes through a buffer of a few
+    # whole images at a time: the same bits whether the batch takes one chunk or many.
+    x = rng.standard_normal((5, 9, 11, 3)).astype(dtype)
+    w = rng.standard_normal((3, 3, 3, 5)).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    whole = fast.conv2d_relu_forward(x, w, b, 1, "same")[0]
+    monkeypatch.setattr(fast, "_TILE_BYTES", 64)  # one image per chunk
+    chunked = fast.conv2d_relu_forward(x, w, b, 1, "same")[0]
+    np.testing.assert_array_equal(chunked, whole)
+    want = ref.conv2d_relu_forward(x, w, b, 1, "same")[0]
+    assert_close(whole, want, dtype, scale=ref.conv2d_forward(np.abs(x), np.abs(w),
+                                                              np.abs(b), 1, "same")[0])
+
+
 def _run_all(x, w, b, dout, pool_dout):
     out, c = fast.conv2d_forward(x, w, b, stride=1, padding="same")
     grads = fast.conv2d_backward(dout, c)

@@ -148,10 +148,16 @@ def _conv_forward(x, w, b, stride, padding, dilation, relu):
     if out.size == 0:
         pass
     elif fp:
-        wide = np.empty(g.out_shape[:-1] + (fp,), dtype=x.dtype)
-        _forward_direct(x, _pad_last(w, fp), None if b is None else _pad_last(b, fp), wide,
-                        g, relu)
-        out[...] = wide[..., :g.F]
+        # Through a buffer of whole images, at most _TILE_BYTES * 4 of them (so that the
+        # workspace stays bounded whatever the batch), copied out without the padding.
+        wp, bp = _pad_last(w, fp), None if b is None else _pad_last(b, fp)
+        per_image = g.OH * g.OW * fp * x.itemsize
+        chunk = max(1, min(g.N, 4 * _TILE_BYTES // per_image))
+        wide = np.empty((chunk, g.OH, g.OW, fp), dtype=x.dtype)
+        for n0 in range(0, g.N, chunk):
+            n1 = min(g.N, n0 + chunk)
+            _forward_direct(x[n0:n1], wp, bp, wide[:n1 - n0], g, relu)
+            out[n0:n1] = wide[:n1 - n0, ..., :g.F]
     elif _use_direct(x.dtype, g.F, small):
         _forward_direct(x, w, b, out, g, relu)
     else:
