@@ -43,6 +43,7 @@ __all__ = [
 # 128 KiB 61-62 GFLOP/s, 256 KiB 65, 512 KiB 70, 1 MiB 73, 2 MiB 73 (OpenBLAS sgemm
 # 88 on the same core).
 _TILE_BYTES = 1024 * 1024
+_TILE_MULTIPLE = 8
 # Fixed number of partial weight gradients (not tied to the thread count, so the
 # summation order, and hence the bits, do not depend on it).
 _WEIGHT_GRAD_GROUPS = 16
@@ -85,8 +86,16 @@ def _use_direct(dtype, f: int, small: bool, float32_only: bool = False) -> bool:
 
 
 def _tile(positions: int, k: int, itemsize: int) -> int:
-    """Output positions per tile: fills ``_TILE_BYTES`` of workspace, at least 16."""
-    return int(min(positions, max(16, _TILE_BYTES // (k * itemsize))))
+    """Output positions per tile: fills at most ``_TILE_BYTES`` of workspace, at least
+    16; when there is more than one tile, their number is a multiple of
+    ``_TILE_MULTIPLE``, so that 2, 4 or 8 threads get equal shares (five tiles on two
+    threads ran at 1.37x one thread on layer e). Shapes alone decide, never threads."""
+    tile = int(min(positions, max(16, _TILE_BYTES // (k * itemsize))))
+    tiles = -(-positions // tile)
+    if tiles > 1:
+        tiles = -(-tiles // _TILE_MULTIPLE) * _TILE_MULTIPLE
+        tile = max(16, -(-positions // tiles))
+    return tile
 
 
 def _conv_into(x, wmat, b, out, kh, kw, stride, dilation, pad_tl, in_dil, relu=False):
