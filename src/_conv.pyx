@@ -196,6 +196,12 @@ cdef extern from "_direct.h" nogil:
     int fc_have_avx2()
     void fc_rows_sum_f32(const float* d, Py_ssize_t rows, Py_ssize_t F, float* acc)
     void fc_rows_sum_f64(const double* d, Py_ssize_t rows, Py_ssize_t F, double* acc)
+    void fc_conv_fwd_rows_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                              const float* w, const float* bias, float* out,
+                              Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t OW, Py_ssize_t F,
+                              Py_ssize_t K, const Py_ssize_t* koff, const int* kdi,
+                              const int* kdj, int sh, int sw, int pt, int pl, int max_di,
+                              int max_dj, int relu)
     void fc_conv_fwd_row_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                              const float* w, const float* bias, float* orow,
                              Py_ssize_t oh, Py_ssize_t OW, Py_ssize_t F, Py_ssize_t K,
@@ -211,6 +217,12 @@ cdef extern from "_direct.h" nogil:
     void fc_conv_dx_row_f32(const float* dout, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                             const float* w, float* dxrow, Py_ssize_t i, Py_ssize_t W,
                             Py_ssize_t C, int KH, int KW, int dh, int dw, int pt, int pl)
+    void fc_conv_fwd_rows_f64(const double* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                              const double* w, const double* bias, double* out,
+                              Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t OW, Py_ssize_t F,
+                              Py_ssize_t K, const Py_ssize_t* koff, const int* kdi,
+                              const int* kdj, int sh, int sw, int pt, int pl, int max_di,
+                              int max_dj, int relu)
     void fc_conv_fwd_row_f64(const double* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                              const double* w, const double* bias, double* orow,
                              Py_ssize_t oh, Py_ssize_t OW, Py_ssize_t F, Py_ssize_t K,
@@ -238,6 +250,7 @@ cdef extern from "_direct.h" nogil:
                                       Py_ssize_t F, int PH, int PW, float* dz, Py_ssize_t OWz,
                                       float* db)
     int FC_POOL2_MAX_K
+    int FC_WIDE_MIN_K
     void fc_conv_relu_pool2_row_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                                     const float* w, const float* bias, float* out,
                                     signed char* win, Py_ssize_t ph, Py_ssize_t PWo,
@@ -255,6 +268,10 @@ cdef extern from "_direct.h" nogil:
 def have_avx2():
     """True when this CPU runs the AVX2/FMA direct kernels."""
     return bool(fc_have_avx2())
+
+
+# Reductions K at least this long take the direct forward kernel's wide blocks.
+WIDE_MIN_K = FC_WIDE_MIN_K
 
 
 cdef int _check_lanes(Py_ssize_t F, Py_ssize_t lanes) except -1:
@@ -275,27 +292,31 @@ def conv2d_forward_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
                           const int[::1] kdj,                 # IN  (K,) tap column shifts
                           int sh, int sw, int pt, int pl, int max_di, int max_dj,
                           bint relu, int n_threads):
-    """Direct convolution, one output row per task (no workspace)."""
+    """Direct convolution, a few output rows per task (no workspace): one row for a
+    short reduction, four for a long one (the wide kernel reuses its weight blocks
+    across them)."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], F = out.shape[3]
     cdef Py_ssize_t K = koff.shape[0]
-    cdef Py_ssize_t row, n
+    cdef Py_ssize_t rows = 4 if K >= FC_WIDE_MIN_K else 1
+    cdef Py_ssize_t groups = (OH + rows - 1) // rows
+    cdef Py_ssize_t task, n, oh0, oh1
     cdef const floating* bptr = NULL
     _check_lanes(F, 8 if floating is float else 4)
     if bias is not None:
         bptr = &bias[0]
-    for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
-        n = row // OH
+    for task in prange(N * groups, nogil=True, schedule="static", num_threads=n_threads):
+        n = task // groups
+        oh0 = (task - n * groups) * rows
+        oh1 = min(OH, oh0 + rows)
         if floating is float:
-            fc_conv_fwd_row_f32(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
-                                &out[n, row - n * OH, 0, 0], row - n * OH, OW, F, K,
-                                &koff[0], &kdi[0], &kdj[0], sh, sw, pt, pl, max_di, max_dj,
-                                relu)
+            fc_conv_fwd_rows_f32(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
+                                 &out[n, 0, 0, 0], oh0, oh1, OW, F, K, &koff[0], &kdi[0],
+                                 &kdj[0], sh, sw, pt, pl, max_di, max_dj, relu)
         else:
-            fc_conv_fwd_row_f64(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
-                                &out[n, row - n * OH, 0, 0], row - n * OH, OW, F, K,
-                                &koff[0], &kdi[0], &kdj[0], sh, sw, pt, pl, max_di, max_dj,
-                                relu)
+            fc_conv_fwd_rows_f64(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
+                                 &out[n, 0, 0, 0], oh0, oh1, OW, F, K, &koff[0], &kdi[0],
+                                 &kdj[0], sh, sw, pt, pl, max_di, max_dj, relu)
 
 
 def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)

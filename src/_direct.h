@@ -49,6 +49,9 @@ static void NAME(const T *restrict d, ptrdiff_t rows, ptrdiff_t F, T *restrict a
 FC_ROWS_SUM(float, fc_rows_sum_f32)
 FC_ROWS_SUM(double, fc_rows_sum_f64)
 
+/* Reductions at least this long take the forward kernel's wide blocks. */
+#define FC_WIDE_MIN_K 64
+
 #if FC_HAVE_X86
 
 /* Keep a loaded vector in a register: without this GCC folds the load into each FMA
@@ -544,6 +547,10 @@ FC_AVX2 static void fc_conv_dx_planar_f32(
 
 #else  /* no x86 SIMD: never called (fc_have_avx2() is 0), but must compile */
 
+static void fc_conv_fwd_rows_f32(const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
+    const float *w, const float *bias, float *out, ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW,
+    ptrdiff_t F, ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu) {}
 static void fc_conv_fwd_row_f32(const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
     const float *w, const float *bias, float *orow, ptrdiff_t oh, ptrdiff_t OW, ptrdiff_t F,
     ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
@@ -555,6 +562,10 @@ static void fc_conv_dw_rows_f32(const float *img, ptrdiff_t H, ptrdiff_t W, ptrd
 static void fc_conv_dx_row_f32(const float *dout, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t F,
     const float *w, float *dxrow, ptrdiff_t i, ptrdiff_t W, ptrdiff_t C,
     int KH, int KW, int dh, int dw, int pt, int pl) {}
+static void fc_conv_fwd_rows_f64(const double *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
+    const double *w, const double *bias, double *out, ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW,
+    ptrdiff_t F, ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu) {}
 static void fc_conv_fwd_row_f64(const double *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
     const double *w, const double *bias, double *orow, ptrdiff_t oh, ptrdiff_t OW,
     ptrdiff_t F, ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,

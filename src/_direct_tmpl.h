@@ -13,8 +13,9 @@
  * inside the image (the common case) the taps are read through koff, the offset
  * of tap k = (ki*KW + kj)*C + c from the window's corner, with no checks; at the
  * borders each tap is checked against the padding. */
-#define FC_FWD_BLOCK(NV)                                                            \
-    for (ptrdiff_t ow = 0; ow < OW; ow += 2) {                                      \
+#define FC_FWD_BLOCK(NV) FC_FWD_BLOCK_FROM(NV, 0)
+#define FC_FWD_BLOCK_FROM(NV, START)                                                \
+    for (ptrdiff_t ow = (START); ow < OW; ow += 2) {                                \
         const int two = ow + 1 < OW;                                                \
         FC_V a0[NV], a1[NV];                                                      \
         for (int v = 0; v < NV; v++) {                                              \
@@ -23,9 +24,10 @@
         }                                                                           \
         const ptrdiff_t j0 = ow * sw - pl;                                          \
         const FC_T *wf = w + f0;                                                   \
-        if (rows_inside && two && j0 >= 0 && j0 + sw + max_dj < W) {                \
+        if (rows_inside && j0 >= 0 && j0 + (two ? sw : 0) + max_dj < W) {          \
+            /* (a last single window: the second column repeats it, unstored) */   \
             const FC_T *x0 = img + (i0 * W + j0) * C;                              \
-            const FC_T *x1 = x0 + sw * C;                                          \
+            const FC_T *x1 = two ? x0 + sw * C : x0;                               \
             for (ptrdiff_t k = 0; k < K; k++) {                                     \
                 const FC_V b0 = FC_SET1(x0[koff[k]]);                      \
                 const FC_V b1 = FC_SET1(x1[koff[k]]);                      \
@@ -37,7 +39,8 @@
                 }                                                                   \
             }                                                                       \
         } else {                                                                    \
-            for (ptrdiff_t k = 0; k < K; k++) {                                     \
+            ptrdiff_t c = 0;  /* k % C, counted */                                  \
+            for (ptrdiff_t k = 0; k < K; k++, c = c + 1 == C ? 0 : c + 1) {         \
                 /* taps in the padding multiply a zero (not skipped: a weight of   \
                  * Inf or NaN gives NaN there, as in the reference) */              \
                 const ptrdiff_t ih = i0 + kdi[k];                                   \
@@ -45,7 +48,6 @@
                 const int row = ih >= 0 && ih < H;                                  \
                 const int ok0 = row && iw0 >= 0 && iw0 < W;                         \
                 const int ok1 = row && two && iw1 >= 0 && iw1 < W;                  \
-                const ptrdiff_t c = k % C;                                          \
                 const FC_V b0 = FC_SET1(ok0 ? img[(ih * W + iw0) * C + c] : (FC_T)0); \
                 const FC_V b1 = FC_SET1(ok1 ? img[(ih * W + iw1) * C + c] : (FC_T)0); \
                 for (int v = 0; v < NV; v++) {                                      \
@@ -85,6 +87,135 @@ void FC_NAME(fc_conv_fwd_row_impl)(FC_PARAMS_CONV_FWD_ROW)
     for (; f0 < F; f0 += FC_L) { FC_FWD_BLOCK(1) }
 }
 
+/* Output rows [oh0, oh1) of one image, out (OH, OW, F), for a long reduction (the
+ * middle layers, K >= FC_WIDE_MIN_K): six windows x two vectors of filters at a
+ * time, twelve accumulators, so that each weight vector loaded feeds six FMAs. The
+ * taps run as (ki, kj) then c, a tap's channels being contiguous in the image, so no
+ * offset table is read in the inner loop; and in chunks of taps whose weights (for
+ * the two vectors) fit in L1, each chunk over all the rows' windows before the next,
+ * the partial sums kept in out between chunks (stored and reloaded exactly, so the
+ * chunking does not change a bit). Windows not wholly inside the image, and the
+ * last few of a row, go through the two-column code (fc_conv_fwd_row_impl's blocks).
+ * Every output is the same sum, in the same order (bias, then k = 0 .. K-1), as
+ * there. */
+#define FC_W6_FMA(p)                                                                  \
+    if (p < P) { const FC_V xb = FC_SET1(xt[c + p * step]);                           \
+                 a##p##0 = FC_FMA(xb, w0, a##p##0); a##p##1 = FC_FMA(xb, w1, a##p##1); }
+#define FC_W6_INIT(p)                                                                 \
+    FC_V a##p##0 = z, a##p##1 = z;                                                    \
+    if (p < P) { a##p##0 = first ? b0 : FC_LOADU(o0 + p * F);                         \
+                 a##p##1 = first ? b1 : FC_LOADU(o0 + p * F + FC_L); }
+#define FC_W6_STORE(p)                                                                \
+    if (p < P) {                                                                      \
+        if (relu && last) {                                                           \
+            a##p##0 = FC_BLENDV(a##p##0, z, FC_CMP(a##p##0, z, _CMP_LE_OQ));          \
+            a##p##1 = FC_BLENDV(a##p##1, z, FC_CMP(a##p##1, z, _CMP_LE_OQ));          \
+        }                                                                             \
+        FC_STOREU(o0 + p * F, a##p##0);                                               \
+        FC_STOREU(o0 + p * F + FC_L, a##p##1);                                        \
+    }
+/* P (1-6, a literal after inlining) windows from x0 into o0, taps [t0, t1). */
+FC_AVX2 static inline __attribute__((always_inline)) void FC_NAME(fc_fwd_wide_block)(
+    const FC_T *x0, const FC_T *w, FC_T *o0, ptrdiff_t F, ptrdiff_t C, ptrdiff_t step,
+    const ptrdiff_t *koff, ptrdiff_t t0, ptrdiff_t t1, FC_V b0, FC_V b1, int first,
+    int last, int relu, const int P)
+{
+    const FC_V z = FC_ZERO();
+    FC_W6_INIT(0) FC_W6_INIT(1) FC_W6_INIT(2) FC_W6_INIT(3) FC_W6_INIT(4) FC_W6_INIT(5)
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        const FC_T *xt = x0 + koff[t * C];
+        const FC_T *wf = w + t * C * F;
+        for (ptrdiff_t c = 0; c < C; c++, wf += F) {
+            FC_V w0 = FC_LOADU(wf), w1 = FC_LOADU(wf + FC_L);
+            FC_IN_REGISTER(w0);
+            FC_IN_REGISTER(w1);
+            FC_W6_FMA(0) FC_W6_FMA(1) FC_W6_FMA(2) FC_W6_FMA(3) FC_W6_FMA(4) FC_W6_FMA(5)
+        }
+    }
+    FC_W6_STORE(0) FC_W6_STORE(1) FC_W6_STORE(2) FC_W6_STORE(3) FC_W6_STORE(4)
+    FC_W6_STORE(5)
+}
+#undef FC_W6_FMA
+#undef FC_W6_INIT
+#undef FC_W6_STORE
+
+FC_AVX2 static void FC_NAME(fc_conv_fwd_rows_wide)(
+    const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
+    const FC_T *w, const FC_T *bias,                          /* IN  (K, F), (F,)/NULL */
+    FC_T *out,                                                /* OUT (OH, OW, F) */
+    ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K,
+    const ptrdiff_t *koff, const int *kdi, const int *kdj,
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu)
+{
+    ptrdiff_t lo = OW, hi = OW;  /* windows [lo, hi) lie inside the image's columns */
+    if (W - 1 - max_dj + pl >= 0) {
+        lo = (pl + sw - 1) / sw;
+        hi = (W - 1 - max_dj + pl) / sw + 1;
+        if (lo > OW) lo = OW;
+        if (hi > OW) hi = OW;
+        if (hi < lo) hi = lo;
+    }
+    const ptrdiff_t step = (ptrdiff_t)sw * C, taps = K / C;
+    ptrdiff_t chunk = (ptrdiff_t)(16384 / (C * 2 * FC_L * (ptrdiff_t)sizeof(FC_T)));
+    if (chunk < 1) chunk = 1;
+    const FC_V z = FC_ZERO();
+    ptrdiff_t f_wide = 0;
+    for (; f_wide + 2 * FC_L <= F; f_wide += 2 * FC_L) {
+        const ptrdiff_t f0 = f_wide;
+        const FC_V b0 = bias ? FC_LOADU(bias + f0) : z;
+        const FC_V b1 = bias ? FC_LOADU(bias + f0 + FC_L) : z;
+        for (ptrdiff_t t0 = 0; t0 < taps; t0 += chunk) {
+            const ptrdiff_t t1 = t0 + chunk < taps ? t0 + chunk : taps;
+            const int first = t0 == 0, last = t1 == taps;
+            for (ptrdiff_t oh = oh0; oh < oh1; oh++) {
+                const ptrdiff_t i0 = oh * sh - pt;
+                if (!(i0 >= 0 && i0 + max_di < H)) continue;  /* a border row: below */
+                const FC_T *xrow = img + (i0 * W - pl) * C;
+                FC_T *orow = out + oh * OW * F + f0;
+                /* the row's windows in blocks of as equal sizes as possible, at most
+                 * six (13 = 5 + 4 + 4, not 6 + 6 + 1: a block of one or two windows
+                 * has too few accumulators to hide the FMA latency) */
+                const ptrdiff_t n = hi - lo, nb = (n + 5) / 6;
+                ptrdiff_t ow = lo;
+                for (ptrdiff_t blk = 0; blk < nb; blk++) {
+                    const ptrdiff_t P = n / nb + (blk < n % nb);
+#define FC_W6_CALL(P) FC_NAME(fc_fwd_wide_block)(xrow + ow * step, w + f0, orow + ow * F, \
+                          F, C, step, koff, t0, t1, b0, b1, first, last, relu, P)
+                    switch (P) {
+                    case 6: FC_W6_CALL(6); break;
+                    case 5: FC_W6_CALL(5); break;
+                    case 4: FC_W6_CALL(4); break;
+                    case 3: FC_W6_CALL(3); break;
+                    case 2: FC_W6_CALL(2); break;
+                    default: FC_W6_CALL(1); break;
+                    }
+#undef FC_W6_CALL
+                    ow += P;
+                }
+            }
+        }
+    }
+    /* the rest, two windows at a time: border rows whole; in the other rows the
+     * windows outside [lo, hi) and the filters from f_wide on */
+    for (ptrdiff_t oh = oh0; oh < oh1; oh++) {
+        const ptrdiff_t i0 = oh * sh - pt;
+        const int rows_inside = i0 >= 0 && i0 + max_di < H;
+        FC_T *orow = out + oh * OW * F;
+        ptrdiff_t f0 = 0;
+        if (rows_inside) {
+            for (; f0 < f_wide; f0 += 2 * FC_L) {
+                const ptrdiff_t OWall = OW;
+                OW = lo;
+                FC_FWD_BLOCK_FROM(2, 0)
+                OW = OWall;
+                FC_FWD_BLOCK_FROM(2, hi)
+            }
+        }
+        for (; f0 + 4 * FC_L <= F; f0 += 4 * FC_L) { FC_FWD_BLOCK(4) }
+        for (; f0 < F; f0 += FC_L) { FC_FWD_BLOCK(1) }
+    }
+}
+
 FC_AVX2 static void FC_NAME(fc_conv_fwd_row)(FC_PARAMS_CONV_FWD_ROW)
 {
     FC_SPECIALISE(
@@ -94,6 +225,24 @@ FC_AVX2 static void FC_NAME(fc_conv_fwd_row)(FC_PARAMS_CONV_FWD_ROW)
             kdj, 1, 1, pt, pl, max_di, max_dj, relu),
         FC_NAME(fc_conv_fwd_row_impl)(img, H, W, C, w, bias, orow, oh, OW, F, K, koff, kdi,
             kdj, sh, sw, pt, pl, max_di, max_dj, relu))
+}
+
+/* Output rows [oh0, oh1) of one image into out (OH, OW, F): the wide blocks for a
+ * long reduction, else row by row. */
+FC_AVX2 static void FC_NAME(fc_conv_fwd_rows)(
+    const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, const FC_T *w,
+    const FC_T *bias, FC_T *out, ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW, ptrdiff_t F,
+    ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu)
+{
+    if (K >= FC_WIDE_MIN_K && F >= 2 * FC_L) {
+        FC_NAME(fc_conv_fwd_rows_wide)(img, H, W, C, w, bias, out, oh0, oh1, OW, F, K, koff,
+                                       kdi, kdj, sh, sw, pt, pl, max_di, max_dj, relu);
+        return;
+    }
+    for (ptrdiff_t oh = oh0; oh < oh1; oh++)
+        FC_NAME(fc_conv_fwd_row)(img, H, W, C, w, bias, out + oh * OW * F, oh, OW, F, K,
+                                 koff, kdi, kdj, sh, sw, pt, pl, max_di, max_dj, relu);
 }
 
 /* Taps k0 .. k0+nk-1 (nk <= 3) x filters f0 .. f0+4*FC_L-1 of fc_conv_dw_rows. Inlined,
@@ -398,6 +547,7 @@ FC_AVX2 static void FC_NAME(fc_conv_dx_row)(FC_PARAMS_CONV_DX_ROW)
 }
 
 #undef FC_FWD_BLOCK
+#undef FC_FWD_BLOCK_FROM
 #undef FC_PARAMS_CONV_FWD_ROW
 #undef FC_PARAMS_CONV_DW_ROWS
 #undef FC_PARAMS_CONV_DX_ROW

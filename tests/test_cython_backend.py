@@ -6,6 +6,7 @@ Tolerances: fastconv.testing.RTOL (1e-5 in float32, 1e-12 in float64, norm-wise)
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import fastconv
 from fastconv.backends import cython as fast
@@ -162,6 +163,38 @@ def test_padded_filters_forward_in_bounded_chunks(dtype, rng, monkeypatch):
                                                               np.abs(b), 1, "same")[0])
 
 
+@st.composite
+def wide_cases(draw):
+    """Long reductions (K >= 64) for the wide forward blocks: rows of 1-20 windows (every
+    block size 1-6), strides, dilation, padding on some sides, filter counts that leave
+    a remainder after the two-vector blocks."""
+    c = draw(st.sampled_from([8, 16, 24]))
+    kh, kw = draw(st.integers(2, 4)), draw(st.integers(2, 4))
+    assume(kh * kw * c >= 64)
+    stride, dilation = draw(int_or_pair(1, 2)), draw(int_or_pair(1, 2))
+    padding = draw(st.sampled_from(["valid", "same", ((0, 1), (2, 0))]))
+    h, w = draw(st.integers(kh * 2, kh * 2 + 6)), draw(st.integers(kw * 2, kw * 2 + 24))
+    f = draw(st.sampled_from([8, 16, 24, 40, 64]))
+    return (draw(st.integers(1, 3)), h, w, c), (kh, kw, c, f), stride, padding, dilation
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=25, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(case=wide_cases(), relu=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_wide_forward_blocks_match_reference(case, relu, seed, dtype, threads, conv_path):
+    xs, ws, stride, padding, dilation = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[-1]).astype(dtype)
+    assume(all(n > 0 for n in ref.conv2d_forward(x, w, b, stride, padding, dilation)[0].shape))
+    op = "conv2d_relu_forward" if relu else "conv2d_forward"
+    got = getattr(fast, op)(x, w, b, stride, padding, dilation)[0]
+    want = getattr(ref, op)(x, w, b, stride, padding, dilation)[0]
+    assert_close(got, want, dtype, scale=ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b),
+                                                            stride, padding, dilation)[0])
+
+
 def _run_all(x, w, b, dout, pool_dout):
     out, c = fast.conv2d_forward(x, w, b, stride=1, padding="same")
     grads = fast.conv2d_backward(dout, c)
@@ -171,6 +204,8 @@ def _run_all(x, w, b, dout, pool_dout):
     fused, fuc = fast.conv2d_relu_maxpool_forward(x[..., :1], w[:, :, :1, :16], b[:16],
                                                   pool_size=2)
     grads += (fused,) + fast.conv2d_relu_maxpool_backward(dout[:, :14, :14, :16], fuc, False)[1:]
+    # A middle layer without padding: the direct forward's wide blocks.
+    grads += (fast.conv2d_forward(x, w, b, padding="valid")[0],)
     p, pc = fast.maxpool2d_forward(x, 3, 2, "same")
     a, ac = fast.avgpool2d_forward(x, 3, 1, "same")  # overlapping windows
     return (out, *grads, p, fast.maxpool2d_backward(pool_dout, pc), a,
