@@ -404,8 +404,87 @@ void FC_NAME(fc_conv_dw_rows_impl)(FC_PARAMS_CONV_DW_ROWS)
     }
 }
 
+/* Taps [k0, k0 + NK) x filters [f0, f0 + 2 FC_L) of the wide weight gradient, over
+ * the output rows [q0, q1) (all inside [r0, r1)): dw += x[window + koff] * dout, the
+ * NK x 2 accumulators loaded from dw and stored back (exactly: the sums run over the
+ * positions in order whatever the blocking). NK is a literal after inlining. */
+#define FC_DWW_ACC(j) FC_V c##j##0 = z, c##j##1 = z;                                  \
+    if (j < NK) { c##j##0 = FC_LOADU(dw + (k0 + j) * F + f0);                          \
+                  c##j##1 = FC_LOADU(dw + (k0 + j) * F + f0 + FC_L); }                 \
+    const ptrdiff_t o##j = j < NK ? koff[k0 + j] : 0
+#define FC_DWW_FMA(j)                                                                 \
+    if (j < NK) { const FC_V xb = FC_SET1(src[o##j]);                                 \
+                  c##j##0 = FC_FMA(xb, d0, c##j##0); c##j##1 = FC_FMA(xb, d1, c##j##1); }
+#define FC_DWW_STORE(j)                                                               \
+    if (j < NK) { FC_STOREU(dw + (k0 + j) * F + f0, c##j##0);                          \
+                  FC_STOREU(dw + (k0 + j) * F + f0 + FC_L, c##j##1); }
+FC_AVX2 static inline __attribute__((always_inline)) void FC_NAME(fc_dw_wide_block)(
+    const FC_T *img, ptrdiff_t W, ptrdiff_t C, const FC_T *dout, FC_T *dw,
+    ptrdiff_t r0, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t OW, ptrdiff_t F,
+    const ptrdiff_t *koff, int sh, int sw, ptrdiff_t f0, ptrdiff_t k0, const int NK)
+{
+    const FC_V z = FC_ZERO();
+    FC_DWW_ACC(0); FC_DWW_ACC(1); FC_DWW_ACC(2); FC_DWW_ACC(3); FC_DWW_ACC(4);
+    FC_DWW_ACC(5);
+    for (ptrdiff_t oh = q0; oh < q1; oh++) {
+        const FC_T *xrow = img + oh * sh * W * C;
+        const FC_T *drow = dout + (oh - r0) * OW * F + f0;
+        for (ptrdiff_t ow = 0; ow < OW; ow++) {
+            const FC_T *src = xrow + ow * sw * C;
+            const FC_V d0 = FC_LOADU(drow + ow * F), d1 = FC_LOADU(drow + ow * F + FC_L);
+            FC_DWW_FMA(0) FC_DWW_FMA(1) FC_DWW_FMA(2) FC_DWW_FMA(3) FC_DWW_FMA(4)
+            FC_DWW_FMA(5)
+        }
+    }
+    FC_DWW_STORE(0) FC_DWW_STORE(1) FC_DWW_STORE(2) FC_DWW_STORE(3) FC_DWW_STORE(4)
+    FC_DWW_STORE(5)
+}
+#undef FC_DWW_ACC
+#undef FC_DWW_FMA
+#undef FC_DWW_STORE
+
+/* The weight gradient of a long reduction without padding (every window inside the
+ * image), accumulated into dw (K, F) over output rows [r0, r1) of one image: six
+ * taps x two vectors of filters in registers while the positions stream past (each
+ * dout vector loaded feeds six FMAs), the rows taken in runs whose dout block (two
+ * vectors wide) fits in L1, so that it is read from there by all K / 6 tap blocks.
+ * F a multiple of 2 FC_L. */
+FC_AVX2 static void FC_NAME(fc_conv_dw_rows_wide)(FC_PARAMS_CONV_DW_ROWS)
+{
+    ptrdiff_t run = (ptrdiff_t)(16384 / (OW * 2 * FC_L * (ptrdiff_t)sizeof(FC_T)));
+    if (run < 1) run = 1;
+    for (ptrdiff_t f0 = 0; f0 < F; f0 += 2 * FC_L) {
+        for (ptrdiff_t q0 = r0; q0 < r1; q0 += run) {
+            const ptrdiff_t q1 = q0 + run < r1 ? q0 + run : r1;
+            ptrdiff_t k0 = 0;
+            for (; k0 + 6 <= K; k0 += 6)
+                FC_NAME(fc_dw_wide_block)(img, W, C, dout, dw, r0, q0, q1, OW, F, koff, sh,
+                                          sw, f0, k0, 6);
+#define FC_DWW_REST(NK) FC_NAME(fc_dw_wide_block)(img, W, C, dout, dw, r0, q0, q1, OW, F, \
+                                                  koff, sh, sw, f0, k0, NK)
+            switch (K - k0) {
+            case 5: FC_DWW_REST(5); break;
+            case 4: FC_DWW_REST(4); break;
+            case 3: FC_DWW_REST(3); break;
+            case 2: FC_DWW_REST(2); break;
+            case 1: FC_DWW_REST(1); break;
+            default: break;
+            }
+#undef FC_DWW_REST
+        }
+    }
+}
+
 FC_AVX2 static void FC_NAME(fc_conv_dw_rows)(FC_PARAMS_CONV_DW_ROWS)
 {
+    if (K >= FC_WIDE_MIN_K && F % (2 * FC_L) == 0 && pt == 0 && pl == 0
+            && max_di < H && max_dj < W && (r1 - 1) * sh + max_di < H
+            && (OW - 1) * sw + max_dj < W) {
+        /* (every window of these rows inside the image) */
+        FC_NAME(fc_conv_dw_rows_wide)(img, H, W, C, dout, dw, r0, r1, OW, F, K, koff, kdi,
+                                      kdj, sh, sw, pt, pl, max_di, max_dj);
+        return;
+    }
     FC_SPECIALISE(
         FC_NAME(fc_conv_dw_rows_impl)(img, H, W, 1, dout, dw, r0, r1, OW, F, 9, koff, kdi, kdj,
             1, 1, pt, pl, max_di, max_dj),

@@ -165,10 +165,10 @@ def test_padded_filters_forward_in_bounded_chunks(dtype, rng, monkeypatch):
 
 @st.composite
 def wide_cases(draw):
-    """Long reductions (K >= 64) for the wide forward blocks: rows of 1-20 windows (every
-    block size 1-6), strides, dilation, padding on some sides, filter counts that leave
-    a remainder after the two-vector blocks."""
-    c = draw(st.sampled_from([8, 16, 24]))
+    """Long reductions (K >= 64) for the wide blocks: rows of 1-20 windows (every block
+    size 1-6), strides, dilation, padding on some sides, filter counts that leave a
+    remainder after the two-vector blocks, and K not a multiple of six taps."""
+    c = draw(st.sampled_from([8, 16, 20, 24]))
     kh, kw = draw(st.integers(2, 4)), draw(st.integers(2, 4))
     assume(kh * kw * c >= 64)
     stride, dilation = draw(int_or_pair(1, 2)), draw(int_or_pair(1, 2))
@@ -181,7 +181,7 @@ def wide_cases(draw):
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=25, deadline=None, suppress_health_check=FIXTURES_OK)
 @given(case=wide_cases(), relu=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_wide_forward_blocks_match_reference(case, relu, seed, dtype, threads, conv_path):
+def test_wide_blocks_match_reference(case, relu, seed, dtype, threads, conv_path):
     xs, ws, stride, padding, dilation = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(xs).astype(dtype)
@@ -193,6 +193,9 @@ def test_wide_forward_blocks_match_reference(case, relu, seed, dtype, threads, c
     want = getattr(ref, op)(x, w, b, stride, padding, dilation)[0]
     assert_close(got, want, dtype, scale=ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b),
                                                             stride, padding, dilation)[0])
+    # and the gradients (the wide weight-gradient and input-gradient blocks)
+    dout = rng.standard_normal(want.shape).astype(dtype)
+    _conv_compare(dtype, x, w, b, dout, (stride, padding, dilation))
 
 
 def _run_all(x, w, b, dout, pool_dout):
