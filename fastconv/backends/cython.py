@@ -150,12 +150,30 @@ def _forward_direct(x, w, b, out, g, relu):
 
 def _wide_forward(g) -> bool:
     """Whether a long reduction takes the direct forward kernel's wide blocks (six
-    windows x two vectors of filters): on layers without padding, where every window
-    lies inside the image. Forward GFLOP/s on 2 threads against im2col + sgemm (one
-    run, 2026-11-26): b 209 vs 168, d 190 vs 162, e 187 vs 162; with 'same' padding
-    the border windows, on the checked two-column code, made f 160 vs 173."""
-    return (g.KH * g.KW * g.C >= _conv.WIDE_MIN_K
-            and g.pt == 0 and g.pb == 0 and g.pl == 0 and g.pr == 0)
+    windows x two vectors of filters). Forward GFLOP/s on 2 threads against im2col +
+    sgemm (one run, 2026-11-26): b 209 vs 168, d 190 vs 162, e 187 vs 162. A padded
+    layer runs on a zero-padded copy of its input (see _forward_padded): on the
+    kernel's checked border code instead, f ran at 160 against 173."""
+    return g.KH * g.KW * g.C >= _conv.WIDE_MIN_K
+
+
+def _padded_geometry(g) -> bool:
+    return g.pt > 0 or g.pb > 0 or g.pl > 0 or g.pr > 0
+
+
+def _forward_padded(x, w, b, out, g, relu):
+    """The direct forward of a padded layer as a 'valid' one on a zero-padded copy of
+    the input (what the reference computes), in chunks of whole images of at most
+    4 * _TILE_BYTES, so that every window takes the kernel's fast blocks and the
+    workspace stays bounded."""
+    hp, wp = g.H + g.pt + g.pb, g.W + g.pl + g.pr
+    gp = g._replace(H=hp, W=wp, pt=0, pb=0, pl=0, pr=0)
+    chunk = max(1, min(g.N, 4 * _TILE_BYTES // (hp * wp * g.C * x.itemsize)))
+    buf = np.zeros((chunk, hp, wp, g.C), dtype=x.dtype)
+    for n0 in range(0, g.N, chunk):
+        n1 = min(g.N, n0 + chunk)
+        buf[:n1 - n0, g.pt:g.pt + g.H, g.pl:g.pl + g.W] = x[n0:n1]
+        _forward_direct(buf[:n1 - n0], w, b, out[n0:n1], gp, relu)
 
 
 def _conv_forward(x, w, b, stride, padding, dilation, relu):
@@ -178,7 +196,10 @@ def _conv_forward(x, w, b, stride, padding, dilation, relu):
             _forward_direct(x[n0:n1], wp, bp, wide[:n1 - n0], g, relu)
             out[n0:n1] = wide[:n1 - n0, ..., :g.F]
     elif _use_direct(x.dtype, g.F, small):
-        _forward_direct(x, w, b, out, g, relu)
+        if _wide_forward(g) and _padded_geometry(g):
+            _forward_padded(x, w, b, out, g, relu)
+        else:
+            _forward_direct(x, w, b, out, g, relu)
     else:
         _conv_into(x, w.reshape(-1, g.F), b, out, g.KH, g.KW, (g.sh, g.sw), (g.dh, g.dw),
                    (g.pt, g.pl), (1, 1), relu)
@@ -336,11 +357,10 @@ def _wide_weight_grad(g, dtype) -> bool:
     """Whether dw takes the direct kernel's wide blocks (six taps x two vectors of
     filters, positions streaming from L1): a long reduction, no padding, F a multiple
     of two vectors. One thread, dw alone against im2col + sgemm: b 7.9 vs 9.8 ms, d
-    8.7-9.0 vs 11.4, e 1.9-2.0 vs 2.2 (with 'same' padding the old direct kernel
-    would run, slower than im2col: not taken)."""
+    8.7-9.0 vs 11.4, e 1.9-2.0 vs 2.2. Padded layers run on a zero-padded copy of
+    their input (see _weight_grad_direct)."""
     lanes = 8 if dtype == np.float32 else 4
-    return (g.KH * g.KW * g.C >= _conv.WIDE_MIN_K and g.F % (2 * lanes) == 0
-            and g.pt == 0 and g.pb == 0 and g.pl == 0 and g.pr == 0)
+    return g.KH * g.KW * g.C >= _conv.WIDE_MIN_K and g.F % (2 * lanes) == 0
 
 
 def _wide_input_grad(g) -> bool:
@@ -429,7 +449,33 @@ def _tap_offsets_for(KH, KW, C, dh, dw, W):
 
 
 def _weight_grad_direct(x, dout, dw, db, g):
-    """dw (and db) with the direct kernel, in fixed groups of output rows."""
+    """dw (and db) with the direct kernel, in fixed groups of output rows. A padded
+    layer on the wide blocks runs as a 'valid' one on zero-padded copies of its
+    input, in chunks of whole images of at most 4 * _TILE_BYTES (bounded workspace),
+    the chunks' gradients added in order (the chunks depend on the shapes only)."""
+    if not (_padded_geometry(g) and _wide_weight_grad(g, x.dtype)):
+        _weight_grad_groups(x, dout, dw, db, g)
+        return
+    hp, wp = g.H + g.pt + g.pb, g.W + g.pl + g.pr
+    gp = g._replace(H=hp, W=wp, pt=0, pb=0, pl=0, pr=0)
+    chunk = max(1, min(g.N, 4 * _TILE_BYTES // (hp * wp * g.C * x.itemsize)))
+    buf = np.zeros((chunk, hp, wp, g.C), dtype=x.dtype)
+    part_w = np.empty_like(dw)
+    part_b = np.empty_like(db) if db is not None else None
+    for n0 in range(0, g.N, chunk):
+        n1 = min(g.N, n0 + chunk)
+        buf[:n1 - n0, g.pt:g.pt + g.H, g.pl:g.pl + g.W] = x[n0:n1]
+        first = n0 == 0
+        _weight_grad_groups(buf[:n1 - n0], dout[n0:n1], dw if first else part_w,
+                            db if first else part_b, gp._replace(N=n1 - n0))
+        if not first:
+            dw += part_w
+            if db is not None:
+                db += part_b
+
+
+def _weight_grad_groups(x, dout, dw, db, g):
+    """dw (and db) = the sum of fixed groups of output rows' partial gradients."""
     k = g.KH * g.KW * g.C
     koff, kdi, kdj = _tap_offsets(g)
     groups = min(g.N * g.OH, _WEIGHT_GRAD_GROUPS)
