@@ -298,7 +298,11 @@ def conv2d_forward_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], F = out.shape[3]
     cdef Py_ssize_t K = koff.shape[0]
+    # (rows per task change which task computes a row, never a row's sums: the bits
+    # do not depend on it, so it may follow the thread count)
     cdef Py_ssize_t rows = 4 if K >= FC_WIDE_MIN_K else 1
+    if rows > 1 and N * ((OH + 3) // 4) < 4 * n_threads:
+        rows = 1  # a small batch: enough tasks for every thread
     cdef Py_ssize_t groups = (OH + rows - 1) // rows
     cdef Py_ssize_t task, n, oh0, oh1
     cdef const floating* bptr = NULL

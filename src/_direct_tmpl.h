@@ -139,6 +139,10 @@ FC_AVX2 static inline __attribute__((always_inline)) void FC_NAME(fc_fwd_wide_bl
 #undef FC_W6_INIT
 #undef FC_W6_STORE
 
+/* (Layout assumptions, which the callers meet: the taps of koff are ordered (ki, kj, c)
+ * with a tap's C channels contiguous in the image, so koff[t * C] is tap t's first
+ * channel; K = taps * C. The two-column code below bounds its columns by OW, which
+ * is narrowed around it and restored.) */
 FC_AVX2 static void FC_NAME(fc_conv_fwd_rows_wide)(
     const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
     const FC_T *w, const FC_T *bias,                          /* IN  (K, F), (F,)/NULL */
@@ -158,19 +162,19 @@ FC_AVX2 static void FC_NAME(fc_conv_fwd_rows_wide)(
     const ptrdiff_t step = (ptrdiff_t)sw * C, taps = K / C;
     ptrdiff_t chunk = (ptrdiff_t)(16384 / (C * 2 * FC_L * (ptrdiff_t)sizeof(FC_T)));
     if (chunk < 1) chunk = 1;
-    const FC_V z = FC_ZERO();
+    const FC_V zero = FC_ZERO();
     ptrdiff_t f_wide = 0;
     for (; f_wide + 2 * FC_L <= F; f_wide += 2 * FC_L) {
         const ptrdiff_t f0 = f_wide;
-        const FC_V b0 = bias ? FC_LOADU(bias + f0) : z;
-        const FC_V b1 = bias ? FC_LOADU(bias + f0 + FC_L) : z;
+        const FC_V b0 = bias ? FC_LOADU(bias + f0) : zero;
+        const FC_V b1 = bias ? FC_LOADU(bias + f0 + FC_L) : zero;
         for (ptrdiff_t t0 = 0; t0 < taps; t0 += chunk) {
             const ptrdiff_t t1 = t0 + chunk < taps ? t0 + chunk : taps;
             const int first = t0 == 0, last = t1 == taps;
             for (ptrdiff_t oh = oh0; oh < oh1; oh++) {
                 const ptrdiff_t i0 = oh * sh - pt;
                 if (!(i0 >= 0 && i0 + max_di < H)) continue;  /* a border row: below */
-                const FC_T *xrow = img + (i0 * W - pl) * C;
+                const ptrdiff_t xrow = i0 * W - pl;  /* (an index: ow * sw >= pl) */
                 FC_T *orow = out + oh * OW * F + f0;
                 /* the row's windows in blocks of as equal sizes as possible, at most
                  * six (13 = 5 + 4 + 4, not 6 + 6 + 1: a block of one or two windows
@@ -179,8 +183,9 @@ FC_AVX2 static void FC_NAME(fc_conv_fwd_rows_wide)(
                 ptrdiff_t ow = lo;
                 for (ptrdiff_t blk = 0; blk < nb; blk++) {
                     const ptrdiff_t P = n / nb + (blk < n % nb);
-#define FC_W6_CALL(P) FC_NAME(fc_fwd_wide_block)(xrow + ow * step, w + f0, orow + ow * F, \
-                          F, C, step, koff, t0, t1, b0, b1, first, last, relu, P)
+#define FC_W6_CALL(P) FC_NAME(fc_fwd_wide_block)(img + (xrow + ow * sw) * C, w + f0, \
+                          orow + ow * F, F, C, step, koff, t0, t1, b0, b1, first, last, \
+                          relu, P)
                     switch (P) {
                     case 6: FC_W6_CALL(6); break;
                     case 5: FC_W6_CALL(5); break;
@@ -477,7 +482,7 @@ FC_AVX2 static void FC_NAME(fc_conv_dw_rows_wide)(FC_PARAMS_CONV_DW_ROWS)
 
 FC_AVX2 static void FC_NAME(fc_conv_dw_rows)(FC_PARAMS_CONV_DW_ROWS)
 {
-    if (K >= FC_WIDE_MIN_K && F % (2 * FC_L) == 0 && pt == 0 && pl == 0
+    if (K >= FC_WIDE_MIN_K && F % (2 * FC_L) == 0 && pt == 0 && pl == 0 && OW > 0
             && max_di < H && max_dj < W && (r1 - 1) * sh + max_di < H
             && (OW - 1) * sw + max_dj < W) {
         /* (every window of these rows inside the image) */

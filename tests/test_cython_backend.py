@@ -209,7 +209,7 @@ def test_padded_wide_layers_in_chunks_of_images(dtype, rng, monkeypatch):
     dout = rng.standard_normal((3, 9, 10, 16)).astype(dtype)
     whole = fast.conv2d_forward(x, w, b, 1, "same")[0]
     monkeypatch.setattr(fast, "_TILE_BYTES", 64)
-    assert fast._wide_forward(fast.conv2d_forward(x, w, b, 1, "same")[1].geom)
+    assert fast._wide_forward(fast.conv2d_forward(x, w, b, 1, "same")[1].geom, dtype)
     np.testing.assert_array_equal(fast.conv2d_forward(x, w, b, 1, "same")[0], whole)
     _conv_compare(dtype, x, w, b, dout, (1, "same", 1))
 
@@ -319,6 +319,14 @@ def test_direct_kernels_refuse_a_filter_count_off_the_vector_width():
     with pytest.raises(ValueError, match="multiple of 4"):
         fast._conv.conv2d_weight_grad_direct(x, np.ones((1, 3, 3, 2)), np.empty((1, 9, 2)),
                                              None, koff, kdi, kdj, 1, 1, 0, 0, 2, 2, 1)
+    # An empty output row (OW = 0) on the wide weight-gradient blocks: nothing to add,
+    # and no division by the row's width (it crashed the interpreter once).
+    koff, kdi, kdj = fast._tap_offsets_for(2, 2, 16, 1, 1, 4)
+    dw_part = np.zeros((1, 64, 16), np.float32)
+    fast._conv.conv2d_weight_grad_direct(np.ones((1, 4, 4, 16), np.float32),
+                                         np.ones((1, 2, 0, 16), np.float32), dw_part, None,
+                                         koff, kdi, kdj, 1, 1, 0, 0, 1, 1, 1)
+    assert not dw_part.any()
 
 
 def test_maxpool_ties_and_nan_like_reference():

@@ -148,13 +148,15 @@ def _forward_direct(x, w, b, out, g, relu):
                                 get_num_threads())
 
 
-def _wide_forward(g) -> bool:
+def _wide_forward(g, dtype) -> bool:
     """Whether a long reduction takes the direct forward kernel's wide blocks (six
     windows x two vectors of filters). Forward GFLOP/s on 2 threads against im2col +
     sgemm (one run, 2026-11-26): b 209 vs 168, d 190 vs 162, e 187 vs 162. A padded
     layer runs on a zero-padded copy of its input (see _forward_padded): on the
     kernel's checked border code instead, f ran at 160 against 173."""
-    return g.KH * g.KW * g.C >= _conv.WIDE_MIN_K
+    lanes = 8 if dtype == np.float32 else 4
+    # (the kernel takes the wide blocks only from two vectors of filters on)
+    return g.KH * g.KW * g.C >= _conv.WIDE_MIN_K and g.F >= 2 * lanes
 
 
 def _padded_geometry(g) -> bool:
@@ -180,7 +182,7 @@ def _conv_forward(x, w, b, stride, padding, dilation, relu):
     """Validate, allocate, run the direct or im2col+GEMM kernel; (out, conv cache)."""
     x, w, b, g = _args.conv_args(x, w, b, stride, padding, dilation)
     out = np.empty(g.out_shape, dtype=x.dtype)
-    small = g.KH * g.KW * g.C <= _DIRECT_MAX_K or _wide_forward(g)
+    small = g.KH * g.KW * g.C <= _DIRECT_MAX_K or _wide_forward(g, x.dtype)
     fp = _padded_width(x.dtype, g, small) if out.size else 0
     if out.size == 0:
         pass
@@ -196,7 +198,7 @@ def _conv_forward(x, w, b, stride, padding, dilation, relu):
             _forward_direct(x[n0:n1], wp, bp, wide[:n1 - n0], g, relu)
             out[n0:n1] = wide[:n1 - n0, ..., :g.F]
     elif _use_direct(x.dtype, g.F, small):
-        if _wide_forward(g) and _padded_geometry(g):
+        if _wide_forward(g, x.dtype) and _padded_geometry(g):
             _forward_padded(x, w, b, out, g, relu)
         else:
             _forward_direct(x, w, b, out, g, relu)
