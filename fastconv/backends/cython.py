@@ -160,6 +160,7 @@ def _wide_forward(g, dtype) -> bool:
 
 
 def _padded_geometry(g) -> bool:
+    """Whether the layer pads its input on any side."""
     return g.pt > 0 or g.pb > 0 or g.pl > 0 or g.pr > 0
 
 
@@ -242,17 +243,21 @@ def conv2d_backward(dout, cache, input_grad=True):
 
     Notes
     -----
-    The input gradient has four paths: for 2-4 input channels at stride 1 (float32,
+    The input gradient has five paths: for 2-4 input channels at stride 1 (float32,
     finite weights), a direct kernel vectorised over pixels; for up to 4 input
-    channels otherwise, a direct kernel one pixel at a time (stride 1); for a
-    batch, ``col2im(dout @ W^T)`` in parallel over images (each image's scatter is
-    one thread's, so there are no races); for a single image, a stride-1 convolution
-    of dout spread out by the stride (zeros in between, done implicitly by the
-    kernel), padded by ``dilation * (K - 1) - pad``, with the filters flipped and
-    C_in/C_out swapped, on the forward kernel in parallel over tiles. The choice
-    depends on the shapes (and whether the weights are finite), never on the thread
-    count. Layers whose filter count alone keeps them off the direct kernels run them
-    on zero-padded filters (see ``_padded_width``).
+    channels otherwise, a direct kernel one pixel at a time (stride 1); for a long
+    reduction at stride 1 on an image hardly larger than dout (finite weights), the
+    direct forward's wide blocks on zero-padded dout with flipped filters
+    (``_input_grad_wide``); for a batch, ``col2im(dout @ W^T)`` in parallel over
+    images (each image's scatter is one thread's, so there are no races); for a
+    single image, a stride-1 convolution of dout spread out by the stride (zeros in
+    between, done implicitly by the kernel), padded by ``dilation * (K - 1) - pad``,
+    with the filters flipped and C_in/C_out swapped, on the im2col kernel in parallel
+    over tiles. The weight gradient runs on the direct kernels for short reductions
+    and, with the wide blocks, for long ones (``_wide_weight_grad``), else im2col +
+    GEMM in fixed groups. The choices depend on the shapes (and whether the weights
+    are finite), never on the thread count. Layers whose filter count alone keeps
+    them off the direct kernels run them on zero-padded filters (``_padded_width``).
     """
     cache = _args.check_cache(cache, "conv2d", NAME)
     g = cache.geom
