@@ -289,7 +289,7 @@ def _backward(x, w, dout, g, has_bias, input_grad):
         elif g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
             # (Strided layers were tried on a direct kernel too: slower than col2im.)
             path = "direct"
-        elif _wide_input_grad(g) and _use_direct(x.dtype, g.C, True) \
+        elif _wide_input_grad(g, x.dtype) and _use_direct(x.dtype, g.C, True) \
                 and np.isfinite(w).all():
             # (finite weights: the zeros around dout would turn an Inf into NaN)
             path = "wide"
@@ -370,7 +370,7 @@ def _wide_weight_grad(g, dtype) -> bool:
     return g.KH * g.KW * g.C >= _conv.WIDE_MIN_K and g.F % (2 * lanes) == 0
 
 
-def _wide_input_grad(g) -> bool:
+def _wide_input_grad(g, dtype) -> bool:
     """Whether dx runs as a 'valid' convolution of zero-padded dout with the flipped
     filters on the direct forward kernel's wide blocks: stride 1, a long reduction
     (KH*KW*F), padding no larger than the filter's reach (else the padded dout would
@@ -379,7 +379,9 @@ def _wide_input_grad(g) -> bool:
     paid at 1.0 ('same', layer f: dx 37-38 against 43 ms on one thread; f1 on two
     threads 1.5 against 2.7) and 1.17 (b: 8.2-8.3 against 8.6-9.7), not at 1.33 (d:
     11.0 against 9.9) or 2.25 (e: 3.3 against 1.8)."""
+    lanes = 8 if dtype == np.float32 else 4
     return (g.sh == 1 and g.sw == 1 and g.KH * g.KW * g.F >= _conv.WIDE_MIN_K
+            and g.C >= 2 * lanes  # (its output channels fill the wide blocks' two vectors)
             and g.pt <= g.dh * (g.KH - 1) and g.pl <= g.dw * (g.KW - 1)
             and g.pb <= g.dh * (g.KH - 1) and g.pr <= g.dw * (g.KW - 1)
             and g.H * g.W <= 1.2 * g.OH * g.OW)
