@@ -141,6 +141,20 @@ def _pad_last(a, width):
     return out
 
 
+def _zero_padded_chunks(a, top, left, hp, wp):
+    """Yield ``(n0, n1, buf)``: ``a``'s images n0..n1-1, each placed at (top, left)
+    in a zero image of (hp, wp), in chunks of whole images of at most
+    4 * _TILE_BYTES (one image at least), so that the workspace stays bounded
+    whatever the batch. Only the interior is rewritten: the border stays zero."""
+    n, h, w, c = a.shape
+    chunk = max(1, min(n, 4 * _TILE_BYTES // (hp * wp * c * a.itemsize)))
+    buf = np.zeros((chunk, hp, wp, c), dtype=a.dtype)
+    for n0 in range(0, n, chunk):
+        n1 = min(n, n0 + chunk)
+        buf[:n1 - n0, top:top + h, left:left + w] = a[n0:n1]
+        yield n0, n1, buf[:n1 - n0]
+
+
 def _forward_direct(x, w, b, out, g, relu):
     koff, kdi, kdj = _tap_offsets(g)
     _conv.conv2d_forward_direct(x, w, b, out, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
@@ -171,12 +185,8 @@ def _forward_padded(x, w, b, out, g, relu):
     workspace stays bounded."""
     hp, wp = g.H + g.pt + g.pb, g.W + g.pl + g.pr
     gp = g._replace(H=hp, W=wp, pt=0, pb=0, pl=0, pr=0)
-    chunk = max(1, min(g.N, 4 * _TILE_BYTES // (hp * wp * g.C * x.itemsize)))
-    buf = np.zeros((chunk, hp, wp, g.C), dtype=x.dtype)
-    for n0 in range(0, g.N, chunk):
-        n1 = min(g.N, n0 + chunk)
-        buf[:n1 - n0, g.pt:g.pt + g.H, g.pl:g.pl + g.W] = x[n0:n1]
-        _forward_direct(buf[:n1 - n0], w, b, out[n0:n1], gp, relu)
+    for n0, n1, xp in _zero_padded_chunks(x, g.pt, g.pl, hp, wp):
+        _forward_direct(xp, w, b, out[n0:n1], gp, relu)
 
 
 def _conv_forward(x, w, b, stride, padding, dilation, relu):
@@ -280,24 +290,19 @@ def _backward(x, w, dout, g, has_bias, input_grad):
     db = np.zeros(g.F, dtype=x.dtype) if has_bias else None
     path = None
     if input_grad and dout.size and x.size:
-        if g.sh == g.sw == 1 and _conv.dx_planar_width(g.C) > 0 \
-                and _use_direct(x.dtype, g.F, True, float32_only=True) \
-                and np.isfinite(w).all():
-            # (The planar kernel multiplies out-of-image taps by zeros instead of
-            # skipping them, which an Inf or NaN weight would turn into NaN.)
+        # Three paths multiply the weights by zeros around dout (or outside the
+        # image) instead of skipping those taps, which an Inf or NaN weight would turn
+        # into NaN where the reference stays finite: they need finite weights.
+        finite = bool(np.isfinite(w).all())
+        if g.sh == g.sw == 1 and _conv.dx_planar_width(g.C) > 0 and finite \
+                and _use_direct(x.dtype, g.F, True, float32_only=True):
             path = "planar"
         elif g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
             # (Strided layers were tried on a direct kernel too: slower than col2im.)
             path = "direct"
-        elif _wide_input_grad(g, x.dtype) and _use_direct(x.dtype, g.C, True) \
-                and np.isfinite(w).all():
-            # (finite weights: the zeros around dout would turn an Inf into NaN)
+        elif finite and _wide_input_grad(g, x.dtype) and _use_direct(x.dtype, g.C, True):
             path = "wide"
-        elif g.N > 1 and g.OH * g.OW >= _COL2IM_MIN_POSITIONS:
-            path = "col2im"
-        elif not np.isfinite(w).all():
-            # The flip path convolves dout padded with zeros, which an Inf or NaN
-            # weight would turn into NaN where the reference stays finite.
+        elif (g.N > 1 and g.OH * g.OW >= _COL2IM_MIN_POSITIONS) or not finite:
             path = "col2im"
         else:
             path = "flip"
@@ -398,12 +403,8 @@ def _input_grad_wide(dout, w, dx, g):
     hp, wp = g.H + g.dh * (g.KH - 1), g.W + g.dw * (g.KW - 1)
     w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
     koff, kdi, kdj = _tap_offsets_for(g.KH, g.KW, g.F, g.dh, g.dw, wp)
-    chunk = max(1, min(g.N, 4 * _TILE_BYTES // (hp * wp * g.F * dx.itemsize)))
-    buf = np.zeros((chunk, hp, wp, g.F), dtype=dx.dtype)
-    for n0 in range(0, g.N, chunk):
-        n1 = min(g.N, n0 + chunk)
-        buf[:n1 - n0, top:top + g.OH, left:left + g.OW] = dout[n0:n1]
-        _conv.conv2d_forward_direct(buf[:n1 - n0], w_flip, None, dx[n0:n1], koff, kdi, kdj,
+    for n0, n1, dp in _zero_padded_chunks(dout, top, left, hp, wp):
+        _conv.conv2d_forward_direct(dp, w_flip, None, dx[n0:n1], koff, kdi, kdj,
                                     1, 1, 0, 0, g.dh * (g.KH - 1), g.dw * (g.KW - 1),
                                     False, get_num_threads())
 
@@ -467,15 +468,11 @@ def _weight_grad_direct(x, dout, dw, db, g):
         return
     hp, wp = g.H + g.pt + g.pb, g.W + g.pl + g.pr
     gp = g._replace(H=hp, W=wp, pt=0, pb=0, pl=0, pr=0)
-    chunk = max(1, min(g.N, 4 * _TILE_BYTES // (hp * wp * g.C * x.itemsize)))
-    buf = np.zeros((chunk, hp, wp, g.C), dtype=x.dtype)
     part_w = np.empty_like(dw)
     part_b = np.empty_like(db) if db is not None else None
-    for n0 in range(0, g.N, chunk):
-        n1 = min(g.N, n0 + chunk)
-        buf[:n1 - n0, g.pt:g.pt + g.H, g.pl:g.pl + g.W] = x[n0:n1]
+    for n0, n1, xp in _zero_padded_chunks(x, g.pt, g.pl, hp, wp):
         first = n0 == 0
-        _weight_grad_groups(buf[:n1 - n0], dout[n0:n1], dw if first else part_w,
+        _weight_grad_groups(xp, dout[n0:n1], dw if first else part_w,
                             db if first else part_b, gp._replace(N=n1 - n0))
         if not first:
             dw += part_w
