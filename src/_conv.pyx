@@ -194,6 +194,8 @@ def conv2d_weight_grad(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
 
 cdef extern from "_direct.h" nogil:
     int fc_have_avx2()
+    int fc_have_avx512()
+    int fc_set_wide_avx512(int on)
     void fc_rows_sum_f32(const float* d, Py_ssize_t rows, Py_ssize_t F, float* acc)
     void fc_rows_sum_f64(const double* d, Py_ssize_t rows, Py_ssize_t F, double* acc)
     void fc_conv_fwd_rows_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
@@ -268,6 +270,21 @@ cdef extern from "_direct.h" nogil:
 def have_avx2():
     """True when this CPU runs the AVX2/FMA direct kernels."""
     return bool(fc_have_avx2())
+
+
+def have_avx512():
+    """True when this CPU (and its OS) runs the AVX-512 copies of the wide blocks."""
+    return bool(fc_have_avx512())
+
+
+def set_wide_avx512(bint on):
+    """Run the middle layers' wide blocks on AVX-512 (``on`` and the CPU has it) or
+    on AVX2; returns whether AVX-512 is now in use. Both give the same bits. Not
+    thread-safe: call it only while no kernel runs (the tests use it to compare)."""
+    return bool(fc_set_wide_avx512(on))
+
+
+set_wide_avx512(True)
 
 
 # Reductions K at least this long take the direct forward kernel's wide blocks.

@@ -24,6 +24,7 @@
 #define FC_HAVE_X86 1
 #include <immintrin.h>
 #define FC_AVX2 __attribute__((target("avx2,fma")))
+#define FC_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #else
 #define FC_HAVE_X86 0
 #endif
@@ -36,6 +37,28 @@ static int fc_have_avx2(void)
 #else
     return 0;
 #endif
+}
+
+static int fc_have_avx512(void)
+{
+#if FC_HAVE_X86
+    __builtin_cpu_init();
+    /* (GCC's check includes the OS saving the 512-bit registers) */
+    return fc_have_avx2() && __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+/* 1 while the middle layers' wide blocks run on AVX-512 (_wide512_tmpl.h), else 0:
+ * on by default where the CPU has it (fc_set_wide_avx512(1) at import), switched
+ * only between kernel calls (the tests compare the two). Both compute the same bits. */
+static int fc_wide_avx512 = 0;
+
+static int fc_set_wide_avx512(int on)
+{
+    fc_wide_avx512 = on && fc_have_avx512();
+    return fc_wide_avx512;
 }
 
 /* acc[f] += d[r, f] for r = 0 .. rows-1 in order (a bias gradient's partial sum):
@@ -58,6 +81,7 @@ FC_ROWS_SUM(double, fc_rows_sum_f64)
  * that uses it, and a weight vector feeding two FMAs is loaded twice (the direct
  * kernels are bound by loads, not FMAs). An empty asm, so no instruction. */
 #define FC_IN_REGISTER(v) __asm__("" : "+x"(v))
+#define FC_IN_ZMM(v) __asm__("" : "+v"(v))  /* (any of the 32 AVX-512 registers) */
 
 /* The four hot direct kernels below are each an always-inlined body (..._impl)
  * and an entry that calls it with C, K and the strides as literals for the usual
@@ -83,6 +107,32 @@ FC_AVX2 static inline double fc_hsum256d(__m256d v)
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
+
+/* The AVX-512 wide blocks, which the AVX2 kernels below call when fc_wide_avx512. */
+#define FC_T float
+#define FC_WV __m512
+#define FC_WL 16
+#define FC_WLOADU _mm512_loadu_ps
+#define FC_WSTOREU _mm512_storeu_ps
+#define FC_WSET1 _mm512_set1_ps
+#define FC_WZERO _mm512_setzero_ps
+#define FC_WFMA _mm512_fmadd_ps
+/* max(a, 0) with NaN kept: 0 where a <= 0, else a */
+#define FC_WRELU(a, z) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, z, _CMP_LE_OQ), a, z)
+#define FC_NAME(f) f##_f32
+#include "_wide512_tmpl.h"  /* which #undefs these */
+
+#define FC_T double
+#define FC_WV __m512d
+#define FC_WL 8
+#define FC_WLOADU _mm512_loadu_pd
+#define FC_WSTOREU _mm512_storeu_pd
+#define FC_WSET1 _mm512_set1_pd
+#define FC_WZERO _mm512_setzero_pd
+#define FC_WFMA _mm512_fmadd_pd
+#define FC_WRELU(a, z) _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a, z, _CMP_LE_OQ), a, z)
+#define FC_NAME(f) f##_f64
+#include "_wide512_tmpl.h"  /* which #undefs these */
 
 /* The shared kernels (fc_conv_fwd_row, fc_conv_dw_rows, fc_conv_dx_row), once for
  * float and once for double. */

@@ -164,7 +164,10 @@ FC_AVX2 static void FC_NAME(fc_conv_fwd_rows_wide)(
     if (chunk < 1) chunk = 1;
     const FC_V zero = FC_ZERO();
     ptrdiff_t f_wide = 0;
-    for (; f_wide + 2 * FC_L <= F; f_wide += 2 * FC_L) {
+    if (fc_wide_avx512)  /* the same sums on 512-bit vectors: _wide512_tmpl.h */
+        f_wide = FC_NAME(fc_fwd_wide512)(img, H, W, C, w, bias, out, oh0, oh1, OW, F, taps,
+                                         koff, sh, sw, pt, pl, max_di, lo, hi, relu);
+    else for (; f_wide + 2 * FC_L <= F; f_wide += 2 * FC_L) {
         const ptrdiff_t f0 = f_wide;
         const FC_V b0 = bias ? FC_LOADU(bias + f0) : zero;
         const FC_V b1 = bias ? FC_LOADU(bias + f0 + FC_L) : zero;
@@ -456,6 +459,10 @@ FC_AVX2 static inline __attribute__((always_inline)) void FC_NAME(fc_dw_wide_blo
  * F a multiple of 2 FC_L. */
 FC_AVX2 static void FC_NAME(fc_conv_dw_rows_wide)(FC_PARAMS_CONV_DW_ROWS)
 {
+    if (fc_wide_avx512) {  /* the same sums on 512-bit vectors: _wide512_tmpl.h */
+        FC_NAME(fc_dw_wide512)(img, W, C, dout, dw, r0, r1, OW, F, K, koff, sh, sw);
+        return;
+    }
     ptrdiff_t run = (ptrdiff_t)(16384 / (OW * 2 * FC_L * (ptrdiff_t)sizeof(FC_T)));
     if (run < 1) run = 1;
     for (ptrdiff_t f0 = 0; f0 < F; f0 += 2 * FC_L) {

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import fastconv
+from fastconv import _conv
 from fastconv.backends import cython as fast
 from fastconv.backends import numpy as ref
 from fastconv.testing import assert_close
@@ -174,7 +175,7 @@ def wide_cases(draw):
     stride, dilation = draw(int_or_pair(1, 2)), draw(int_or_pair(1, 2))
     padding = draw(st.sampled_from(["valid", "same", ((0, 1), (2, 0))]))
     h, w = draw(st.integers(kh * 2, kh * 2 + 6)), draw(st.integers(kw * 2, kw * 2 + 24))
-    f = draw(st.sampled_from([8, 16, 24, 40, 64]))
+    f = draw(st.sampled_from([8, 16, 24, 40, 48, 64]))
     return (draw(st.integers(1, 3)), h, w, c), (kh, kw, c, f), stride, padding, dilation
 
 
@@ -196,6 +197,35 @@ def test_wide_blocks_match_reference(case, relu, seed, dtype, threads, conv_path
     # and the gradients (the wide weight-gradient and input-gradient blocks)
     dout = rng.standard_normal(want.shape).astype(dtype)
     _conv_compare(dtype, x, w, b, dout, (stride, padding, dilation))
+
+
+@pytest.mark.skipif(not (fast._HAVE_AVX2 and _conv.have_avx512()),
+                    reason="the AVX-512 wide blocks need a CPU with AVX-512")
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=20, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(case=wide_cases(), seed=st.integers(0, 2**32 - 1))
+def test_avx512_wide_blocks_give_the_avx2_bits(case, seed, dtype, threads):
+    # The AVX-512 copies of the wide blocks compute every sum in the AVX2 order: the
+    # forward (with ReLU), dx, dw and db must be the same bits on either.
+    xs, ws, stride, padding, dilation = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[-1]).astype(dtype)
+    args = (stride, padding, dilation)
+    shape = ref.conv2d_forward(x, w, b, *args)[0].shape
+    assume(all(n > 0 for n in shape))
+    dout = rng.standard_normal(shape).astype(dtype)
+    results = []
+    try:
+        for on in (True, False):
+            assert _conv.set_wide_avx512(on) is on
+            results.append(_conv_results(fast, x, w, b, dout, args)
+                           + (fast.conv2d_relu_forward(x, w, b, *args)[0],))
+    finally:
+        _conv.set_wide_avx512(True)
+    for a, b_ in zip(*results):
+        np.testing.assert_array_equal(a, b_)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
