@@ -203,7 +203,7 @@ cdef extern from "_direct.h" nogil:
                               Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t OW, Py_ssize_t F,
                               Py_ssize_t K, const Py_ssize_t* koff, const int* kdi,
                               const int* kdj, int sh, int sw, int pt, int pl, int max_di,
-                              int max_dj, int relu)
+                              int max_dj, int relu, int skip)
     void fc_conv_fwd_row_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                              const float* w, const float* bias, float* orow,
                              Py_ssize_t oh, Py_ssize_t OW, Py_ssize_t F, Py_ssize_t K,
@@ -224,7 +224,7 @@ cdef extern from "_direct.h" nogil:
                               Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t OW, Py_ssize_t F,
                               Py_ssize_t K, const Py_ssize_t* koff, const int* kdi,
                               const int* kdj, int sh, int sw, int pt, int pl, int max_di,
-                              int max_dj, int relu)
+                              int max_dj, int relu, int skip)
     void fc_conv_fwd_row_f64(const double* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                              const double* w, const double* bias, double* orow,
                              Py_ssize_t oh, Py_ssize_t OW, Py_ssize_t F, Py_ssize_t K,
@@ -308,10 +308,11 @@ def conv2d_forward_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
                           const int[::1] kdi,                 # IN  (K,) tap row shifts
                           const int[::1] kdj,                 # IN  (K,) tap column shifts
                           int sh, int sw, int pt, int pl, int max_di, int max_dj,
-                          bint relu, int n_threads):
+                          bint relu, int n_threads, bint skip=False):
     """Direct convolution, a few output rows per task (no workspace): one row for a
     short reduction, four for a long one (the wide kernel reuses its weight blocks
-    across them)."""
+    across them). With ``skip``, a long reduction's taps in the padding are skipped
+    rather than multiplied by zero: the caller passes it only for finite weights."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], F = out.shape[3]
     cdef Py_ssize_t K = koff.shape[0]
@@ -333,11 +334,11 @@ def conv2d_forward_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
         if floating is float:
             fc_conv_fwd_rows_f32(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
                                  &out[n, 0, 0, 0], oh0, oh1, OW, F, K, &koff[0], &kdi[0],
-                                 &kdj[0], sh, sw, pt, pl, max_di, max_dj, relu)
+                                 &kdj[0], sh, sw, pt, pl, max_di, max_dj, relu, skip)
         else:
             fc_conv_fwd_rows_f64(&x[n, 0, 0, 0], H, W, C, &w[0, 0, 0, 0], bptr,
                                  &out[n, 0, 0, 0], oh0, oh1, OW, F, K, &koff[0], &kdi[0],
-                                 &kdj[0], sh, sw, pt, pl, max_di, max_dj, relu)
+                                 &kdj[0], sh, sw, pt, pl, max_di, max_dj, relu, skip)
 
 
 def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)

@@ -108,6 +108,108 @@ FC_AVX2 static inline double fc_hsum256d(__m256d v)
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
+/* Taps [*ta, *tb) of a window whose top row is i0 that lie in the image's rows
+ * 0..H-1: a range, since the taps are ordered (ki, kj), kdi[t * C] non-decreasing. */
+static inline void fc_row_taps(ptrdiff_t i0, ptrdiff_t H, ptrdiff_t taps, ptrdiff_t C,
+                               const int *kdi, ptrdiff_t *ta, ptrdiff_t *tb)
+{
+    ptrdiff_t a = 0;
+    while (a < taps && i0 + kdi[a * C] < 0) a++;
+    ptrdiff_t e = a;
+    while (e < taps && i0 + kdi[e * C] < H) e++;
+    *ta = a;
+    *tb = e;
+}
+
+/* Whether tap t of a window whose left column is j0 lies in the image's columns. */
+static inline int fc_col_in(ptrdiff_t j0, ptrdiff_t W, ptrdiff_t C, const int *kdj,
+                            ptrdiff_t t)
+{
+    const ptrdiff_t j = j0 + kdj[t * C];
+    return j >= 0 && j < W;
+}
+
+/* The last tap of [ta, tb) in the image's columns for a window at column j0, or -1. */
+static inline ptrdiff_t fc_edge_last(ptrdiff_t j0, ptrdiff_t W, ptrdiff_t C,
+                                     const int *kdj, ptrdiff_t ta, ptrdiff_t tb)
+{
+    for (ptrdiff_t t = tb - 1; t >= ta; t--)
+        if (fc_col_in(j0, W, C, kdj, t)) return t;
+    return -1;
+}
+
+/* The next run [*t, *t1) of consecutive taps in the image's columns, from *t on and
+ * before tb, for a window at column j0; 0 when there is none left. */
+static inline int fc_edge_taps(ptrdiff_t j0, ptrdiff_t W, ptrdiff_t C, const int *kdj,
+                               ptrdiff_t *t, ptrdiff_t *t1, ptrdiff_t tb)
+{
+    ptrdiff_t a = *t;
+    while (a < tb && !fc_col_in(j0, W, C, kdj, a)) a++;
+    if (a >= tb) return 0;
+    ptrdiff_t e = a;
+    while (e < tb && fc_col_in(j0, W, C, kdj, e)) e++;
+    *t = a;
+    *t1 = e;
+    return 1;
+}
+
+/* The loops of the wide forward's drivers, written once for the AVX2 and AVX-512
+ * blocks (fc_fwd_wide_cols, fc_fwd_wide512_cols): tap chunks of `chunk` taps, each
+ * over all the rows' windows [lo, hi) in blocks of 1-6 windows of nearly equal size
+ * (13 = 5 + 4 + 4, not 6 + 6 + 1: a block of one or two windows has too few
+ * accumulators to hide the FMA latency). A border row is skipped, or with `skip`
+ * runs on its taps [ta, tb) inside the image's rows; with `skip` the windows outside
+ * [lo, hi) follow, one at a time, on each run of taps inside the image, and a window
+ * with no tap inside gets the bias (ReLU'd). BLOCK(base, o, t0, t1, first, last, P)
+ * runs P windows (a literal), the first one's corner at img[base], into o. */
+#define FC_WIDE_COLS_LOOPS(BLOCK)                                                     \
+    for (ptrdiff_t t0 = 0; t0 < taps; t0 += chunk) {                                  \
+        const ptrdiff_t t1 = t0 + chunk < taps ? t0 + chunk : taps;                   \
+        for (ptrdiff_t oh = oh0; oh < oh1; oh++) {                                    \
+            const ptrdiff_t i0 = oh * sh - pt;                                        \
+            ptrdiff_t ta = 0, tb = taps;                                              \
+            if (!(i0 >= 0 && i0 + max_di < H)) {  /* a border row */                  \
+                if (!skip) continue;                                                  \
+                fc_row_taps(i0, H, taps, C, kdi, &ta, &tb);                           \
+            }                                                                         \
+            const ptrdiff_t u0 = t0 > ta ? t0 : ta, u1 = t1 < tb ? t1 : tb;           \
+            if (u0 >= u1) continue;                                                   \
+            const int first = u0 == ta, last = u1 == tb;                              \
+            const ptrdiff_t xrow = i0 * W - pl, n = hi - lo, nb = (n + 5) / 6;        \
+            ptrdiff_t ow = lo;                                                        \
+            for (ptrdiff_t blk = 0; blk < nb; blk++) {                                \
+                const ptrdiff_t P = n / nb + (blk < n % nb);                          \
+                const ptrdiff_t base = (xrow + ow * sw) * C;                          \
+                FC_T *o = out + (oh * OW + ow) * F + f0;                              \
+                switch (P) {                                                          \
+                case 6: BLOCK(base, o, u0, u1, first, last, 6); break;                \
+                case 5: BLOCK(base, o, u0, u1, first, last, 5); break;                \
+                case 4: BLOCK(base, o, u0, u1, first, last, 4); break;                \
+                case 3: BLOCK(base, o, u0, u1, first, last, 3); break;                \
+                case 2: BLOCK(base, o, u0, u1, first, last, 2); break;                \
+                default: BLOCK(base, o, u0, u1, first, last, 1); break;               \
+                }                                                                     \
+                ow += P;                                                              \
+            }                                                                         \
+        }                                                                             \
+    }                                                                                 \
+    for (ptrdiff_t oh = oh0; skip && oh < oh1; oh++) {                                \
+        const ptrdiff_t i0 = oh * sh - pt;                                            \
+        ptrdiff_t ta, tb;                                                             \
+        fc_row_taps(i0, H, taps, C, kdi, &ta, &tb);                                   \
+        for (ptrdiff_t ow = 0; ow < OW; ow++) {                                       \
+            if (ow == lo && ta < tb) ow = hi;  /* (done above) */                     \
+            if (ow >= OW) break;                                                      \
+            const ptrdiff_t j0 = ow * sw - pl, base = (i0 * W + j0) * C;              \
+            FC_T *o = out + (oh * OW + ow) * F + f0;                                  \
+            ptrdiff_t t = ta, t1, tl = fc_edge_last(j0, W, C, kdj, ta, tb);           \
+            if (tl < 0) BLOCK(0, o, 0, 0, 1, 1, 1);  /* (no tap: the bias) */         \
+            for (int first = 1; fc_edge_taps(j0, W, C, kdj, &t, &t1, tb);             \
+                 first = 0, t = t1)                                                   \
+                BLOCK(base, o, t, t1, first, t1 > tl, 1);                             \
+        }                                                                             \
+    }
+
 /* The AVX-512 wide blocks, which the AVX2 kernels below call when fc_wide_avx512. */
 #define FC_T float
 #define FC_WV __m512

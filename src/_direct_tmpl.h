@@ -114,16 +114,18 @@ void FC_NAME(fc_conv_fwd_row_impl)(FC_PARAMS_CONV_FWD_ROW)
         FC_STOREU(o0 + p * F, a##p##0);                                               \
         FC_STOREU(o0 + p * F + FC_L, a##p##1);                                        \
     }
-/* P (1-6, a literal after inlining) windows from x0 into o0, taps [t0, t1). */
+/* P (1-6, a literal after inlining) windows, the first one's corner at element `base`
+ * of img (a signed index: the corner may lie in the padding; only in-image taps are
+ * read), into o0, taps [t0, t1). */
 FC_AVX2 static inline __attribute__((always_inline)) void FC_NAME(fc_fwd_wide_block)(
-    const FC_T *x0, const FC_T *w, FC_T *o0, ptrdiff_t F, ptrdiff_t C, ptrdiff_t step,
-    const ptrdiff_t *koff, ptrdiff_t t0, ptrdiff_t t1, FC_V b0, FC_V b1, int first,
-    int last, int relu, const int P)
+    const FC_T *img, ptrdiff_t base, const FC_T *w, FC_T *o0, ptrdiff_t F, ptrdiff_t C,
+    ptrdiff_t step, const ptrdiff_t *koff, ptrdiff_t t0, ptrdiff_t t1, FC_V b0, FC_V b1,
+    int first, int last, int relu, const int P)
 {
     const FC_V z = FC_ZERO();
     FC_W6_INIT(0) FC_W6_INIT(1) FC_W6_INIT(2) FC_W6_INIT(3) FC_W6_INIT(4) FC_W6_INIT(5)
     for (ptrdiff_t t = t0; t < t1; t++) {
-        const FC_T *xt = x0 + koff[t * C];
+        const FC_T *xt = img + (base + koff[t * C]);
         const FC_T *wf = w + t * C * F;
         for (ptrdiff_t c = 0; c < C; c++, wf += F) {
             FC_V w0 = FC_LOADU(wf), w1 = FC_LOADU(wf + FC_L);
@@ -139,17 +141,46 @@ FC_AVX2 static inline __attribute__((always_inline)) void FC_NAME(fc_fwd_wide_bl
 #undef FC_W6_INIT
 #undef FC_W6_STORE
 
+/* Filters [f0, f0 + 2 FC_L) of fc_conv_fwd_rows_wide's blocked part on AVX2: the
+ * loops of FC_WIDE_COLS_LOOPS (_direct.h) over fc_fwd_wide_block, tap chunks whose
+ * weights (for the two vectors) fit in L1. */
+FC_AVX2 static void FC_NAME(fc_fwd_wide_cols)(
+    const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, const FC_T *w,
+    const FC_T *bias, FC_T *out, ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW, ptrdiff_t F,
+    ptrdiff_t taps, const ptrdiff_t *koff, const int *kdi, const int *kdj, int sh,
+    int sw, int pt, int pl, int max_di, ptrdiff_t lo, ptrdiff_t hi, int relu, int skip,
+    ptrdiff_t f0)
+{
+    const ptrdiff_t step = (ptrdiff_t)sw * C;
+    ptrdiff_t chunk = (ptrdiff_t)(16384 / (C * 2 * FC_L * (ptrdiff_t)sizeof(FC_T)));
+    if (chunk < 1) chunk = 1;
+    const FC_V zero = FC_ZERO();
+    const FC_V b0 = bias ? FC_LOADU(bias + f0) : zero;
+    const FC_V b1 = bias ? FC_LOADU(bias + f0 + FC_L) : zero;
+#define FC_W6_CALL(base, o, t0, t1, first, last, P)                                  \
+    FC_NAME(fc_fwd_wide_block)(img, base, w + f0, o, F, C, step, koff, t0, t1, b0, b1,  \
+                               first, last, relu, P)
+    FC_WIDE_COLS_LOOPS(FC_W6_CALL)
+#undef FC_W6_CALL
+}
+
 /* (Layout assumptions, which the callers meet: the taps of koff are ordered (ki, kj, c)
  * with a tap's C channels contiguous in the image, so koff[t * C] is tap t's first
  * channel; K = taps * C. The two-column code below bounds its columns by OW, which
- * is narrowed around it and restored.) */
+ * is narrowed around it and restored.)
+ *
+ * With `skip`, taps in the padding are skipped instead of multiplied by zero: every
+ * window, border rows included, takes the wide blocks on its taps inside the image,
+ * and the result is the reference's only where the weights are finite (a padding zero
+ * times Inf is NaN there; the Python wrapper checks). Then only the filters from
+ * f_wide on go through the two-column code, which multiplies the zeros. */
 FC_AVX2 static void FC_NAME(fc_conv_fwd_rows_wide)(
     const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
     const FC_T *w, const FC_T *bias,                          /* IN  (K, F), (F,)/NULL */
     FC_T *out,                                                /* OUT (OH, OW, F) */
     ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t K,
     const ptrdiff_t *koff, const int *kdi, const int *kdj,
-    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu)
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu, int skip)
 {
     ptrdiff_t lo = OW, hi = OW;  /* windows [lo, hi) lie inside the image's columns */
     if (W - 1 - max_dj + pl >= 0) {
@@ -159,58 +190,26 @@ FC_AVX2 static void FC_NAME(fc_conv_fwd_rows_wide)(
         if (hi > OW) hi = OW;
         if (hi < lo) hi = lo;
     }
-    const ptrdiff_t step = (ptrdiff_t)sw * C, taps = K / C;
-    ptrdiff_t chunk = (ptrdiff_t)(16384 / (C * 2 * FC_L * (ptrdiff_t)sizeof(FC_T)));
-    if (chunk < 1) chunk = 1;
-    const FC_V zero = FC_ZERO();
+    const ptrdiff_t taps = K / C;
     ptrdiff_t f_wide = 0;
     if (fc_wide_avx512)  /* the same sums on 512-bit vectors: _wide512_tmpl.h */
         f_wide = FC_NAME(fc_fwd_wide512)(img, H, W, C, w, bias, out, oh0, oh1, OW, F, taps,
-                                         koff, sh, sw, pt, pl, max_di, lo, hi, relu);
-    else for (; f_wide + 2 * FC_L <= F; f_wide += 2 * FC_L) {
-        const ptrdiff_t f0 = f_wide;
-        const FC_V b0 = bias ? FC_LOADU(bias + f0) : zero;
-        const FC_V b1 = bias ? FC_LOADU(bias + f0 + FC_L) : zero;
-        for (ptrdiff_t t0 = 0; t0 < taps; t0 += chunk) {
-            const ptrdiff_t t1 = t0 + chunk < taps ? t0 + chunk : taps;
-            const int first = t0 == 0, last = t1 == taps;
-            for (ptrdiff_t oh = oh0; oh < oh1; oh++) {
-                const ptrdiff_t i0 = oh * sh - pt;
-                if (!(i0 >= 0 && i0 + max_di < H)) continue;  /* a border row: below */
-                const ptrdiff_t xrow = i0 * W - pl;  /* (an index: ow * sw >= pl) */
-                FC_T *orow = out + oh * OW * F + f0;
-                /* the row's windows in blocks of as equal sizes as possible, at most
-                 * six (13 = 5 + 4 + 4, not 6 + 6 + 1: a block of one or two windows
-                 * has too few accumulators to hide the FMA latency) */
-                const ptrdiff_t n = hi - lo, nb = (n + 5) / 6;
-                ptrdiff_t ow = lo;
-                for (ptrdiff_t blk = 0; blk < nb; blk++) {
-                    const ptrdiff_t P = n / nb + (blk < n % nb);
-#define FC_W6_CALL(P) FC_NAME(fc_fwd_wide_block)(img + (xrow + ow * sw) * C, w + f0, \
-                          orow + ow * F, F, C, step, koff, t0, t1, b0, b1, first, last, \
-                          relu, P)
-                    switch (P) {
-                    case 6: FC_W6_CALL(6); break;
-                    case 5: FC_W6_CALL(5); break;
-                    case 4: FC_W6_CALL(4); break;
-                    case 3: FC_W6_CALL(3); break;
-                    case 2: FC_W6_CALL(2); break;
-                    default: FC_W6_CALL(1); break;
-                    }
-#undef FC_W6_CALL
-                    ow += P;
-                }
-            }
-        }
-    }
-    /* the rest, two windows at a time: border rows whole; in the other rows the
-     * windows outside [lo, hi) and the filters from f_wide on */
+                                         koff, kdi, kdj, sh, sw, pt, pl, max_di, lo, hi,
+                                         relu, skip);
+    else for (; f_wide + 2 * FC_L <= F; f_wide += 2 * FC_L)
+        FC_NAME(fc_fwd_wide_cols)(img, H, W, C, w, bias, out, oh0, oh1, OW, F, taps, koff,
+                                  kdi, kdj, sh, sw, pt, pl, max_di, lo, hi, relu, skip,
+                                  f_wide);
+    /* the rest, two windows at a time: the filters from f_wide on; without skip, also
+     * border rows whole and, in the other rows, the windows outside [lo, hi) */
     for (ptrdiff_t oh = oh0; oh < oh1; oh++) {
         const ptrdiff_t i0 = oh * sh - pt;
         const int rows_inside = i0 >= 0 && i0 + max_di < H;
         FC_T *orow = out + oh * OW * F;
         ptrdiff_t f0 = 0;
-        if (rows_inside) {
+        if (skip) {
+            f0 = f_wide;
+        } else if (rows_inside) {
             for (; f0 < f_wide; f0 += 2 * FC_L) {
                 const ptrdiff_t OWall = OW;
                 OW = lo;
@@ -241,11 +240,11 @@ FC_AVX2 static void FC_NAME(fc_conv_fwd_rows)(
     const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, const FC_T *w,
     const FC_T *bias, FC_T *out, ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW, ptrdiff_t F,
     ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
-    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu)
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu, int skip)
 {
     if (K >= FC_WIDE_MIN_K && F >= 2 * FC_L) {
         FC_NAME(fc_conv_fwd_rows_wide)(img, H, W, C, w, bias, out, oh0, oh1, OW, F, K, koff,
-                                       kdi, kdj, sh, sw, pt, pl, max_di, max_dj, relu);
+                                       kdi, kdj, sh, sw, pt, pl, max_di, max_dj, relu, skip);
         return;
     }
     for (ptrdiff_t oh = oh0; oh < oh1; oh++)

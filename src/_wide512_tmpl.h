@@ -20,8 +20,9 @@
 #define FC_X6x4(M) FC_X4(M, 0) FC_X4(M, 1) FC_X4(M, 2) FC_X4(M, 3) FC_X4(M, 4) FC_X4(M, 5)
 
 /* P windows (1-6) x NV vectors of filters (1, 2 or 4), both literals after inlining,
- * from x0 into o0 for taps [t0, t1): as fc_fwd_wide_block. b holds the bias vectors
- * (zeros without bias). */
+ * the first window's corner at element `base` of img (a signed index: the corner may
+ * lie in the padding; only in-image taps are read), into o0 for taps [t0, t1): as
+ * fc_fwd_wide_block. b holds the bias vectors (zeros without bias). */
 #define FC_WF_INIT(p, v)                                                              \
     FC_WV a##p##v = z;                                                                \
     if (p < P && v < NV) a##p##v = first ? b[v] : FC_WLOADU(o0 + p * F + v * FC_WL);
@@ -38,14 +39,14 @@
     FC_WV w##v = z;                                                                   \
     if (v < NV) { w##v = FC_WLOADU(wf + v * FC_WL); FC_IN_ZMM(w##v); }
 FC_AVX512 static inline __attribute__((always_inline)) void FC_NAME(fc_fwd_wide512_block)(
-    const FC_T *x0, const FC_T *w, FC_T *o0, ptrdiff_t F, ptrdiff_t C, ptrdiff_t step,
-    const ptrdiff_t *koff, ptrdiff_t t0, ptrdiff_t t1, const FC_WV *b, int first,
-    int last, int relu, const int P, const int NV)
+    const FC_T *img, ptrdiff_t base, const FC_T *w, FC_T *o0, ptrdiff_t F, ptrdiff_t C,
+    ptrdiff_t step, const ptrdiff_t *koff, ptrdiff_t t0, ptrdiff_t t1, const FC_WV *b,
+    int first, int last, int relu, const int P, const int NV)
 {
     const FC_WV z = FC_WZERO();
     FC_X6x4(FC_WF_INIT)
     for (ptrdiff_t t = t0; t < t1; t++) {
-        const FC_T *xt = x0 + koff[t * C];
+        const FC_T *xt = img + (base + koff[t * C]);
         const FC_T *wf = w + t * C * F;
         for (ptrdiff_t c = 0; c < C; c++, wf += F) {
             FC_WF_WLOAD(0) FC_WF_WLOAD(1) FC_WF_WLOAD(2) FC_WF_WLOAD(3)
@@ -61,15 +62,15 @@ FC_AVX512 static inline __attribute__((always_inline)) void FC_NAME(fc_fwd_wide5
 #undef FC_WF_STORE
 #undef FC_WF_WLOAD
 
-/* Filters [f0, f0 + NV*FC_WL) of the inside windows [lo, hi) of the inside rows of
- * [oh0, oh1): fc_conv_fwd_rows_wide's blocked loop, tap chunks whose weights fit in
- * L1, each over all the rows' windows, the windows of a row in blocks of 1-6 of
- * nearly equal size. */
+/* Filters [f0, f0 + NV*FC_WL) of fc_conv_fwd_rows_wide's blocked part: the loops of
+ * FC_WIDE_COLS_LOOPS (_direct.h) over fc_fwd_wide512_block, tap chunks whose weights
+ * fit in L1. */
 FC_AVX512 static inline __attribute__((always_inline)) void FC_NAME(fc_fwd_wide512_cols)(
     const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, const FC_T *w,
     const FC_T *bias, FC_T *out, ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW, ptrdiff_t F,
-    ptrdiff_t taps, const ptrdiff_t *koff, int sh, int sw, int pt, int pl, int max_di,
-    ptrdiff_t lo, ptrdiff_t hi, int relu, ptrdiff_t f0, const int NV)
+    ptrdiff_t taps, const ptrdiff_t *koff, const int *kdi, const int *kdj, int sh,
+    int sw, int pt, int pl, int max_di, ptrdiff_t lo, ptrdiff_t hi, int relu, int skip,
+    ptrdiff_t f0, const int NV)
 {
     const ptrdiff_t step = (ptrdiff_t)sw * C;
     ptrdiff_t chunk = (ptrdiff_t)(16384 / (C * NV * FC_WL * (ptrdiff_t)sizeof(FC_T)));
@@ -77,51 +78,28 @@ FC_AVX512 static inline __attribute__((always_inline)) void FC_NAME(fc_fwd_wide5
     FC_WV b[4];
     for (int v = 0; v < 4; v++)
         b[v] = bias && v < NV ? FC_WLOADU(bias + f0 + v * FC_WL) : FC_WZERO();
-    for (ptrdiff_t t0 = 0; t0 < taps; t0 += chunk) {
-        const ptrdiff_t t1 = t0 + chunk < taps ? t0 + chunk : taps;
-        const int first = t0 == 0, last = t1 == taps;
-        for (ptrdiff_t oh = oh0; oh < oh1; oh++) {
-            const ptrdiff_t i0 = oh * sh - pt;
-            if (!(i0 >= 0 && i0 + max_di < H)) continue;  /* a border row */
-            const ptrdiff_t xrow = i0 * W - pl;
-            FC_T *orow = out + oh * OW * F + f0;
-            const ptrdiff_t n = hi - lo, nb = (n + 5) / 6;
-            ptrdiff_t ow = lo;
-            for (ptrdiff_t blk = 0; blk < nb; blk++) {
-                const ptrdiff_t P = n / nb + (blk < n % nb);
-#define FC_WF_CALL(P) FC_NAME(fc_fwd_wide512_block)(img + (xrow + ow * sw) * C, w + f0,  \
-                          orow + ow * F, F, C, step, koff, t0, t1, b, first, last, relu, \
-                          P, NV)
-                switch (P) {
-                case 6: FC_WF_CALL(6); break;
-                case 5: FC_WF_CALL(5); break;
-                case 4: FC_WF_CALL(4); break;
-                case 3: FC_WF_CALL(3); break;
-                case 2: FC_WF_CALL(2); break;
-                default: FC_WF_CALL(1); break;
-                }
+#define FC_WF_CALL(base, o, t0, t1, first, last, P)                                  \
+    FC_NAME(fc_fwd_wide512_block)(img, base, w + f0, o, F, C, step, koff, t0, t1, b,    \
+                                  first, last, relu, P, NV)
+    FC_WIDE_COLS_LOOPS(FC_WF_CALL)
 #undef FC_WF_CALL
-                ow += P;
-            }
-        }
-    }
 }
 
-/* The blocked part of fc_conv_fwd_rows_wide on AVX-512: filters [0, f_wide) of the
- * inside windows [lo, hi) of the inside rows, four vectors of filters at a time, then
- * two, then one; returns f_wide (F rounded down to a multiple of FC_WL), the caller
- * doing the rest. */
+/* The blocked part of fc_conv_fwd_rows_wide on AVX-512: filters [0, f_wide), four
+ * vectors of filters at a time, then two, then one; returns f_wide (F rounded down to
+ * a multiple of FC_WL), the caller doing the rest. */
 FC_AVX512 static ptrdiff_t FC_NAME(fc_fwd_wide512)(
     const FC_T *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,   /* IN  (H, W, C) */
     const FC_T *w, const FC_T *bias,                          /* IN  (K, F), (F,)/NULL */
     FC_T *out,                                                /* OUT (OH, OW, F) */
     ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW, ptrdiff_t F, ptrdiff_t taps,
-    const ptrdiff_t *koff, int sh, int sw, int pt, int pl, int max_di,
-    ptrdiff_t lo, ptrdiff_t hi, int relu)
+    const ptrdiff_t *koff, const int *kdi, const int *kdj, int sh, int sw, int pt,
+    int pl, int max_di, ptrdiff_t lo, ptrdiff_t hi, int relu, int skip)
 {
     ptrdiff_t f0 = 0;
 #define FC_WF_COLS(NV) FC_NAME(fc_fwd_wide512_cols)(img, H, W, C, w, bias, out, oh0, oh1, \
-                           OW, F, taps, koff, sh, sw, pt, pl, max_di, lo, hi, relu, f0, NV)
+                           OW, F, taps, koff, kdi, kdj, sh, sw, pt, pl, max_di, lo, hi,   \
+                           relu, skip, f0, NV)
     for (; f0 + 4 * FC_WL <= F; f0 += 4 * FC_WL) FC_WF_COLS(4);
     for (; f0 + 2 * FC_WL <= F; f0 += 2 * FC_WL) FC_WF_COLS(2);
     for (; f0 + FC_WL <= F; f0 += FC_WL) FC_WF_COLS(1);

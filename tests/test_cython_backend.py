@@ -199,6 +199,40 @@ def test_wide_blocks_match_reference(case, relu, seed, dtype, threads, conv_path
     _conv_compare(dtype, x, w, b, dout, (stride, padding, dilation))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, ks, dilation, padding", [
+    ((2, 1, 7, 16), (2, 3), (2, 1), "same"),        # a forward row with no tap inside
+    ((2, 3, 2, 16), (2, 2), (3, 3), ((3, 3), (3, 3))),  # every window at the edges
+    ((2, 5, 9, 24), (2, 3), (4, 1), "valid"),       # dx rows with no tap of dout
+])
+@pytest.mark.parametrize("avx512", [True, False])  # (AVX2 twice on a CPU without it)
+def test_wide_blocks_with_taps_only_in_the_padding(xs, ks, dilation, padding, dtype, avx512,
+                                                   threads, monkeypatch):
+    # With finite weights the wide blocks skip the taps outside the image (outside
+    # dout for dx); windows left with no tap at all get the bias, ReLU'd. (dx takes
+    # the wide blocks here whatever the image's size against dout's.)
+    monkeypatch.setattr(fast, "_WIDE_DX_MAX_AREA", 100.0)
+    _conv.set_wide_avx512(avx512)
+    try:
+        _check_taps_only_in_the_padding(xs, ks, dilation, padding, dtype)
+    finally:
+        _conv.set_wide_avx512(True)
+
+
+def _check_taps_only_in_the_padding(xs, ks, dilation, padding, dtype):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((*ks, xs[-1], 16)).astype(dtype)
+    b = rng.standard_normal(16).astype(dtype)
+    for op in ("conv2d_forward", "conv2d_relu_forward"):
+        want = getattr(ref, op)(x, w, b, 1, padding, dilation)[0]
+        got = getattr(fast, op)(x, w, b, 1, padding, dilation)[0]
+        assert_close(got, want, dtype, scale=ref.conv2d_forward(
+            np.abs(x), np.abs(w), np.abs(b), 1, padding, dilation)[0])
+    dout = rng.standard_normal(want.shape).astype(dtype)
+    _conv_compare(dtype, x, w, b, dout, (1, padding, dilation))
+
+
 @pytest.mark.skipif(not (fast._HAVE_AVX2 and _conv.have_avx512()),
                     reason="the AVX-512 wide blocks need a CPU with AVX-512")
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -297,14 +331,20 @@ def test_nan_and_inf_propagate(threads):
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("channels", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 8, 16, 24])
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
-def test_nonfinite_weight_reaches_only_the_pixels_it_touches(batch, channels, bad, threads):
+def test_nonfinite_weight_reaches_only_the_pixels_it_touches(batch, channels, bad, threads,
+                                                            monkeypatch):
     # An Inf/NaN weight tap must leave dx finite where the reference skips that tap
-    # (pixels near the border): no path may multiply it by padding zeros.
+    # (pixels near the border): no path may multiply it by padding zeros. 16 channels
+    # take the wide blocks, which skip dout's padding taps (24: the last 8 channels
+    # would multiply zeros, so another path).
     x = np.ones((batch, 9, 20, channels), dtype=np.float32)
     w = np.ones((3, 3, channels, 8), dtype=np.float32)
     w[0, 0, 0, 0] = bad
+    wide = []
+    real_wide = fast._input_grad_wide
+    monkeypatch.setattr(fast, "_input_grad_wide", lambda *a: (wide.append(1), real_wide(*a)))
     out, cache = fast.conv2d_forward(x, w, padding="same")
     with np.errstate(invalid="ignore"):  # the reference's matmul meets inf * 0 too
         want_out, wcache = ref.conv2d_forward(x, w, padding="same")
@@ -315,15 +355,18 @@ def test_nonfinite_weight_reaches_only_the_pixels_it_touches(batch, channels, ba
     assert np.isfinite(want).any() and not np.isfinite(want).all()
     ok = np.isfinite(want)
     np.testing.assert_allclose(got[ok], want[ok], rtol=1e-6)
+    assert bool(wide) == (channels == 16 and fast._HAVE_AVX2)
 
 
-@pytest.mark.parametrize("dtype, f", [(np.float32, 8), (np.float32, 6), (np.float64, 4),
-                                      (np.float64, 25)])
-def test_nonfinite_weight_meets_the_padding_like_the_reference(dtype, f):
+@pytest.mark.parametrize("dtype, f, c", [(np.float32, 8, 1), (np.float32, 6, 1),
+                                         (np.float64, 4, 1), (np.float64, 25, 1),
+                                         (np.float32, 16, 16), (np.float64, 8, 16)])
+def test_nonfinite_weight_meets_the_padding_like_the_reference(dtype, f, c):
     # The reference pads with zeros, so an Inf weight over the padding gives NaN there
-    # (0 * Inf); the direct forward must not skip padded rows or columns.
-    x = np.ones((2, 4, 5, 1), dtype=dtype)
-    w = np.ones((3, 3, 1, f), dtype=dtype)
+    # (0 * Inf); the direct forward must not skip padded rows or columns (c = 16: a
+    # long reduction, whose wide blocks skip them for finite weights only).
+    x = np.ones((2, 4, 5, c), dtype=dtype)
+    w = np.ones((3, 3, c, f), dtype=dtype)
     w[0, 0, 0, 0] = np.inf
     for op in ("conv2d_forward", "conv2d_relu_forward"):
         got = getattr(fast, op)(x, w, None, 1, 1)[0]

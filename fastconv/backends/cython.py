@@ -155,19 +155,21 @@ def _zero_padded_chunks(a, top, left, hp, wp):
         yield n0, n1, buf[:n1 - n0]
 
 
-def _forward_direct(x, w, b, out, g, relu):
+def _forward_direct(x, w, b, out, g, relu, skip=False):
     koff, kdi, kdj = _tap_offsets(g)
     _conv.conv2d_forward_direct(x, w, b, out, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
                                 g.dh * (g.KH - 1), g.dw * (g.KW - 1), relu,
-                                get_num_threads())
+                                get_num_threads(), skip)
 
 
 def _wide_forward(g, dtype) -> bool:
     """Whether a long reduction takes the direct forward kernel's wide blocks (six
     windows x two vectors of filters). Forward GFLOP/s on 2 threads against im2col +
     sgemm (one run, 2026-11-26): b 209 vs 168, d 190 vs 162, e 187 vs 162. A padded
-    layer runs on a zero-padded copy of its input (see _forward_padded): on the
-    kernel's checked border code instead, f ran at 160 against 173."""
+    layer with finite weights runs with the padding's taps skipped by the wide blocks
+    themselves (no copy); with an Inf or NaN weight, whose product with the padding's
+    zeros the reference keeps, on a zero-padded copy of its input (_forward_padded).
+    (On the kernel's two-column border code instead, f ran at 160 against 173.)"""
     lanes = 8 if dtype == np.float32 else 4
     # (the kernel takes the wide blocks only from two vectors of filters on)
     return g.KH * g.KW * g.C >= _conv.WIDE_MIN_K and g.F >= 2 * lanes
@@ -210,7 +212,12 @@ def _conv_forward(x, w, b, stride, padding, dilation, relu):
             out[n0:n1] = wide[:n1 - n0, ..., :g.F]
     elif _use_direct(x.dtype, g.F, small):
         if _wide_forward(g, x.dtype) and _padded_geometry(g):
-            _forward_padded(x, w, b, out, g, relu)
+            # Finite weights: the padding's taps skipped in the kernel, which equals
+            # multiplying them by zero; else (Inf * 0 = NaN) on a zero-padded copy.
+            if np.isfinite(w).all():
+                _forward_direct(x, w, b, out, g, relu, skip=True)
+            else:
+                _forward_padded(x, w, b, out, g, relu)
         else:
             _forward_direct(x, w, b, out, g, relu)
     else:
@@ -256,8 +263,8 @@ def conv2d_backward(dout, cache, input_grad=True):
     The input gradient has five paths: for 2-4 input channels at stride 1 (float32,
     finite weights), a direct kernel vectorised over pixels; for up to 4 input
     channels otherwise, a direct kernel one pixel at a time (stride 1); for a long
-    reduction at stride 1 on an image hardly larger than dout (finite weights), the
-    direct forward's wide blocks on zero-padded dout with flipped filters
+    reduction at stride 1 on an image hardly larger than dout, the direct forward's
+    wide blocks on dout with flipped filters, skipping the taps outside dout
     (``_input_grad_wide``); for a batch, ``col2im(dout @ W^T)`` in parallel over
     images (each image's scatter is one thread's, so there are no races); for a
     single image, a stride-1 convolution of dout spread out by the stride (zeros in
@@ -300,7 +307,7 @@ def _backward(x, w, dout, g, has_bias, input_grad):
         elif g.sh == g.sw == 1 and _use_direct(x.dtype, g.F, g.C <= _DIRECT_DX_MAX_C):
             # (Strided layers were tried on a direct kernel too: slower than col2im.)
             path = "direct"
-        elif finite and _wide_input_grad(g, x.dtype) and _use_direct(x.dtype, g.C, True):
+        elif _wide_input_grad(g, x.dtype, finite) and _use_direct(x.dtype, g.C, True):
             path = "wide"
         elif (g.N > 1 and g.OH * g.OW >= _COL2IM_MIN_POSITIONS) or not finite:
             path = "col2im"
@@ -375,38 +382,38 @@ def _wide_weight_grad(g, dtype) -> bool:
     return g.KH * g.KW * g.C >= _conv.WIDE_MIN_K and g.F % (2 * lanes) == 0
 
 
-def _wide_input_grad(g, dtype) -> bool:
-    """Whether dx runs as a 'valid' convolution of zero-padded dout with the flipped
-    filters on the direct forward kernel's wide blocks: stride 1, a long reduction
-    (KH*KW*F), padding no larger than the filter's reach (else the padded dout would
-    have to be cropped), and an image not much larger than dout. That convolution
-    multiplies the padding's zeros too: H*W/(OH*OW) times col2im's arithmetic, which
-    paid at 1.0 ('same', layer f: dx 37-38 against 43 ms on one thread; f1 on two
-    threads 1.5 against 2.7) and 1.17 (b: 8.2-8.3 against 8.6-9.7), not at 1.33 (d:
-    11.0 against 9.9) or 2.25 (e: 3.3 against 1.8)."""
+_WIDE_DX_MAX_AREA = 1.4
+
+
+def _wide_input_grad(g, dtype, finite) -> bool:
+    """Whether dx runs as the convolution of dout with the flipped filters on the
+    direct forward kernel's wide blocks (``_input_grad_wide``): stride 1, a long
+    reduction (KH*KW*F), padding no larger than the filter's reach (else dout would
+    have to be cropped), and an image not much larger than dout. The kernel skips the
+    taps outside dout, as the reference does, except for the channels past the last
+    whole two vectors (C % 16 float32, C % 8 float64), where it multiplies zeros: with
+    those, only finite weights."""
     lanes = 8 if dtype == np.float32 else 4
     return (g.sh == 1 and g.sw == 1 and g.KH * g.KW * g.F >= _conv.WIDE_MIN_K
             and g.C >= 2 * lanes  # (its output channels fill the wide blocks' two vectors)
+            and (finite or g.C % (2 * lanes) == 0)
             and g.pt <= g.dh * (g.KH - 1) and g.pl <= g.dw * (g.KW - 1)
             and g.pb <= g.dh * (g.KH - 1) and g.pr <= g.dw * (g.KW - 1)
-            and g.H * g.W <= 1.2 * g.OH * g.OW)
+            and g.H * g.W <= _WIDE_DX_MAX_AREA * g.OH * g.OW)
 
 
 def _input_grad_wide(dout, w, dx, g):
     """dx[i, j, c] = sum over taps and f of dout[i + pt - ki*dh, j + pl - kj*dw, f] *
-    w[ki, kj, c, f]: the 'valid' convolution of dout, padded with zeros to
-    (H + dh*(KH-1), W + dw*(KW-1)), with the filters flipped and C/F swapped, on the
-    direct forward kernel (no padding left: every window takes the wide blocks). In
-    chunks of whole images whose padded dout fits 4 * _TILE_BYTES, so the workspace
-    is bounded."""
-    top, left = g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl
-    hp, wp = g.H + g.dh * (g.KH - 1), g.W + g.dw * (g.KW - 1)
+    w[ki, kj, c, f]: the convolution of dout, padded by (dh*(KH-1) - pt, dw*(KW-1) -
+    pl) at the top left, with the filters flipped and C/F swapped, on the direct
+    forward kernel's wide blocks with the padding's taps skipped: only the terms the
+    reference sums, with no copy of dout."""
     w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
-    koff, kdi, kdj = _tap_offsets_for(g.KH, g.KW, g.F, g.dh, g.dw, wp)
-    for n0, n1, dp in _zero_padded_chunks(dout, top, left, hp, wp):
-        _conv.conv2d_forward_direct(dp, w_flip, None, dx[n0:n1], koff, kdi, kdj,
-                                    1, 1, 0, 0, g.dh * (g.KH - 1), g.dw * (g.KW - 1),
-                                    False, get_num_threads())
+    koff, kdi, kdj = _tap_offsets_for(g.KH, g.KW, g.F, g.dh, g.dw, g.OW)
+    _conv.conv2d_forward_direct(dout, w_flip, None, dx, koff, kdi, kdj, 1, 1,
+                                g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl,
+                                g.dh * (g.KH - 1), g.dw * (g.KW - 1), False,
+                                get_num_threads(), True)
 
 
 def _input_grad_col2im(dout, w, dx, g):
