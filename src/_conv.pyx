@@ -349,8 +349,10 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
                               const int[::1] kdi,                 # IN  (K,) tap row shifts
                               const int[::1] kdj,                 # IN  (K,) tap column shifts
                               int sh, int sw, int pt, int pl, int max_di, int max_dj,
-                              int n_threads):
-    """Per-group partial weight/bias gradients; groups are fixed runs of output rows."""
+                              int n_threads, bint accumulate=False):
+    """Per-group partial weight/bias gradients; groups are fixed runs of output rows.
+    With ``accumulate`` they are added to dw_part and db_part instead of replacing
+    them (a batch taken in chunks)."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
     cdef Py_ssize_t G = dw_part.shape[0], K = dw_part.shape[1]
@@ -360,7 +362,8 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
     cdef floating* dbg
     _check_lanes(F, 8 if floating is float else 4)
     for g in prange(G, nogil=True, schedule="dynamic", num_threads=n_threads):
-        memset(&dw_part[g, 0, 0], 0, K * F * sizeof(floating))
+        if not accumulate:
+            memset(&dw_part[g, 0, 0], 0, K * F * sizeof(floating))
         start = g * total // G
         stop = (g + 1) * total // G
         while start < stop:
@@ -377,7 +380,7 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
                                     &kdj[0], sh, sw, pt, pl, max_di, max_dj)
             if has_db:
                 dbg = &db_part[g, 0]
-                if start == g * total // G:
+                if start == g * total // G and not accumulate:
                     memset(dbg, 0, F * sizeof(floating))
                 if floating is float:
                     fc_rows_sum_f32(&dout[n, r0, 0, 0], (r1 - r0) * OW, F, dbg)

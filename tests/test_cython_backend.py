@@ -264,18 +264,28 @@ def test_avx512_wide_blocks_give_the_avx2_bits(case, seed, dtype, threads):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_padded_wide_layers_in_chunks_of_images(dtype, rng, monkeypatch):
-    # Padded layers with a long reduction run on zero-padded copies of a few images
-    # at a time (forward and weight gradient): one image per chunk must agree with the
-    # reference too, and the forward pass bit for bit with one chunk.
+    # Padded layers with a long reduction run their weight gradient (and, with a
+    # non-finite weight, their forward pass) on zero-padded copies of a few images at a
+    # time: with small chunks they must agree with the reference too, and the forward
+    # pass bit for bit with one chunk.
     x = rng.standard_normal((3, 9, 10, 16)).astype(dtype)
     w = rng.standard_normal((3, 3, 16, 16)).astype(dtype)
     b = rng.standard_normal(16).astype(dtype)
     dout = rng.standard_normal((3, 9, 10, 16)).astype(dtype)
+    w_inf = w.copy()
+    w_inf[0, 0, 0, 3] = np.inf
+    whole_inf = fast.conv2d_forward(x, w_inf, b, 1, "same")[0]
+    assert np.isnan(whole_inf[:, 0, :, 3]).all()  # (0 * Inf in the top padding)
     whole = fast.conv2d_forward(x, w, b, 1, "same")[0]
-    monkeypatch.setattr(fast, "_TILE_BYTES", 64)
-    assert fast._wide_forward(fast.conv2d_forward(x, w, b, 1, "same")[1].geom, dtype)
-    np.testing.assert_array_equal(fast.conv2d_forward(x, w, b, 1, "same")[0], whole)
-    _conv_compare(dtype, x, w, b, dout, (1, "same", 1))
+    # one image per chunk; then two and one (a last chunk with fewer rows than the
+    # first chunk's groups of partial weight gradients)
+    for tile in (64, 2 * 11 * 12 * 16 * x.itemsize // 4):
+        monkeypatch.setattr(fast, "_TILE_BYTES", tile)
+        assert fast._wide_forward(fast.conv2d_forward(x, w, b, 1, "same")[1].geom, dtype)
+        np.testing.assert_array_equal(fast.conv2d_forward(x, w, b, 1, "same")[0], whole)
+        np.testing.assert_array_equal(fast.conv2d_forward(x, w_inf, b, 1, "same")[0],
+                                      whole_inf)
+        _conv_compare(dtype, x, w, b, dout, (1, "same", 1))
 
 
 def _run_all(x, w, b, dout, pool_dout):

@@ -469,35 +469,42 @@ def _weight_grad_direct(x, dout, dw, db, g):
     """dw (and db) with the direct kernel, in fixed groups of output rows. A padded
     layer on the wide blocks runs as a 'valid' one on zero-padded copies of its
     input, in chunks of whole images of at most 4 * _TILE_BYTES (bounded workspace),
-    the chunks' gradients added in order (the chunks depend on the shapes only)."""
+    each chunk's rows split into the same groups, whose partial gradients accumulate
+    over the chunks and are summed once at the end (all fixed by the shapes)."""
     if not (_padded_geometry(g) and _wide_weight_grad(g, x.dtype)):
         _weight_grad_groups(x, dout, dw, db, g)
         return
     hp, wp = g.H + g.pt + g.pb, g.W + g.pl + g.pr
     gp = g._replace(H=hp, W=wp, pt=0, pb=0, pl=0, pr=0)
-    part_w = np.empty_like(dw)
-    part_b = np.empty_like(db) if db is not None else None
+    parts = None
     for n0, n1, xp in _zero_padded_chunks(x, g.pt, g.pl, hp, wp):
-        first = n0 == 0
-        _weight_grad_groups(xp, dout[n0:n1], dw if first else part_w,
-                            db if first else part_b, gp._replace(N=n1 - n0))
-        if not first:
-            dw += part_w
-            if db is not None:
-                db += part_b
+        parts = _weight_grad_groups(xp, dout[n0:n1], dw, db, gp._replace(N=n1 - n0),
+                                    parts, last=n1 == g.N)
 
 
-def _weight_grad_groups(x, dout, dw, db, g):
-    """dw (and db) = the sum of fixed groups of output rows' partial gradients."""
+def _weight_grad_groups(x, dout, dw, db, g, parts=None, last=True):
+    """dw (and db) = the sum of fixed groups of output rows' partial gradients.
+
+    ``parts``, the partial gradients (dw_part, db_part) of earlier chunks of the
+    batch, get this call's added to them, group by group; unless ``last``, they are
+    returned for the next chunk instead of summed into dw and db."""
     k = g.KH * g.KW * g.C
     koff, kdi, kdj = _tap_offsets(g)
-    groups = min(g.N * g.OH, _WEIGHT_GRAD_GROUPS)
-    dw_part = np.empty((groups, k, g.F), dtype=x.dtype)
-    db_part = np.empty((groups, g.F), dtype=x.dtype) if db is not None else None
+    if parts is None:
+        groups = min(g.N * g.OH, _WEIGHT_GRAD_GROUPS)
+        parts = (np.empty((groups, k, g.F), dtype=x.dtype),
+                 np.empty((groups, g.F), dtype=x.dtype) if db is not None else None)
+        accumulate = False
+    else:
+        accumulate = True
+    dw_part, db_part = parts
     _conv.conv2d_weight_grad_direct(
         x, dout, dw_part, db_part, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
-        g.dh * (g.KH - 1), g.dw * (g.KW - 1), get_num_threads())
+        g.dh * (g.KH - 1), g.dw * (g.KW - 1), get_num_threads(), accumulate)
+    if not last:
+        return parts
     _sum_groups(dw_part, db_part, dw, db)
+    return None
 
 
 def _fuse_pool(x, g, pg) -> bool:
