@@ -24,6 +24,9 @@ def config() -> dict:
 
         info["compiler"] = _openmp.compiler()
         info["openmp"] = "on" if _openmp.openmp_enabled() else "off (single-threaded)"
+        from . import _conv
+
+        info["simd"] = _conv.simd()
     except ImportError as exc:
         info["compiler"] = f"compiled modules not importable: {exc}"
         info["openmp"] = "off"

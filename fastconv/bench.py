@@ -342,6 +342,14 @@ def _fns(layer, dtype):
     return pool_fns(layer, dtype)
 
 
+def _simd() -> str:
+    try:
+        from . import _conv
+    except ImportError:
+        return "none (compiled modules not importable)"
+    return _conv.simd()
+
+
 def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_reps: int = 3,
         with_numpy: bool = True, with_torch: bool = True, batch: Optional[int] = None,
         log=print) -> tuple[list[Row], dict]:
@@ -355,7 +363,8 @@ def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_re
     info = {"machine": platform.processor() or platform.machine(),
             "platform": platform.platform(), "threads": threads, "dtype": dtype.name,
             "sgemm_gflops": round(peak, 1), "reps": reps,
-            "torch": torch.__version__ if torch is not None else None}
+            "torch": torch.__version__ if torch is not None else None,
+            "simd": _simd()}
     log(f"# numpy sgemm on {threads} threads: {peak:.0f} GFLOP/s")
     wanted = set(layers) if layers else None
     rows = []
@@ -489,7 +498,8 @@ def main(argv=None) -> int:
     rows, info = run(a.only.split(",") if a.only else None, a.threads, a.dtype, a.reps,
                      a.numpy_reps, not a.no_numpy, not a.no_torch, a.batch,
                      log=lambda s: print(s, flush=True))
-    print(f"# {info['machine']}, {info['platform']}, torch {info['torch']}")
+    print(f"# {info['machine']}, {info['platform']}, torch {info['torch']}, "
+          f"fastconv kernels: {info['simd']}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"info": info, "rows": [asdict(r) for r in rows]}, f, indent=1)

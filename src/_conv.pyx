@@ -196,6 +196,7 @@ cdef extern from "_direct.h" nogil:
     int fc_have_avx2()
     int fc_have_avx512()
     int fc_set_wide_avx512(int on)
+    int fc_wide_avx512
     void fc_rows_sum_f32(const float* d, Py_ssize_t rows, Py_ssize_t F, float* acc)
     void fc_rows_sum_f64(const double* d, Py_ssize_t rows, Py_ssize_t F, double* acc)
     void fc_conv_fwd_rows_f32(const float* img, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
@@ -285,6 +286,15 @@ def set_wide_avx512(bint on):
 
 
 set_wide_avx512(True)
+
+
+def simd():
+    """What the direct kernels run on here: 'AVX-512 + AVX2/FMA' (the middle layers'
+    wide blocks on AVX-512, the rest on AVX2), 'AVX2/FMA', or 'none' (the im2col +
+    BLAS path everywhere)."""
+    if not fc_have_avx2():
+        return "none"
+    return "AVX-512 + AVX2/FMA" if fc_wide_avx512 else "AVX2/FMA"
 
 
 # Reductions K at least this long take the direct forward kernel's wide blocks.

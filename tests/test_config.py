@@ -83,9 +83,15 @@ def test_fallback_to_numpy_warns_once_with_the_reason():
 def test_info_command_reports_openmp_and_blas():
     res = subprocess.run([sys.executable, "-m", "fastconv", "info"], capture_output=True,
                          text=True, check=True)
-    for key in ("fastconv:", "compiler:", "openmp:", "threads:", "blas:", "backend:"):
+    for key in ("fastconv:", "compiler:", "openmp:", "threads:", "blas:", "backend:",
+                "simd:"):
         assert key in res.stdout
     assert "openmp:    on" in res.stdout, res.stdout
+    from fastconv import _conv
+
+    want = ("AVX-512 + AVX2/FMA" if _conv.have_avx512() else
+            "AVX2/FMA" if _conv.have_avx2() else "none")
+    assert f"simd:      {want}\n" in res.stdout, res.stdout
 
 
 @pytest.mark.parametrize("env, expected", [
