@@ -1,12 +1,14 @@
 /*
- * Direct (no im2col, no BLAS) convolution kernels with AVX2 + FMA, for
- * layers whose reduction K = KH*KW*C is too short for a GEMM to run well: the
- * first layer of a network (C = 1 or 3) and its gradients.
+ * Direct (no im2col, no BLAS) convolution kernels with AVX2 + FMA: for layers whose
+ * reduction K = KH*KW*C is too short for a GEMM to run well (the first layer of a
+ * network, C = 1 or 3) and, with the wide blocks, for the middle layers too.
  *
  * The extension is built for the baseline ISA (no -march=native); these functions
  * alone are compiled for AVX2/FMA through the target attribute, and the Python
  * wrapper calls them only when fc_have_avx2() says the CPU has both. Elsewhere
  * (other CPUs, other compilers) fc_have_avx2() is 0 and the im2col + BLAS path runs.
+ * On a CPU with AVX-512F the wide blocks run as 512-bit copies (_wide512_tmpl.h,
+ * target attribute avx512f), which compute the same bits.
  *
  * Layouts (row-major): img (H, W, C) of one image; w (KH, KW, C, F); out rows
  * (OW, F); dout (OH, OW, F). F must be a multiple of 8 (checked by the caller; 4
