@@ -22,9 +22,9 @@ import numpy as np
 
 from . import _random
 from . import activations as _activations
-from . import layers as _layers
 from . import callbacks as _callbacks
 from . import distributed as _distributed
+from . import layers as _layers
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers

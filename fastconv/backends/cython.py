@@ -164,8 +164,9 @@ def _forward_direct(x, w, b, out, g, relu, skip=False):
 
 def _wide_forward(g, dtype) -> bool:
     """Whether a long reduction takes the direct forward kernel's wide blocks (six
-    windows x two vectors of filters). Forward GFLOP/s on 2 threads against im2col +
-    sgemm (one run, 2026-11-26): b 209 vs 168, d 190 vs 162, e 187 vs 162. A padded
+    windows x two vectors of filters, or up to four 512-bit vectors on AVX-512).
+    Forward GFLOP/s on 2 threads against im2col + sgemm (one run, 2026-11-26, AVX2
+    blocks): b 209 vs 168, d 190 vs 162, e 187 vs 162. A padded
     layer with finite weights runs with the padding's taps skipped by the wide blocks
     themselves (no copy); with an Inf or NaN weight, whose product with the padding's
     zeros the reference keeps, on a zero-padded copy of its input (_forward_padded).
@@ -374,14 +375,19 @@ def _input_grad_planar(dout, w, dx, g):
 
 def _wide_weight_grad(g, dtype) -> bool:
     """Whether dw takes the direct kernel's wide blocks (six taps x two vectors of
-    filters, positions streaming from L1): a long reduction, no padding, F a multiple
-    of two vectors. One thread, dw alone against im2col + sgemm: b 7.9 vs 9.8 ms, d
-    8.7-9.0 vs 11.4, e 1.9-2.0 vs 2.2. Padded layers run on a zero-padded copy of
-    their input (see _weight_grad_direct)."""
+    filters, or up to four 512-bit vectors on AVX-512; positions streaming from L1):
+    a long reduction, no padding, F a multiple of two vectors. One thread, dw alone
+    against im2col + sgemm (AVX2 blocks): b 7.9 vs 9.8 ms, d 8.7-9.0 vs 11.4, e 1.9-2.0
+    vs 2.2. Padded layers run on a zero-padded copy of their input (see
+    _weight_grad_direct)."""
     lanes = 8 if dtype == np.float32 else 4
     return g.KH * g.KW * g.C >= _conv.WIDE_MIN_K and g.F % (2 * lanes) == 0
 
 
+# dx takes the wide blocks up to this ratio of the image's area to dout's: with the
+# padding's taps skipped the blocks do only the reference's terms, but the windows
+# near the edges run one at a time. Paired runs (2 threads, float32, backward against
+# col2im): d (ratio 1.33) 1.11x faster; e (2.25) 0.94x, so e stays on col2im.
 _WIDE_DX_MAX_AREA = 1.4
 
 
