@@ -22,7 +22,8 @@
 #include <stddef.h>
 #include <string.h>
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+/* (FC_NO_SIMD: build without the direct kernels, as on other CPUs; for testing) */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(FC_NO_SIMD)
 #define FC_HAVE_X86 1
 #include <immintrin.h>
 #define FC_AVX2 __attribute__((target("avx2,fma")))
@@ -704,7 +705,7 @@ FC_AVX2 static void fc_conv_dx_planar_f32(
 static void fc_conv_fwd_rows_f32(const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
     const float *w, const float *bias, float *out, ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW,
     ptrdiff_t F, ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
-    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu) {}
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu, int skip) {}
 static void fc_conv_fwd_row_f32(const float *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
     const float *w, const float *bias, float *orow, ptrdiff_t oh, ptrdiff_t OW, ptrdiff_t F,
     ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
@@ -719,7 +720,7 @@ static void fc_conv_dx_row_f32(const float *dout, ptrdiff_t OH, ptrdiff_t OW, pt
 static void fc_conv_fwd_rows_f64(const double *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
     const double *w, const double *bias, double *out, ptrdiff_t oh0, ptrdiff_t oh1, ptrdiff_t OW,
     ptrdiff_t F, ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,
-    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu) {}
+    int sh, int sw, int pt, int pl, int max_di, int max_dj, int relu, int skip) {}
 static void fc_conv_fwd_row_f64(const double *img, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
     const double *w, const double *bias, double *orow, ptrdiff_t oh, ptrdiff_t OW,
     ptrdiff_t F, ptrdiff_t K, const ptrdiff_t *koff, const int *kdi, const int *kdj,

@@ -630,6 +630,7 @@ def test_single_channel_input_gradient_four_pixels_at_a_time(padding, dilation, 
     _conv_compare(np.float32, x, w, b, dout, args)
 
 
+@pytest.mark.skipif(not fast._HAVE_AVX2, reason="the pixel-vectorised dx is an AVX2 kernel")
 @pytest.mark.parametrize("c", [2, 3, 4])
 def test_pixel_vectorised_input_gradient_same_bits_any_threads(c, rng):
     # Row blocks (one image) or whole images (many): each pixel's sum has one order.

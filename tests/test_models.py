@@ -404,6 +404,15 @@ def test_freezing_a_layer_between_steps_takes_effect(rng):
     assert not np.array_equal(replacement, before)
 
 
+def _have_direct_kernels():
+    from fastconv.backends import cython as fast
+
+    return fast._HAVE_AVX2
+
+
+@pytest.mark.skipif(not _have_direct_kernels(),
+                    reason="the fused block skips its checks on the direct (AVX2) kernels "
+                           "only; elsewhere it is conv then pooling, checked every call")
 def test_fused_step_checks_its_arguments_again_when_anything_changes(fuse_layers, rng,
                                                                      monkeypatch):
     # After one checked call, the fused conv block skips the argument checks while
@@ -448,6 +457,9 @@ def test_fused_step_checks_its_arguments_again_when_anything_changes(fuse_layers
     run(x[:3].copy(), True)
 
 
+@pytest.mark.skipif(not _have_direct_kernels(),
+                    reason="the fused block keeps its arrays on the direct (AVX2) kernels "
+                           "only; unfused, the convolution's output is new every step")
 def test_training_steps_reuse_their_large_arrays_and_nothing_else_sees_them(rng):
     import tracemalloc
 
