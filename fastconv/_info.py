@@ -8,6 +8,18 @@ import sys
 from . import _threads, backends
 
 
+def simd() -> str:
+    """What the direct kernels run on (``_conv.simd()``), or why none run."""
+    try:
+        from . import _conv
+
+        return _conv.simd()
+    except ImportError:
+        return "none (compiled modules not importable)"
+    except AttributeError:  # a build older than its Python files
+        return "unknown (compiled modules older than the package: rebuild them)"
+
+
 def config() -> dict:
     """Version, compiler, OpenMP, threads, BLAS and backend, as a dict."""
     from . import __version__
@@ -24,12 +36,10 @@ def config() -> dict:
 
         info["compiler"] = _openmp.compiler()
         info["openmp"] = "on" if _openmp.openmp_enabled() else "off (single-threaded)"
-        from . import _conv
-
-        info["simd"] = _conv.simd()
     except ImportError as exc:
         info["compiler"] = f"compiled modules not importable: {exc}"
         info["openmp"] = "off"
+    info["simd"] = simd()
     import numpy
 
     from . import _runtime

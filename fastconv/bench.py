@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import _threads, ops
+from . import _info, _threads, ops
 from .backends import use_backend
 
 __all__ = ["CONV_LAYERS", "POOL_LAYERS", "main", "run"]
@@ -342,14 +342,6 @@ def _fns(layer, dtype):
     return pool_fns(layer, dtype)
 
 
-def _simd() -> str:
-    try:
-        from . import _conv
-    except ImportError:
-        return "none (compiled modules not importable)"
-    return _conv.simd()
-
-
 def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_reps: int = 3,
         with_numpy: bool = True, with_torch: bool = True, batch: Optional[int] = None,
         log=print) -> tuple[list[Row], dict]:
@@ -364,7 +356,7 @@ def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_re
             "platform": platform.platform(), "threads": threads, "dtype": dtype.name,
             "sgemm_gflops": round(peak, 1), "reps": reps,
             "torch": torch.__version__ if torch is not None else None,
-            "simd": _simd()}
+            "simd": _info.simd()}
     log(f"# numpy sgemm on {threads} threads: {peak:.0f} GFLOP/s")
     wanted = set(layers) if layers else None
     rows = []

@@ -372,8 +372,10 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
     cdef floating* dbg
     _check_lanes(F, 8 if floating is float else 4)
     for g in prange(G, nogil=True, schedule="dynamic", num_threads=n_threads):
-        if not accumulate:
+        if not accumulate:  # (a group may have no rows: zeroed all the same)
             memset(&dw_part[g, 0, 0], 0, K * F * sizeof(floating))
+            if has_db:
+                memset(&db_part[g, 0], 0, F * sizeof(floating))
         start = g * total // G
         stop = (g + 1) * total // G
         while start < stop:
@@ -390,8 +392,6 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
                                     &kdj[0], sh, sw, pt, pl, max_di, max_dj)
             if has_db:
                 dbg = &db_part[g, 0]
-                if start == g * total // G and not accumulate:
-                    memset(dbg, 0, F * sizeof(floating))
                 if floating is float:
                     fc_rows_sum_f32(&dout[n, r0, 0, 0], (r1 - r0) * OW, F, dbg)
                 else:

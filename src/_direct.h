@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <string.h>
 
-/* (FC_NO_SIMD: build without the direct kernels, as on other CPUs; for testing) */
+/* (FC_NO_SIMD: build without these kernels, as on a non-x86 CPU; for testing) */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(FC_NO_SIMD)
 #define FC_HAVE_X86 1
 #include <immintrin.h>

@@ -387,6 +387,24 @@ def test_nonfinite_weight_meets_the_padding_like_the_reference(dtype, f, c):
 
 
 @pytest.mark.skipif(not fast._HAVE_AVX2, reason="the direct kernels need AVX2 and FMA")
+def test_weight_grad_groups_without_rows_are_zeros(rng):
+    # More groups of partial gradients than output rows: the groups left without rows
+    # must hold zeros (dw and db alike), not whatever their buffers held.
+    x = rng.standard_normal((1, 6, 6, 16)).astype(np.float32)
+    dout = rng.standard_normal((1, 4, 4, 16)).astype(np.float32)
+    koff, kdi, kdj = fast._tap_offsets_for(3, 3, 16, 1, 1, 6)
+    dw_part = np.full((8, 144, 16), np.nan, np.float32)
+    db_part = np.full((8, 16), np.nan, np.float32)
+    fast._conv.conv2d_weight_grad_direct(x, dout, dw_part, db_part, koff, kdi, kdj,
+                                         1, 1, 0, 0, 2, 2, 2)
+    assert np.isfinite(dw_part).all() and np.isfinite(db_part).all()
+    w = np.zeros((3, 3, 16, 16), np.float32)
+    _, want_dw, want_db = ref.conv2d_backward(dout, ref.conv2d_forward(x, w, np.zeros(16))[1])
+    assert_close(dw_part.sum(0).reshape(want_dw.shape), want_dw, np.float32)
+    assert_close(db_part.sum(0), want_db, np.float32)
+
+
+@pytest.mark.skipif(not fast._HAVE_AVX2, reason="the direct kernels need AVX2 and FMA")
 def test_direct_kernels_refuse_a_filter_count_off_the_vector_width():
     # Only the wrappers' own checks stand between these drivers and whole-vector
     # reads past an array; they must refuse such a call rather than run it.

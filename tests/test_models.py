@@ -405,8 +405,10 @@ def test_freezing_a_layer_between_steps_takes_effect(rng):
 
 
 def _have_direct_kernels():
-    from fastconv.backends import cython as fast
-
+    try:
+        from fastconv.backends import cython as fast
+    except ImportError:  # (the compiled modules missing: the reference runs)
+        return False
     return fast._HAVE_AVX2
 
 
