@@ -28,6 +28,8 @@ Workspaces are allocated by the caller: ``work`` has one row per thread, each of
 ``tile * K`` elements, so memory does not grow with the batch size.
 """
 
+import os as _os
+
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
@@ -285,7 +287,9 @@ def set_wide_avx512(bint on):
     return bool(fc_set_wide_avx512(on))
 
 
-set_wide_avx512(True)
+# On by default where the CPU has AVX-512; FASTCONV_AVX512=0 keeps the AVX2 blocks (a
+# CPU whose clock drops under 512-bit work may run them faster; the bits are the same).
+set_wide_avx512(_os.environ.get("FASTCONV_AVX512", "1") != "0")
 
 
 def simd():

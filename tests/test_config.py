@@ -1,5 +1,6 @@
 """Threads, backend switching and the build/runtime report."""
 
+import os
 import subprocess
 import sys
 
@@ -91,6 +92,12 @@ def test_info_command_reports_openmp_and_blas():
 
     want = ("AVX-512 + AVX2/FMA" if _conv.have_avx512() else
             "AVX2/FMA" if _conv.have_avx2() else "none")
+    assert f"simd:      {want}\n" in res.stdout, res.stdout
+    # FASTCONV_AVX512=0 keeps the wide blocks on AVX2
+    env = {**os.environ, "FASTCONV_AVX512": "0"}
+    res = subprocess.run([sys.executable, "-m", "fastconv", "info"], capture_output=True,
+                         text=True, check=True, env=env)
+    want = "AVX2/FMA" if _conv.have_avx2() else "none"
     assert f"simd:      {want}\n" in res.stdout, res.stdout
 
 

@@ -212,11 +212,12 @@ def test_wide_blocks_with_taps_only_in_the_padding(xs, ks, dilation, padding, dt
     # dout for dx); windows left with no tap at all get the bias, ReLU'd. (dx takes
     # the wide blocks here whatever the image's size against dout's.)
     monkeypatch.setattr(fast, "_WIDE_DX_MAX_AREA", 100.0)
+    before = _conv.simd().startswith("AVX-512")
     _conv.set_wide_avx512(avx512)
     try:
         _check_taps_only_in_the_padding(xs, ks, dilation, padding, dtype)
     finally:
-        _conv.set_wide_avx512(True)
+        _conv.set_wide_avx512(before)
 
 
 def _check_taps_only_in_the_padding(xs, ks, dilation, padding, dtype):
@@ -251,13 +252,14 @@ def test_avx512_wide_blocks_give_the_avx2_bits(case, seed, dtype, threads):
     assume(all(n > 0 for n in shape))
     dout = rng.standard_normal(shape).astype(dtype)
     results = []
+    before = _conv.simd().startswith("AVX-512")
     try:
         for on in (True, False):
             assert _conv.set_wide_avx512(on) is on
             results.append(_conv_results(fast, x, w, b, dout, args)
                            + (fast.conv2d_relu_forward(x, w, b, *args)[0],))
     finally:
-        _conv.set_wide_avx512(True)
+        _conv.set_wide_avx512(before)
     for a, b_ in zip(*results):
         np.testing.assert_array_equal(a, b_)
 
