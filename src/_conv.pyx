@@ -363,18 +363,35 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
                               const int[::1] kdi,                 # IN  (K,) tap row shifts
                               const int[::1] kdj,                 # IN  (K,) tap column shifts
                               int sh, int sw, int pt, int pl, int max_di, int max_dj,
-                              int n_threads, bint accumulate=False):
+                              int n_threads, bint accumulate=False,
+                              const floating[:, :, :, ::1] w=None,  # IN  (KH, KW, C, F)
+                              floating[:, :, :, ::1] dx=None,       # OUT (N, H, W, C)
+                              int dh=1, int dw=1):
     """Per-group partial weight/bias gradients; groups are fixed runs of output rows.
     With ``accumulate`` they are added to dw_part and db_part instead of replacing
-    them (a batch taken in chunks)."""
+    them (a batch taken in chunks). With ``w`` and ``dx`` (stride 1, dilation dh, dw),
+    also conv2d_input_grad_direct's dx in the same pass over dout: the group holding an
+    image's last output row computes that image's dx right after its dw rows, while
+    its dout is in cache; every dx row comes from the same kernel call as there, so
+    the bits are those of the two passes."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
     cdef Py_ssize_t G = dw_part.shape[0], K = dw_part.shape[1]
     cdef Py_ssize_t total = N * OH
-    cdef Py_ssize_t g, start, stop, n, r0, r1
+    cdef Py_ssize_t g, start, stop, n, r0, r1, i
     cdef bint has_db = db_part is not None
     cdef floating* dbg
+    cdef floating* dxp = NULL
+    cdef const floating* wp = NULL
+    cdef int KH = 0, KW = 0
     _check_lanes(F, 8 if floating is float else 4)
+    if dx is not None:
+        if (w is None or sh != 1 or sw != 1 or dx.shape[0] != N or dx.shape[1] != H
+                or dx.shape[2] != W or dx.shape[3] != C or w.shape[2] != C
+                or w.shape[3] != F):
+            raise ValueError("conv2d_weight_grad_direct: dx needs stride 1, the filters "
+                             "(KH, KW, C, F) and x's shape")
+        dxp, wp, KH, KW = &dx[0, 0, 0, 0], &w[0, 0, 0, 0], w.shape[0], w.shape[1]
     for g in prange(G, nogil=True, schedule="dynamic", num_threads=n_threads):
         if not accumulate:  # (a group may have no rows: zeroed all the same)
             memset(&dw_part[g, 0, 0], 0, K * F * sizeof(floating))
@@ -400,6 +417,16 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
                     fc_rows_sum_f32(&dout[n, r0, 0, 0], (r1 - r0) * OW, F, dbg)
                 else:
                     fc_rows_sum_f64(&dout[n, r0, 0, 0], (r1 - r0) * OW, F, dbg)
+            if dxp != NULL and r1 == OH:  # the image's last row: its dx
+                for i in range(H):
+                    if floating is float:
+                        fc_conv_dx_row_f32(&dout[n, 0, 0, 0], OH, OW, F, wp,
+                                           dxp + (n * H + i) * W * C, i, W, C, KH, KW,
+                                           dh, dw, pt, pl)
+                    else:
+                        fc_conv_dx_row_f64(&dout[n, 0, 0, 0], OH, OW, F, wp,
+                                           dxp + (n * H + i) * W * C, i, W, C, KH, KW,
+                                           dh, dw, pt, pl)
             start = start + (r1 - r0)
 
 

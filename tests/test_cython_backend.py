@@ -388,6 +388,47 @@ def test_nonfinite_weight_meets_the_padding_like_the_reference(dtype, f, c):
         assert np.isnan(want[:, 0, :, 0]).all() and np.isnan(want[:, :, 0, 0]).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=20, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(n=st.integers(16, 40), h=st.integers(3, 12), w=st.integers(3, 12),
+       c=st.integers(1, 4), f=st.sampled_from([8, 16, 24]), k=st.integers(1, 3),
+       padding=st.sampled_from(["valid", "same"]), dilation=st.integers(1, 2),
+       bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_fused_first_layer_backward_gives_the_separate_bits(n, h, w, c, f, k, padding,
+                                                          dilation, bias, seed, dtype,
+                                                          threads, monkeypatch):
+    # A first layer's dx and dw in one pass over dout (batches of 16 images or more):
+    # the same kernel calls as the two passes, so the same bits, and the reference's
+    # values.
+    assume(dilation * (k - 1) < min(h, w))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    wt = rng.standard_normal((k, k, c, f)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype) if bias else None
+    out, cache = fast.conv2d_forward(x, wt, b, 1, padding, dilation)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    fused = fast.conv2d_backward(dout, cache)
+    monkeypatch.setattr(fast, "FUSE_BACKWARD", False)
+    separate = fast.conv2d_backward(dout, cache)
+    for a, b_ in zip(fused, separate):
+        assert (a is None) == (b_ is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b_)
+    _conv_compare(dtype, x, wt, b, dout, (1, padding, dilation))
+
+
+@pytest.mark.skipif(not fast._HAVE_AVX2, reason="the direct kernels need AVX2 and FMA")
+def test_fused_first_layer_backward_is_reached(monkeypatch):
+    # (so that the test above compares two paths, not one with itself)
+    calls = []
+    real = fast._backward_fused
+    monkeypatch.setattr(fast, "_backward_fused", lambda *a: (calls.append(1), real(*a)))
+    x = np.ones((16, 6, 6, 1), np.float64)
+    out, cache = fast.conv2d_forward(x, np.ones((3, 3, 1, 8)), None)
+    fast.conv2d_backward(np.ones_like(out), cache)
+    assert calls
+
+
 @pytest.mark.skipif(not fast._HAVE_AVX2, reason="the direct kernels need AVX2 and FMA")
 def test_weight_grad_groups_without_rows_are_zeros(rng):
     # More groups of partial gradients than output rows: the groups left without rows

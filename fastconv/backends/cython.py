@@ -318,6 +318,9 @@ def _backward(x, w, dout, g, has_bias, input_grad):
     if input_grad:
         # The direct kernels write every element; the other paths add into zeros.
         dx = np.empty_like(x) if path in ("planar", "direct", "wide") else np.zeros_like(x)
+    if path == "direct" and _fuse_backward(g):
+        _backward_fused(x, w, dout, dx, dw, db, g)
+        return dx, dw, db
     if path == "planar":
         _input_grad_planar(dout, w, dx, g)
     elif path == "direct":
@@ -371,6 +374,33 @@ def _input_grad_planar(dout, w, dx, g):
     wt = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
     _conv.conv2d_input_grad_planar(dout, wt, dx, tbuf, rowbuf, g.dh, g.dw, g.pt, g.pl,
                                    wp, left, wb, rows, threads)
+
+
+# Whether the direct dx and dw of a first layer run as one pass over dout (set False
+# to compare: the bits are the same either way).
+FUSE_BACKWARD = True
+
+
+def _fuse_backward(g) -> bool:
+    """Whether a layer whose dx takes the direct kernel ("direct" path: stride 1, at
+    most 4 input channels) computes dw and dx in one pass over dout
+    (``_backward_fused``): its dw on the direct kernel's groups too (a short
+    reduction), and at least one image per group, so that every group has some dx to
+    do."""
+    return (FUSE_BACKWARD and g.KH * g.KW * g.C <= _DIRECT_MAX_K
+            and g.N >= _WEIGHT_GRAD_GROUPS and g.OH * g.OW > 0)
+
+
+def _backward_fused(x, w, dout, dx, dw, db, g):
+    """dx, dw and db of a first layer in one pass over dout (``_fuse_backward``):
+    each image's dx right after its dw rows, while its dout is in cache."""
+    koff, kdi, kdj = _tap_offsets(g)
+    dw_part = np.empty((_WEIGHT_GRAD_GROUPS, g.KH * g.KW * g.C, g.F), dtype=x.dtype)
+    db_part = np.empty((_WEIGHT_GRAD_GROUPS, g.F), dtype=x.dtype) if db is not None else None
+    _conv.conv2d_weight_grad_direct(x, dout, dw_part, db_part, koff, kdi, kdj, 1, 1, g.pt,
+                                    g.pl, g.dh * (g.KH - 1), g.dw * (g.KW - 1),
+                                    get_num_threads(), False, w, dx, g.dh, g.dw)
+    _sum_groups(dw_part, db_part, dw, db)
 
 
 def _wide_weight_grad(g, dtype) -> bool:
