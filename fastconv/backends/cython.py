@@ -273,7 +273,9 @@ def conv2d_backward(dout, cache, input_grad=True):
     with the filters flipped and C_in/C_out swapped, on the im2col kernel in parallel
     over tiles. The weight gradient runs on the direct kernels for short reductions
     and, with the wide blocks, for long ones (``_wide_weight_grad``), else im2col +
-    GEMM in fixed groups. The choices depend on the shapes (and whether the weights
+    GEMM in fixed groups. Where both the input gradient and the weight gradient take
+    the one-pixel direct kernels and the batch has 16 images or more, they run in one
+    pass over dout, with the same bits (``_fuse_backward``). The choices depend on the shapes (and whether the weights
     are finite), never on the thread count. Layers whose filter count alone keeps
     them off the direct kernels run them on zero-padded filters (``_padded_width``).
     """
