@@ -366,14 +366,19 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
                               int n_threads, bint accumulate=False,
                               const floating[:, :, :, ::1] w=None,  # IN  (KH, KW, C, F)
                               floating[:, :, :, ::1] dx=None,       # OUT (N, H, W, C)
-                              int dh=1, int dw=1):
+                              int dh=1, int dw=1,
+                              float[:, ::1] tbuf=None, float[:, ::1] rowbuf=None,
+                              Py_ssize_t Wp=0, Py_ssize_t L=0, Py_ssize_t Wb=0):
     """Per-group partial weight/bias gradients; groups are fixed runs of output rows.
     With ``accumulate`` they are added to dw_part and db_part instead of replacing
     them (a batch taken in chunks). With ``w`` and ``dx`` (stride 1, dilation dh, dw),
     also conv2d_input_grad_direct's dx in the same pass over dout: the group holding an
     image's last output row computes that image's dx right after its dw rows, while
     its dout is in cache; every dx row comes from the same kernel call as there, so
-    the bits are those of the two passes."""
+    the bits are those of the two passes. With ``tbuf`` and ``rowbuf`` too (float32,
+    2-4 channels; ``w`` then holds the filters as (KH, KW, F, C)), dx comes from
+    conv2d_input_grad_planar's kernel instead, a whole image per call, its scratch
+    sized as there for blocks of H rows, one row of each per thread."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
     cdef Py_ssize_t G = dw_part.shape[0], K = dw_part.shape[1]
@@ -384,13 +389,21 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
     cdef floating* dxp = NULL
     cdef const floating* wp = NULL
     cdef int KH = 0, KW = 0
+    cdef bint planar = tbuf is not None
+    cdef Py_ssize_t tid
     _check_lanes(F, 8 if floating is float else 4)
     if dx is not None:
         if (w is None or sh != 1 or sw != 1 or dx.shape[0] != N or dx.shape[1] != H
-                or dx.shape[2] != W or dx.shape[3] != C or w.shape[2] != C
-                or w.shape[3] != F):
+                or dx.shape[2] != W or dx.shape[3] != C
+                or (w.shape[2], w.shape[3]) != ((F, C) if planar else (C, F))):
             raise ValueError("conv2d_weight_grad_direct: dx needs stride 1, the filters "
-                             "(KH, KW, C, F) and x's shape")
+                             "and x's shape")
+        if planar and (floating is double or rowbuf is None or fc_dx_planar_width(C) == 0
+                       or tbuf.shape[0] < n_threads or rowbuf.shape[0] < n_threads
+                       or tbuf.shape[1] < (H + dh * (w.shape[0] - 1)) * F * Wp
+                       or rowbuf.shape[1] < C * Wb):
+            raise ValueError("conv2d_weight_grad_direct: the planar dx needs float32, "
+                             "2-4 channels and its scratch")
         dxp, wp, KH, KW = &dx[0, 0, 0, 0], &w[0, 0, 0, 0], w.shape[0], w.shape[1]
     for g in prange(G, nogil=True, schedule="dynamic", num_threads=n_threads):
         if not accumulate:  # (a group may have no rows: zeroed all the same)
@@ -417,7 +430,13 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
                     fc_rows_sum_f32(&dout[n, r0, 0, 0], (r1 - r0) * OW, F, dbg)
                 else:
                     fc_rows_sum_f64(&dout[n, r0, 0, 0], (r1 - r0) * OW, F, dbg)
-            if dxp != NULL and r1 == OH:  # the image's last row: its dx
+            if dxp != NULL and r1 == OH and planar:  # the image's last row: its dx
+                if floating is float:
+                    tid = threadid()
+                    fc_conv_dx_planar_f32(&dout[n, 0, 0, 0], OH, OW, F, wp,
+                                          dxp + n * H * W * C, W, C, 0, H, KH, KW, dh, dw,
+                                          pt, pl, &tbuf[tid, 0], Wp, L, &rowbuf[tid, 0], Wb)
+            elif dxp != NULL and r1 == OH:
                 for i in range(H):
                     if floating is float:
                         fc_conv_dx_row_f32(&dout[n, 0, 0, 0], OH, OW, F, wp,

@@ -273,9 +273,10 @@ def conv2d_backward(dout, cache, input_grad=True):
     with the filters flipped and C_in/C_out swapped, on the im2col kernel in parallel
     over tiles. The weight gradient runs on the direct kernels for short reductions
     and, with the wide blocks, for long ones (``_wide_weight_grad``), else im2col +
-    GEMM in fixed groups. Where both the input gradient and the weight gradient take
-    the one-pixel direct kernels and the batch has 16 images or more, they run in one
-    pass over dout, with the same bits (``_fuse_backward``). The choices depend on the shapes (and whether the weights
+    GEMM in fixed groups. Where a first layer's input gradient (1-4 channels, stride
+    1) and its weight gradient both take direct kernels and the batch has 16 images or
+    more, the two run in one pass over dout, with the same bits
+    (``_fuse_backward``). The choices depend on the shapes (and whether the weights
     are finite), never on the thread count. Layers whose filter count alone keeps
     them off the direct kernels run them on zero-padded filters (``_padded_width``).
     """
@@ -320,8 +321,8 @@ def _backward(x, w, dout, g, has_bias, input_grad):
     if input_grad:
         # The direct kernels write every element; the other paths add into zeros.
         dx = np.empty_like(x) if path in ("planar", "direct", "wide") else np.zeros_like(x)
-    if path == "direct" and _fuse_backward(g):
-        _backward_fused(x, w, dout, dx, dw, db, g)
+    if path in ("direct", "planar") and _fuse_backward(g):
+        _backward_fused(x, w, dout, dx, dw, db, g, path == "planar")
         return dx, dw, db
     if path == "planar":
         _input_grad_planar(dout, w, dx, g)
@@ -359,20 +360,27 @@ def _backward(x, w, dout, g, has_bias, input_grad):
     return dx, dw, db
 
 
+def _planar_scratch(g, rows, threads):
+    """The planar dx kernel's zeroed scratch for blocks of ``rows`` input rows, one
+    row per thread, and its widths: (tbuf, rowbuf, Wp, L, Wb)."""
+    bw = _conv.dx_planar_width(g.C)
+    wb = -(-g.W // bw) * bw
+    left = max(0, g.dw * (g.KW - 1) - g.pl)
+    wp = -(-max(left + wb + g.pl, left + g.OW) // 8) * 8
+    tbuf = np.zeros((threads, (rows + g.dh * (g.KH - 1)) * g.F * wp), dtype=np.float32)
+    rowbuf = np.empty((threads, g.C * wb), dtype=np.float32)
+    return tbuf, rowbuf, wp, left, wb
+
+
 def _input_grad_planar(dout, w, dx, g):
     """dx for 2-4 input channels, stride 1, vectorised over pixels: tasks of whole
     images when there are enough of them, else of a few rows (the bits are the same
     either way: each pixel's sum runs in one fixed order)."""
     threads = get_num_threads()
-    bw = _conv.dx_planar_width(g.C)
-    wb = -(-g.W // bw) * bw
-    left = max(0, g.dw * (g.KW - 1) - g.pl)
-    wp = -(-max(left + wb + g.pl, left + g.OW) // 8) * 8
     rows = g.H if g.N >= 2 * threads else max(1, -(-g.H // (2 * threads)))
     tasks = g.N * -(-g.H // rows)
     threads = max(1, min(threads, tasks))
-    tbuf = np.zeros((threads, (rows + g.dh * (g.KH - 1)) * g.F * wp), dtype=np.float32)
-    rowbuf = np.empty((threads, g.C * wb), dtype=np.float32)
+    tbuf, rowbuf, wp, left, wb = _planar_scratch(g, rows, threads)
     wt = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
     _conv.conv2d_input_grad_planar(dout, wt, dx, tbuf, rowbuf, g.dh, g.dw, g.pt, g.pl,
                                    wp, left, wb, rows, threads)
@@ -384,8 +392,8 @@ FUSE_BACKWARD = True
 
 
 def _fuse_backward(g) -> bool:
-    """Whether a layer whose dx takes the direct kernel ("direct" path: stride 1, at
-    most 4 input channels) computes dw and dx in one pass over dout
+    """Whether a layer whose dx takes a direct kernel ("direct" or "planar" path:
+    stride 1, at most 4 input channels) computes dw and dx in one pass over dout
     (``_backward_fused``): its dw on the direct kernel's groups too (a short
     reduction), and at least one image per group, so that every group has some dx to
     do."""
@@ -393,15 +401,21 @@ def _fuse_backward(g) -> bool:
             and g.N >= _WEIGHT_GRAD_GROUPS and g.OH * g.OW > 0)
 
 
-def _backward_fused(x, w, dout, dx, dw, db, g):
+def _backward_fused(x, w, dout, dx, dw, db, g, planar):
     """dx, dw and db of a first layer in one pass over dout (``_fuse_backward``):
-    each image's dx right after its dw rows, while its dout is in cache."""
+    each image's dx right after its dw rows, while its dout is in cache; ``planar``:
+    dx on the pixel-vectorised kernel (float32, 2-4 channels)."""
     koff, kdi, kdj = _tap_offsets(g)
+    threads = get_num_threads()
     dw_part = np.empty((_WEIGHT_GRAD_GROUPS, g.KH * g.KW * g.C, g.F), dtype=x.dtype)
     db_part = np.empty((_WEIGHT_GRAD_GROUPS, g.F), dtype=x.dtype) if db is not None else None
+    extra = ()
+    if planar:
+        w = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
+        extra = _planar_scratch(g, g.H, threads)
     _conv.conv2d_weight_grad_direct(x, dout, dw_part, db_part, koff, kdi, kdj, 1, 1, g.pt,
-                                    g.pl, g.dh * (g.KH - 1), g.dw * (g.KW - 1),
-                                    get_num_threads(), False, w, dx, g.dh, g.dw)
+                                    g.pl, g.dh * (g.KH - 1), g.dw * (g.KW - 1), threads,
+                                    False, w, dx, g.dh, g.dw, *extra)
     _sum_groups(dw_part, db_part, dw, db)
 
 
