@@ -355,6 +355,26 @@ def conv2d_forward_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
                                  &kdj[0], sh, sw, pt, pl, max_di, max_dj, relu, skip)
 
 
+cdef int _check_planar_scratch(Py_ssize_t W, Py_ssize_t C, Py_ssize_t OW, Py_ssize_t F,
+                               int KH, int KW, int dh, int dw, int pl, Py_ssize_t rows,
+                               float[:, ::1] tbuf, float[:, ::1] rowbuf, Py_ssize_t Wp,
+                               Py_ssize_t L, Py_ssize_t Wb, int n_threads) except -1:
+    """The planar dx kernel reads and writes its scratch where these widths say
+    (fc_conv_dx_planar_f32): refuse any that would take it outside (the Python wrapper
+    never passes one; this guards direct callers)."""
+    cdef Py_ssize_t bw = fc_dx_planar_width(C)
+    if (bw == 0 or dh < 1 or dw < 1 or pl < 0 or n_threads < 1 or rows < 1
+            or Wb < W or Wb % bw != 0 or L < dw * (KW - 1) - pl or L < 0
+            or Wp < L + Wb + pl or Wp < L + OW
+            or tbuf is None or rowbuf is None
+            or tbuf.shape[0] < n_threads or rowbuf.shape[0] < n_threads
+            or tbuf.shape[1] < (rows + dh * (KH - 1)) * F * Wp or rowbuf.shape[1] < C * Wb):
+        raise ValueError("the planar dx kernel needs 2-4 channels and scratch of the "
+                         "widths its comment gives (see _planar_scratch); received "
+                         f"C={C}, Wp={Wp}, L={L}, Wb={Wb}, rows={rows}")
+    return 0
+
+
 def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
                               const floating[:, :, :, ::1] dout,  # IN  (N, OH, OW, F)
                               floating[:, :, ::1] dw_part,        # OUT (G, K, F)
@@ -392,18 +412,20 @@ def conv2d_weight_grad_direct(const floating[:, :, :, ::1] x,     # IN  (N, H, W
     cdef bint planar = tbuf is not None
     cdef Py_ssize_t tid
     _check_lanes(F, 8 if floating is float else 4)
+    if dout.shape[0] != N or n_threads < 1:
+        raise ValueError(f"conv2d_weight_grad_direct: dout must hold x's {N} images and "
+                         f"n_threads be >= 1. Received {dout.shape[0]} and {n_threads}")
     if dx is not None:
         if (w is None or sh != 1 or sw != 1 or dx.shape[0] != N or dx.shape[1] != H
                 or dx.shape[2] != W or dx.shape[3] != C
                 or (w.shape[2], w.shape[3]) != ((F, C) if planar else (C, F))):
             raise ValueError("conv2d_weight_grad_direct: dx needs stride 1, the filters "
                              "and x's shape")
-        if planar and (floating is double or rowbuf is None or fc_dx_planar_width(C) == 0
-                       or tbuf.shape[0] < n_threads or rowbuf.shape[0] < n_threads
-                       or tbuf.shape[1] < (H + dh * (w.shape[0] - 1)) * F * Wp
-                       or rowbuf.shape[1] < C * Wb):
-            raise ValueError("conv2d_weight_grad_direct: the planar dx needs float32, "
-                             "2-4 channels and its scratch")
+        if planar and floating is float:
+            _check_planar_scratch(W, C, OW, F, w.shape[0], w.shape[1], dh, dw, pl, H,
+                                  tbuf, rowbuf, Wp, L, Wb, n_threads)
+        elif planar:
+            raise ValueError("conv2d_weight_grad_direct: the planar dx is float32 only")
         dxp, wp, KH, KW = &dx[0, 0, 0, 0], &w[0, 0, 0, 0], w.shape[0], w.shape[1]
     for g in prange(G, nogil=True, schedule="dynamic", num_threads=n_threads):
         if not accumulate:  # (a group may have no rows: zeroed all the same)
@@ -492,7 +514,13 @@ def conv2d_input_grad_planar(const float[:, :, :, ::1] dout,  # IN  (N, OH, OW, 
     cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2], F = dout.shape[3]
     cdef int KH = wt.shape[0], KW = wt.shape[1]
-    cdef Py_ssize_t blocks = (H + rows - 1) // rows, t, n, i0, tid
+    cdef Py_ssize_t blocks, t, n, i0, tid
+    if (dout.shape[0] != N or wt.shape[2] != F or wt.shape[3] != C):
+        raise ValueError("conv2d_input_grad_planar: dout, the filters (KH, KW, F, C) and "
+                         "dx disagree")
+    _check_planar_scratch(W, C, OW, F, KH, KW, dh, dw, pl, rows, tbuf, rowbuf, Wp, L, Wb,
+                          n_threads)
+    blocks = (H + rows - 1) // rows
     for t in prange(N * blocks, nogil=True, schedule="static", num_threads=n_threads):
         tid = threadid()
         n = t // blocks

@@ -434,6 +434,37 @@ def test_fused_first_layer_backward_is_reached(monkeypatch):
 
 
 @pytest.mark.skipif(not fast._HAVE_AVX2, reason="the direct kernels need AVX2 and FMA")
+def test_planar_drivers_refuse_scratch_they_would_overrun():
+    # Widths that would take the planar dx kernel outside its scratch, and a dout of
+    # fewer images than x, raise instead of running (they overran the heap once).
+    from fastconv.backends import _args
+
+    x = np.zeros((16, 6, 7, 3), np.float32)
+    w = np.zeros((3, 3, 3, 8), np.float32)
+    g = _args.conv_args(x, w, None, 1, "same", 1)[3]
+    dout = np.zeros((16, 6, 7, 8), np.float32)
+    koff, kdi, kdj = fast._tap_offsets(g)
+    dw_part, dx = np.empty((16, 27, 8), np.float32), np.empty_like(x)
+    wt = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
+    tbuf, rowbuf, wp, left, wb = fast._planar_scratch(g, 6, 1)
+    args = (koff, kdi, kdj, 1, 1, 1, 1, 2, 2, 1, False, wt, dx, 1, 1)
+    for scratch in [(tbuf, np.empty((1, 3), np.float32), wp, left, 1),   # Wb < W
+                    (tbuf, rowbuf, wp, 0, wb),                           # L too small
+                    (tbuf, rowbuf, left + wb, left, wb)]:                # Wp too small
+        with pytest.raises(ValueError, match="planar dx"):
+            fast._conv.conv2d_weight_grad_direct(x, dout, dw_part, None, *args, *scratch)
+        with pytest.raises(ValueError, match="planar dx"):
+            fast._conv.conv2d_input_grad_planar(dout, wt, dx, scratch[0], scratch[1], 1, 1, 1,
+                                                1, scratch[2], scratch[3], scratch[4], 6, 1)
+    with pytest.raises(ValueError, match="images"):
+        fast._conv.conv2d_weight_grad_direct(x, dout[:8], dw_part, None, *args, tbuf, rowbuf,
+                                             wp, left, wb)
+    # the widths _planar_scratch gives pass
+    fast._conv.conv2d_weight_grad_direct(x, dout, dw_part, None, *args, tbuf, rowbuf, wp,
+                                         left, wb)
+
+
+@pytest.mark.skipif(not fast._HAVE_AVX2, reason="the direct kernels need AVX2 and FMA")
 def test_weight_grad_groups_without_rows_are_zeros(rng):
     # More groups of partial gradients than output rows: the groups left without rows
     # must hold zeros (dw and db alike), not whatever their buffers held.
