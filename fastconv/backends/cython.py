@@ -405,18 +405,11 @@ def _backward_fused(x, w, dout, dx, dw, db, g, planar):
     """dx, dw and db of a first layer in one pass over dout (``_fuse_backward``):
     each image's dx right after its dw rows, while its dout is in cache; ``planar``:
     dx on the pixel-vectorised kernel (float32, 2-4 channels)."""
-    koff, kdi, kdj = _tap_offsets(g)
-    threads = get_num_threads()
-    dw_part = np.empty((_WEIGHT_GRAD_GROUPS, g.KH * g.KW * g.C, g.F), dtype=x.dtype)
-    db_part = np.empty((_WEIGHT_GRAD_GROUPS, g.F), dtype=x.dtype) if db is not None else None
     extra = ()
     if planar:
         w = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
-        extra = _planar_scratch(g, g.H, threads)
-    _conv.conv2d_weight_grad_direct(x, dout, dw_part, db_part, koff, kdi, kdj, 1, 1, g.pt,
-                                    g.pl, g.dh * (g.KH - 1), g.dw * (g.KW - 1), threads,
-                                    False, w, dx, g.dh, g.dw, *extra)
-    _sum_groups(dw_part, db_part, dw, db)
+        extra = _planar_scratch(g, g.H, get_num_threads())
+    _weight_grad_groups(x, dout, dw, db, g, with_dx=(w, dx, g.dh, g.dw, *extra))
 
 
 def _wide_weight_grad(g, dtype) -> bool:
@@ -534,12 +527,13 @@ def _weight_grad_direct(x, dout, dw, db, g):
                                     parts, last=n1 == g.N)
 
 
-def _weight_grad_groups(x, dout, dw, db, g, parts=None, last=True):
+def _weight_grad_groups(x, dout, dw, db, g, parts=None, last=True, with_dx=()):
     """dw (and db) = the sum of fixed groups of output rows' partial gradients.
 
     ``parts``, the partial gradients (dw_part, db_part) of earlier chunks of the
     batch, get this call's added to them, group by group; unless ``last``, they are
-    returned for the next chunk instead of summed into dw and db."""
+    returned for the next chunk instead of summed into dw and db. ``with_dx``: the
+    kernel's arguments for dx in the same pass (``_backward_fused``)."""
     k = g.KH * g.KW * g.C
     koff, kdi, kdj = _tap_offsets(g)
     if parts is None:
@@ -552,7 +546,7 @@ def _weight_grad_groups(x, dout, dw, db, g, parts=None, last=True):
     dw_part, db_part = parts
     _conv.conv2d_weight_grad_direct(
         x, dout, dw_part, db_part, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
-        g.dh * (g.KH - 1), g.dw * (g.KW - 1), get_num_threads(), accumulate)
+        g.dh * (g.KH - 1), g.dw * (g.KW - 1), get_num_threads(), accumulate, *with_dx)
     if not last:
         return parts
     _sum_groups(dw_part, db_part, dw, db)
