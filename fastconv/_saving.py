@@ -25,7 +25,7 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -54,9 +54,194 @@ def _atomic_write(filepath, data: bytes, overwrite: bool) -> None:
 
 
 def _weight_entries(model) -> List[Dict[str, Any]]:
-    return [{"name": f"{layer.name}/{name}", "shape": list(getattr(layer, name).shape),
-             "dtype": getattr(layer, name).dtype.name}
-            for layer in model.layers for name in layer._weight_names]
+    return [{"name": f"{layer.name}/{name}", "shape": list(arr.shape), "dtype": arr.dtype.name}
+            for layer, name, arr in model._weight_items()]
+
+
+# -- classes by name ---------------------------------------------------------------------
+_REGISTRY: Dict[str, type] = {}
+
+
+def register_keras_serializable(package: str = "Custom", name: Optional[str] = None):
+    """Class decorator (Keras: ``keras.saving.register_keras_serializable``): saved models
+    refer to the class as ``"package>name"`` and :func:`load_model` finds it again.
+
+    The class must rebuild itself from ``cls.from_config(obj.get_config())``.
+    """
+    if not isinstance(package, str):
+        raise TypeError(f"package must be a string. Received: package={package!r}")
+
+    def decorate(cls):
+        key = f"{package}>{name or cls.__name__}"
+        _REGISTRY[key] = cls
+        cls._registered_name = key
+        return cls
+
+    return decorate
+
+
+def class_name_of(obj) -> str:
+    """The name a saved config gives ``obj``'s class."""
+    from .models import Model, Sequential
+
+    registered = type(obj).__dict__.get("_registered_name")
+    if registered:
+        return registered
+    if type(obj) is Sequential:
+        return "Sequential"
+    if type(obj) is Model:
+        return "Functional"
+    return type(obj).__name__
+
+
+def _class_for(class_name: str, custom_objects: Optional[dict]) -> type:
+    from . import layers
+    from .models import Model, Sequential
+
+    if custom_objects and class_name in custom_objects:
+        return custom_objects[class_name]
+    if class_name in _REGISTRY:
+        return _REGISTRY[class_name]
+    short = class_name.split(">")[-1]
+    if custom_objects and short in custom_objects:
+        return custom_objects[short]
+    if class_name == "Sequential":
+        return Sequential
+    if class_name in ("Functional", "Model"):
+        return Model
+    try:
+        return layers.get_layer_class(class_name)
+    except ValueError:
+        raise ValueError(
+            f"Unknown class {class_name!r} in the saved model. A custom layer or model must "
+            "be registered with @keras.saving.register_keras_serializable() (or passed in "
+            "load_model(..., custom_objects={...})) before loading.") from None
+
+
+def layer_from_config(item: dict, custom_objects: Optional[dict] = None):
+    """A layer (or model) from ``{"class_name": ..., "config": ...}``."""
+    from .models import Model
+
+    if not isinstance(item, dict) or not isinstance(item.get("class_name"), str):
+        raise ValueError(f"a layer entry must be a dict with a class_name; found {item!r}")
+    cls = _class_for(item["class_name"], custom_objects)
+    config = dict(item.get("config") or {})
+    if isinstance(cls, type) and issubclass(cls, Model) and "layers" in config:
+        return cls.from_config(config, custom_objects=custom_objects)
+    return cls.from_config(config)
+
+
+# -- functional graphs -------------------------------------------------------------------
+def _op_config(op) -> dict:
+    return {"op": type(op).__name__, "arity": list(op._arity), "config": op.get_config()}
+
+
+def functional_config(model) -> dict:
+    """A functional model's graph as JSON-able data: its layers with the nodes that call
+    them (inputs named ``[layer, node, tensor]``), its input and output tensors."""
+    graph = model._graph
+    names: Dict[int, str] = {}
+    for i, op in enumerate(graph.operations):
+        names[id(op)] = op.name if not getattr(op, "_is_operation", False) \
+            else f"__op_{i}_{op.name}"
+    positions: Dict[int, Tuple[str, int]] = {}
+    counts: Dict[int, int] = {}
+    for node in graph.nodes:
+        k = counts.get(id(node.layer), 0)
+        counts[id(node.layer)] = k + 1
+        positions[id(node)] = (names[id(node.layer)], k)
+
+    def ref(t):
+        layer, index, j = t._history
+        node = layer._inbound_nodes[index]
+        if node.is_input:
+            return [layer.name, 0, j]
+        name, k = positions[id(node)]
+        return [name, k, j]
+
+    entries: Dict[int, dict] = {}
+    for op in graph.operations:
+        if getattr(op, "_is_operation", False):
+            entry = {"class_name": "Operation", "config": _op_config(op)}
+        else:
+            config = op.get_config()
+            if not op._is_input_layer:
+                config.pop("batch_input_shape", None)
+            entry = {"class_name": class_name_of(op), "config": config}
+        entry["name"] = names[id(op)]
+        entry["inbound_nodes"] = []
+        entries[id(op)] = entry
+    order = []
+    for node in graph.nodes:
+        entries[id(node.layer)]["inbound_nodes"].append(
+            {"args": [ref(t) for t in node.inputs], "list": node.structure is not None,
+             "training": node.training})
+        order.append(list(positions[id(node)]))
+    return {"name": model.name, "trainable": model.trainable,
+            "layers": [entries[id(op)] for op in graph.operations], "node_order": order,
+            "input_layers": [ref(t) for t in graph.inputs],
+            "output_layers": [ref(t) for t in graph.outputs],
+            "outputs_structure": "list" if isinstance(model._outputs_struct, (list, tuple))
+            else "single",
+            "inputs_structure": "list" if isinstance(model._inputs_struct, (list, tuple))
+            else "single"}
+
+
+def functional_from_config(config: dict, custom_objects: Optional[dict] = None):
+    """Rebuild a functional model from :func:`functional_config`'s data."""
+    from . import operations
+    from .layers import InputLayer
+    from .models import Model
+
+    layers: Dict[str, Any] = {}
+    pending: Dict[str, list] = {}
+    tensors: Dict[Tuple[str, int, int], Any] = {}
+    for entry in config["layers"]:
+        name = entry["name"]
+        if entry["class_name"] == "Operation":
+            layers[name] = ("op", entry["config"])
+        else:
+            layer = layer_from_config(entry, custom_objects)
+            layers[name] = layer
+            if isinstance(layer, InputLayer):
+                tensors[(name, 0, 0)] = layer.output
+        pending[name] = list(entry.get("inbound_nodes") or [])
+
+    def get(r):
+        key = (r[0], int(r[1]), int(r[2]))
+        if key not in tensors:
+            raise ValueError(f"the saved graph refers to a tensor {r} made nowhere before it")
+        return tensors[key]
+
+    for name, k in config["node_order"]:
+        node = pending[name][k]
+        args = [get(r) for r in node["args"]]
+        target = layers[name]
+        if isinstance(target, tuple):
+            spec = target[1]
+            op = getattr(operations, spec["op"])(**spec.get("config", {}))
+            groups, i = [], 0
+            for n in spec["arity"]:
+                if n is None:
+                    groups.append(args[i])
+                    i += 1
+                else:
+                    groups.append(args[i:i + n])
+                    i += n
+            out = op(*groups)
+        else:
+            out = target(args if node["list"] else args[0], training=node.get("training"))
+        outs = out if isinstance(out, list) else [out]
+        for j, t in enumerate(outs):
+            tensors[(name, int(k), j)] = t
+    inputs = [get(r) for r in config["input_layers"]]
+    outputs = [get(r) for r in config["output_layers"]]
+    if config.get("inputs_structure") == "single" and len(inputs) == 1:
+        inputs = inputs[0]
+    if config.get("outputs_structure") == "single" and len(outputs) == 1:
+        outputs = outputs[0]
+    return Model(inputs, outputs, name=config.get("name"),
+                 trainable=config.get("trainable", True))
 
 
 def _pack(header: dict, weights: List[np.ndarray]) -> bytes:
@@ -82,11 +267,18 @@ def _compile_config(model):
         return None  # a custom loss or optimizer: the model loads uncompiled
 
 
+def _model_info(model) -> dict:
+    info = {"class_name": class_name_of(model), "config": model.get_config()}
+    if not model._functional:
+        info["build_input_shape"] = model._shape_built
+    return info
+
+
 def save_model(model, filepath, overwrite: bool = True) -> None:
     model._require_built()
     header = {"format": "fastconv-model", "format_version": FORMAT_VERSION,
-              "model": {"class_name": "Sequential", "config": model.get_config()},
-              "compile": _compile_config(model), "weights": _weight_entries(model)}
+              "model": _model_info(model), "compile": _compile_config(model),
+              "weights": _weight_entries(model)}
     _atomic_write(filepath, _pack(header, model.get_weights()), overwrite)
 
 
@@ -136,21 +328,27 @@ def _read(filepath):
     return header, weights
 
 
-def load_model(filepath, compile: bool = True):
+def load_model(filepath, compile: bool = True, custom_objects: Optional[dict] = None):
     from . import losses, optimizers
-    from .models import Sequential
+    from .models import Model
 
     header, weights = _read(filepath)
     if header["format"] != "fastconv-model":
         raise ValueError(f"{os.fspath(filepath)!r} holds only weights (saved by save_weights); "
                          "build the model in code and call model.load_weights(path).")
     model_info = header.get("model", {})
-    if model_info.get("class_name") != "Sequential":
-        raise ValueError(f"Unknown model class {model_info.get('class_name')!r}.")
+    if not isinstance(model_info, dict) or not isinstance(model_info.get("class_name"), str):
+        raise ValueError(f"{os.fspath(filepath)!r} has no model architecture.")
     try:
-        model = Sequential.from_config(model_info["config"])
-    except (KeyError, TypeError) as e:
+        model = layer_from_config(model_info, custom_objects)
+    except (KeyError, TypeError, IndexError) as e:
         raise ValueError(f"{os.fspath(filepath)!r} has a damaged architecture ({e}).") from None
+    if not isinstance(model, Model):
+        raise ValueError(f"Unknown model class {model_info.get('class_name')!r}.")
+    if not model.built and model_info.get("build_input_shape") is not None:
+        shape = model_info["build_input_shape"]
+        model.build([tuple(s) for s in shape] if shape and isinstance(shape[0], list)
+                    else tuple(shape))
     if not model.built:
         raise ValueError(f"{os.fspath(filepath)!r}: the saved model has no input shape.")
     model.set_weights(weights)

@@ -50,7 +50,13 @@ class Activation:
 
     name = "activation"
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: Any) -> Any:
+        from .graph import KerasTensor
+
+        if isinstance(x, KerasTensor):  # inside a model's graph or a traced call()
+            from .operations import ActivationOp
+
+            return ActivationOp(self)(x)
         return self.forward(np.asarray(x))[0]
 
     def forward(self, x: np.ndarray) -> Tuple[np.ndarray, Any]:

@@ -5,11 +5,20 @@ creates its weights in ``build(input_shape)`` (Keras's shapes, so weights taken 
 Keras model load with ``set_weights``), and answers ``compute_output_shape`` and
 ``get_config``, so a model knows every shape before it sees data.
 
-Training uses two methods per layer, in the CS231n manner:
+A layer holds its configuration and weights only. What one call needs for its
+backward pass lives in the context that call returns, in the CS231n manner:
 
-- ``forward(x, training) -> out`` keeps what backward needs on the layer;
-- ``backward(dout) -> dx`` returns the gradient with respect to the layer's input and
-  stores each parameter's gradient in ``layer.grads[name]``.
+- ``forward(inputs, training=False, workspace=None) -> (outputs, ctx)``;
+- ``backward(dout, ctx, need_dx=True) -> (dx, [(weight, gradient), ...])``, the
+  gradient with respect to the inputs (None when ``need_dx`` is False and the layer
+  can skip it) and one gradient per weight, which the model adds up over calls.
+
+So one layer object can be called at several points of a model (shared weights), and
+two threads can run one model at once. Calling a layer on symbolic tensors
+(``keras.Input``) records a node of a graph (:mod:`fastconv.graph`); calling it on
+arrays computes. A subclass that defines ``call(inputs, training=None)`` composing
+other layers, activations, :mod:`fastconv.operations` and ``+ - * /`` is traced into a
+graph of those calls, so it trains with no backward written by hand.
 
 Shapes are Keras's, with ``None`` for the batch axis: images are ``(N, H, W, C)``
 (``data_format='channels_last'``, the default) or ``(N, C, H, W)``
@@ -19,6 +28,7 @@ pooling always run through :mod:`fastconv.ops`, so on the active backend.
 
 from __future__ import annotations
 
+import inspect
 import re
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -32,11 +42,15 @@ from . import regularizers as _regularizers
 from ._random import child_seed
 from ._threads import get_num_threads
 from .backends._args import check_dout, fail, pair
+from .graph import Graph, KerasTensor, Node, empty, flatten, is_symbolic, pack, record, tracing
+from .operations import broadcast_shape, concat_shape, unbroadcast
 
 __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten",
     "Dense", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
-    "BatchNormalization", "Maxout", "get_layer_class",
+    "BatchNormalization", "Maxout", "Add", "Subtract", "Multiply", "Average", "Maximum",
+    "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
+    "minimum", "concatenate", "get_layer_class",
     # From fastconv.preprocessing, resolved by the module __getattr__ below.
     "Rescaling", "RandomFlip", "RandomTranslation", "RandomRotation",  # noqa: F822
 ]
@@ -49,33 +63,13 @@ except ImportError:  # pragma: no cover - Dropout then draws with NumPy
 Shape = Tuple[Optional[int], ...]
 
 _name_counts: Dict[str, int] = {}
-
-class _StepState(threading.local):
-    """``step_buffers`` is True only inside a training step of Sequential (fit,
-    train_on_batch; see Sequential._train_step), in the thread running it: layers then
-    write their large outputs and input gradients into arrays they keep from one step
-    to the next, instead of allocating new ones on every step. Nothing outside the
-    step sees those arrays; everywhere else (predict, evaluate, a direct call of forward
-    or backward, another thread) every result is a new array."""
-
-    step_buffers = False
+_name_lock = threading.Lock()
 
 
-_step = _StepState()
+class Ctx:
+    """What one call of a layer keeps for its backward pass (attributes per layer)."""
 
-
-def _kept(layer: Any, key: str, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
-    """An uninitialised array: kept by ``layer`` under ``key`` within a training step
-    (reallocated when the shape or dtype changes), a new one otherwise."""
-    if not _step.step_buffers:
-        return np.empty(shape, dtype)
-    kept = layer.__dict__.get("_kept_arrays")
-    if kept is None:
-        kept = layer.__dict__["_kept_arrays"] = {}
-    a = kept.get(key)
-    if a is None or a.shape != shape or a.dtype != dtype:
-        a = kept[key] = np.empty(shape, dtype)
-    return a
+    __slots__ = ("__dict__",)
 
 
 def _snake(name: str) -> str:
@@ -84,12 +78,15 @@ def _snake(name: str) -> str:
 
 
 def _unique_name(base: str) -> str:
-    n = _name_counts.get(base, 0)
-    _name_counts[base] = n + 1
+    with _name_lock:
+        n = _name_counts.get(base, 0)
+        _name_counts[base] = n + 1
     return base if n == 0 else f"{base}_{n}"
 
 
 def _fmt(shape) -> str:
+    if isinstance(shape, list):
+        return "[" + ", ".join(_fmt(s) for s in shape) + "]"
     return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(
         shape) == 1 else "") + ")"
 
@@ -116,6 +113,23 @@ def _data_format(value: Any) -> str:
     return value
 
 
+def _shape_of(x: Any) -> Any:
+    """The shape (batch axis None) of a tensor or array, or a list of them."""
+    if isinstance(x, (list, tuple)):
+        return [_shape_of(v) for v in x]
+    if isinstance(x, KerasTensor):
+        return x.shape
+    return (None,) + tuple(np.shape(x)[1:])
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 class Layer:
     """Base class of all layers.
 
@@ -131,11 +145,21 @@ class Layer:
         The shape of one sample, for the first layer of a Sequential model.
     batch_size : int, optional
         Fixes the batch axis of ``input_shape`` (informational).
+
+    Subclassing
+    -----------
+    A subclass may create sublayers in ``__init__`` (as attributes, or lists and dicts
+    of them), weights in ``build(input_shape)`` with :meth:`add_weight`, and compose
+    them in ``call(inputs, training=None)``; fastconv traces ``call`` on symbolic
+    tensors and differentiates the recorded graph.
     """
+
+    _is_input_layer = False
 
     def __init__(self, name: Optional[str] = None, trainable: bool = True, dtype: Any = None,
                  input_shape: Optional[Sequence[int]] = None, batch_size: Optional[int] = None,
                  batch_input_shape: Optional[Sequence[Optional[int]]] = None, **kwargs: Any):
+        kwargs.pop("autocast", None)  # Keras's mixed-precision switch: nothing to do here
         if kwargs:
             raise TypeError(
                 f"{type(self).__name__} got unexpected keyword argument(s) "
@@ -145,6 +169,8 @@ class Layer:
             raise fail("name", "a string", name, TypeError)
         self.name = name or _unique_name(_snake(type(self).__name__))
         self.trainable = bool(trainable)
+        if isinstance(dtype, dict):  # Keras 3's DTypePolicy config
+            dtype = dtype.get("config", {}).get("name", None)
         self.dtype = None if dtype is None else np.dtype(dtype)
         if self.dtype is not None and self.dtype not in (np.float32, np.float64):
             raise fail("dtype", "'float32' or 'float64'", dtype, TypeError)
@@ -165,47 +191,118 @@ class Layer:
         self.output_shape: Optional[Shape] = None
         self._weight_names: List[str] = []
         self._weight_trainable: List[bool] = []
+        self._weight_store: Dict[str, np.ndarray] = {}
         self.regularizers: Dict[str, Any] = {}
-        self.grads: Dict[str, np.ndarray] = {}
+        self._inbound_nodes: List[Node] = []
+        self._traced: Dict[tuple, tuple] = {}
+        self._build_lock = threading.RLock()
 
     # -- building ---------------------------------------------------------------------
-    def add_weight(self, name: str, shape: Tuple[int, ...], initializer: Any,
-                   regularizer: Any = None, trainable: bool = True) -> np.ndarray:
-        """Create weight ``name`` from ``initializer(shape, dtype)`` and register it."""
-        value = np.asarray(initializer(shape, dtype=self.dtype))
-        if value.shape != tuple(shape):
+    def add_weight(self, shape: Optional[Sequence[int]] = None, initializer: Any = None,
+                   dtype: Any = None, trainable: bool = True, regularizer: Any = None,
+                   constraint: Any = None, name: Optional[str] = None,
+                   **kwargs: Any) -> np.ndarray:
+        """Create a weight of ``shape`` from ``initializer`` and register it (Keras 3's
+        arguments and order).
+
+        Returns the array; a layer's arithmetic on it inside ``call`` is differentiated
+        with respect to it. ``initializer`` is a name, an initializer or a callable
+        ``(shape, dtype) -> array``; default 'glorot_uniform' for trainable weights.
+        """
+        kwargs.pop("aggregation", None)
+        kwargs.pop("autocast", None)
+        if kwargs:
+            raise TypeError(f"add_weight got unexpected keyword argument(s) {sorted(kwargs)}")
+        if constraint is not None:
+            raise NotImplementedError("fastconv does not implement weight constraints yet "
+                                      f"(add_weight(constraint={constraint!r}))")
+        shape = () if shape is None else tuple(int(s) for s in shape)
+        if name is None:
+            name = "variable" if not self._weight_names else \
+                f"variable_{len(self._weight_names)}"
+        if not isinstance(name, str) or name in self._weight_names:
+            raise fail("name", f"a new weight name for layer '{self.name}'", name)
+        if initializer is None:
+            initializer = "glorot_uniform" if trainable and len(shape) > 1 else "zeros"
+        init = initializer if callable(initializer) and not isinstance(initializer, str) \
+            else _initializers.get(initializer, "initializer")
+        wdtype = np.dtype(dtype) if dtype is not None else (self.dtype or np.dtype(np.float32))
+        value = np.asarray(init(shape, dtype=wdtype))
+        if value.shape != shape:
             raise ValueError(
                 f"The initializer of {self.name}.{name} returned shape {value.shape}; "
-                f"expected {tuple(shape)}"
+                f"expected {shape}"
             )
-        value = np.ascontiguousarray(value, dtype=self.dtype)
-        setattr(self, name, value)
+        value = np.ascontiguousarray(value, dtype=wdtype)
+        self._weight_store[name] = value
+        if not hasattr(type(self), name) and name not in self.__dict__:
+            self.__dict__[name] = value
         self._weight_names.append(name)
-        self._weight_trainable.append(trainable)
+        self._weight_trainable.append(bool(trainable))
         if regularizer is not None:
-            self.regularizers[name] = regularizer
+            self.regularizers[name] = _regularizers.get(regularizer, "regularizer")
         return value
 
-    def build_for(self, input_shape: Shape, dtype: Any = np.float32) -> Shape:
-        """Build for ``input_shape`` (batch axis included) and return the output shape.
+    def _weight(self, name: str) -> np.ndarray:
+        """The current array of weight ``name`` (an attribute of that name, if set)."""
+        a = self.__dict__.get(name)
+        if isinstance(a, np.ndarray):
+            return a
+        return self._weight_store[name]
+
+    def build_for(self, input_shape: Any, dtype: Any = np.float32) -> Any:
+        """Build for ``input_shape`` (batch axis included; a list of shapes for layers
+        taking several inputs) and return the output shape.
 
         Errors name the layer and the shapes involved.
         """
-        input_shape = tuple(input_shape)
-        if self.dtype is None:
-            self.dtype = np.dtype(dtype)
-        output_shape = self.compute_output_shape(input_shape)
-        if not self.built:
-            self.build(input_shape)
-            self.built = True
-        self.input_shape, self.output_shape = input_shape, tuple(output_shape)
+        input_shape = [tuple(s) for s in input_shape] if isinstance(input_shape, list) \
+            else tuple(input_shape)
+        with self._build_lock:
+            if self.dtype is None:
+                self.dtype = np.dtype(dtype)
+            if self.built and self.input_shape is not None:
+                self._check_compatible(input_shape)
+            if not self.built and self._composite():
+                # A subclass's call uses the weights its build makes: build, then trace.
+                self._build_weights(input_shape)
+                self.built = True
+                self.input_shape = input_shape
+            output_shape = self.compute_output_shape(input_shape)
+            if not self.built:
+                self.build(input_shape)
+                self.built = True
+                self.input_shape = input_shape
+            self.output_shape = [tuple(s) for s in output_shape] if isinstance(
+                output_shape, list) else tuple(output_shape)
         return self.output_shape
+
+    #: The axis whose size the weights fix (checked when a built layer is called again).
+    _feature_axis: Optional[int] = None
+
+    def _check_compatible(self, shape: Any) -> None:
+        built = self.input_shape
+        if isinstance(shape, list) or isinstance(built, list) or not self._weight_names:
+            return
+        ax = self._feature_axis
+        if len(shape) != len(built) or (ax is not None and shape[ax] is not None
+                                        and built[ax] is not None and shape[ax] != built[ax]):
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) was built for input of shape "
+                f"{_fmt(built)} and cannot be called on input of shape {_fmt(shape)}.")
 
     def build(self, input_shape: Shape) -> None:
         """Create the weights for ``input_shape``; layers without weights do nothing."""
 
+    def _build_weights(self, input_shape: Any) -> None:
+        self.build(input_shape)
+
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return tuple(input_shape)
+        if self._composite():
+            graph, structure = self._trace(False, input_shape)
+            shapes = [t.shape for t in graph.outputs]
+            return shapes[0] if structure is None else shapes
+        return tuple(input_shape) if not isinstance(input_shape, list) else input_shape
 
     def _shape_error(self, input_shape: Shape, message: str) -> ValueError:
         return ValueError(
@@ -214,6 +311,8 @@ class Layer:
         )
 
     def _need_ndim(self, input_shape: Shape, ndim: int, layout: str) -> None:
+        if isinstance(input_shape, list):
+            raise self._shape_error(input_shape, "it takes one input, not a list.")
         if len(input_shape) != ndim:
             hint = ""
             if ndim == 4 and len(input_shape) == 3:
@@ -222,41 +321,200 @@ class Layer:
             raise self._shape_error(input_shape, f"it expects {ndim}-D input {layout}.{hint}")
 
     # -- computing --------------------------------------------------------------------
-    #: False when nothing needs the gradient with respect to this layer's input (the
-    #: model's first weighted layer during training): layers that can then skip that
-    #: part of backward (Conv2D, Dense) and return None.
-    input_grad = True
+    def _composite(self) -> bool:
+        """True for a subclass whose own ``call`` composes other layers and operations."""
+        return type(self).call is not Layer.call
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        raise NotImplementedError
+    def call(self, inputs: Any, training: Optional[bool] = None) -> Any:
+        """Keras's name for the computation: on arrays, the output; on symbolic tensors,
+        a recorded node. Subclasses override it to compose layers."""
+        if is_symbolic(inputs):
+            return self._record(inputs, training)
+        return self.forward(inputs, bool(training))[0]
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    def forward(self, inputs: Any, training: bool = False, workspace=None):
+        """``(outputs, ctx)`` for arrays ``inputs``; see the module docstring."""
+        if not self._composite():
+            raise NotImplementedError(f"{type(self).__name__} defines neither forward nor call")
+        flat = flatten(inputs)
+        graph, structure = self._trace(training, _shape_of(inputs))
+        outs, tape = graph.forward(flat, training, workspace)
+        return (outs[0] if structure is None else pack(structure, outs)), (graph, tape)
 
-    def call(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Keras's name for the forward computation."""
-        return self.forward(x, training)
+    def backward(self, dout: Any, ctx: Any, need_dx: bool = True):
+        """``(dx, [(weight, grad), ...])`` for the call that returned ``ctx``."""
+        if not self._composite():
+            raise NotImplementedError(f"{type(self).__name__} has no backward")
+        graph, tape = ctx
+        douts = flatten(dout) if len(graph.outputs) > 1 else [dout]
+        dxs, wg = graph.backward(tape, douts, input_grads=need_dx)
+        return (dxs[0] if len(dxs) == 1 else dxs), wg
 
-    def __call__(self, x: Any, training: bool = False) -> np.ndarray:
+    def _trace(self, training: bool, input_shape: Any) -> tuple:
+        """The graph of ``call`` for inputs of ``input_shape`` (per training mode and
+        shape), traced on symbolic tensors the first time."""
+        key = (bool(training), _shape_key(input_shape))
+        hit = self._traced.get(key)
+        if hit is not None:
+            return hit
+        with self._build_lock:
+            hit = self._traced.get(key)
+            if hit is not None:
+                return hit
+            dtype = (self.dtype or np.dtype(np.float32)).name
+            if isinstance(input_shape, list):
+                sym = [KerasTensor((None,) + tuple(s[1:]), dtype, name=f"{self.name}_in{i}")
+                       for i, s in enumerate(input_shape)]
+            else:
+                sym = KerasTensor((None,) + tuple(input_shape[1:]), dtype,
+                                  name=f"{self.name}_input")
+            with tracing(self):
+                if _accepts(self.call, "training"):
+                    out = self.call(sym, training=bool(training))
+                else:
+                    out = self.call(sym)
+            structure = out if isinstance(out, (list, tuple, dict)) else None
+            outs = flatten(out)
+            for o in outs:
+                if not isinstance(o, KerasTensor):
+                    raise TypeError(
+                        f"{type(self).__name__}.call must return tensors computed from its "
+                        "inputs with fastconv layers, fastconv.keras.ops and + - * /; it "
+                        f"returned a {type(o).__name__}.")
+            graph = Graph(flatten(sym), outs, allow_unused_inputs=True)
+            self._traced[key] = (graph, structure)
+            return graph, structure
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            inputs, args = args[0], args[1:]
+        elif "inputs" in kwargs:
+            inputs = kwargs.pop("inputs")
+        else:
+            raise TypeError(f"{type(self).__name__} was called without inputs")
+        training = kwargs.pop("training", None)
+        kwargs.pop("mask", None)
+        if args or kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected call argument(s) "
+                            f"{sorted(kwargs) or list(args)}")
+        if is_symbolic(inputs):
+            if not self.built:
+                self.build_for(_shape_of(inputs), flatten(inputs)[0].dtype)
+            if self._composite():
+                return self._record(inputs, training)
+            return self.call(inputs, training=training)
+        if isinstance(inputs, (list, tuple)):
+            inputs = [self._as_array(v) for v in inputs]
+        else:
+            inputs = self._as_array(inputs)
+        if not self.built:
+            self.build_for(_shape_of(inputs), flatten(inputs)[0].dtype)
+        return self.forward(inputs, bool(training))[0]
+
+    def _as_array(self, x: Any) -> np.ndarray:
         x = np.asarray(x)
         dtype = self.dtype or (x.dtype if x.dtype in (np.float32, np.float64) else np.float32)
-        x = np.asarray(x, dtype=dtype)
-        if not self.built:
-            self.build_for((None,) + x.shape[1:], dtype)
-        return self.forward(x, training)
+        return np.asarray(x, dtype=dtype)
+
+    def _record(self, inputs: Any, training: Optional[bool]) -> Any:
+        """Record this layer's call on symbolic ``inputs`` (built already)."""
+        shape = self.build_for(_shape_of(inputs), flatten(inputs)[0].dtype)
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        return record(self, inputs, shape, self.dtype, training)
+
+    # -- the graph's view ---------------------------------------------------------------
+    def _node_attr(self, what: str) -> Any:
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called and thus has no "
+                                 f"defined {what}.")
+        node = self._inbound_nodes[0]
+        if what == "output":
+            return node.outputs[0] if len(node.outputs) == 1 else list(node.outputs)
+        if node.structure is not None:
+            return pack(node.structure, node.inputs)
+        return node.inputs[0] if len(node.inputs) == 1 else list(node.inputs)
+
+    @property
+    def input(self) -> Any:
+        """The symbolic input of this layer's first call."""
+        return self._node_attr("input")
+
+    @property
+    def output(self) -> Any:
+        """The symbolic output of this layer's first call."""
+        return self._node_attr("output")
+
+    def _flat_sublayers(self) -> List["Layer"]:
+        """Layers held in attributes (directly, or in lists, tuples and dicts), each once,
+        depth first, in the order the attributes were set."""
+        found: List[Layer] = []
+        seen = {id(self)}
+
+        def walk(v):
+            if isinstance(v, Layer):
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    found.append(v)
+                    for u in v._direct_sublayers():
+                        walk(u)
+            elif isinstance(v, (list, tuple)):
+                for u in v:
+                    walk(u)
+            elif isinstance(v, dict):
+                for u in v.values():
+                    walk(u)
+
+        for v in self._direct_sublayers():
+            walk(v)
+        return found
+
+    def _direct_sublayers(self) -> List["Layer"]:
+        out = []
+        for k, v in self.__dict__.items():
+            if k in ("_inbound_nodes", "_traced", "_kept_arrays"):
+                continue
+            stack = [v]
+            while stack:
+                u = stack.pop(0)
+                if isinstance(u, Layer):
+                    out.append(u)
+                elif isinstance(u, (list, tuple)):
+                    stack[:0] = list(u)
+                elif isinstance(u, dict):
+                    stack[:0] = list(u.values())
+        return out
 
     # -- weights ----------------------------------------------------------------------
+    def _weight_items(self, trainable_only: bool = False) -> List[Tuple["Layer", str, np.ndarray]]:
+        """``(layer, name, array)`` of every weight: this layer's, then its sublayers',
+        each array once (Keras's order)."""
+        if trainable_only and not self.trainable:
+            return []
+        items, seen = [], set()
+        for n, t in zip(self._weight_names, self._weight_trainable):
+            a = self._weight(n)
+            if (t or not trainable_only) and id(a) not in seen:
+                seen.add(id(a))
+                items.append((self, n, a))
+        for sub in self._sublayers_for_weights():
+            for item in sub._weight_items(trainable_only):
+                if id(item[2]) not in seen:
+                    seen.add(id(item[2]))
+                    items.append(item)
+        return items
+
+    def _sublayers_for_weights(self) -> List["Layer"]:
+        return [u for u in dict.fromkeys(self._direct_sublayers())]
+
     @property
     def weights(self) -> List[np.ndarray]:
         """The weight arrays themselves, in Keras's order."""
-        return [getattr(self, n) for n in self._weight_names]
+        return [a for _, _, a in self._weight_items()]
 
     @property
     def trainable_weights(self) -> List[np.ndarray]:
-        if not self.trainable:
-            return []
-        return [getattr(self, n) for n, t in zip(self._weight_names, self._weight_trainable)
-                if t]
+        return [a for _, _, a in self._weight_items(True)]
 
     @property
     def non_trainable_weights(self) -> List[np.ndarray]:
@@ -264,33 +522,30 @@ class Layer:
         return [w for w in self.weights if id(w) not in ids]
 
     def trainable_items(self) -> List[Tuple[str, np.ndarray]]:
-        """``(name, array)`` of each trainable weight whose gradient backward stores."""
-        if not self.trainable:
-            return []
-        return [(n, getattr(self, n)) for n, t in zip(self._weight_names, self._weight_trainable)
-                if t]
+        """``(name, array)`` of each trainable weight of this layer itself."""
+        return [(n, a) for la, n, a in self._weight_items(True) if la is self]
 
     def get_weights(self) -> List[np.ndarray]:
         """Copies of the weights, in Keras's order."""
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
-        """Copy ``weights`` (same count and shapes as ``get_weights()``) into the layer."""
-        mine = self.weights
+        """Copy ``weights`` (same count and shapes as ``get_weights()``) into the layer;
+        counts and shapes are checked before anything changes."""
+        items = self._weight_items()
         weights = list(weights)
-        if len(weights) != len(mine):
+        if len(weights) != len(items):
             raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}) has {len(mine)} weight arrays "
+                f"Layer '{self.name}' ({type(self).__name__}) has {len(items)} weight arrays "
                 f"but {len(weights)} were given"
             )
-        for name, w, new in zip(self._weight_names, mine, weights):
-            new = np.asarray(new)
-            if new.shape != w.shape:
+        for (layer, name, w), new in zip(items, weights):
+            if np.shape(new) != w.shape:
                 raise ValueError(
-                    f"Weight {self.name}.{name} must have shape {w.shape}. Received: an "
-                    f"array of shape {new.shape}"
+                    f"Weight {layer.name}.{name} must have shape {w.shape}. Received: an "
+                    f"array of shape {np.shape(new)}"
                 )
-        for w, new in zip(mine, weights):
+        for (_, _, w), new in zip(items, weights):
             # In place: the optimizer's state stays attached to the same arrays.
             np.copyto(w, np.asarray(new, dtype=w.dtype))
 
@@ -311,51 +566,94 @@ class Layer:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
 
+    # Locks cannot be pickled: they are left out and made anew.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        locks = {k: isinstance(v, _RLOCK) for k, v in state.items()
+                 if isinstance(v, (_LOCK, _RLOCK))}
+        for k in locks:
+            del state[k]
+        state["__locks__"] = locks
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        locks = state.pop("__locks__", {})
+        self.__dict__.update(state)
+        for k, reentrant in locks.items():
+            self.__dict__[k] = threading.RLock() if reentrant else threading.Lock()
+
+
+_LOCK, _RLOCK = type(threading.Lock()), type(threading.RLock())
+
+
+def _shape_key(shape: Any) -> tuple:
+    if isinstance(shape, list):
+        return tuple(_shape_key(s) for s in shape)
+    return tuple(shape[1:])
+
 
 class _ActivationMixin:
-    """For layers ending in an activation: keeps the pre-activation output (the logits).
-
-    ``backward`` = ``_backward_pre(activation backward)``; a model that fuses the loss
-    with a softmax/sigmoid output calls ``_backward_pre`` with the logits' gradient.
-    """
+    """For layers ending in an activation: the context keeps the pre-activation output
+    (the logits), so a model can fuse a softmax/sigmoid with its cross-entropy loss:
+    ``logits(ctx)`` gives them and ``backward_logits(dz, ctx)`` backpropagates from
+    their gradient."""
 
     activation: _activations.Activation
 
-    def _activate(self, z):
-        self._preact = z
+    def _activate(self, z, ctx):
+        ctx.preact = z
         if self.activation is _activations.linear:
             return z
-        out, self._act_cache = self.activation.forward(z)
+        out, ctx.act = self.activation.forward(z)
         return out
 
-    def _deactivate(self, dout):
+    def _deactivate(self, dout, ctx):
         if self.activation is _activations.linear:
             return dout
-        return self.activation.backward(dout, self._act_cache)
+        return self.activation.backward(dout, ctx.act)
+
+    def logits(self, ctx):
+        if getattr(ctx, "preact", None) is None:
+            raise RuntimeError(f"layer '{self.name}' with a fused ReLU has no separate logits")
+        return ctx.preact
 
 
 class InputLayer(Layer):
-    """The model's input: ``shape`` of one sample (no batch axis)."""
+    """The model's input: ``shape`` of one sample (no batch axis). Its output, the
+    symbolic tensor :func:`Input` returns, is ``layer.output``."""
+
+    _is_input_layer = True
 
     def __init__(self, shape: Optional[Sequence[int]] = None, batch_size: Optional[int] = None,
                  dtype: Any = None, name: Optional[str] = None,
-                 batch_shape: Optional[Sequence[Optional[int]]] = None, **kwargs: Any):
+                 batch_shape: Optional[Sequence[Optional[int]]] = None, sparse: Any = None,
+                 **kwargs: Any):
         if shape is None and batch_shape is None:
             shape = kwargs.pop("input_shape", None)
             batch_shape = kwargs.pop("batch_input_shape", None)
         if shape is None and batch_shape is None:
             raise fail("shape", "a tuple of positive ints", None, TypeError)
+        if sparse:
+            raise NotImplementedError("fastconv does not implement sparse inputs yet")
         if batch_shape is None:
             if isinstance(shape, (int, np.integer)):
                 shape = (shape,)
+            if not isinstance(shape, (tuple, list)):
+                raise fail("shape", "a tuple of positive ints", shape, TypeError)
             batch_shape = (batch_size,) + tuple(shape)
-        super().__init__(name=name, dtype=dtype, batch_input_shape=batch_shape, **kwargs)
+        super().__init__(name=name or _unique_name("input_layer"), dtype=dtype,
+                         batch_input_shape=batch_shape, **kwargs)
+        self.built = True
+        self.input_shape = self.output_shape = tuple(self._batch_input_shape)
+        tensor = KerasTensor(self._batch_input_shape, self.dtype or np.float32, name=self.name,
+                             history=(self, 0, 0))
+        self._inbound_nodes.append(Node(self, [], None, [tensor]))
 
-    def forward(self, x, training=False):
-        return x
+    def forward(self, x, training=False, workspace=None):
+        return x, None
 
-    def backward(self, dout):
-        return dout
+    def backward(self, dout, ctx, need_dx=True):
+        return dout, []
 
     def get_config(self):
         return {"batch_shape": list(self._batch_input_shape), "name": self.name,
@@ -364,13 +662,15 @@ class InputLayer(Layer):
 
 def Input(shape: Optional[Sequence[int]] = None, batch_size: Optional[int] = None,
           dtype: Any = None, name: Optional[str] = None,
-          batch_shape: Optional[Sequence[Optional[int]]] = None) -> InputLayer:
-    """The input of a Sequential model: ``Sequential([Input(shape=(28, 28, 1)), ...])``.
+          batch_shape: Optional[Sequence[Optional[int]]] = None, **kwargs: Any) -> KerasTensor:
+    """A symbolic input tensor (Keras's ``keras.Input``): ``shape`` of one sample.
 
-    fastconv has no functional API, so this returns an :class:`InputLayer`.
+    Start a functional model with it (``x = Conv2D(...)(inputs)``, then
+    ``Model(inputs, outputs)``), or a Sequential one (``Sequential([Input((28, 28, 1)),
+    ...])``).
     """
     return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name,
-                      batch_shape=batch_shape)
+                      batch_shape=batch_shape, **kwargs).output
 
 
 class Conv2D(_ActivationMixin, Layer):
@@ -450,57 +750,61 @@ class Conv2D(_ActivationMixin, Layer):
         C = self._hwc(input_shape)[2]
         if C is None:
             raise self._shape_error(input_shape, "the number of channels must be known.")
-        self.add_weight("kernel", self.kernel_size + (C, self.filters), self.kernel_initializer,
-                        self.kernel_regularizer)
+        self.add_weight(name="kernel", shape=self.kernel_size + (C, self.filters),
+                        initializer=self.kernel_initializer,
+                        regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
+            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
+                            regularizer=self.bias_regularizer)
 
-    def forward(self, x, training=False):
-        if self.data_format == "channels_first":
+    @property
+    def _feature_axis(self):
+        return 1 if self.data_format == "channels_first" else -1
+
+    def forward(self, x, training=False, workspace=None):
+        cf = self.data_format == "channels_first"
+        if cf:
             x = x.transpose(0, 2, 3, 1)
         args = (x, self.kernel, self.bias if self.use_bias else None, self.strides,
                 self.padding, self.dilation_rate)
-        self._fused_relu = self.activation is _activations.relu
-        if self._fused_relu:
+        ctx = Ctx()
+        ctx.fused_relu = self.activation is _activations.relu
+        if ctx.fused_relu:
             # Bias and ReLU applied in the convolution's output pass.
-            out, self._cache = ops.conv2d_relu_forward(*args)
-            self._preact = None
+            out, ctx.cache = ops.conv2d_relu_forward(*args)
+            ctx.preact = None
         else:
-            z, self._cache = ops.conv2d_forward(*args)
-            out = self._activate(z)
-        if self.data_format == "channels_first":
+            z, ctx.cache = ops.conv2d_forward(*args)
+            out = self._activate(z, ctx)
+        if cf:
             out = out.transpose(0, 3, 1, 2)
-        return out
+        return out, ctx
 
-    def _store_grads(self, dx, dw, db):
-        self.grads["kernel"] = dw
+    def _grads(self, dx, dw, db):
+        wg = [(self.kernel, dw)]
         if self.use_bias:
-            self.grads["bias"] = db
+            wg.append((self.bias, db))
         if dx is not None and self.data_format == "channels_first":
             dx = dx.transpose(0, 3, 1, 2)
-        return dx
+        return dx, wg
 
-    def _backward_pre(self, dz):
+    def backward_logits(self, dz, ctx, need_dx=True):
+        """Backward from the gradient of the pre-activation output (layout of the output)."""
         if self.data_format == "channels_first":
             dz = dz.transpose(0, 2, 3, 1)
-        return self._store_grads(*ops.conv2d_backward(dz, self._cache, self.input_grad))
+        return self._grads(*ops.conv2d_backward(dz, ctx.cache, need_dx))
 
-    def backward(self, dout):
+    def backward(self, dout, ctx, need_dx=True):
         if self.data_format == "channels_first":
             # The activation saw channels-last arrays.
             dout = dout.transpose(0, 2, 3, 1)
-        if self._fused_relu:
-            return self._store_grads(
-                *ops.conv2d_relu_backward(dout, self._cache, self.input_grad))
-        dz = self._deactivate(dout)
-        if self.data_format == "channels_first":
-            dz = dz.transpose(0, 3, 1, 2)
-        return self._backward_pre(dz)
+        if ctx.fused_relu:
+            return self._grads(*ops.conv2d_relu_backward(dout, ctx.cache, need_dx))
+        return self._grads(*ops.conv2d_backward(self._deactivate(dout, ctx), ctx.cache,
+                                                need_dx))
 
-    def _preact_external(self):
-        if self._fused_relu:
-            raise RuntimeError("a Conv2D with a ReLU activation has no separate logits")
-        z = self._preact
+    def logits(self, ctx):
+        z = super().logits(ctx)
         return z.transpose(0, 3, 1, 2) if self.data_format == "channels_first" else z
 
     def get_config(self):
@@ -555,16 +859,16 @@ class _Pooling2D(Layer):
             return (input_shape[0], input_shape[1], out[0], out[1])
         return (input_shape[0], out[0], out[1], input_shape[3])
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, workspace=None):
         if self.data_format == "channels_first":
             x = x.transpose(0, 2, 3, 1)
-        out, self._cache = self._fwd(x, self.pool_size, self.strides, self.padding)
-        return out.transpose(0, 3, 1, 2) if self.data_format == "channels_first" else out
+        out, cache = self._fwd(x, self.pool_size, self.strides, self.padding)
+        return (out.transpose(0, 3, 1, 2) if self.data_format == "channels_first" else out), cache
 
-    def backward(self, dout):
+    def backward(self, dout, ctx, need_dx=True):
         if self.data_format == "channels_first":
-            return self._bwd(dout.transpose(0, 2, 3, 1), self._cache).transpose(0, 3, 1, 2)
-        return self._bwd(dout, self._cache)
+            return self._bwd(dout.transpose(0, 2, 3, 1), ctx).transpose(0, 3, 1, 2), []
+        return self._bwd(dout, ctx), []
 
     def get_config(self):
         config = super().get_config()
@@ -588,37 +892,40 @@ class AveragePooling2D(_Pooling2D):
 
 
 class _ConvReLUMaxPool:
-    """A ``Conv2D(activation='relu')`` and the ``MaxPooling2D`` right after it, run by
-    :class:`fastconv.models.Sequential` as one op, :func:`fastconv.ops.conv2d_relu_maxpool_forward`.
+    """A ``Conv2D(activation='relu')`` and the ``MaxPooling2D`` that alone reads its
+    output, run by a model's plan (:mod:`fastconv.graph`) as one op,
+    :func:`fastconv.ops.conv2d_relu_maxpool_forward`.
 
-    Not a layer: both layers stay in the model and keep their weights, gradients and
+    Not a layer: both layers stay in the model and keep their weights and
     configuration; only the convolution's full-size output, which nothing else reads,
     is never formed. Used for channels-last layers whose pooling has strides equal to
-    its pool size and 'valid' padding (the Keras defaults).
+    its pool size and 'valid' padding (the Keras defaults). It keeps, per plan, the
+    checked geometry of its last call (``_prepared``), so that repeated calls on the
+    same shapes and arrays skip the argument checks.
     """
 
     def __init__(self, conv: Conv2D, pool: "MaxPooling2D"):
         self.conv, self.pool = conv, pool
         self.layers = (conv, pool)
+        self.name = f"{conv.name}+{pool.name}"
 
     @staticmethod
-    def fits(conv: Layer, pool: Layer) -> bool:
+    def fits(conv: Any, pool: Any) -> bool:
         return (isinstance(conv, Conv2D) and isinstance(pool, MaxPooling2D)
                 and conv.activation is _activations.relu
                 and conv.data_format == pool.data_format == "channels_last"
                 and pool.strides == pool.pool_size and pool.padding == "valid")
 
-    @property
-    def input_grad(self) -> bool:
-        return self.conv.input_grad
+    def still_fits(self) -> bool:
+        return self.fits(self.conv, self.pool)
 
-    @input_grad.setter
-    def input_grad(self, value: bool) -> None:
-        self.conv.input_grad = value
+    @property
+    def trainable_weights(self):
+        return self.conv.trainable_weights
 
     _prepared = None
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, workspace=None):
         conv = self.conv
         w = conv.kernel
         b = conv.bias if conv.use_bias else None
@@ -631,13 +938,11 @@ class _ConvReLUMaxPool:
             # the per-call argument checks.
             g, pg = prep[6]
             buffers = {}
-            if _step.step_buffers and x.dtype == np.float32:  # what the fused kernels write
-                buffers = {"out": _kept(self, "out", pg.out_shape, x.dtype),
-                           "win": _kept(self, "win", pg.out_shape, np.int8)}
-            out, self._cache = prep[5].conv2d_relu_maxpool_prepared(x, w, b, g, pg,
-                                                                   **buffers)
-            return out
-        out, self._cache = ops.conv2d_relu_maxpool_forward(
+            if workspace is not None and x.dtype == np.float32:  # what the kernels write
+                buffers = {"out": workspace.array("out", pg.out_shape, x.dtype),
+                           "win": workspace.array("win", pg.out_shape, np.int8)}
+            return prep[5].conv2d_relu_maxpool_prepared(x, w, b, g, pg, **buffers)
+        out, cache = ops.conv2d_relu_maxpool_forward(
             x, w, b, conv.strides, conv.padding, conv.dilation_rate, self.pool.pool_size)
         module = ops.active_module()
         self._prepared = None
@@ -646,13 +951,11 @@ class _ConvReLUMaxPool:
                 and w.dtype == x.dtype and w.flags.c_contiguous \
                 and (b is None or (b.dtype == x.dtype and b.flags.c_contiguous)):
             # x, w and b went through the checks unchanged (no conversion, no copy).
-            self._prepared = (x.shape, x.dtype, w, b, settings, module, self._cache.geom)
-        return out
+            self._prepared = (x.shape, x.dtype, w, b, settings, module, cache.geom)
+        return out, cache
 
-    def backward(self, dout):
-        conv = self.conv
-        return conv._store_grads(
-            *ops.conv2d_relu_maxpool_backward(dout, self._cache, conv.input_grad))
+    def backward(self, dout, ctx, need_dx=True):
+        return self.conv._grads(*ops.conv2d_relu_maxpool_backward(dout, ctx, need_dx))
 
 
 class Flatten(Layer):
@@ -672,17 +975,16 @@ class Flatten(Layer):
         rest = input_shape[1:]
         return (input_shape[0], None if None in rest else int(np.prod(rest)))
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, workspace=None):
         if self.data_format == "channels_first" and x.ndim > 2:
             x = np.moveaxis(x, 1, -1)
-        self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], -1), x.shape
 
-    def backward(self, dout):
-        dx = dout.reshape(self._shape)
+    def backward(self, dout, shape, need_dx=True):
+        dx = dout.reshape(shape)
         if self.data_format == "channels_first" and dx.ndim > 2:
             dx = np.moveaxis(dx, -1, 1)
-        return dx
+        return dx, []
 
     def get_config(self):
         config = super().get_config()
@@ -720,69 +1022,75 @@ class Dense(_ActivationMixin, Layer):
             raise self._shape_error(input_shape, "the last axis must have a known size.")
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def build(self, input_shape):
-        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
-                        self.kernel_regularizer)
-        if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
-        # Gradients are written into these buffers every step instead of new arrays.
-        self.grads = {n: np.empty_like(getattr(self, n)) for n in self._weight_names}
+    _feature_axis = -1
 
-    def forward(self, x, training=False):
-        self._x_shape = x.shape
+    def build(self, input_shape):
+        self.add_weight(name="kernel", shape=(input_shape[-1], self.units),
+                        initializer=self.kernel_initializer,
+                        regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer,
+                            regularizer=self.bias_regularizer)
+
+    def forward(self, x, training=False, workspace=None):
+        ctx = Ctx()
+        ctx.x_shape, ctx.ws = x.shape, workspace
         x2 = x.reshape(-1, x.shape[-1])
         z = _matmul(x2, self.kernel)
-        self._x2 = x2
+        ctx.x2 = x2
         bias = self.bias if self.use_bias else None
         relu = self.activation is _activations.relu
-        self._fused_relu = False
+        ctx.fused_relu = False
         if _elementwise is not None and z.dtype == self.kernel.dtype and z.flags.c_contiguous \
                 and (relu or bias is not None):
             # Bias and ReLU in one compiled pass over the product, in place; the
             # ReLU's output keeps the sign of its input, all its backward needs.
             _elementwise.bias_act(z, bias, relu, get_num_threads())
             if relu:
-                self._fused_relu = True
-                self._out = z
-                self._preact = None
-                return z.reshape(x.shape[:-1] + (self.units,))
+                ctx.fused_relu = True
+                ctx.out = z
+                ctx.preact = None
+                return z.reshape(x.shape[:-1] + (self.units,)), ctx
         elif bias is not None:
             z += bias
-        return self._activate(z.reshape(x.shape[:-1] + (self.units,)))
+        return self._activate(z.reshape(x.shape[:-1] + (self.units,)), ctx), ctx
 
-    def backward(self, dout):
-        if self._fused_relu:
-            shape = self._x_shape[:-1] + (self.units,)
-            d2 = check_dout(dout, shape, self._out.dtype).reshape(self._out.shape)
-            dz = _kept(self, "dz", self._out.shape, self._out.dtype)
+    def backward(self, dout, ctx, need_dx=True):
+        if ctx.fused_relu:
+            out = ctx.out
+            shape = ctx.x_shape[:-1] + (self.units,)
+            d2 = check_dout(dout, shape, out.dtype).reshape(out.shape)
+            dz = empty(ctx.ws, "dz", out.shape, out.dtype)
             if self.use_bias:
                 # ReLU's backward and the bias gradient in one compiled pass.
-                _elementwise.column_sum(d2, self._out, dz, self.grads["bias"],
+                db = empty(ctx.ws, "dbias", self.bias.shape, self.bias.dtype)
+                _elementwise.column_sum(d2, out, dz, db, get_num_threads())
+                return self._backward_z(dz, ctx, need_dx, db)
+            _elementwise.relu_backward(d2.reshape(-1), out.reshape(-1), dz.reshape(-1),
                                        get_num_threads())
-                return self._backward_pre(dz, bias_done=True)
-            _elementwise.relu_backward(d2.reshape(-1), self._out.reshape(-1),
-                                       dz.reshape(-1), get_num_threads())
-            return self._backward_pre(dz)
-        return self._backward_pre(self._deactivate(dout))
+            return self._backward_z(dz, ctx, need_dx)
+        return self._backward_z(self._deactivate(dout, ctx), ctx, need_dx)
 
-    def _backward_pre(self, dz, bias_done=False):
+    def backward_logits(self, dz, ctx, need_dx=True):
+        return self._backward_z(dz, ctx, need_dx)
+
+    def _backward_z(self, dz, ctx, need_dx, db=None):
         d2 = dz.reshape(-1, self.units)
-        _matmul(self._x2.T, d2, out=self.grads["kernel"])
-        if self.use_bias and not bias_done:
-            db = self.grads["bias"]
-            if _elementwise is not None and d2.dtype == db.dtype and d2.flags.c_contiguous:
-                _elementwise.column_sum(d2, None, None, db, get_num_threads())
-            else:
-                np.add.reduce(d2, axis=0, out=db)
-        if not self.input_grad:
-            return None
-        dx = _kept(self, "dx", (d2.shape[0], self.kernel.shape[0]), d2.dtype)
-        return _matmul(d2, self.kernel.T, out=dx).reshape(self._x_shape)
-
-    def _preact_external(self):
-        if self._fused_relu:
-            raise RuntimeError("a Dense layer with a ReLU activation has no separate logits")
-        return self._preact
+        dk = empty(ctx.ws, "dkernel", self.kernel.shape, self.kernel.dtype)
+        _matmul(ctx.x2.T, d2, out=dk)
+        wg = [(self.kernel, dk)]
+        if self.use_bias:
+            if db is None:
+                db = empty(ctx.ws, "dbias", self.bias.shape, self.bias.dtype)
+                if _elementwise is not None and d2.dtype == db.dtype and d2.flags.c_contiguous:
+                    _elementwise.column_sum(d2, None, None, db, get_num_threads())
+                else:
+                    np.add.reduce(d2, axis=0, out=db)
+            wg.append((self.bias, db))
+        if not need_dx:
+            return None, wg
+        dx = empty(ctx.ws, "dx", (d2.shape[0], self.kernel.shape[0]), d2.dtype)
+        return _matmul(d2, self.kernel.T, out=dx).reshape(ctx.x_shape), wg
 
     def get_config(self):
         config = super().get_config()
@@ -820,56 +1128,48 @@ class Dropout(Layer):
         # call number `_step` of this layer draws its mask from (key, _step).
         self._key = int(self._rng.integers(0, 2**63))
         self._step = 0
-        self._uniform = None
-        self._mask = None
-        self._keep8 = None
+        self._step_lock = threading.Lock()
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, workspace=None):
         if not training or self.rate == 0:
-            self._mask = None
-            self._keep8 = None
-            return x
+            return x, None
+        ctx = Ctx()
+        ctx.ws = workspace
         if self.noise_shape is None and _elementwise is not None and x.flags.c_contiguous \
                 and x.dtype in (np.float32, np.float64):
             # One compiled pass: mask drawn, applied and scaled together.
-            out = _kept(self, "out", x.shape, x.dtype)
-            if self._keep8 is None or self._keep8.shape != x.shape \
-                    or self._keep8.dtype != x.dtype:
-                self._keep8 = np.empty_like(x)
-            _elementwise.dropout_forward(x.reshape(-1), out.reshape(-1),
-                                         self._keep8.reshape(-1), self.rate, self._key,
-                                         self._step, get_num_threads())
-            self._step += 1
-            self._mask = self._keep8
-            return out
-        self._keep8 = None
+            out = empty(workspace, "out", x.shape, x.dtype)
+            keep = ctx.keep8 = empty(workspace, "keep", x.shape, x.dtype)
+            with self._step_lock:
+                step = self._step
+                self._step += 1
+            _elementwise.dropout_forward(x.reshape(-1), out.reshape(-1), keep.reshape(-1),
+                                         self.rate, self._key, step, get_num_threads())
+            ctx.mask = keep
+            return out, ctx
+        ctx.keep8 = None
         shape = x.shape if self.noise_shape is None else tuple(
             x.shape[i] if s is None else s for i, s in enumerate(self.noise_shape))
         dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
-        if self._uniform is None or self._uniform.shape != shape \
-                or self._uniform.dtype != dtype:
-            # Reused each step: drawing into a buffer avoids one allocation per batch.
-            self._uniform = np.empty(shape, dtype)
-            self._keep = np.empty(shape, bool)
-        self._rng.random(out=self._uniform, dtype=dtype)
-        np.greater_equal(self._uniform, self.rate, out=self._keep)
-        self._mask = self._keep
-        out = np.multiply(x, self._keep, dtype=x.dtype)
+        uniform = empty(workspace, "uniform", shape, dtype)
+        with self._step_lock:
+            self._rng.random(out=uniform, dtype=dtype)
+        keep = ctx.mask = np.greater_equal(uniform, self.rate)
+        out = np.multiply(x, keep, dtype=x.dtype)
         out *= x.dtype.type(1 / (1 - self.rate))
-        return out
+        return out, ctx
 
-    def backward(self, dout):
-        if self._mask is None:
-            return dout
-        if self._mask is self._keep8 and dout.flags.c_contiguous \
-                and dout.dtype == self._keep8.dtype:
-            dx = _kept(self, "dx", dout.shape, dout.dtype)
-            _elementwise.dropout_backward(dout.reshape(-1), self._keep8.reshape(-1),
+    def backward(self, dout, ctx, need_dx=True):
+        if ctx is None:
+            return dout, []
+        if ctx.keep8 is not None and dout.flags.c_contiguous and dout.dtype == ctx.keep8.dtype:
+            dx = empty(ctx.ws, "dx", dout.shape, dout.dtype)
+            _elementwise.dropout_backward(dout.reshape(-1), ctx.keep8.reshape(-1),
                                           dx.reshape(-1), get_num_threads())
-            return dx
-        dx = np.multiply(dout, self._mask, dtype=dout.dtype)
+            return dx, []
+        dx = np.multiply(dout, ctx.mask, dtype=dout.dtype)
         dx *= dout.dtype.type(1 / (1 - self.rate))
-        return dx
+        return dx, []
 
     def get_config(self):
         config = super().get_config()
@@ -886,17 +1186,15 @@ class Activation(_ActivationMixin, Layer):
         super().__init__(**kwargs)
         self.activation = _activations.get(activation)
 
-    def forward(self, x, training=False):
-        return self._activate(x)
+    def forward(self, x, training=False, workspace=None):
+        ctx = Ctx()
+        return self._activate(x, ctx), ctx
 
-    def backward(self, dout):
-        return self._deactivate(dout)
+    def backward(self, dout, ctx, need_dx=True):
+        return self._deactivate(dout, ctx), []
 
-    def _backward_pre(self, dz):
-        return dz
-
-    def _preact_external(self):
-        return self._preact
+    def backward_logits(self, dz, ctx, need_dx=True):
+        return dz, []
 
     def get_config(self):
         config = super().get_config()
@@ -923,10 +1221,9 @@ class ReLU(Layer):
     def _plain(self):
         return self.max_value is None and self.negative_slope == 0 and self.threshold == 0
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, workspace=None):
         if self._plain():
-            out, self._cache = ops.relu_forward(x)
-            return out
+            return ops.relu_forward(x)
         t = x.dtype.type(self.threshold)
         above = x >= t
         out = np.where(above, x, x.dtype.type(self.negative_slope) * (x - t))
@@ -935,13 +1232,12 @@ class ReLU(Layer):
             capped = out > self.max_value
             out = np.where(capped, x.dtype.type(self.max_value), out)
             slope[capped] = 0
-        self._cache = slope
-        return out
+        return out, slope
 
-    def backward(self, dout):
+    def backward(self, dout, ctx, need_dx=True):
         if self._plain():
-            return ops.relu_backward(dout, self._cache)
-        return dout * self._cache
+            return ops.relu_backward(dout, ctx), []
+        return dout * ctx, []
 
     def get_config(self):
         config = super().get_config()
@@ -1034,18 +1330,29 @@ class BatchNormalization(Layer):
     def build(self, input_shape):
         c = (input_shape[self.axis],)
         if self.scale:
-            self.add_weight("gamma", c, self.gamma_initializer, self.gamma_regularizer)
+            self.add_weight(name="gamma", shape=c, initializer=self.gamma_initializer,
+                            regularizer=self.gamma_regularizer)
         if self.center:
-            self.add_weight("beta", c, self.beta_initializer, self.beta_regularizer)
-        self.add_weight("moving_mean", c, self.moving_mean_initializer, trainable=False)
-        self.add_weight("moving_variance", c, self.moving_variance_initializer, trainable=False)
+            self.add_weight(name="beta", shape=c, initializer=self.beta_initializer,
+                            regularizer=self.beta_regularizer)
+        self.add_weight(name="moving_mean", shape=c, initializer=self.moving_mean_initializer,
+                        trainable=False)
+        self.add_weight(name="moving_variance", shape=c,
+                        initializer=self.moving_variance_initializer, trainable=False)
 
     def _bshape(self, x):
         shape = [1] * x.ndim
         shape[self.axis] = x.shape[self.axis]
         return tuple(shape)
 
-    def forward(self, x, training=False):
+    @property
+    def _feature_axis(self):
+        return self.axis
+
+    def forward(self, x, training=False, workspace=None):
+        # As in Keras, a frozen BatchNormalization (trainable=False) runs in inference
+        # mode: fine-tuning leaves its statistics alone.
+        training = training and self.trainable
         axes = tuple(i for i in range(x.ndim) if i != self.axis % x.ndim)
         bs = self._bshape(x)
         dt = x.dtype.type
@@ -1061,27 +1368,27 @@ class BatchNormalization(Layer):
             mean, var = self.moving_mean, self.moving_variance
         inv = (1 / np.sqrt(var + dt(self.epsilon))).astype(x.dtype)
         xhat = (x - mean.reshape(bs)) * inv.reshape(bs)
-        self._cache = (xhat, inv, axes, bs, training)
         out = xhat * self.gamma.reshape(bs) if self.scale else xhat.copy()
         if self.center:
             out += self.beta.reshape(bs)
-        return out
+        return out, (xhat, inv, axes, bs, training)
 
-    def backward(self, dout):
-        xhat, inv, axes, bs, training = self._cache
-        if self.center:
-            self.grads["beta"] = dout.sum(axis=axes)
+    def backward(self, dout, ctx, need_dx=True):
+        xhat, inv, axes, bs, training = ctx
+        wg = []
         if self.scale:
-            self.grads["gamma"] = (dout * xhat).sum(axis=axes)
+            wg.append((self.gamma, (dout * xhat).sum(axis=axes)))
             dxhat = dout * self.gamma.reshape(bs)
         else:
             dxhat = dout
+        if self.center:
+            wg.append((self.beta, dout.sum(axis=axes)))
         if not training:
-            return dxhat * inv.reshape(bs)
+            return dxhat * inv.reshape(bs), wg
         m = dout.size // dout.shape[self.axis]
         s1 = dxhat.sum(axis=axes).reshape(bs)
         s2 = (dxhat * xhat).sum(axis=axes).reshape(bs)
-        return (inv.reshape(bs) / m) * (m * dxhat - s1 - xhat * s2)
+        return (inv.reshape(bs) / m) * (m * dxhat - s1 - xhat * s2), wg
 
     def get_config(self):
         config = super().get_config()
@@ -1130,14 +1437,17 @@ class Maxout(Layer):
         # Glorot fans of one piece, (in, units), not of the 3-D array.
         init = self.kernel_initializer
         kernel = np.stack([np.asarray(init((n, u), dtype=self.dtype)) for _ in range(p)])
-        self.add_weight("kernel", (p, n, u), lambda shape, dtype=None: kernel,
-                        self.kernel_regularizer)
+        self.add_weight(name="kernel", shape=(p, n, u),
+                        initializer=lambda shape, dtype=None: kernel,
+                        regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.add_weight("bias", (p, u), self.bias_initializer, self.bias_regularizer)
+            self.add_weight(name="bias", shape=(p, u), initializer=self.bias_initializer,
+                            regularizer=self.bias_regularizer)
 
-    def forward(self, x, training=False):
+    _feature_axis = -1
+
+    def forward(self, x, training=False, workspace=None):
         p, u = self.num_pieces, self.units
-        self._x_shape = x.shape
         x2 = x.reshape(-1, x.shape[-1])
         n = x2.shape[1]
         wflat = self.kernel.transpose(1, 0, 2).reshape(n, p * u)
@@ -1146,20 +1456,20 @@ class Maxout(Layer):
             z += self.bias
         win = np.argmax(z, axis=1)
         out = np.take_along_axis(z, win[:, None, :], axis=1)[:, 0, :]
-        self._x2, self._win, self._wflat = x2, win, wflat
-        return out.reshape(x.shape[:-1] + (u,))
+        return out.reshape(x.shape[:-1] + (u,)), (x.shape, x2, win, wflat)
 
-    def backward(self, dout):
+    def backward(self, dout, ctx, need_dx=True):
+        x_shape, x2, win, wflat = ctx
         p, u = self.num_pieces, self.units
         d2 = dout.reshape(-1, u)
         dz = np.zeros((d2.shape[0], p, u), dout.dtype)
-        np.put_along_axis(dz, self._win[:, None, :], d2[:, None, :], axis=1)
+        np.put_along_axis(dz, win[:, None, :], d2[:, None, :], axis=1)
         dzf = dz.reshape(-1, p * u)
-        n = self._x2.shape[1]
-        self.grads["kernel"] = (self._x2.T @ dzf).reshape(n, p, u).transpose(1, 0, 2).copy()
+        n = x2.shape[1]
+        wg = [(self.kernel, (x2.T @ dzf).reshape(n, p, u).transpose(1, 0, 2).copy())]
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=0)
-        return (dzf @ self._wflat.T).reshape(self._x_shape)
+            wg.append((self.bias, dz.sum(axis=0)))
+        return (dzf @ wflat.T).reshape(x_shape), wg
 
     def get_config(self):
         config = super().get_config()
@@ -1173,9 +1483,207 @@ class Maxout(Layer):
         return config
 
 
+class _Merge(Layer):
+    """Base of the merging layers: called on a list of tensors of compatible shapes
+    (NumPy broadcasting, the batch axis included), returns one tensor."""
+
+    _min_inputs, _max_inputs = 2, None
+
+    def compute_output_shape(self, input_shape):
+        if not isinstance(input_shape, list):
+            raise self._shape_error(input_shape, "it must be called on a list of tensors.")
+        n = len(input_shape)
+        if n < self._min_inputs or (self._max_inputs is not None and n > self._max_inputs):
+            want = (f"exactly {self._max_inputs}" if self._max_inputs == self._min_inputs
+                    else f"at least {self._min_inputs}")
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) must be called on "
+                             f"{want} inputs. Received: {n} inputs.")
+        return self._merged_shape(input_shape)
+
+    def _merged_shape(self, shapes):
+        out = shapes[0]
+        for s in shapes[1:]:
+            try:
+                out = broadcast_shape(out, s, "inputs")
+            except ValueError:
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) needs inputs of the same "
+                    f"shape (or shapes that broadcast). Received: shapes "
+                    f"{', '.join(_fmt(t) for t in shapes)}") from None
+        return out
+
+    def forward(self, inputs, training=False, workspace=None):
+        if not isinstance(inputs, (list, tuple)):
+            raise fail("inputs", "a list of arrays", type(inputs).__name__, TypeError)
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = self._combine(out, x)
+        return self._finish(out, len(inputs)), [x for x in inputs]
+
+    def _finish(self, out, n):
+        return out
+
+    def backward(self, dout, xs, need_dx=True):
+        return [unbroadcast(g, x.shape) for g, x in zip(self._partials(dout, xs), xs)], []
+
+    def _partials(self, dout, xs):
+        return [dout] * len(xs)
+
+
+class Add(_Merge):
+    """Element-wise sum of a list of tensors: ``Add()([x, residual])``."""
+
+    @staticmethod
+    def _combine(a, b):
+        return a + b
+
+
+class Subtract(_Merge):
+    """``x0 - x1`` of a list of exactly two tensors."""
+
+    _min_inputs = _max_inputs = 2
+
+    @staticmethod
+    def _combine(a, b):
+        return a - b
+
+    def _partials(self, dout, xs):
+        return [dout, -dout]
+
+
+class Multiply(_Merge):
+    """Element-wise product of a list of tensors."""
+
+    @staticmethod
+    def _combine(a, b):
+        return a * b
+
+    def _partials(self, dout, xs):
+        out = []
+        for i in range(len(xs)):
+            g = dout
+            for j, x in enumerate(xs):
+                if j != i:
+                    g = g * x
+            out.append(g)
+        return out
+
+
+class Average(_Merge):
+    """Element-wise mean of a list of tensors."""
+
+    @staticmethod
+    def _combine(a, b):
+        return a + b
+
+    def _finish(self, out, n):
+        return out * out.dtype.type(1 / n)
+
+    def _partials(self, dout, xs):
+        return [dout * dout.dtype.type(1 / len(xs))] * len(xs)
+
+
+class Maximum(_Merge):
+    """Element-wise maximum of a list of tensors; a tie's gradient goes to the first."""
+
+    @staticmethod
+    def _combine(a, b):
+        return np.maximum(a, b)
+
+    def _partials(self, dout, xs):
+        best = xs[0]
+        winner = np.zeros(np.broadcast_shapes(*[x.shape for x in xs]), dtype=np.intp)
+        for i, x in enumerate(xs[1:], 1):
+            better = self._better(x, best)
+            winner = np.where(better, i, winner)
+            best = np.where(better, x, best)
+        return [dout * (winner == i) for i in range(len(xs))]
+
+    @staticmethod
+    def _better(x, best):
+        return x > best
+
+
+class Minimum(Maximum):
+    """Element-wise minimum of a list of tensors; a tie's gradient goes to the first."""
+
+    @staticmethod
+    def _combine(a, b):
+        return np.minimum(a, b)
+
+    @staticmethod
+    def _better(x, best):
+        return x < best
+
+
+class Concatenate(_Merge):
+    """Tensors of a list joined along ``axis`` (default the last: channels)."""
+
+    def __init__(self, axis: int = -1, **kwargs: Any):
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise fail("axis", "an int", axis, TypeError)
+        self.axis = int(axis)
+
+    def _merged_shape(self, shapes):
+        if self.axis % len(shapes[0]) == 0:
+            raise ValueError(f"Layer '{self.name}' (Concatenate) cannot join along the batch "
+                             f"axis (axis={self.axis}).")
+        return concat_shape(shapes, self.axis, f"Layer '{self.name}' (Concatenate)")
+
+    def forward(self, inputs, training=False, workspace=None):
+        if not isinstance(inputs, (list, tuple)):
+            raise fail("inputs", "a list of arrays", type(inputs).__name__, TypeError)
+        return np.concatenate(inputs, axis=self.axis), [x.shape[self.axis] for x in inputs]
+
+    def backward(self, dout, sizes, need_dx=True):
+        return np.split(dout, np.cumsum(sizes)[:-1], axis=self.axis), []
+
+    def get_config(self):
+        config = super().get_config()
+        config["axis"] = self.axis
+        return config
+
+
+def add(inputs: Sequence[Any], **kwargs: Any) -> Any:
+    """``Add(**kwargs)(inputs)``."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs: Sequence[Any], **kwargs: Any) -> Any:
+    """``Subtract(**kwargs)(inputs)``."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs: Sequence[Any], **kwargs: Any) -> Any:
+    """``Multiply(**kwargs)(inputs)``."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs: Sequence[Any], **kwargs: Any) -> Any:
+    """``Average(**kwargs)(inputs)``."""
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs: Sequence[Any], **kwargs: Any) -> Any:
+    """``Maximum(**kwargs)(inputs)``."""
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs: Sequence[Any], **kwargs: Any) -> Any:
+    """``Minimum(**kwargs)(inputs)``."""
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs: Sequence[Any], axis: int = -1, **kwargs: Any) -> Any:
+    """``Concatenate(axis=axis, **kwargs)(inputs)``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
 _LAYERS = {c.__name__: c for c in (
     InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, Activation,
-    ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout)}
+    ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout, Add, Subtract, Multiply,
+    Average, Maximum, Minimum, Concatenate)}
 
 # Keras 3's preprocessing layers live in fastconv.preprocessing, which builds on the
 # Layer class above; they are importable from here as in Keras, and loadable from

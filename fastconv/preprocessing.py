@@ -30,6 +30,7 @@ Images are ``(N, H, W, C)`` (``channels_last``) or ``(N, C, H, W)``
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -187,14 +188,14 @@ class Rescaling(Layer):
         self.scale = _number("scale", scale)
         self.offset = _number("offset", offset)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, workspace=None):
         out = np.multiply(x, x.dtype.type(self.scale), dtype=x.dtype)
         if self.offset:
             out += x.dtype.type(self.offset)
-        return out
+        return out, None
 
-    def backward(self, dout):
-        return np.multiply(dout, dout.dtype.type(self.scale), dtype=dout.dtype)
+    def backward(self, dout, ctx, need_dx=True):
+        return np.multiply(dout, dout.dtype.type(self.scale), dtype=dout.dtype), []
 
     def get_config(self):
         config = super().get_config()
@@ -218,8 +219,7 @@ class _RandomGather(_ImageLayer):
         self.fill_value = _number("fill_value", fill_value)
         self.seed = _seed(seed)
         self._rng = np.random.default_rng(self.seed if self.seed is not None else child_seed())
-        self._coords: Optional[Tuple[np.ndarray, np.ndarray, tuple]] = None
-        self._pending = None  # what _coordinates() needs to make _coords, if deferred
+        self._rng_lock = threading.Lock()
 
     def _source(self, n: int, h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -227,36 +227,40 @@ class _RandomGather(_ImageLayer):
     def _is_identity(self) -> bool:
         return False
 
-    def forward(self, x, training=False):
-        self._coords = None
-        self._pending = None
+    def forward(self, x, training=False, workspace=None):
+        """``(out, ctx)``: ctx is None (nothing moved), the coordinates ``(rows, cols,
+        shape)`` of the gather, or what :meth:`_coordinates` makes them from."""
         if not training or self._is_identity():
-            return x
+            return x, None
         x = self._to_nhwc(x)
         if x.size == 0:  # nothing to move
-            return self._from_nhwc(x)
+            return self._from_nhwc(x), None
         if _image is not None and x.dtype in (np.float32, np.float64):
             # One compiled pass, folding each source pixel by fill_mode: the same bits
             # as the NumPy gather (_gather_numpy).
             x = np.ascontiguousarray(x)
             out = np.empty_like(x)
-            self._gather_fast(x, out, (self.interpolation == "bilinear",
-                                           _FILL_MODES.index(self.fill_mode),
-                                           self.fill_value))
-            return self._from_nhwc(out)
-        rows, cols = self._source(*x.shape[:3])
-        self._coords = (rows, cols, x.shape)
-        return self._from_nhwc(self._gather_numpy(x, rows, cols))
+            ctx = self._gather_fast(x, out, (self.interpolation == "bilinear",
+                                             _FILL_MODES.index(self.fill_mode),
+                                             self.fill_value))
+            return self._from_nhwc(out), ctx
+        rows, cols = self._sample(*x.shape[:3])
+        return self._from_nhwc(self._gather_numpy(x, rows, cols)), (rows, cols, x.shape)
 
-    def _coordinates(self):
-        """``(rows, cols, shape)`` of the last forward pass in training, or None."""
-        return self._coords
+    def _sample(self, n: int, h: int, w: int):
+        with self._rng_lock:  # one draw at a time from the layer's generator
+            return self._source(n, h, w)
+
+    def _coordinates(self, ctx):
+        """``(rows, cols, shape)`` of the forward pass that returned ``ctx``, or None."""
+        return ctx
 
     def _gather_fast(self, x, out, how):
-        """out = x gathered at ``_source``'s coordinates, by the compiled kernels."""
+        """out = x gathered at ``_source``'s coordinates, by the compiled kernels;
+        returns the context."""
         n, h, w, c = x.shape
-        rows, cols = self._source(n, h, w)
-        self._coords = (rows, cols, x.shape)
+        rows, cols = self._sample(n, h, w)
+        coords = (rows, cols, x.shape)
         rows = np.asarray(rows, np.float64)
         cols = np.asarray(cols, np.float64)
         if rows.shape[1:] == (h, 1) and cols.shape[1:] == (1, w):
@@ -269,6 +273,7 @@ class _RandomGather(_ImageLayer):
         else:
             _image.gather(x, np.broadcast_to(rows, (n, h, w)),
                           np.broadcast_to(cols, (n, h, w)), *how, out, get_num_threads())
+        return coords
 
     def _gather_numpy(self, x, rows, cols):
         """The gather in NumPy (the reference for the compiled one)."""
@@ -313,10 +318,10 @@ class _RandomGather(_ImageLayer):
         low += top
         return low
 
-    def backward(self, dout):
-        coords = self._coordinates()
+    def backward(self, dout, ctx, need_dx=True):
+        coords = self._coordinates(ctx)
         if coords is None:
-            return dout
+            return dout, []
         rows, cols, (n, h, w, c) = coords
         d = self._to_nhwc(dout)
         flat = d.reshape(n * h * w, c)
@@ -335,7 +340,7 @@ class _RandomGather(_ImageLayer):
                 for k in range(c):
                     dx[:, k] += np.bincount(index, weights=contrib[:, k],
                                             minlength=n * h * w)
-        return self._from_nhwc(dx.reshape(n, h, w, c))
+        return self._from_nhwc(dx.reshape(n, h, w, c)), []
 
     def get_config(self):
         config = super().get_config()
@@ -384,8 +389,7 @@ class RandomFlip(_RandomGather):
     def _gather_fast(self, x, out, how):
         # A flip is a reversed copy: the same values as the gather, in two passes.
         n, h, w, _ = x.shape
-        rows, cols = self._source(n, h, w)
-        self._coords = (rows, cols, x.shape)
+        rows, cols = self._sample(n, h, w)
         out[...] = x
         down = np.broadcast_to(rows, (n, h, 1))[:, 0, 0] != 0   # row 0 reads row h-1
         across = np.broadcast_to(cols, (n, 1, w))[:, 0, 0] != 0
@@ -393,6 +397,7 @@ class RandomFlip(_RandomGather):
             out[down] = out[down, ::-1]
         if across.any():
             out[across] = out[across, :, ::-1]
+        return rows, cols, x.shape
 
     def get_config(self):
         config = Layer.get_config(self)
@@ -501,15 +506,16 @@ class RandomRotation(_RandomGather):
     def _gather_fast(self, x, out, how):
         # The kernel works the coordinates out itself (as _turn does), so the forward
         # pass never stores them; backward computes them only if it is called.
-        angle = self._angles(x.shape[0])
+        with self._rng_lock:
+            angle = self._angles(x.shape[0])
         _image.gather_rotated(x, np.sin(angle), np.cos(angle), *how, out, get_num_threads())
-        self._pending = (angle, x.shape)
+        return ("turn", angle, x.shape)
 
-    def _coordinates(self):
-        if self._coords is None and self._pending is not None:
-            angle, shape = self._pending
-            self._coords = self._turn(angle, shape[1], shape[2]) + (shape,)
-        return self._coords
+    def _coordinates(self, ctx):
+        if ctx is not None and ctx[0] == "turn":
+            _, angle, shape = ctx
+            return self._turn(angle, shape[1], shape[2]) + (shape,)
+        return ctx
 
     def get_config(self):
         config = super().get_config()

@@ -50,53 +50,64 @@ def check_gradients(model, x: Any, y: Any, eps: float = 1e-5,
                     max_checks: Optional[int] = None) -> Dict[str, float]:
     """Worst relative error of backprop against central differences, per layer.
 
-    A float64 copy of ``model`` (same architecture, loss and weights) is made; for each
-    trainable weight the gradient of ``loss + regularization`` from backpropagation is
-    compared with ``(L(w + eps) - L(w - eps)) / (2 eps)`` in inference mode (Dropout off,
-    BatchNormalization on its moving statistics, so the loss is deterministic).
-    ``max_checks`` limits the entries checked per weight (chosen at random) to bound the
-    cost of ``2 * entries`` forward passes.
+    Works on any compiled model (Sequential, functional or subclassed). The model's
+    weights are swapped for float64 copies for the duration (and restored after, also
+    on error), and ``x`` is cast to float64, so every kernel runs in float64. For each
+    trainable weight the gradient of ``loss + regularization`` from backpropagation
+    through the model's graph is compared with ``(L(w + eps) - L(w - eps)) / (2 eps)``
+    in inference mode (Dropout off, BatchNormalization on its moving statistics, so the
+    loss is deterministic). ``max_checks`` limits the entries checked per weight (chosen
+    at random) to bound the cost of ``2 * entries`` forward passes. Not thread-safe: do
+    not run the model elsewhere meanwhile.
 
-    Returns ``{layer name: worst relative error}`` for every layer with weights; the
-    error is :func:`fastconv.testing.relative_error` (norm-wise, per weight).
+    Returns ``{layer name: worst relative error}`` for every layer with trainable
+    weights; the error is :func:`fastconv.testing.relative_error` (norm-wise, per weight).
     """
-    from .models import Sequential
-
     model._require_compiled()
-    config = model.get_config()
-    for item in config["layers"]:
-        item["config"]["dtype"] = "float64"
-    clone = Sequential.from_config({**config, "dtype": "float64"})
-    clone.set_weights([w.astype(np.float64) for w in model.get_weights()])
-    clone.loss = model.loss
-    x64 = clone._prepare_x(x)
-    y64 = model.loss.prepare_targets(y, clone.output_shape)
+    xs = model._prepare_inputs(x)
+    xs = [a.astype(np.float64) for a in xs]
+    y64 = model.loss.prepare_targets(y, model.output_shape)
     if y64.dtype.kind == "f":
         y64 = y64.astype(np.float64)
+    items = model._weight_items()
+    originals = []
+    try:
+        for layer, name, arr in items:
+            originals.append((layer, name, arr, layer.__dict__.get(name) is arr))
+            wide = arr.astype(np.float64)
+            layer._weight_store[name] = wide
+            if originals[-1][3]:
+                layer.__dict__[name] = wide
+        model._items_cache = None
 
-    def objective():
-        out = clone.forward(x64, training=False)
-        return clone._batch_loss(y64, out) + clone._penalty()
+        def objective():
+            return model._batch_loss_and_output(xs, y64)[0] + model._penalty()
 
-    _, _, params, grads = clone._loss_and_backward(x64, y64, training=False)
-    grads = [g.copy() for g in grads]
-    owners = [(layer.name) for layer in clone.layers for _ in layer.trainable_items()]
-    rng = np.random.default_rng(0)
-    worst: Dict[str, float] = {}
-    for name, p, g in zip(owners, params, grads):
-        flat = p.reshape(-1)
-        idx = np.arange(flat.size)
-        if max_checks is not None and flat.size > max_checks:
-            idx = rng.choice(flat.size, max_checks, replace=False)
-        num = np.empty(len(idx))
-        for j, i in enumerate(idx):
-            old = flat[i]
-            flat[i] = old + eps
-            plus = objective()
-            flat[i] = old - eps
-            minus = objective()
-            flat[i] = old
-            num[j] = (plus - minus) / (2 * eps)
-        err = relative_error(g.reshape(-1)[idx], num)
-        worst[name] = max(worst.get(name, 0.0), err)
-    return worst
+        _, _, params, grads = model._loss_and_grads(xs, y64, training=False)
+        grads = [g.copy() for g in grads]
+        owners = [layer.name for layer, _, _ in model._train_items()]
+        rng = np.random.default_rng(0)
+        worst: Dict[str, float] = {}
+        for name, p, g in zip(owners, params, grads):
+            flat = p.reshape(-1)
+            idx = np.arange(flat.size)
+            if max_checks is not None and flat.size > max_checks:
+                idx = rng.choice(flat.size, max_checks, replace=False)
+            num = np.empty(len(idx))
+            for j, i in enumerate(idx):
+                old = flat[i]
+                flat[i] = old + eps
+                plus = objective()
+                flat[i] = old - eps
+                minus = objective()
+                flat[i] = old
+                num[j] = (plus - minus) / (2 * eps)
+            err = relative_error(g.reshape(-1)[idx], num)
+            worst[name] = max(worst.get(name, 0.0), err)
+        return worst
+    finally:
+        for layer, name, arr, attr in originals:
+            layer._weight_store[name] = arr
+            if attr:
+                layer.__dict__[name] = arr
+        model._items_cache = None

@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 LayerRef = Union[int, str, Layer]
-_UNSET = object()
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -123,7 +122,7 @@ def _panels(plt, n: int, ncols: Optional[int] = None, size: float = 1.3, title_s
 def _check_model(model: Any) -> None:
     if not (hasattr(model, "layers") and hasattr(model, "intermediate_outputs")
             and hasattr(model, "forward")):
-        raise fail("model", "a fastconv.models.Sequential model", type(model).__name__,
+        raise fail("model", "a fastconv model (Sequential or functional)", type(model).__name__,
                    TypeError)
     if not model.built:
         raise ValueError(f"`model` must be built (its input shape known) before it can be "
@@ -272,32 +271,19 @@ def _maximize(model, index, filter_indices, steps, learning_rate, seed, value_ra
     k = len(filter_indices)
     x = np.ascontiguousarray(np.broadcast_to(start, (k,) + sample), dtype=model.dtype)
     targets = np.asarray(filter_indices)
-    prefix = model.layers[:index + 1]
-    # Training may switch off the first layer's input gradient (nothing needs it there);
-    # here the input gradient is the point, so it is switched on for the duration.
-    saved = [(la, la.__dict__.get("input_grad", _UNSET)) for la in prefix
-             if hasattr(la, "input_grad")]
-    for la, _ in saved:
-        la.input_grad = True
-    try:
-        return _ascend(prefix, layer, x, targets, steps, learning_rate, value_range,
-                       model.dtype)
-    finally:
-        for la, value in saved:
-            if value is _UNSET:
-                del la.input_grad
-            else:
-                la.input_grad = value
+    # The feature-map model up to the layer, run forwards and backwards to its input.
+    from .models import Model
+
+    graph = Model(model.inputs, model._output_of(layer))._graph
+    return _ascend(graph, layer, x, targets, steps, learning_rate, value_range, model.dtype)
 
 
-def _ascend(prefix, layer, x, targets, steps, learning_rate, value_range, dtype):
+def _ascend(graph, layer, x, targets, steps, learning_rate, value_range, dtype):
     k = len(targets)
     rows = np.arange(k)
     history = np.empty((steps + 1, k))
     for step in range(steps + 1):
-        out = x
-        for la in prefix:
-            out = la.forward(out, False)
+        (out,), tape = graph.forward([x], False)
         axis = _channel_axis(layer, out.ndim)
         per_unit = np.moveaxis(out, axis, 1).reshape(k, out.shape[axis], -1)
         history[step] = per_unit[rows, targets].mean(axis=1)
@@ -309,10 +295,9 @@ def _ascend(prefix, layer, x, targets, steps, learning_rate, value_range, dtype)
         d = np.moveaxis(grad.reshape((k, out.shape[axis]) + tuple(
             np.delete(out.shape, [0, axis]))), 1, axis)
         d = np.ascontiguousarray(d)
-        for la in reversed(prefix):
-            d = la.backward(d)
+        (d,), _ = graph.backward(tape, [d], input_grads=True)
         if d is None:
-            raise RuntimeError(f"layer '{prefix[0].name}' returned no input gradient")
+            raise RuntimeError(f"no input gradient reached the input from layer '{layer.name}'")
         # Steps of a fixed size whatever the gradient's scale: the gradient divided by
         # its root mean square, per sample.
         rms = np.sqrt(np.mean(np.square(d.reshape(k, -1), dtype=np.float64), axis=1))

@@ -38,10 +38,3 @@ def conv_path(request):
     fast._force_path = None
     fast._COL2IM_MIN_POSITIONS = saved
 
-
-@pytest.fixture(autouse=True)
-def _training_step_state_is_reset():
-    """No test may leave a thread inside a training step's kept-arrays mode."""
-    yield
-    from fastconv import layers
-    assert layers._step.step_buffers is False

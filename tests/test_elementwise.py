@@ -155,12 +155,12 @@ def test_dropout_layer_masks_do_not_depend_on_threads(rng):
     for n in (1, 2):
         fastconv.set_num_threads(n)
         layer = Dropout(0.5, seed=7)
-        outs.append([layer.forward(x, training=True) for _ in range(2)])
+        outs.append([layer.forward(x, training=True)[0].copy() for _ in range(2)])
     fastconv.set_num_threads(None)
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(outs[0][0], outs[0][1])  # a new mask every step
-    np.testing.assert_array_equal(Dropout(0.5, seed=7).forward(x, training=False), x)
+    np.testing.assert_array_equal(Dropout(0.5, seed=7).forward(x, training=False)[0], x)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -189,9 +189,9 @@ def test_dense_compiled_epilogue_matches_numpy(activation, rng, monkeypatch):
         layer.build_for((None, 6))
         layer.set_weights([np.linspace(-1, 1, 24).reshape(6, 4),
                            np.array([0.5, -0.5, 0.1, 0.0])])
-        out = layer.forward(x, training=True)
-        results.append((out, layer.backward(dout), layer.grads["kernel"].copy(),
-                        layer.grads["bias"].copy()))
+        out, ctx = layer.forward(x, training=True)
+        dx, grads = layer.backward(dout, ctx)
+        results.append((out, dx, grads[0][1].copy(), grads[1][1].copy()))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 
@@ -199,12 +199,12 @@ def test_dense_compiled_epilogue_matches_numpy(activation, rng, monkeypatch):
 def test_dense_fused_relu_backward_checks_dout(rng):
     layer = Dense(4, activation="relu")
     layer.build_for((None, 6))
-    out = layer.forward(rng.standard_normal((5, 6)).astype(np.float32), training=True)
+    out, ctx = layer.forward(rng.standard_normal((5, 6)).astype(np.float32), training=True)
     # Another float dtype is cast, as on the unfused path.
-    dx = layer.backward(np.ones(out.shape, dtype=np.float64))
+    dx, _ = layer.backward(np.ones(out.shape, dtype=np.float64), ctx)
     assert dx.dtype == np.float32 and dx.shape == (5, 6)
     with pytest.raises(ValueError, match="`dout`"):
-        layer.backward(np.ones((4, 5), dtype=np.float32))  # same size, wrong shape
+        layer.backward(np.ones((4, 5), dtype=np.float32), ctx)  # same size, wrong shape
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -15,13 +15,15 @@ def _built(layer, shape, dtype=np.float64):
 
 def _check_layer(layer, x, rng, training=False, tol=1e-7):
     """dx and every parameter gradient of ``layer`` against central differences."""
-    out = layer.forward(x, training)
+    out, ctx = layer.forward(x, training)
     dout = rng.normal(size=out.shape)
-    dx = layer.backward(dout)
-    f = lambda: layer.forward(x, training)  # noqa: E731
+    dx, grads = layer.backward(dout, ctx)
+    f = lambda: layer.forward(x, training)[0]  # noqa: E731
     assert_close(dx, numerical_gradient(f, x, dout), rtol=tol)
-    for name, w in layer.trainable_items():
-        assert_close(layer.grads[name], numerical_gradient(f, w, dout), rtol=tol)
+    got = {id(w): g for w, g in grads}
+    assert len(got) == len(layer.trainable_items())
+    for _, w in layer.trainable_items():
+        assert_close(got[id(w)], numerical_gradient(f, w, dout), rtol=tol)
 
 
 CASES = [
@@ -69,7 +71,7 @@ def test_batchnorm_training_gradients(shape, axis, rng):
                                              beta_initializer="random_normal"), shape)
     x = rng.normal(size=shape)
     _check_layer(layer, x, rng, training=True)
-    out = layer.forward(x, training=True)
+    out = layer.forward(x, training=True)[0]
     axes = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
     normed = (out - layer.beta.reshape(out.shape[axis], *[1] * 0).reshape(
         [-1 if i == axis % x.ndim else 1 for i in range(x.ndim)])) / layer.gamma.reshape(
@@ -85,7 +87,7 @@ def test_batchnorm_moving_statistics():
     # mean (4, 2), biased variance (5, 0): moving = 0.5 * initial + 0.5 * batch
     np.testing.assert_allclose(layer.moving_mean, [2.0, 1.0])
     np.testing.assert_allclose(layer.moving_variance, [3.0, 0.5])
-    out = layer.forward(x, training=False)
+    out = layer.forward(x, training=False)[0]
     np.testing.assert_allclose(out[:, 0], (x[:, 0] - 2) / np.sqrt(3 + 1e-3))
 
 
@@ -101,11 +103,11 @@ def test_against_reference_backend(make, shape, rng, threads):
     results = {}
     for backend in ("numpy", "cython"):
         with fastconv.use_backend(backend):
-            out = layer.forward(x)
+            out, ctx = layer.forward(x)
             dout = np.ones_like(out) * np.linspace(-1, 1, out.size, dtype=np.float32).reshape(
                 out.shape)
-            dx = layer.backward(dout)
-            results[backend] = (out, dx, {k: v.copy() for k, v in layer.grads.items()})
+            dx, grads = layer.backward(dout, ctx)
+            results[backend] = (out, dx, {i: g.copy() for i, (_, g) in enumerate(grads)})
     ref, fast = results["numpy"], results["cython"]
     assert_close(fast[0], ref[0])
     assert_close(fast[1], ref[1], rtol=1e-4)
@@ -120,8 +122,8 @@ def test_channels_first_matches_channels_last(rng):
                    (2, 3, 6, 6))
     first.set_weights(last.get_weights())
     assert first.kernel.shape == (3, 3, 3, 4)
-    out = first.forward(x.transpose(0, 3, 1, 2))
-    np.testing.assert_allclose(out, last.forward(x).transpose(0, 3, 1, 2), rtol=1e-12)
+    out = first.forward(x.transpose(0, 3, 1, 2))[0]
+    np.testing.assert_allclose(out, last.forward(x)[0].transpose(0, 3, 1, 2), rtol=1e-12)
     assert first.output_shape == (None, 4, 4, 4)
 
 
@@ -162,15 +164,15 @@ def test_callable_initializer_and_config_round_trip():
 def test_dropout_is_inverted_seeded_and_training_only():
     x = np.ones((200, 50), np.float32)
     drop = layers.Dropout(0.25, seed=3)
-    assert drop.forward(x, training=False) is x
-    out = drop.forward(x, training=True)
+    assert drop.forward(x, training=False)[0] is x
+    out, ctx = drop.forward(x, training=True)
     kept = out != 0
     np.testing.assert_array_equal(out[kept], np.float32(1 / 0.75))
     assert abs(kept.mean() - 0.75) < 0.02
     dout = np.full_like(x, 2.0)
-    np.testing.assert_array_equal(drop.backward(dout), np.where(kept, 2 / 0.75, 0).astype(
-        np.float32))
-    again = layers.Dropout(0.25, seed=3).forward(x, training=True)
+    np.testing.assert_array_equal(drop.backward(dout, ctx)[0], np.where(
+        kept, 2 / 0.75, 0).astype(np.float32))
+    again = layers.Dropout(0.25, seed=3).forward(x, training=True)[0]
     np.testing.assert_array_equal(again, out)
 
 

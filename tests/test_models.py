@@ -149,12 +149,12 @@ def test_whole_model_gradients_and_input_gradient(rng):
         layer.dtype = np.dtype(np.float64)
     m64.set_weights(model.get_weights())
     x64 = x.copy()
-    out = m64.forward(x64)
+    out, ctx = m64.forward(x64)
     g = np.zeros_like(out)
     g[:, 1] = 1
-    dx = m64.backward(g)
+    dx, _ = m64.backward(g, ctx)
     from fastconv.testing import assert_close, numerical_gradient
-    assert_close(dx, numerical_gradient(lambda: m64.forward(x64), x64, g), rtol=1e-6)
+    assert_close(dx, numerical_gradient(lambda: m64.forward(x64)[0], x64, g), rtol=1e-6)
     a, c = m64.intermediate_outputs(x64, [0, m64.layers[2].name])
     assert a.shape == (3, 4, 4, 3) and c.shape == (3, 12)
 
@@ -270,22 +270,24 @@ def test_training_skips_only_the_first_layers_input_gradient():
     conv = model.layers[0]
     original = conv.backward
 
-    def spy(d):
-        calls.append(conv.input_grad)
-        return original(d)
+    def spy(d, ctx, need_dx=True):
+        calls.append(need_dx)
+        return original(d, ctx, need_dx)
 
     conv.backward = spy
     targets = model.loss.prepare_targets(y, model.output_shape)
-    _, _, params, grads = model._loss_and_backward(x, targets)
-    grads = [g.copy() for g in grads]  # layers reuse their gradient buffers
-    assert calls == [False] and conv.input_grad is True
+    _, _, params, grads = model._loss_and_grads([x], targets)
+    grads = [g.copy() for g in grads]
+    assert calls == [False]
     # The skipped input gradient changes no parameter gradient: compare with a full
-    # backward pass through the public API.
-    out = model.forward(x, training=True)
-    model.backward(model.loss.value_and_grad(targets, out)[1])
-    assert calls == [False, True]
-    for (layer, name, _), g in zip(model._train_items(), grads):
-        np.testing.assert_allclose(layer.grads[name], g, rtol=1e-6)
+    # backward pass through the public API (the model as a layer).
+    out, ctx = model.forward(x, training=True)
+    dx, full = model.backward(model.loss.value_and_grad(targets, out)[1], ctx)
+    assert calls == [False, True] and dx.shape == x.shape
+    assert len(full) == len(grads)
+    found = {id(w): g for w, g in full}
+    for (_, _, arr), g in zip(model._train_items(), grads):
+        np.testing.assert_allclose(found[id(arr)], g, rtol=1e-6)
 
 
 def test_augmentation_layers_come_from_fastconv_layers_and_load(tmp_path):
@@ -340,8 +342,8 @@ def test_fused_conv_pool_steps_match_layer_by_layer(fuse_layers, threads):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     if fast._HAVE_AVX2:  # the first block ran on the fused kernels
         models.FUSE_LAYERS = True
-        model.predict(x[:2])
-        assert "win" in model._steps()[0]._cache.arrays
+        _, cache = model._steps()[0].forward(x[:2])
+        assert "win" in cache.arrays
 
 
 def test_fusion_only_where_it_is_the_same_computation(fuse_layers):
@@ -374,7 +376,7 @@ def test_fused_plan_follows_changed_layers(fuse_layers, rng):
     assert type(model._steps()[0]).__name__ == "_ConvReLUMaxPool"
     model.layers[0].activation = layers._activations.get("tanh")
     assert type(model._steps()[0]).__name__ == "Conv2D"
-    want = model.layers[1].forward(model.layers[0].forward(x))
+    want = model.layers[1].forward(model.layers[0].forward(x)[0])[0]
     np.testing.assert_array_equal(model.intermediate_outputs(x, [1])[0], want)
 
 
@@ -434,7 +436,7 @@ def test_fused_step_checks_its_arguments_again_when_anything_changes(fuse_layers
 
     def run(x, expect_checked):
         calls.clear()
-        out = step.forward(x)
+        out, _ = step.forward(x)
         assert bool(calls) == expect_checked
         ref, _ = ops.conv2d_relu_maxpool_forward(
             x, conv.kernel, conv.bias, conv.strides, conv.padding, conv.dilation_rate,
@@ -490,6 +492,6 @@ def test_training_steps_reuse_their_large_arrays_and_nothing_else_sees_them(rng)
     for a, b in zip(first, kept):
         np.testing.assert_array_equal(a, b)
     dropout = model.layers[2]
-    a = dropout.forward(x[:4, :5, :5, :1].repeat(8, axis=3).copy(), training=True)
-    b = dropout.forward(x[:4, :5, :5, :1].repeat(8, axis=3).copy(), training=True)
+    a = dropout.forward(x[:4, :5, :5, :1].repeat(8, axis=3).copy(), training=True)[0]
+    b = dropout.forward(x[:4, :5, :5, :1].repeat(8, axis=3).copy(), training=True)[0]
     assert a is not b and not np.shares_memory(a, b)

@@ -86,7 +86,7 @@ def test_feature_extractor_equals_layer_by_layer_forward():
     # Every requested layer against running the layers one at a time (Dropout off).
     acts, h = [], x
     for la in model.layers:
-        h = la.forward(h, False)
+        h = la.forward(h, False)[0]
         acts.append(h.copy())
     np.testing.assert_array_equal(p1, acts[1])
     np.testing.assert_array_equal(d1, acts[5])
@@ -115,7 +115,7 @@ def test_feature_extractor_bad_layers(layers, match):
 
 
 def test_feature_extractor_bad_model():
-    with pytest.raises(TypeError, match="`model` must be a fastconv.models.Sequential"):
+    with pytest.raises(TypeError, match="`model` must be a fastconv model"):
         visualize.feature_extractor(object(), 0)
     unbuilt = Sequential([Conv2D(2, 3)])
     with pytest.raises(ValueError, match="`model` must be built"):
@@ -202,12 +202,17 @@ def test_activation_maximization_value_range_and_channels_first_shape():
     assert x.min() >= 0.0 and x.max() <= 1.0
 
 
-def test_activation_maximization_restores_input_grad():
+def test_activation_maximization_after_training_reaches_the_input():
+    # Training skips the first layer's input gradient (nothing needs it there); the
+    # input gradient of activation maximization must still reach the input.
     model = small_cnn()
-    first = model.layers[0]
-    first.input_grad = False  # as a training loop may leave it
-    visualize.activation_maximization(model, "c1", 0, steps=2)
-    assert first.input_grad is False
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).random((4,) + model.input_shape[1:]).astype(np.float32)
+    y = np.eye(model.output_shape[-1])[[0, 1, 0, 1]].astype(np.float32)
+    model.train_on_batch(x, y)
+    start = np.full(model.input_shape[1:], 0.5, np.float32)
+    out = visualize.activation_maximization(model, "c1", 0, steps=2, initial=start)
+    assert not np.array_equal(out, start)
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
@@ -380,7 +385,7 @@ def test_plot_feature_maps_show_the_layer_outputs():
     h = img[None, ..., None]
     expected = []
     for la in model.layers[:3]:
-        h = la.forward(h, False)
+        h = la.forward(h, False)[0]
         expected += [h[0, :, :, c].copy() for c in range(h.shape[-1])]
     for ax, want in zip(fig.axes, expected):
         np.testing.assert_array_equal(ax.images[0].get_array(), want)
