@@ -107,7 +107,9 @@ def _padding(value: Any) -> str:
 
 def _data_format(value: Any) -> str:
     if value is None:
-        return "channels_last"
+        from .config import image_data_format
+
+        return image_data_format()
     if value not in ("channels_last", "channels_first"):
         raise fail("data_format", "None, 'channels_last' or 'channels_first'", value)
     return value
@@ -472,7 +474,7 @@ class Layer:
     def _direct_sublayers(self) -> List["Layer"]:
         out = []
         for k, v in self.__dict__.items():
-            if k in ("_inbound_nodes", "_traced", "_kept_arrays"):
+            if k in _NOT_SUBLAYERS:
                 continue
             stack = [v]
             while stack:
@@ -585,6 +587,12 @@ class Layer:
 
 _LOCK, _RLOCK = type(threading.Lock()), type(threading.RLock())
 
+# Attributes of fastconv's own that refer to layers without owning them (graph records,
+# caches): never taken for sublayers.
+_NOT_SUBLAYERS = frozenset({"_inbound_nodes", "_traced", "_all_layers", "_items_cache",
+                            "_graph", "_seq_graph", "_inputs_struct", "_outputs_struct",
+                            "_input_tensor", "_output_tensor", "optimizer", "history"})
+
 
 def _shape_key(shape: Any) -> tuple:
     if isinstance(shape, list):
@@ -645,7 +653,11 @@ class InputLayer(Layer):
                          batch_input_shape=batch_shape, **kwargs)
         self.built = True
         self.input_shape = self.output_shape = tuple(self._batch_input_shape)
-        tensor = KerasTensor(self._batch_input_shape, self.dtype or np.float32, name=self.name,
+        if self.dtype is None:
+            from .config import floatx
+
+            self.dtype = np.dtype(floatx())
+        tensor = KerasTensor(self._batch_input_shape, self.dtype, name=self.name,
                              history=(self, 0, 0))
         self._inbound_nodes.append(Node(self, [], None, [tensor]))
 

@@ -123,8 +123,12 @@ class Model(Trainer, Layer):
             raise fail("input_shape", "the input shape, batch axis included", None, TypeError)
         shape = [tuple(s) for s in input_shape] if isinstance(input_shape, list) \
             else tuple(input_shape)
-        self.build_for(shape, self.dtype or np.float32)
         self._shape_built = shape
+        try:
+            self.build_for(shape, self.dtype or np.float32)
+        except BaseException:
+            self._shape_built = None
+            raise
 
     @property
     def layers(self) -> List[Layer]:
@@ -510,7 +514,11 @@ class Sequential(Model):
     def __init__(self, layers: Optional[Sequence[Layer]] = None, name: Optional[str] = None,
                  dtype: Any = None, trainable: bool = True):
         Model.__init__(self, name=name or _unique_name("sequential"), trainable=trainable)
-        self.dtype = np.dtype(dtype if dtype is not None else np.float32)
+        if dtype is None:
+            from .config import floatx
+
+            dtype = floatx()
+        self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise fail("dtype", "'float32' or 'float64'", dtype, TypeError)
         self._layers: List[Layer] = []

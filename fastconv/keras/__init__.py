@@ -1,0 +1,43 @@
+"""The Keras API on fastconv: change ``import keras`` to ``import fastconv.keras as keras``.
+
+Mirrors the ``keras`` namespace for everything fastconv has: ``keras.Input``,
+``keras.Model``, ``keras.Sequential`` and the modules ``layers``, ``models``,
+``optimizers``, ``losses``, ``metrics``, ``callbacks``, ``activations``,
+``initializers``, ``regularizers``, ``utils``, ``datasets``, ``ops``, ``saving`` and
+``backend``. A Keras name fastconv lacks raises AttributeError (ImportError in a
+``from ... import``) that says so.
+"""
+
+from __future__ import annotations
+
+from ..layers import Input, Layer
+from ..models import Model, Sequential
+from . import (
+    activations,
+    backend,
+    callbacks,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    ops,
+    optimizers,
+    regularizers,
+    saving,
+    utils,
+)
+from ._namespace import missing
+
+__version__ = "3.0.0-fastconv"
+
+__all__ = ["Input", "Layer", "Model", "Sequential", "activations", "backend", "callbacks",
+           "datasets", "initializers", "layers", "losses", "metrics", "models", "ops",
+           "optimizers", "regularizers", "saving", "utils"]
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise missing(__name__, name)

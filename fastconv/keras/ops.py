@@ -1,0 +1,39 @@
+"""``keras.ops``: tensor operations with gradients (see :mod:`fastconv.operations`)."""
+
+from ..operations import (  # noqa: F401
+    abs,
+    add,
+    clip,
+    concatenate,
+    divide,
+    exp,
+    log,
+    matmul,
+    max,
+    maximum,
+    mean,
+    minimum,
+    multiply,
+    negative,
+    relu,
+    reshape,
+    sigmoid,
+    softmax,
+    sqrt,
+    square,
+    subtract,
+    sum,
+    tanh,
+    transpose,
+)
+from ._namespace import missing
+
+__all__ = ["abs", "add", "clip", "concatenate", "divide", "exp", "log", "matmul", "max",
+           "maximum", "mean", "minimum", "multiply", "negative", "relu", "reshape",
+           "sigmoid", "softmax", "sqrt", "square", "subtract", "sum", "tanh", "transpose"]
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise missing(__name__, name)
