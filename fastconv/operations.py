@@ -169,7 +169,7 @@ class WeightRead(Operation):
         self.layer, self.weight_name = layer, name
         self._arity = []
 
-    def __call__(self, args):
+    def __call__(self, args=()):
         w = self.layer._weight(self.weight_name)
         return record(self, [], tuple(w.shape), w.dtype)
 
@@ -193,15 +193,15 @@ class Constant(Operation):
 
     name = "constant"
 
-    def __init__(self, value):
+    def __init__(self, value, dtype=None):
         super().__init__()
-        self.value = np.asarray(value)
+        self.value = np.asarray(value, dtype=dtype)
         self._arity = []
 
     def get_config(self):
-        return {"value": self.value.tolist()}
+        return {"value": self.value.tolist(), "dtype": self.value.dtype.name}
 
-    def __call__(self, args):
+    def __call__(self, args=()):
         return record(self, [], tuple(self.value.shape), self.value.dtype
                       if self.value.dtype.kind == "f" else "float32")
 
