@@ -350,6 +350,16 @@ class _Step:
         self.need_dx, self.active = True, True
 
 
+def _has_trainable(op) -> bool:
+    """Whether ``op`` has a weight the optimizer trains (asked on every backward pass:
+    a primitive layer answers from its flags, without walking sublayers)."""
+    layer = getattr(op, "conv", op)  # a fused pair trains its convolution's weights
+    flags = getattr(layer, "_weight_trainable", None)
+    if flags is not None and not layer._composite():
+        return layer.trainable and True in flags
+    return bool(op.trainable_weights)
+
+
 class _Plan:
     def __init__(self, steps, fused_pairs, fuse):
         self.steps, self.fused_pairs, self.fuse = steps, fused_pairs, fuse
@@ -520,7 +530,7 @@ class Graph:
     def _flags(self, plan: _Plan, input_grads: bool) -> list:
         """Per step: (needs dx, runs backward at all), from which tensors depend on a
         trainable weight (or on the inputs, when their gradient is asked for)."""
-        key = (input_grads,) + tuple(bool(s.op.trainable_weights) for s in plan.steps)
+        key = (input_grads,) + tuple(_has_trainable(s.op) for s in plan.steps)
         flags = plan.flags.get(key)
         if flags is None:
             req = [input_grads] * len(self.inputs) + [False] * (self.n_slots - len(self.inputs))
