@@ -443,7 +443,7 @@ def test_keras_namespace_has_the_lecture_names_and_says_what_it_lacks():
         SparseCategoricalCrossentropy
     assert keras.layers.MaxPool2D is keras.layers.MaxPooling2D
     with pytest.raises(AttributeError, match="fastconv does not implement keras.layers.LSTM"):
-        keras.layers.LSTM
+        _ = keras.layers.LSTM
     assert not hasattr(keras.layers, "GRU")
     with pytest.raises(ImportError, match="fastconv does not implement keras.layers.GRU"):
         from fastconv.keras.layers import GRU  # noqa: F401
