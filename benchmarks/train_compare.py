@@ -175,13 +175,13 @@ def overhead(args) -> None:
     Kernel time is the time inside fastconv's compiled kernels (every function of its
     extension modules ``_conv``, ``_pool`` and ``_elementwise``, called from the
     backends, the Dropout layer and the optimizers) and inside the BLAS matrix
-    products of the Dense layers (``fastconv.layers._matmul``). The rest (Python,
+    products of the Dense layers (``fastconv.layers.core._matmul``). The rest (Python,
     NumPy glue such as reshapes, the bias add and the loss, argument checks,
     allocation) is the overhead that issue 4 bounds.
     """
     import fastconv
     from fastconv import _conv, _elementwise, _pool
-    from fastconv import layers as layers_module
+    from fastconv.layers import core as layers_module
     from fastconv.utils import set_random_seed
 
     fastconv.set_num_threads(args.threads)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastconv
+import fastconv.layers.core  # noqa: F401  (patched below)
 from fastconv import _elementwise, layers, losses, optimizers
 from fastconv.layers import Dense, Dropout
 
@@ -184,7 +185,7 @@ def test_dense_compiled_epilogue_matches_numpy(activation, rng, monkeypatch):
     dout = rng.standard_normal((5, 4)).astype(np.float32)
     results = []
     for compiled in (_elementwise, None):
-        monkeypatch.setattr(layers, "_elementwise", compiled)
+        monkeypatch.setattr(layers.core, "_elementwise", compiled)
         layer = Dense(4, activation=activation, bias_initializer="glorot_uniform")
         layer.build_for((None, 6))
         layer.set_weights([np.linspace(-1, 1, 24).reshape(6, 4),

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+import fastconv
 from fastconv import layers, models
 from fastconv.callbacks import CSVLogger, EarlyStopping, LearningRateScheduler, TerminateOnNaN
 from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
@@ -292,7 +293,7 @@ def test_training_skips_only_the_first_layers_input_gradient():
 
 def test_augmentation_layers_come_from_fastconv_layers_and_load(tmp_path):
     from fastconv import layers as L
-    from fastconv import preprocessing
+    from fastconv.layers import preprocessing
 
     assert L.RandomFlip is preprocessing.RandomFlip  # Keras 3: keras.layers.RandomFlip
     model = Sequential([L.Input(shape=(6, 6, 1)), L.Rescaling(0.5), L.RandomFlip(seed=1),
@@ -374,7 +375,7 @@ def test_fused_plan_follows_changed_layers(fuse_layers, rng):
     x = rng.standard_normal((2, 9, 9, 1)).astype(np.float32)
     model.predict(x)
     assert type(model._steps()[0]).__name__ == "_ConvReLUMaxPool"
-    model.layers[0].activation = layers._activations.get("tanh")
+    model.layers[0].activation = fastconv.activations.get("tanh")
     assert type(model._steps()[0]).__name__ == "Conv2D"
     want = model.layers[1].forward(model.layers[0].forward(x)[0])[0]
     np.testing.assert_array_equal(model.intermediate_outputs(x, [1])[0], want)

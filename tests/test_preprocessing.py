@@ -204,7 +204,7 @@ def test_save_and_load_round_trip(tmp_path, monkeypatch):
 @pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
 def test_compiled_gather_is_the_numpy_gather_bit_for_bit(dtype, fill_mode, interpolation,
                                                          threads, monkeypatch, rng):
-    from fastconv import preprocessing
+    from fastconv.layers import preprocessing
 
     kernels = preprocessing._image
     x = rng.standard_normal((5, 9, 7, 3)).astype(dtype)

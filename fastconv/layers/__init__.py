@@ -1,0 +1,89 @@
+"""Keras-compatible layers with explicit forward and backward passes.
+
+Each layer normalises its arguments in ``__init__`` (Keras's names and defaults),
+creates its weights in ``build(input_shape)`` (Keras's shapes, so weights taken from a
+Keras model load with ``set_weights``), and answers ``compute_output_shape`` and
+``get_config``, so a model knows every shape before it sees data.
+
+A layer holds its configuration and weights only. What one call needs for its
+backward pass lives in the context that call returns, in the CS231n manner:
+
+- ``forward(inputs, training=False, workspace=None) -> (outputs, ctx)``;
+- ``backward(dout, ctx, need_dx=True) -> (dx, [(weight, gradient), ...])``, the
+  gradient with respect to the inputs (None when ``need_dx`` is False and the layer
+  can skip it) and one gradient per weight, which the model adds up over calls.
+
+So one layer object can be called at several points of a model (shared weights), and
+two threads can run one model at once. Calling a layer on symbolic tensors
+(``keras.Input``) records a node of a graph (:mod:`fastconv.graph`); calling it on
+arrays computes. A subclass that defines ``call(inputs, training=None)`` composing
+other layers, activations, :mod:`fastconv.operations` and ``+ - * /`` is traced into a
+graph of those calls, so it trains with no backward written by hand.
+
+Shapes are Keras's, with ``None`` for the batch axis: images are ``(N, H, W, C)``
+(``data_format='channels_last'``, the default) or ``(N, C, H, W)``
+(``'channels_first'``, handled by transposing at the layer's edges). Convolution and
+pooling always run through :mod:`fastconv.ops`, so on the active backend.
+"""
+
+from __future__ import annotations
+
+from .base import (  # noqa: F401
+    Ctx,
+    Input,
+    InputLayer,
+    Layer,
+    _data_format,
+    _fmt,
+    _name_counts,
+    _name_lock,
+    _snake,
+    _unique_name,
+)
+from .convolutional import Conv2D, Convolution2D
+from .core import ELU, Activation, Dense, Dropout, Flatten, LeakyReLU, Maxout, ReLU, Softmax
+from .fused import _ConvReLUMaxPool  # noqa: F401
+from .merging import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
+from .normalization import BatchNormalization
+from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
+from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, Rescaling
+
+__all__ = [
+    "Layer", "InputLayer", "Input", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten",
+    "Dense", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
+    "BatchNormalization", "Maxout", "Add", "Subtract", "Multiply", "Average", "Maximum",
+    "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
+    "minimum", "concatenate", "Rescaling", "RandomFlip", "RandomTranslation",
+    "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "get_layer_class",
+]
+
+_LAYERS = {c.__name__: c for c in (
+    InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, Activation,
+    ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout, Add, Subtract, Multiply,
+    Average, Maximum, Minimum, Concatenate, Rescaling, RandomFlip, RandomTranslation,
+    RandomRotation)}
+
+
+def get_layer_class(class_name: str) -> type:
+    """The layer class saved under ``class_name``; only fastconv's own layers load."""
+    if class_name not in _LAYERS:
+        raise ValueError(
+            f"Unknown layer class {class_name!r} in the saved model; fastconv knows "
+            f"{sorted(_LAYERS)}"
+        )
+    return _LAYERS[class_name]
