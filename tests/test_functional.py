@@ -526,3 +526,25 @@ def test_random_graphs_backends_agree_and_gradients_match(case):
             flat[i] = old
             num = (plus - minus) / (2 * h)
             assert abs(g.reshape(-1)[i] - num) <= 1e-5 * max(1.0, np.abs(g).max()), (i, num)
+
+
+def test_keras3_weights_give_keras3_predictions_and_one_sgd_step(monkeypatch):
+    """The reference file holds Keras 3.15.1's (JAX backend) initial weights, inputs,
+    predictions and weights after one SGD step for three architectures (a residual and
+    inception graph with BatchNormalization, a two-input graph with a shared layer and
+    subtract, a Sequential of subclassed ResNet units); tools/keras_parity.py made it
+    with Keras and loads the same weights into the same code run on fastconv.keras."""
+    import importlib.util
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "keras_parity", os.path.join(root, "tools", "keras_parity.py"))
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)
+    results = parity.compare(os.path.join(root, "tests", "data", "keras3_parity.npz"))
+    assert set(results) == {"residual_inception", "two_inputs", "subclassed_resnet"}
+    for name, (err_pred, loss, keras_loss, err_step, _) in results.items():
+        assert err_pred < 1e-6, name
+        assert abs(loss - keras_loss) < 1e-5 * max(1.0, keras_loss), name
+        assert err_step < 1e-5, name

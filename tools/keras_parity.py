@@ -1,0 +1,205 @@
+"""Check fastconv against Keras 3 on the same architectures, weights and data.
+
+The models are written once, against a ``keras`` module passed in, so the same code
+builds the Keras model and the fastconv one (``import fastconv.keras as keras``).
+Run in two steps, Keras in a virtual environment of its own (never a dependency):
+
+    anchor-venv/bin/python tools/keras_parity.py keras parity.npz      # Keras 3 side
+    python tools/keras_parity.py fastconv parity.npz                   # compares
+
+The test suite runs the comparison on ``tests/data/keras3_parity.npz``, written by the
+first step (Keras 3.15.1 on JAX) for the smaller models:
+
+    anchor-venv/bin/python tools/keras_parity.py keras tests/data/keras3_parity.npz \
+        residual_inception two_inputs subclassed_resnet
+
+The first writes, per model, the initial weights (Keras's ``get_weights()`` order),
+the input batch, Keras's predictions, and the weights after one SGD step on a batch
+(``train_on_batch``). The second loads the same weights into fastconv's model with
+``set_weights``, and compares its predictions and its weights after the same step.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+
+def residual_inception(keras):
+    layers = keras.layers
+    inputs = keras.Input(shape=(12, 12, 3))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    residual = x
+    x = layers.Conv2D(8, 3, padding="same")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    x = layers.add([x, residual])
+    a = layers.Conv2D(4, 1, activation="relu")(x)
+    b = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    c = layers.MaxPooling2D(3, strides=1, padding="same")(x)
+    x = layers.concatenate([a, b, c])
+    x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(16, activation="relu")(x)
+    outputs = layers.Dense(5, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def two_inputs(keras):
+    layers = keras.layers
+    image = keras.Input(shape=(10, 10, 1))
+    extra = keras.Input(shape=(4,))
+    x = layers.Conv2D(6, 3, activation="relu")(image)
+    x = layers.AveragePooling2D(2)(x)
+    x = layers.Flatten()(x)
+    y = layers.Dense(6, activation="tanh")(extra)
+    shared = layers.Dense(6, activation="relu")
+    z = layers.concatenate([shared(layers.Dense(6)(x)), shared(y)])
+    z = layers.subtract([layers.Dense(3)(z), layers.Dense(3)(z)])
+    outputs = layers.Activation("softmax")(z)
+    return keras.Model([image, extra], outputs)
+
+
+def sequential_lecture(keras):
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(32, kernel_size=3, activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(10, activation="softmax")])
+
+
+def make_subclassed(keras):
+    layers = keras.layers
+
+    class ResidualUnit(keras.layers.Layer):
+        def __init__(self, filters, strides=1, **kwargs):
+            super().__init__(**kwargs)
+            self.activation = keras.activations.get("relu")
+            self.main_layers = [
+                layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False),
+                layers.BatchNormalization(), self.activation,
+                layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                layers.BatchNormalization()]
+            self.skip_layers = []
+            if strides > 1:
+                self.skip_layers = [
+                    layers.Conv2D(filters, 1, strides=strides, padding="same", use_bias=False),
+                    layers.BatchNormalization()]
+
+        def call(self, inputs):
+            z = inputs
+            for layer in self.main_layers:
+                z = layer(z)
+            skip = inputs
+            for layer in self.skip_layers:
+                skip = layer(skip)
+            return self.activation(z + skip)
+
+    def build(keras_):
+        return keras_.Sequential([
+            keras_.Input(shape=(8, 8, 3)),
+            layers.Conv2D(8, 3, padding="same", use_bias=False),
+            ResidualUnit(8), ResidualUnit(16, strides=2),
+            layers.Flatten(), layers.Dense(4, activation="softmax")])
+
+    return build(keras)
+
+
+MODELS = {"residual_inception": residual_inception, "two_inputs": two_inputs,
+          "sequential_lecture": sequential_lecture, "subclassed_resnet": make_subclassed}
+
+
+def data_for(name, model, rng):
+    shapes = [tuple(t.shape[1:]) for t in model.inputs]
+    xs = [rng.random((8,) + s).astype("float32") for s in shapes]
+    n_out = model.outputs[0].shape[-1]
+    y = rng.integers(0, n_out, 8)
+    return xs, y
+
+
+def run_keras(path, names=None):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    out = {"keras_version": np.array(keras.__version__)}
+    for name, build in MODELS.items():
+        if names and name not in names:
+            continue
+        keras.utils.set_random_seed(0)
+        model = build(keras)
+        rng = np.random.default_rng(1)
+        xs, y = data_for(name, model, rng)
+        arg = xs if len(xs) > 1 else xs[0]
+        weights = model.get_weights()
+        out[f"{name}/n_weights"] = np.array(len(weights))
+        for i, w in enumerate(weights):
+            out[f"{name}/w{i}"] = w
+        for i, x in enumerate(xs):
+            out[f"{name}/x{i}"] = x
+        out[f"{name}/y"] = y
+        out[f"{name}/pred"] = np.asarray(model.predict(arg, verbose=0))
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1),
+                      loss="sparse_categorical_crossentropy")
+        out[f"{name}/loss"] = np.array(float(model.train_on_batch(arg, y)))
+        for i, w in enumerate(model.get_weights()):
+            out[f"{name}/after{i}"] = w
+    np.savez_compressed(path, **out)
+    print(f"wrote {path} (Keras {keras.__version__}, backend {keras.backend.backend()})")
+
+
+def compare(path):
+    """``{model name: (prediction error, loss, Keras's loss, step error)}`` for the models
+    in the file written by ``run_keras``."""
+    import fastconv.keras as keras
+
+    ref = np.load(path)
+    results = {}
+    for name, build in MODELS.items():
+        if f"{name}/n_weights" not in ref:
+            continue
+        model = build(keras)
+        n = int(ref[f"{name}/n_weights"])
+        weights = [ref[f"{name}/w{i}"] for i in range(n)]
+        mine = model.get_weights()
+        if [a.shape for a in mine] != [w.shape for w in weights]:
+            raise AssertionError(f"{name}: weight shapes differ: fastconv "
+                                 f"{[a.shape for a in mine]}, Keras {[w.shape for w in weights]}")
+        model.set_weights(weights)
+        xs = [ref[f"{name}/x{i}"] for i in range(len(model.inputs))]
+        arg = xs if len(xs) > 1 else xs[0]
+        err_pred = float(np.max(np.abs(model.predict(arg) - ref[f"{name}/pred"])))
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1),
+                      loss="sparse_categorical_crossentropy")
+        loss = float(model.train_on_batch(arg, ref[f"{name}/y"]))
+        # Relative to the model's largest weight: a bias that a BatchNormalization
+        # after it makes all but stationary has no meaningful relative error of its own.
+        scale = max(float(np.max(np.abs(ref[f"{name}/after{i}"]))) for i in range(n))
+        err_step = max(float(np.max(np.abs(a - ref[f"{name}/after{i}"]))) / scale
+                       for i, a in enumerate(model.get_weights()))
+        results[name] = (err_pred, loss, float(ref[f"{name}/loss"]), err_step, n)
+    return results
+
+
+def run_fastconv(path):
+    worst = 0.0
+    for name, (err_pred, loss, keras_loss, err_step, n) in compare(path).items():
+        print(f"{name}: {n} weight arrays; predictions max |diff| {err_pred:.2e}; loss "
+              f"{loss:.6f} vs Keras {keras_loss:.6f}; weights after one SGD step: max diff / "
+              f"largest weight {err_step:.2e}")
+        worst = max(worst, err_pred, err_step, abs(loss - keras_loss))
+    print(f"worst: {worst:.2e}")
+    return 0 if worst < 1e-4 else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("keras", "fastconv"):
+        sys.exit("usage: keras_parity.py keras|fastconv FILE.npz [model names]")
+    if sys.argv[1] == "keras":
+        run_keras(sys.argv[2], sys.argv[3:])
+    else:
+        sys.exit(run_fastconv(sys.argv[2]))
