@@ -40,6 +40,15 @@ def _atomic_write(filepath, data: bytes, overwrite: bool) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastconv-", suffix=".tmp", dir=directory)
     try:
+        # mkstemp makes the file private (0600); give it the mode an ordinary write
+        # would have: the replaced file's, or 0666 less the umask.
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -496,3 +496,29 @@ def test_training_steps_reuse_their_large_arrays_and_nothing_else_sees_them(rng)
     a = dropout.forward(x[:4, :5, :5, :1].repeat(8, axis=3).copy(), training=True)[0]
     b = dropout.forward(x[:4, :5, :5, :1].repeat(8, axis=3).copy(), training=True)[0]
     assert a is not b and not np.shares_memory(a, b)
+
+
+def test_files_written_before_the_functional_api_still_load():
+    # Written by fastconv at commit 2dde712 (before models became graphs): a trained
+    # Sequential model with Rescaling, BatchNormalization, Dropout and an l2 penalty,
+    # with that version's predictions for the stored input.
+    here = os.path.join(os.path.dirname(__file__), "data")
+    model = models.load_model(os.path.join(here, "fastconv_0.1_sequential.zip"))
+    io = np.load(os.path.join(here, "fastconv_0.1_sequential_io.npz"))
+    np.testing.assert_allclose(model.predict(io["x"]), io["pred"], rtol=1e-6, atol=1e-7)
+    assert model.optimizer is not None and [type(la).__name__ for la in model.layers][:3] == [
+        "Rescaling", "Conv2D", "BatchNormalization"]
+
+
+def test_saved_files_get_the_mode_of_an_ordinary_write(tmp_path):
+    model = Sequential([Dense(2, input_shape=(3,))])
+    path = str(tmp_path / "m.zip")
+    umask = os.umask(0o022)
+    try:
+        model.save(path)
+        assert os.stat(path).st_mode & 0o777 == 0o644
+        os.chmod(path, 0o640)
+        model.save(path)  # overwriting keeps the file's mode
+        assert os.stat(path).st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)
