@@ -141,6 +141,11 @@ class Model(Trainer, Layer):
     def _sublayers_for_weights(self) -> List[Layer]:
         return self.layers
 
+    def _direct_sublayers(self) -> List[Layer]:
+        if self._functional:
+            return [la for la in self.layers if not la._is_input_layer]
+        return Layer._direct_sublayers(self)
+
     def _layers_flat(self) -> tuple:
         """Every layer inside the model, nested ones included (cached per graph)."""
         graph = self._graph if self._functional else None

@@ -25,7 +25,7 @@ __all__ = [
     "Operation", "add", "subtract", "multiply", "divide", "negative", "relu", "sigmoid",
     "tanh", "softmax", "exp", "log", "sqrt", "square", "abs", "clip", "maximum", "minimum",
     "concatenate", "reshape", "transpose", "mean", "sum", "max", "matmul",
-    "broadcast_shape", "unbroadcast",
+    "broadcast_shape", "unbroadcast", "convert_to_numpy", "convert_to_tensor",
 ]
 
 
@@ -736,3 +736,15 @@ def matmul(x1, x2):
     """Matrix product (NumPy's ``matmul`` rules)."""
     return Matmul()(x1, x2)
 
+
+
+def convert_to_numpy(x):
+    """``x`` as a NumPy array (fastconv's tensors are NumPy arrays already)."""
+    return np.asarray(x)
+
+
+def convert_to_tensor(x, dtype=None):
+    """``x`` as an array of ``dtype`` (a symbolic tensor is returned as it is)."""
+    if isinstance(x, KerasTensor):
+        return x
+    return np.asarray(x, dtype=dtype)

@@ -548,3 +548,27 @@ def test_keras3_weights_give_keras3_predictions_and_one_sgd_step(monkeypatch):
         assert err_pred < 1e-6, name
         assert abs(loss - keras_loss) < 1e-5 * max(1.0, keras_loss), name
         assert err_step < 1e-5, name
+
+
+def test_freezing_a_base_model_and_a_lambda_layer(rng):
+    set_random_seed(4)
+    base_in = keras.Input((6, 6, 1))
+    base = keras.Model(base_in, layers.BatchNormalization()(layers.Conv2D(3, 3)(base_in)))
+    base.trainable = False  # Keras: every sublayer frozen, BatchNormalization in inference
+    assert all(not la.trainable for la in base.layers[1:])
+    inputs = keras.Input((6, 6, 1))
+    x = layers.Lambda(lambda t: t * 2.0 - 1.0)(inputs)
+    x = base(x, training=False)
+    outputs = layers.Dense(2, activation="softmax")(layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    assert len(model.trainable_weights) == 2 and len(model.non_trainable_weights) == 6
+    frozen = base.get_weights()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    data = rng.random((8, 6, 6, 1)).astype(np.float32)
+    model.fit(data, np.arange(8) % 2, epochs=2, verbose=0)
+    for a, b in zip(frozen, base.get_weights()):
+        np.testing.assert_array_equal(a, b)  # moving statistics included
+    np.testing.assert_allclose(layers.Lambda(lambda t: t * 2.0 - 1.0)(data), data * 2 - 1)
+    assert keras.ops.convert_to_numpy(model(data)).shape == (8, 2)
+    with pytest.raises(ValueError, match="Lambda.*does not save"):
+        model.get_config()

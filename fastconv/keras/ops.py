@@ -5,6 +5,8 @@ from ..operations import (  # noqa: F401
     add,
     clip,
     concatenate,
+    convert_to_numpy,
+    convert_to_tensor,
     divide,
     exp,
     log,
@@ -28,9 +30,10 @@ from ..operations import (  # noqa: F401
 )
 from ._namespace import missing
 
-__all__ = ["abs", "add", "clip", "concatenate", "divide", "exp", "log", "matmul", "max",
-           "maximum", "mean", "minimum", "multiply", "negative", "relu", "reshape",
-           "sigmoid", "softmax", "sqrt", "square", "subtract", "sum", "tanh", "transpose"]
+__all__ = ["abs", "add", "clip", "concatenate", "convert_to_numpy", "convert_to_tensor",
+           "divide", "exp", "log", "matmul", "max", "maximum", "mean", "minimum", "multiply",
+           "negative", "relu", "reshape", "sigmoid", "softmax", "sqrt", "square", "subtract",
+           "sum", "tanh", "transpose"]
 
 
 def __getattr__(name: str):

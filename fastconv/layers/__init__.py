@@ -41,7 +41,7 @@ from .base import (  # noqa: F401
     _unique_name,
 )
 from .convolutional import Conv2D, Convolution2D
-from .core import ELU, Activation, Dense, Dropout, Flatten, LeakyReLU, Maxout, ReLU, Softmax
+from .core import ELU, Activation, Dense, Dropout, Flatten, Lambda, LeakyReLU, Maxout, ReLU, Softmax
 from .fused import _ConvReLUMaxPool  # noqa: F401
 from .merging import (
     Add,
@@ -66,7 +66,7 @@ from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, Rescal
 __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten",
     "Dense", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
-    "BatchNormalization", "Maxout", "Add", "Subtract", "Multiply", "Average", "Maximum",
+    "BatchNormalization", "Maxout", "Lambda", "Add", "Subtract", "Multiply", "Average", "Maximum",
     "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
     "minimum", "concatenate", "Rescaling", "RandomFlip", "RandomTranslation",
     "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "get_layer_class",

@@ -127,7 +127,7 @@ class Layer:
         if name is not None and not isinstance(name, str):
             raise fail("name", "a string", name, TypeError)
         self.name = name or _unique_name(_snake(type(self).__name__))
-        self.trainable = bool(trainable)
+        self.__dict__["_trainable"] = bool(trainable)
         if isinstance(dtype, dict):  # Keras 3's DTypePolicy config
             dtype = dtype.get("config", {}).get("name", None)
         self.dtype = None if dtype is None else np.dtype(dtype)
@@ -155,6 +155,19 @@ class Layer:
         self._inbound_nodes: List[Node] = []
         self._traced: Dict[tuple, tuple] = {}
         self._build_lock = threading.RLock()
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the optimizer trains this layer's weights. Setting it sets it on every
+        sublayer too, as in Keras (``base_model.trainable = False`` freezes the whole
+        base); a frozen BatchNormalization runs in inference mode."""
+        return self.__dict__["_trainable"]
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self.__dict__["_trainable"] = bool(value)
+        for layer in self._flat_sublayers():
+            layer.__dict__["_trainable"] = bool(value)
 
     # -- building ---------------------------------------------------------------------
     def add_weight(self, shape: Optional[Sequence[int]] = None, initializer: Any = None,
@@ -547,6 +560,7 @@ _LOCK, _RLOCK = type(threading.Lock()), type(threading.RLock())
 # Attributes of fastconv's own that refer to layers without owning them (graph records,
 # caches): never taken for sublayers.
 _NOT_SUBLAYERS = frozenset({"_inbound_nodes", "_traced", "_all_layers", "_items_cache",
+                            "_trainable", "function",
                             "_graph", "_seq_graph", "_inputs_struct", "_outputs_struct",
                             "_input_tensor", "_output_tensor", "optimizer", "history"})
 

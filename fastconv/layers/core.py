@@ -411,3 +411,31 @@ class Maxout(_KernelBias, Layer):
             **self._weight_config(),
         })
         return config
+
+
+class Lambda(Layer):
+    """Wraps ``function(inputs)`` as a layer: ``Lambda(lambda x: x / 255)``.
+
+    The function is traced on symbolic tensors like a subclass's ``call``, so it may use
+    fastconv layers, activations, ``fastconv.keras.ops`` and ``+ - * /``, and it is
+    differentiated. ``output_shape`` is not needed (the trace finds it). A model with a
+    Lambda layer cannot be saved with its architecture (fastconv never stores code):
+    save its weights, or write the function as a registered subclass of Layer.
+    """
+
+    def __init__(self, function: Any, output_shape: Any = None, arguments: Any = None,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise fail("function", "a callable", function, TypeError)
+        self.function = function
+        self.arguments = dict(arguments or {})
+
+    def call(self, inputs, training=None):
+        return self.function(inputs, **self.arguments)
+
+    def get_config(self):
+        raise ValueError(f"Layer '{self.name}' (Lambda) holds Python code, which fastconv "
+                         "does not save; save the weights (save_weights), or write the "
+                         "function as a subclass of Layer registered with "
+                         "keras.saving.register_keras_serializable().")
