@@ -24,7 +24,9 @@ import io
 import json
 import os
 import tempfile
+import warnings
 import zipfile
+import zlib
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -298,6 +300,84 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
     _atomic_write(filepath, _pack(header, model.get_weights()), overwrite)
 
 
+# Limits of what a file may make this process allocate. DEFLATE cannot expand more
+# than about 1032:1, so a member claiming more than that over its compressed size is a
+# bomb, whatever its header says; the architecture JSON is small.
+_MAX_RATIO = 1100
+_MAX_JSON = 64 << 20
+
+
+def _member(z: zipfile.ZipFile, name: str, what: str) -> bytes:
+    """The bytes of member ``name``, read with a bound: the size its header declares,
+    itself bounded by the compression ratio DEFLATE can reach."""
+    info = z.getinfo(name)
+    limit = info.file_size
+    if limit > _MAX_RATIO * max(info.compress_size, 1) + 4096 or (
+            name == _JSON and limit > _MAX_JSON):
+        raise ValueError(f"{what}: member {name} declares {limit:,} bytes from "
+                         f"{info.compress_size:,} compressed (a zip bomb, or a damaged file).")
+    with z.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) != limit:
+        raise ValueError(f"{what}: member {name} holds {len(data):,} bytes, its header says "
+                         f"{limit:,}.")
+    return data
+
+
+def _safe_npz(npz_bytes: bytes, entries: list, what: str) -> List[np.ndarray]:
+    """The arrays ``w0, w1, ...`` of an npz, each checked against its ``.npy`` header,
+    its entry in the JSON and its member's declared size before anything is allocated."""
+    weights = []
+    with zipfile.ZipFile(io.BytesIO(npz_bytes)) as z:
+        names = set(z.namelist())
+        for i, entry in enumerate(entries):
+            member = f"w{i}.npy"
+            if member not in names:
+                raise ValueError(f"{what}: its weights lack {member} ({entry['name']}).")
+            raw = _member(z, member, what)
+            f = io.BytesIO(raw)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            if dtype.hasobject or dtype.kind != "f":
+                raise ValueError(f"{what}: weight {entry['name']} has dtype {dtype}; weights "
+                                 "are float32 or float64.")
+            if list(shape) != list(entry["shape"]) or dtype.name != entry.get("dtype",
+                                                                             dtype.name):
+                raise ValueError(f"{what}: weight {entry['name']} is {dtype} of shape "
+                                 f"{tuple(shape)}, the header says {entry.get('dtype')} of "
+                                 f"shape {tuple(entry['shape'])}.")
+            count = int(np.prod(shape, dtype=np.int64))
+            if count * dtype.itemsize != len(raw) - f.tell():
+                raise ValueError(f"{what}: weight {entry['name']} should hold "
+                                 f"{count * dtype.itemsize:,} bytes, its member holds "
+                                 f"{len(raw) - f.tell():,}.")
+            arr = np.frombuffer(raw, dtype=dtype, count=count, offset=f.tell())
+            weights.append(arr.reshape(shape, order="F" if fortran else "C").copy())
+    return weights
+
+
+def _entries(header: Any, what: str) -> list:
+    """The header's list of weights, checked for format and types."""
+    if not isinstance(header, dict) or header.get("format") not in ("fastconv-model",
+                                                                    "fastconv-weights"):
+        raise ValueError(f"{what}: unknown format {header.get('format')!r}."
+                         if isinstance(header, dict) else f"{what}: bad header.")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{what}: format version {header.get('format_version')!r}, this "
+                         f"fastconv reads version {FORMAT_VERSION}.")
+    entries = header.get("weights")
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str)
+            and isinstance(e.get("shape"), list) and len(e["shape"]) <= 32
+            and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40
+                    for d in e["shape"]) for e in entries):
+        raise ValueError(f"{what}: its list of weights is damaged.")
+    return entries
+
+
 def _read(filepath):
     path = os.fspath(filepath)
     if not os.path.exists(path):
@@ -308,32 +388,33 @@ def _read(filepath):
             names = set(z.namelist())
             if _JSON not in names or _NPZ not in names:
                 raise ValueError(f"{what}: it is a zip archive without {_JSON} and {_NPZ}.")
-            header = json.loads(z.read(_JSON).decode("utf-8"))
-            npz_bytes = z.read(_NPZ)
+            header = json.loads(_member(z, _JSON, what).decode("utf-8"))
+            entries = _entries(header, what)
+            # The weights may take what their entries declare, and the npz's own bytes.
+            declared = sum(8 * int(np.prod(e["shape"], dtype=np.int64)) + 1024
+                           for e in entries) + 1024
+            if z.getinfo(_NPZ).file_size > declared:
+                raise ValueError(f"{what}: {_NPZ} declares {z.getinfo(_NPZ).file_size:,} "
+                                 f"bytes for weights that take at most {declared:,}.")
+            npz_bytes = _member(z, _NPZ, what)
     except zipfile.BadZipFile as e:
         raise ValueError(f"{what} (not a zip archive, truncated or corrupt: {e}).") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{what}: its {_JSON} is not valid JSON ({e}).") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error, NotImplementedError) as e:
         raise ValueError(f"{what} (truncated or corrupt: {e}).") from None
-    if not isinstance(header, dict) or header.get("format") not in ("fastconv-model",
-                                                                    "fastconv-weights"):
-        raise ValueError(f"{what}: unknown format {header.get('format')!r}."
-                         if isinstance(header, dict) else f"{what}: bad header.")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{what}: format version {header.get('format_version')!r}, this "
-                         f"fastconv reads version {FORMAT_VERSION}.")
-    entries = header.get("weights")
     try:
-        with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as npz:
-            weights = [npz[f"w{i}"] for i in range(len(entries))]
-    except Exception as e:  # numpy raises several types for a damaged npz
+        weights = _safe_npz(npz_bytes, entries, what)
+    except ValueError:
+        raise
+    except Exception as e:  # a damaged npz inside: zipfile and numpy raise several types
         raise ValueError(f"{what}: its weights cannot be read ({type(e).__name__}: {e}).") \
             from None
-    for entry, w in zip(entries, weights):
-        if list(w.shape) != list(entry["shape"]):
-            raise ValueError(f"{what}: weight {entry['name']} has shape {w.shape}, the header "
-                             f"says {tuple(entry['shape'])}.")
+    bad = [e["name"] for e, w in zip(entries, weights) if not np.isfinite(w).all()]
+    if bad:
+        warnings.warn(f"{path!r}: weights {', '.join(bad)} hold NaN or inf values; the model "
+                      "loads, but its outputs will be NaN where they are used.",
+                      RuntimeWarning, stacklevel=3)
     return header, weights
 
 
@@ -350,7 +431,7 @@ def load_model(filepath, compile: bool = True, custom_objects: Optional[dict] = 
         raise ValueError(f"{os.fspath(filepath)!r} has no model architecture.")
     try:
         model = layer_from_config(model_info, custom_objects)
-    except (KeyError, TypeError, IndexError) as e:
+    except (KeyError, TypeError, IndexError, AttributeError) as e:
         raise ValueError(f"{os.fspath(filepath)!r} has a damaged architecture ({e}).") from None
     if not isinstance(model, Model):
         raise ValueError(f"Unknown model class {model_info.get('class_name')!r}.")

@@ -522,3 +522,79 @@ def test_saved_files_get_the_mode_of_an_ordinary_write(tmp_path):
         assert os.stat(path).st_mode & 0o777 == 0o640
     finally:
         os.umask(umask)
+
+
+def test_ctrl_c_in_fit_stops_after_the_batch_and_leaves_a_usable_model(tmp_path):
+    # A subprocess trains; the parent sends SIGINT once the first epoch has ended. fit
+    # must finish the batch in progress, call on_train_end, keep the History so far and
+    # re-raise KeyboardInterrupt; the model must then predict and train again.
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    flag = tmp_path / "epoch_done"
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from fastconv.callbacks import Callback
+        from fastconv.layers import Conv2D, Dense, Flatten
+        from fastconv.models import Sequential
+
+        class Watch(Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                open({str(flag)!r}, "w").close()
+            def on_train_batch_end(self, batch, logs=None):
+                self.batches = getattr(self, "batches", 0) + 1
+            def on_train_end(self, logs=None):
+                print("on_train_end", flush=True)
+
+        model = Sequential([Conv2D(4, 3, activation="relu", input_shape=(12, 12, 1)),
+                            Flatten(), Dense(2, activation="softmax")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        x = np.random.default_rng(0).random((64, 12, 12, 1)).astype("float32")
+        y = np.arange(64) % 2
+        watch = Watch()
+        try:
+            model.fit(x, y, batch_size=1, epochs=100000, verbose=0, callbacks=[watch])
+        except KeyboardInterrupt:
+            epochs = len(model.history.history["loss"])
+            print("interrupted", epochs, watch.batches % 64 != 0 or epochs > 0, flush=True)
+        assert np.isfinite(model.predict(x[:2])).all()
+        model.fit(x, y, epochs=1, verbose=0)
+        print("usable", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert flag.exists(), proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = out.split()
+    assert "on_train_end" in lines and "usable" in lines
+    assert out.index("on_train_end") < out.index("interrupted")
+    epochs = int(lines[lines.index("interrupted") + 1])
+    assert epochs >= 1
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_file(tmp_path, monkeypatch):
+    from fastconv import _saving
+
+    model = Sequential([Dense(2, input_shape=(3,))])
+    path = str(tmp_path / "best.keras")
+    model.save(path)
+    before = open(path, "rb").read()
+    model.set_weights([w + 1 for w in model.get_weights()])
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_saving.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    monkeypatch.undo()
+    assert open(path, "rb").read() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]  # no temporary left

@@ -42,6 +42,25 @@ def read_bytes(path: Path) -> bytes:
         ) from None
 
 
+def _read_bounded(path: Path, ndim: int) -> bytes:
+    """The file's content (gunzipped), read no further than one byte past what its IDX
+    header declares: a gzip bomb or an overlong file costs no more memory than the data
+    set it claims to be."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            head = f.read(4 + 4 * ndim)
+            if len(head) == 4 + 4 * ndim and head[3] == ndim:
+                shape = struct.unpack(f">{ndim}I", head[4:])
+                return head + f.read(int(np.prod(shape, dtype=np.int64)) + 1)
+            return head
+    except (OSError, EOFError, zlib.error) as err:
+        # gzip raises BadGzipFile (an OSError) for bad headers, EOFError for a cut stream.
+        raise DatasetFileError(
+            f"{path} must be a complete gzip file. Received: a file that is not gzip or is "
+            f"truncated ({err})"
+        ) from None
+
+
 def read_idx(path: os.PathLike, ndim: int) -> np.ndarray:
     """Read an IDX file of unsigned bytes with ``ndim`` dimensions.
 
@@ -63,7 +82,7 @@ def read_idx(path: os.PathLike, ndim: int) -> np.ndarray:
         payload shorter (truncated) or longer than the header's sizes say.
     """
     path = Path(path)
-    data = read_bytes(path)
+    data = _read_bounded(path, ndim)
     header = 4 + 4 * ndim
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != _UBYTE:
         raise DatasetFileError(
