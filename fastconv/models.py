@@ -557,8 +557,12 @@ class Sequential(Model):
                 if self._layers or self._input_tensor is not None:
                     raise ValueError("An Input layer can only come first in a Sequential "
                                      "model.")
-                if layer.dtype is not None:
+                if layer._dtype_given:
                     self.dtype = layer.dtype
+                elif layer.dtype != self.dtype:
+                    # Input(shape) without a dtype takes the model's (Sequential(dtype=...)).
+                    layer = InputLayer(batch_shape=layer._batch_input_shape, dtype=self.dtype,
+                                       name=layer.name + "_" + self.dtype.name)
                 self._start(layer)
                 return
             if not self._layers and self._input_tensor is None and \
@@ -744,7 +748,7 @@ class Sequential(Model):
         for item in config["layers"]:
             layer = _saving.layer_from_config(item, custom_objects)
             if isinstance(layer, InputLayer):
-                layer = InputLayer(batch_shape=layer._batch_input_shape, dtype=layer.dtype)
+                layer = InputLayer(batch_shape=layer._batch_input_shape, dtype=model.dtype)
             model.add(layer)
         return model
 

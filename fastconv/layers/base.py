@@ -648,6 +648,7 @@ class InputLayer(Layer):
                          batch_input_shape=batch_shape, **kwargs)
         self.built = True
         self.input_shape = self.output_shape = tuple(self._batch_input_shape)
+        self._dtype_given = self.dtype is not None
         if self.dtype is None:
             from ..config import floatx
 
