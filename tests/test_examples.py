@@ -50,6 +50,18 @@ def test_mnist_examples_train_on_the_sample(script, minimum, tmp_path):
     assert list(tmp_path.iterdir()) == [plot]  # no temporary file left behind
 
 
+def test_functional_resnet_example_trains(tmp_path):
+    # Batch normalization's moving statistics lag behind after a few steps (momentum
+    # 0.99, as in Keras), so the training accuracy is the one that shows learning here.
+    done = run([str(EXAMPLES / "functional_resnet.py"), "--sample", "--limit", "512",
+                "--epochs", "2", "--batch-size", "32", "-o", ""], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "residual_unit" in done.stdout and "Connected to" in done.stdout
+    train_acc = [float(a) for a in re.findall(r"- accuracy: ([0-9.]+)", done.stdout)]
+    assert train_acc and train_acc[-1] >= 0.3, done.stdout
+    accuracy(done.stdout)  # the test accuracy is printed
+
+
 def test_cifar10_example(tmp_path):
     from fastconv.datasets import DataNotFoundError, cifar10
 
