@@ -80,6 +80,13 @@ class BuildExt(build_ext):
                 cargs, largs = [], []
         # -fno-math-errno: no kernel reads errno, and without it sqrt cannot vectorise.
         opt = ["/O2"] if ctype == "msvc" else ["-O3", "-fno-math-errno"]
+        if os.environ.get("FASTCONV_SANITIZE", "") not in ("", "0"):
+            # tools/sanitize.sh: AddressSanitizer and UBSan, at -O1 so that no read the
+            # source makes is optimised away, with frames kept for the reports.
+            print("fastconv: FASTCONV_SANITIZE is set; building with ASan and UBSan")
+            opt = ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-math-errno",
+                   "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+            largs = largs + ["-fsanitize=address,undefined"]
         for ext in self.extensions:
             ext.extra_compile_args = opt + cargs + ext.extra_compile_args
             ext.extra_link_args = largs + ext.extra_link_args
