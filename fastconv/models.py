@@ -172,6 +172,22 @@ class Model(Trainer, Layer):
                                  "outputs.")
         return list(self._graph.outputs)
 
+    @property
+    def input(self) -> Any:
+        """The model's symbolic input (a list for several), as ``keras.Model.input``."""
+        if not self._functional:
+            return Layer.input.fget(self)
+        ins = self._graph.inputs
+        return ins[0] if len(ins) == 1 else list(ins)
+
+    @property
+    def output(self) -> Any:
+        """The model's symbolic output (a list for several), as ``keras.Model.output``."""
+        if not self._functional:
+            return Layer.output.fget(self)
+        outs = self._graph.outputs
+        return outs[0] if len(outs) == 1 else list(outs)
+
     def _shapes(self, tensors):
         shapes = [t.shape for t in tensors]
         return shapes[0] if len(shapes) == 1 else shapes

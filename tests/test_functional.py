@@ -572,3 +572,12 @@ def test_freezing_a_base_model_and_a_lambda_layer(rng):
     assert keras.ops.convert_to_numpy(model(data)).shape == (8, 2)
     with pytest.raises(ValueError, match="Lambda.*does not save"):
         model.get_config()
+
+
+def test_model_input_and_output_for_feature_extraction():
+    model = keras.Sequential([keras.Input((10, 10, 1)), layers.Conv2D(3, 3, name="conv"),
+                              layers.Flatten(), layers.Dense(2)])
+    extractor = keras.Model(inputs=model.input, outputs=model.get_layer("conv").output)
+    assert extractor.output_shape == (None, 8, 8, 3) and model.output.shape == (None, 2)
+    x = np.random.default_rng(0).random((2, 10, 10, 1)).astype(np.float32)
+    np.testing.assert_array_equal(extractor.predict(x), model.get_layer("conv")(x))
