@@ -86,15 +86,13 @@ class Model(Trainer, Layer):
                         f"`{role}` must be symbolic tensors (keras.Input(...) and the outputs "
                         f"of layers called on them), or lists or dicts of them. Received: "
                         f"{type(t).__name__}")
-        if isinstance(inputs, dict):
-            # Keras matches a dict of inputs to fit's data by key: keep that mapping.
-            for k, t in inputs.items():
-                t.name = t.name if t.name == k else t.name
         self._inputs_struct = inputs
         self._outputs_struct = outputs
         self._graph = Graph(flatten(inputs), flatten(outputs))
         self._functional = True
         self.built = True
+        # Data given as a dict is matched by key (a dict of inputs, flattened in key
+        # order) or else by the inputs' names.
         self._input_names = (list(sorted(inputs)) if isinstance(inputs, dict)
                              else [t.name for t in self._graph.inputs])
         if self.dtype is None:
@@ -447,15 +445,10 @@ class Model(Trainer, Layer):
                 for t in n.inputs:
                     if t._history is not None:
                         src, k, j = t._history
-                        links.append(f"{self._op_name(src)}[{self._node_pos(src, k, ids)}]"
-                                     f"[{j}]")
+                        links.append(f"{src.name}[{self._node_pos(src, k, ids)}][{j}]")
             first.append(links[0] if links else "-")
             rows.append([first] + [["", "", "", link] for link in links[1:]])
         return rows
-
-    @staticmethod
-    def _op_name(op) -> str:
-        return op.name
 
     @staticmethod
     def _node_pos(layer, k, ids) -> int:
