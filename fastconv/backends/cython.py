@@ -2,12 +2,15 @@
 
 Each function validates and normalises its arguments with the same helpers as the
 reference (:mod:`fastconv.backends._args`), allocates outputs and workspaces, and
-then calls a Cython kernel that runs without the GIL on ``fastconv.get_num_threads()``
-OpenMP threads, with BLAS held to one thread meanwhile. See ``src/_conv.pyx`` and
-``src/_pool.pyx`` for the algorithms.
+then calls a Cython kernel that runs without the GIL on the OpenMP threads
+:func:`fastconv._threads.kernel_threads` grants it (``fastconv.get_num_threads()``
+when it runs alone, a share of them when other Python threads run kernels too), with
+BLAS held to one thread meanwhile. See ``src/_conv.pyx`` and ``src/_pool.pyx`` for
+the algorithms.
 
 Results are bit-identical for any thread count: work is cut into pieces whose
-sizes depend only on the shapes, and partial sums are combined in a fixed order.
+sizes depend only on the shapes, and partial sums are combined in a fixed order. So
+a call gives the same bits alone or beside others (tests/test_concurrency.py).
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ import functools
 import numpy as np
 
 from .. import _conv, _elementwise, _pool
-from .._threads import blas_single_thread, get_num_threads
+from .._threads import kernel_threads, pin_kernel_blas
 from . import _args
 from ._args import Cache
+
+# SciPy's BLAS, which the kernels call, runs on one thread in every thread (see the
+# function's docstring for why the per-call hold alone was not enough).
+_KERNEL_BLAS_PINNED = pin_kernel_blas()
 
 NAME = "cython"
 
@@ -104,9 +111,8 @@ def _conv_into(x, wmat, b, out, kh, kw, stride, dilation, pad_tl, in_dil, relu=F
     k = wmat.shape[0]
     tile = _tile(n * oh * ow, k, x.itemsize)
     tiles = -(-n * oh * ow // tile)
-    threads = max(1, min(get_num_threads(), tiles))
-    work = np.empty((threads, tile * k), dtype=x.dtype)
-    with blas_single_thread():
+    with kernel_threads(tiles, blas=True) as threads:
+        work = np.empty((threads, tile * k), dtype=x.dtype)
         _conv.conv2d_forward(
             x, wmat, b, out, work, kh, kw, stride[0], stride[1], dilation[0], dilation[1],
             pad_tl[0], pad_tl[1], in_dil[0], in_dil[1], tile, relu, threads,
@@ -157,9 +163,10 @@ def _zero_padded_chunks(a, top, left, hp, wp):
 
 def _forward_direct(x, w, b, out, g, relu, skip=False):
     koff, kdi, kdj = _tap_offsets(g)
-    _conv.conv2d_forward_direct(x, w, b, out, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
-                                g.dh * (g.KH - 1), g.dw * (g.KW - 1), relu,
-                                get_num_threads(), skip)
+    with kernel_threads() as threads:
+        _conv.conv2d_forward_direct(x, w, b, out, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
+                                    g.dh * (g.KH - 1), g.dw * (g.KW - 1), relu, threads,
+                                    skip)
 
 
 def _wide_forward(g, dtype) -> bool:
@@ -251,8 +258,9 @@ def conv2d_relu_backward(dout, cache, input_grad=True):
     dz = np.empty_like(dout)
     if dz.size:
         # out > 0 exactly where the pre-activation was > 0.
-        _elementwise.relu_backward(dout.reshape(-1), out.reshape(-1), dz.reshape(-1),
-                                   get_num_threads())
+        with kernel_threads() as threads:
+            _elementwise.relu_backward(dout.reshape(-1), out.reshape(-1), dz.reshape(-1),
+                                       threads)
     return conv2d_backward(dz, cache.arrays["conv"], input_grad)
 
 
@@ -327,7 +335,8 @@ def _backward(x, w, dout, g, has_bias, input_grad):
     if path == "planar":
         _input_grad_planar(dout, w, dx, g)
     elif path == "direct":
-        _conv.conv2d_input_grad_direct(dout, w, dx, g.dh, g.dw, g.pt, g.pl, get_num_threads())
+        with kernel_threads() as threads:
+            _conv.conv2d_input_grad_direct(dout, w, dx, g.dh, g.dw, g.pt, g.pl, threads)
     elif path == "wide":
         _input_grad_wide(dout, w, dx, g)
     elif path == "col2im":
@@ -347,11 +356,10 @@ def _backward(x, w, dout, g, has_bias, input_grad):
     tile = _tile(g.N * g.OH * g.OW, k, x.itemsize)
     tiles = -(-g.N * g.OH * g.OW // tile)
     groups = min(tiles, _WEIGHT_GRAD_GROUPS)
-    threads = max(1, min(get_num_threads(), groups))
     dw_part = np.empty((groups, k, g.F), dtype=x.dtype)
     db_part = np.empty((groups, g.F), dtype=x.dtype) if db is not None else None
-    work = np.empty((threads, tile * k), dtype=x.dtype)
-    with blas_single_thread():
+    with kernel_threads(groups, blas=True) as threads:
+        work = np.empty((threads, tile * k), dtype=x.dtype)
         _conv.conv2d_weight_grad(
             x, dout, dw_part, db_part, work, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw,
             g.pt, g.pl, tile, threads,
@@ -376,14 +384,14 @@ def _input_grad_planar(dout, w, dx, g):
     """dx for 2-4 input channels, stride 1, vectorised over pixels: tasks of whole
     images when there are enough of them, else of a few rows (the bits are the same
     either way: each pixel's sum runs in one fixed order)."""
-    threads = get_num_threads()
-    rows = g.H if g.N >= 2 * threads else max(1, -(-g.H // (2 * threads)))
-    tasks = g.N * -(-g.H // rows)
-    threads = max(1, min(threads, tasks))
-    tbuf, rowbuf, wp, left, wb = _planar_scratch(g, rows, threads)
     wt = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
-    _conv.conv2d_input_grad_planar(dout, wt, dx, tbuf, rowbuf, g.dh, g.dw, g.pt, g.pl,
-                                   wp, left, wb, rows, threads)
+    with kernel_threads() as threads:
+        rows = g.H if g.N >= 2 * threads else max(1, -(-g.H // (2 * threads)))
+        tasks = g.N * -(-g.H // rows)
+        threads = max(1, min(threads, tasks))
+        tbuf, rowbuf, wp, left, wb = _planar_scratch(g, rows, threads)
+        _conv.conv2d_input_grad_planar(dout, wt, dx, tbuf, rowbuf, g.dh, g.dw, g.pt, g.pl,
+                                       wp, left, wb, rows, threads)
 
 
 # Whether the direct dx and dw of a first layer run as one pass over dout (set False
@@ -405,11 +413,14 @@ def _backward_fused(x, w, dout, dx, dw, db, g, planar):
     """dx, dw and db of a first layer in one pass over dout (``_fuse_backward``):
     each image's dx right after its dw rows, while its dout is in cache; ``planar``:
     dx on the pixel-vectorised kernel (float32, 2-4 channels)."""
-    extra = ()
     if planar:
         w = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
-        extra = _planar_scratch(g, g.H, get_num_threads())
-    _weight_grad_groups(x, dout, dw, db, g, with_dx=(w, dx, g.dh, g.dw, *extra))
+
+    def with_dx(threads):
+        extra = _planar_scratch(g, g.H, threads) if planar else ()
+        return (w, dx, g.dh, g.dw, *extra)
+
+    _weight_grad_groups(x, dout, dw, db, g, with_dx=with_dx)
 
 
 def _wide_weight_grad(g, dtype) -> bool:
@@ -455,10 +466,11 @@ def _input_grad_wide(dout, w, dx, g):
     reference sums, with no copy of dout."""
     w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
     koff, kdi, kdj = _tap_offsets_for(g.KH, g.KW, g.F, g.dh, g.dw, g.OW)
-    _conv.conv2d_forward_direct(dout, w_flip, None, dx, koff, kdi, kdj, 1, 1,
-                                g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl,
-                                g.dh * (g.KH - 1), g.dw * (g.KW - 1), False,
-                                get_num_threads(), True)
+    with kernel_threads() as threads:
+        _conv.conv2d_forward_direct(dout, w_flip, None, dx, koff, kdi, kdj, 1, 1,
+                                    g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl,
+                                    g.dh * (g.KH - 1), g.dw * (g.KW - 1), False, threads,
+                                    True)
 
 
 def _input_grad_col2im(dout, w, dx, g):
@@ -473,9 +485,8 @@ def _input_grad_col2im(dout, w, dx, g):
     p = g.OH * g.OW
     imgs = max(1, min(_tile(g.N * p, k, dx.itemsize) // p, -(-g.N // _COL2IM_MIN_TASKS)))
     tile = imgs * p if imgs > 1 else _tile(p, k, dx.itemsize)
-    threads = max(1, min(get_num_threads(), -(-g.N // imgs)))
-    work = np.empty((threads, tile * k), dtype=dx.dtype)
-    with blas_single_thread():
+    with kernel_threads(-(-g.N // imgs), blas=True) as threads:
+        work = np.empty((threads, tile * k), dtype=dx.dtype)
         _conv.conv2d_input_grad_col2im(dout, w.reshape(k, g.F), dx, work, g.KH, g.KW,
                                        g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, tile, imgs,
                                        threads)
@@ -486,10 +497,11 @@ def _sum_groups(dw_part, db_part, dw, db):
     groups depend on the shapes only, so the bits do not depend on the threads).
     Compiled column sums with np.add.reduce(axis=0)'s order and bits."""
     groups = dw_part.shape[0]
-    threads = get_num_threads()
-    _elementwise.column_sum(dw_part.reshape(groups, -1), None, None, dw.reshape(-1), threads)
-    if db is not None:
-        _elementwise.column_sum(db_part, None, None, db, threads)
+    with kernel_threads() as threads:
+        _elementwise.column_sum(dw_part.reshape(groups, -1), None, None, dw.reshape(-1),
+                                threads)
+        if db is not None:
+            _elementwise.column_sum(db_part, None, None, db, threads)
 
 
 def _tap_offsets(g):
@@ -527,13 +539,14 @@ def _weight_grad_direct(x, dout, dw, db, g):
                                     parts, last=n1 == g.N)
 
 
-def _weight_grad_groups(x, dout, dw, db, g, parts=None, last=True, with_dx=()):
+def _weight_grad_groups(x, dout, dw, db, g, parts=None, last=True, with_dx=None):
     """dw (and db) = the sum of fixed groups of output rows' partial gradients.
 
     ``parts``, the partial gradients (dw_part, db_part) of earlier chunks of the
     batch, get this call's added to them, group by group; unless ``last``, they are
     returned for the next chunk instead of summed into dw and db. ``with_dx``: the
-    kernel's arguments for dx in the same pass (``_backward_fused``)."""
+    kernel's arguments for dx in the same pass (``_backward_fused``), made by a
+    function of the thread count (their scratch is per thread)."""
     k = g.KH * g.KW * g.C
     koff, kdi, kdj = _tap_offsets(g)
     if parts is None:
@@ -544,9 +557,11 @@ def _weight_grad_groups(x, dout, dw, db, g, parts=None, last=True, with_dx=()):
     else:
         accumulate = True
     dw_part, db_part = parts
-    _conv.conv2d_weight_grad_direct(
-        x, dout, dw_part, db_part, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
-        g.dh * (g.KH - 1), g.dw * (g.KW - 1), get_num_threads(), accumulate, *with_dx)
+    with kernel_threads() as threads:
+        dx_args = with_dx(threads) if with_dx is not None else ()
+        _conv.conv2d_weight_grad_direct(
+            x, dout, dw_part, db_part, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
+            g.dh * (g.KH - 1), g.dw * (g.KW - 1), threads, accumulate, *dx_args)
     if not last:
         return parts
     _sum_groups(dw_part, db_part, dw, db)
@@ -595,12 +610,12 @@ def conv2d_relu_maxpool_prepared(x, w, b, g, pg, out=None, win=None):
         out = np.empty(pg.out_shape, dtype=np.float32)
     if win is None:
         win = np.empty(pg.out_shape, dtype=np.int8)
-    threads = max(1, min(get_num_threads(), pg.N * pg.OH))
-    work = np.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
     koff, kdi, kdj = _tap_offsets(g)
-    _conv.conv2d_relu_maxpool_forward_direct(
-        x, w, b, out, win, work, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
-        g.dh * (g.KH - 1), g.dw * (g.KW - 1), pg.PH, pg.PW, threads)
+    with kernel_threads(pg.N * pg.OH) as threads:
+        work = np.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
+        _conv.conv2d_relu_maxpool_forward_direct(
+            x, w, b, out, win, work, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
+            g.dh * (g.KH - 1), g.dw * (g.KW - 1), pg.PH, pg.PW, threads)
     return out, Cache("conv2d_relu_maxpool", NAME, (g, pg), x.dtype,
                       {"x": x, "w": w, "has_bias": b is not None, "win": win})
 
@@ -629,10 +644,10 @@ def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
         return conv2d_relu_backward(dz, cache.arrays["conv_relu"], input_grad)
     x, w, win = cache.arrays["x"], cache.arrays["w"], cache.arrays["win"]
     has_bias = cache.arrays["has_bias"]
-    threads = max(1, min(get_num_threads(), pg.N * pg.OH))
     if input_grad:
         dz = np.zeros(g.out_shape, dtype=np.float32)
-        _conv.relu_maxpool_grad(dout, win, dz, pg.PH, pg.PW, threads)
+        with kernel_threads(pg.N * pg.OH) as threads:
+            _conv.relu_maxpool_grad(dout, win, dz, pg.PH, pg.PW, threads)
         conv_cache = Cache("conv2d", NAME, g, x.dtype, {"x": x, "w": w, "has_bias": has_bias})
         return conv2d_backward(dz, conv_cache, True)
     k = g.KH * g.KW * g.C
@@ -641,11 +656,12 @@ def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
     db = np.empty(g.F, dtype=np.float32) if has_bias else None
     dw_part = np.empty((groups, k, g.F), dtype=np.float32)
     db_part = np.empty((groups, g.F), dtype=np.float32) if has_bias else None
-    work = np.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
     koff, kdi, kdj = _tap_offsets(g)
-    _conv.conv2d_relu_maxpool_weight_grad_direct(
-        x, dout, win, dw_part, db_part, work, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
-        g.dh * (g.KH - 1), g.dw * (g.KW - 1), pg.PH, pg.PW, threads)
+    with kernel_threads(pg.N * pg.OH) as threads:
+        work = np.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
+        _conv.conv2d_relu_maxpool_weight_grad_direct(
+            x, dout, win, dw_part, db_part, work, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
+            g.dh * (g.KH - 1), g.dw * (g.KW - 1), pg.PH, pg.PW, threads)
     _sum_groups(dw_part, db_part, dw, db)
     return None, dw, db
 
@@ -658,8 +674,9 @@ def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     out = np.empty(g.out_shape, dtype=x.dtype)
     argmax = np.empty(g.out_shape, dtype=np.int32)
     if out.size:
-        _pool.maxpool_forward(x, out, argmax, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl,
-                              get_num_threads())
+        with kernel_threads() as threads:
+            _pool.maxpool_forward(x, out, argmax, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl,
+                                  threads)
     return out, Cache("maxpool2d", NAME, g, x.dtype, {"argmax": argmax})
 
 
@@ -672,7 +689,8 @@ def maxpool2d_backward(dout, cache):
         return _pool_backward_tiled(dout, cache.arrays["argmax"], g)
     dx = np.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
     if dout.size:
-        _pool.maxpool_backward(dout, cache.arrays["argmax"], dx, get_num_threads())
+        with kernel_threads() as threads:
+            _pool.maxpool_backward(dout, cache.arrays["argmax"], dx, threads)
     return dx
 
 
@@ -683,7 +701,8 @@ def _tiled(g, dout) -> bool:
 
 def _pool_backward_tiled(dout, argmax, g):
     dx = np.empty((g.N, g.H, g.W, g.C), dtype=dout.dtype)
-    _pool.pool_backward_tiled(dout, argmax, dx, g.PH, g.PW, get_num_threads())
+    with kernel_threads() as threads:
+        _pool.pool_backward_tiled(dout, argmax, dx, g.PH, g.PW, threads)
     return dx
 
 
@@ -701,7 +720,8 @@ def maxpool_planes_forward(x, pool_size):
     out = np.empty((p, h // ph, w // pw), dtype=x.dtype)
     win = np.empty(out.shape, dtype=np.int8)
     if out.size:
-        _pool.maxpool_planes_forward(x, out, win, ph, pw, _planes_threads(x.size))
+        with _planes_threads(x.size) as threads:
+            _pool.maxpool_planes_forward(x, out, win, ph, pw, threads)
     return out, win
 
 
@@ -711,16 +731,16 @@ def maxpool_planes_forward(x, pool_size):
 _PLANES_PARALLEL_MIN = 1 << 20
 
 
-def _planes_threads(size: int) -> int:
-    return get_num_threads() if size >= _PLANES_PARALLEL_MIN else 1
+def _planes_threads(size: int):
+    return kernel_threads(None if size >= _PLANES_PARALLEL_MIN else 1)
 
 
 def maxpool_planes_backward(dout, win, shape, pool_size):
     """Gradient of :func:`maxpool_planes_forward`: dx of ``shape`` (P, H, W)."""
     dx = np.empty(shape, dtype=dout.dtype)
     if dx.size:
-        _pool.maxpool_planes_backward(dout, win, dx, pool_size[0], pool_size[1],
-                                      _planes_threads(dx.size))
+        with _planes_threads(dx.size) as threads:
+            _pool.maxpool_planes_backward(dout, win, dx, pool_size[0], pool_size[1], threads)
     return dx
 
 
@@ -729,7 +749,8 @@ def avgpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     x, g = _args.pool_args(x, pool_size, strides, padding)
     out = np.empty(g.out_shape, dtype=x.dtype)
     if out.size:
-        _pool.avgpool_forward(x, out, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl, get_num_threads())
+        with kernel_threads() as threads:
+            _pool.avgpool_forward(x, out, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl, threads)
     return out, Cache("avgpool2d", NAME, g, x.dtype, {})
 
 
@@ -742,8 +763,8 @@ def avgpool2d_backward(dout, cache):
         return _pool_backward_tiled(dout, None, g)
     dx = np.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
     if dout.size:
-        _pool.avgpool_backward(dout, dx, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl,
-                               get_num_threads())
+        with kernel_threads() as threads:
+            _pool.avgpool_backward(dout, dx, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl, threads)
     return dx
 
 
@@ -752,7 +773,8 @@ def relu_forward(x):
     x = _args.as_float_array(x, "x")
     out = np.empty_like(x)
     if x.size:
-        _elementwise.relu_forward(x.reshape(-1), out.reshape(-1), get_num_threads())
+        with kernel_threads() as threads:
+            _elementwise.relu_forward(x.reshape(-1), out.reshape(-1), threads)
     return out, Cache("relu", NAME, x.shape, x.dtype, {"x": x})
 
 
@@ -762,6 +784,7 @@ def relu_backward(dout, cache):
     dout = _args.check_dout(dout, cache.geom, cache.dtype)
     dx = np.empty_like(dout)
     if dx.size:
-        _elementwise.relu_backward(dout.reshape(-1), cache.arrays["x"].reshape(-1),
-                                   dx.reshape(-1), get_num_threads())
+        with kernel_threads() as threads:
+            _elementwise.relu_backward(dout.reshape(-1), cache.arrays["x"].reshape(-1),
+                                       dx.reshape(-1), threads)
     return dx
