@@ -530,10 +530,11 @@ def test_random_graphs_backends_agree_and_gradients_match(case):
 
 def test_keras3_weights_give_keras3_predictions_and_one_sgd_step(monkeypatch):
     """The reference file holds Keras 3.15.1's (JAX backend) initial weights, inputs,
-    predictions and weights after one SGD step for three architectures (a residual and
+    predictions and weights after one SGD step for four architectures (a residual and
     inception graph with BatchNormalization, a two-input graph with a shared layer and
-    subtract, a Sequential of subclassed ResNet units); tools/keras_parity.py made it
-    with Keras and loads the same weights into the same code run on fastconv.keras."""
+    subtract, a Sequential of subclassed ResNet units, global average and max pooling);
+    tools/keras_parity.py made it with Keras and loads the same weights into the same
+    code run on fastconv.keras."""
     import importlib.util
     import os
 
@@ -543,7 +544,8 @@ def test_keras3_weights_give_keras3_predictions_and_one_sgd_step(monkeypatch):
     parity = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(parity)
     results = parity.compare(os.path.join(root, "tests", "data", "keras3_parity.npz"))
-    assert set(results) == {"residual_inception", "two_inputs", "subclassed_resnet"}
+    assert set(results) == {"residual_inception", "two_inputs", "subclassed_resnet",
+                            "global_pooling"}
     for name, (err_pred, loss, keras_loss, err_step, _) in results.items():
         assert err_pred < 1e-6, name
         assert abs(loss - keras_loss) < 1e-5 * max(1.0, keras_loss), name

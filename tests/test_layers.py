@@ -51,6 +51,12 @@ CASES = [
     (lambda: layers.Softmax(axis=1), (3, 4, 2)),
     (lambda: layers.Maxout(3), (4, 5)),
     (lambda: layers.Maxout(2, num_pieces=3), (4, 3)),
+    (lambda: layers.GlobalAveragePooling2D(), (2, 3, 4, 2)),
+    (lambda: layers.GlobalAveragePooling2D(keepdims=True, data_format="channels_first"),
+     (2, 2, 3, 4)),
+    (lambda: layers.GlobalMaxPooling2D(), (2, 3, 4, 2)),
+    (lambda: layers.GlobalMaxPooling2D(keepdims=True, data_format="channels_first"),
+     (2, 2, 3, 4)),
     (lambda: layers.BatchNormalization(), (5, 3)),
     (lambda: layers.BatchNormalization(axis=1), (3, 2, 3, 3)),
 ]
@@ -195,3 +201,21 @@ def test_bad_rate_and_unknown_kwarg():
         layers.Dropout(1.5)
     with pytest.raises(TypeError, match="unexpected keyword argument.*kernal_size"):
         layers.Conv2D(2, 3, kernal_size=3)
+
+
+def test_global_pooling_values_shapes_and_ties():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5) % 7
+    avg = layers.GlobalAveragePooling2D()
+    np.testing.assert_allclose(avg(x), x.mean(axis=(1, 2)))
+    assert avg.compute_output_shape((None, 3, 4, 5)) == (None, 5)
+    mx = layers.GlobalMaxPooling2D(keepdims=True)
+    np.testing.assert_array_equal(mx(x), x.max(axis=(1, 2), keepdims=True))
+    assert mx.compute_output_shape((None, 3, 4, 5)) == (None, 1, 1, 5)
+    assert layers.GlobalAvgPool2D is layers.GlobalAveragePooling2D
+    # A tie sends the whole gradient to the first maximum in row-major order.
+    tied = np.ones((1, 2, 2, 1))
+    out, ctx = layers.GlobalMaxPooling2D().forward(tied)
+    dx, _ = layers.GlobalMaxPooling2D().backward(np.ones_like(out), ctx)
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 0], [0, 0]])
+    with pytest.raises(ValueError, match="expects 4-D input"):
+        layers.GlobalAveragePooling2D().compute_output_shape((None, 4, 5))

@@ -11,7 +11,7 @@ The test suite runs the comparison on ``tests/data/keras3_parity.npz``, written 
 first step (Keras 3.15.1 on JAX) for the smaller models:
 
     anchor-venv/bin/python tools/keras_parity.py keras tests/data/keras3_parity.npz \
-        residual_inception two_inputs subclassed_resnet
+        residual_inception two_inputs subclassed_resnet global_pooling
 
 The first writes, per model, the initial weights (Keras's ``get_weights()`` order),
 the input batch, Keras's predictions, and the weights after one SGD step on a batch
@@ -110,7 +110,18 @@ def make_subclassed(keras):
     return build(keras)
 
 
+def global_pooling(keras):
+    layers = keras.layers
+    inputs = keras.Input(shape=(9, 9, 2))
+    x = layers.Conv2D(6, 3, padding="same", activation="relu")(inputs)
+    a = layers.GlobalAveragePooling2D()(x)
+    b = layers.GlobalMaxPooling2D()(layers.Conv2D(6, 3, activation="relu")(x))
+    outputs = layers.Dense(3, activation="softmax")(layers.concatenate([a, b]))
+    return keras.Model(inputs, outputs)
+
+
 MODELS = {"residual_inception": residual_inception, "two_inputs": two_inputs,
+          "global_pooling": global_pooling,
           "sequential_lecture": sequential_lecture, "subclassed_resnet": make_subclassed}
 
 

@@ -60,7 +60,16 @@ from .merging import (
     subtract,
 )
 from .normalization import BatchNormalization
-from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
+from .pooling import (
+    AveragePooling2D,
+    AvgPool2D,
+    GlobalAveragePooling2D,
+    GlobalAvgPool2D,
+    GlobalMaxPool2D,
+    GlobalMaxPooling2D,
+    MaxPool2D,
+    MaxPooling2D,
+)
 from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, Rescaling
 
 __all__ = [
@@ -69,13 +78,15 @@ __all__ = [
     "BatchNormalization", "Maxout", "Lambda", "Add", "Subtract", "Multiply", "Average", "Maximum",
     "Minimum", "Concatenate", "add", "subtract", "multiply", "average", "maximum",
     "minimum", "concatenate", "Rescaling", "RandomFlip", "RandomTranslation",
-    "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "get_layer_class",
+    "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "get_layer_class",
 ]
 
 _LAYERS = {c.__name__: c for c in (
     InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, Activation,
     ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout, Add, Subtract, Multiply,
-    Average, Maximum, Minimum, Concatenate, Rescaling, RandomFlip, RandomTranslation,
+    Average, Maximum, Minimum, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D,
+    Rescaling, RandomFlip, RandomTranslation,
     RandomRotation)}
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import numpy as np
+
 from .. import ops
 from ..backends._args import pair
 from .base import Layer, _data_format, _padding
@@ -80,3 +82,77 @@ class AveragePooling2D(_Pooling2D):
 
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
+
+
+class _GlobalPooling2D(Layer):
+    """Pooling over the whole image: (N, H, W, C) -> (N, C) (or (N, 1, 1, C) with
+    ``keepdims=True``); channels_first images are (N, C, H, W)."""
+
+    def __init__(self, data_format: Optional[str] = None, keepdims: bool = False,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        self.data_format = _data_format(data_format)
+        self.keepdims = bool(keepdims)
+
+    def _axes(self):
+        return (2, 3) if self.data_format == "channels_first" else (1, 2)
+
+    def compute_output_shape(self, input_shape):
+        cf = self.data_format == "channels_first"
+        self._need_ndim(input_shape, 4, "(batch, channels, height, width)" if cf
+                        else "(batch, height, width, channels)")
+        c = input_shape[1] if cf else input_shape[3]
+        if not self.keepdims:
+            return (input_shape[0], c)
+        return (input_shape[0], c, 1, 1) if cf else (input_shape[0], 1, 1, c)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"data_format": self.data_format, "keepdims": self.keepdims})
+        return config
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """The mean of each channel over the image (Keras: ``GlobalAveragePooling2D``).
+
+    A pass over memory with one addition per element, so NumPy's reduction runs it on
+    both backends; backward spreads ``dout / (H * W)`` over the image.
+    """
+
+    def forward(self, x, training=False, workspace=None):
+        return x.mean(axis=self._axes(), keepdims=self.keepdims), x.shape
+
+    def backward(self, dout, shape, need_dx=True):
+        axes = self._axes()
+        d = dout if self.keepdims else np.expand_dims(dout, axes)
+        scale = dout.dtype.type(1 / (shape[axes[0]] * shape[axes[1]]))
+        return np.broadcast_to(d * scale, shape).copy(), []
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """The maximum of each channel over the image (Keras: ``GlobalMaxPooling2D``); the
+    gradient goes to the first maximum in row-major order, as MaxPooling2D's does."""
+
+    def forward(self, x, training=False, workspace=None):
+        axes = self._axes()
+        moved = np.moveaxis(x, axes, (-2, -1))
+        flat = moved.reshape(moved.shape[:-2] + (-1,))
+        first = np.argmax(flat, axis=-1)  # NaN counts as the largest, as in max pooling
+        out = np.take_along_axis(flat, first[..., None], axis=-1)[..., 0]
+        if self.keepdims:
+            out = np.expand_dims(out, axes)
+        return out, (x.shape, first)
+
+    def backward(self, dout, ctx, need_dx=True):
+        shape, first = ctx
+        axes = self._axes()
+        d = np.squeeze(dout, axes) if self.keepdims else dout
+        moved_shape = tuple(s for i, s in enumerate(shape) if i not in axes) + tuple(
+            shape[a] for a in axes)
+        flat = np.zeros(moved_shape[:-2] + (moved_shape[-2] * moved_shape[-1],), dout.dtype)
+        np.put_along_axis(flat, first[..., None], d[..., None], axis=-1)
+        return np.ascontiguousarray(np.moveaxis(flat.reshape(moved_shape), (-2, -1), axes)), []
+
+
+GlobalAvgPool2D = GlobalAveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
