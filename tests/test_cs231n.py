@@ -509,3 +509,180 @@ def test_max_pool_planes_same_bits_on_one_and_two_threads(monkeypatch):
         fastconv.set_num_threads(None)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------- layers.py functions
+
+
+def _num_grad(f, x, dout, h=1e-5):
+    """Central differences of sum(f(x) * dout) with respect to x (changed in place).
+
+    The difference f(x + h) - f(x - h) is taken before contracting with dout, as the
+    course's gradient check does, so the cancellation stays per element.
+    """
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + h
+        plus = f().copy()
+        x[i] = old - h
+        minus = f()
+        x[i] = old
+        g[i] = np.sum((plus - minus) * dout) / (2 * h)
+    return g
+
+
+def _rel_error(a, b):
+    """||a - b|| / (||a|| + ||b||): per-element ratios blow up on entries near zero."""
+    return np.linalg.norm(a - b) / max(1e-300, np.linalg.norm(a) + np.linalg.norm(b))
+
+
+def _check_grads(forward, backward, arrays, out_shape, rng):
+    dout = rng.standard_normal(out_shape)
+    _, cache = forward()
+    grads = backward(dout, cache)
+    for a, g in zip(arrays, grads):
+        assert _rel_error(_num_grad(lambda: forward()[0], a, dout), g) < 1e-8
+
+
+def test_affine_forward_matches_matmul_and_grads():
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((4, 2, 3)), rng.standard_normal((6, 5)), rng.standard_normal(5)
+    out, _ = cs231n.affine_forward(x, w, b)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, x.reshape(4, 6) @ w + b, rtol=1e-12)
+    _check_grads(lambda: cs231n.affine_forward(x, w, b), cs231n.affine_backward,
+                 (x, w, b), (4, 5), rng)
+    _check_grads(lambda: cs231n.affine_relu_forward(x, w, b), cs231n.affine_relu_backward,
+                 (x, w, b), (4, 5), rng)
+
+
+def test_affine_shape_errors_name_the_argument():
+    with pytest.raises(ValueError, match="`w`"):
+        cs231n.affine_forward(np.zeros((2, 3)), np.zeros((4, 5)), np.zeros(5))
+    with pytest.raises(ValueError, match="`b`"):
+        cs231n.affine_forward(np.zeros((2, 3)), np.zeros((3, 5)), np.zeros(4))
+
+
+def test_relu():
+    x = np.array([[-1.0, 0.0, 2.0]])
+    out, cache = cs231n.relu_forward(x)
+    np.testing.assert_array_equal(out, [[0.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(cs231n.relu_backward(np.array([[5.0, 6.0, 7.0]]), cache),
+                                  [[0.0, 0.0, 7.0]])
+
+
+def test_batchnorm_train_test_and_running_stats_by_hand():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 3)) * 2 + 1
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    rm, rv = rng.standard_normal(3), rng.random(3) + 0.5
+    bn = {"mode": "train", "eps": 1e-5, "momentum": 0.8, "running_mean": rm.copy(),
+          "running_var": rv.copy()}
+    out, _ = cs231n.batchnorm_forward(x, gamma, beta, bn)
+    mu, var = x.sum(0) / 8, ((x - x.sum(0) / 8) ** 2).sum(0) / 8
+    np.testing.assert_allclose(out, gamma * (x - mu) / np.sqrt(var + 1e-5) + beta, rtol=1e-12)
+    np.testing.assert_allclose(bn["running_mean"], 0.8 * rm + 0.2 * mu, rtol=1e-12)
+    np.testing.assert_allclose(bn["running_var"], 0.8 * rv + 0.2 * var, rtol=1e-12)
+    bn["mode"] = "test"
+    out, _ = cs231n.batchnorm_forward(x, gamma, beta, bn)
+    expect = gamma * (x - bn["running_mean"]) / np.sqrt(bn["running_var"] + 1e-5) + beta
+    np.testing.assert_allclose(out, expect, rtol=1e-12)
+    with pytest.raises(ValueError, match="bn_param\\['mode'\\]"):
+        cs231n.batchnorm_forward(x, gamma, beta, {"mode": "eval"})
+
+
+@pytest.mark.parametrize("name", ["batchnorm_backward", "batchnorm_backward_alt"])
+def test_batchnorm_grads(name):
+    rng = np.random.default_rng(2)
+    x, gamma, beta = rng.standard_normal((5, 4)), rng.standard_normal(4), rng.standard_normal(4)
+    _check_grads(lambda: cs231n.batchnorm_forward(x, gamma, beta, {"mode": "train"}),
+                 getattr(cs231n, name), (x, gamma, beta), (5, 4), rng)
+
+
+def test_layernorm_forward_and_grads():
+    rng = np.random.default_rng(3)
+    x, gamma, beta = rng.standard_normal((3, 6)), rng.standard_normal(6), rng.standard_normal(6)
+    out, _ = cs231n.layernorm_forward(x, gamma, beta, {})
+    mu, sd = x.mean(1, keepdims=True), np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out, gamma * (x - mu) / sd + beta, rtol=1e-12)
+    _check_grads(lambda: cs231n.layernorm_forward(x, gamma, beta, {}),
+                 cs231n.layernorm_backward, (x, gamma, beta), (3, 6), rng)
+
+
+def test_spatial_batchnorm_forward_and_grads():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 4, 5))
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    out, _ = cs231n.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    mu = x.mean((0, 2, 3))[None, :, None, None]
+    sd = np.sqrt(x.var((0, 2, 3))[None, :, None, None] + 1e-5)
+    np.testing.assert_allclose(out, gamma[None, :, None, None] * (x - mu) / sd
+                               + beta[None, :, None, None], rtol=1e-11)
+    _check_grads(lambda: cs231n.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"}),
+                 cs231n.spatial_batchnorm_backward, (x, gamma, beta), x.shape, rng)
+
+
+def test_spatial_groupnorm_forward_and_grads():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 3, 2))
+    gamma, beta = rng.standard_normal((1, 6, 1, 1)), rng.standard_normal((1, 6, 1, 1))
+    out, _ = cs231n.spatial_groupnorm_forward(x, gamma, beta, 3, {"eps": 1e-5})
+    g = x.reshape(2, 3, -1)
+    xhat = ((g - g.mean(2, keepdims=True)) / np.sqrt(g.var(2, keepdims=True) + 1e-5))
+    np.testing.assert_allclose(out, gamma * xhat.reshape(x.shape) + beta, rtol=1e-11)
+    _check_grads(lambda: cs231n.spatial_groupnorm_forward(x, gamma, beta, 3, {}),
+                 cs231n.spatial_groupnorm_backward, (x, gamma, beta), x.shape, rng)
+    with pytest.raises(ValueError, match="`G`"):
+        cs231n.spatial_groupnorm_forward(x, gamma, beta, 4, {})
+
+
+def test_dropout_seed_reproducible_and_inverted():
+    x = np.ones((50, 40))
+    param = {"p": 0.25, "mode": "train", "seed": 7}
+    out1, cache = cs231n.dropout_forward(x, param)
+    out2, _ = cs231n.dropout_forward(x, param)
+    np.testing.assert_array_equal(out1, out2)
+    assert set(np.unique(out1)) == {0.0, 4.0}  # kept units scaled by 1 / p
+    assert abs((out1 > 0).mean() - 0.25) < 0.05
+    dout = np.arange(x.size, dtype=np.float64).reshape(x.shape)
+    np.testing.assert_array_equal(cs231n.dropout_backward(dout, cache), dout * (out1 / 1.0))
+    out, cache = cs231n.dropout_forward(x, {"p": 0.25, "mode": "test"})
+    np.testing.assert_array_equal(out, x)
+    np.testing.assert_array_equal(cs231n.dropout_backward(dout, cache), dout)
+
+
+@pytest.mark.parametrize("name", ["softmax_loss", "svm_loss"])
+def test_losses_against_loops_and_grads(name):
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
+    loss, dx = getattr(cs231n, name)(x, y)
+    expect = 0.0
+    for i in range(6):
+        if name == "softmax_loss":
+            expect -= x[i, y[i]] - np.log(np.sum(np.exp(x[i])))
+        else:
+            expect += sum(max(0.0, x[i, j] - x[i, y[i]] + 1) for j in range(4) if j != y[i])
+    assert abs(loss - expect / 6) < 1e-12
+    num = _num_grad(lambda: np.array(getattr(cs231n, name)(x, y)[0]), x, 1.0)
+    assert _rel_error(num, dx) < 1e-8
+    with pytest.raises(ValueError, match="`y`"):
+        getattr(cs231n, name)(x, y[:3])
+
+
+def test_conv_bn_relu_grads():
+    rng = np.random.default_rng(7)
+    x, w, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), \
+        rng.standard_normal(3)
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    conv = {"stride": 1, "pad": 1}
+
+    def forward():
+        return cs231n.conv_bn_relu_forward(x, w, b, gamma, beta, conv, {"mode": "train"})
+
+    dout = rng.standard_normal((2, 3, 5, 5))
+    grads = cs231n.conv_bn_relu_backward(dout, forward()[1])
+    for a, g in zip((x, w, gamma, beta), grads[:2] + grads[3:]):
+        assert _rel_error(_num_grad(lambda: forward()[0], a, dout), g) < 1e-8

@@ -47,6 +47,27 @@ import numpy as np
 from .. import ops
 from ..backends import get_backend, get_module
 from ..backends._args import Cache, as_float_array, fail
+from ._cs231n_layers import (  # the course's layers.py functions
+    affine_backward,
+    affine_forward,
+    affine_relu_backward,
+    affine_relu_forward,
+    batchnorm_backward,
+    batchnorm_backward_alt,
+    batchnorm_forward,
+    dropout_backward,
+    dropout_forward,
+    layernorm_backward,
+    layernorm_forward,
+    relu_backward,
+    relu_forward,
+    softmax_loss,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
+    spatial_groupnorm_backward,
+    spatial_groupnorm_forward,
+    svm_loss,
+)
 
 __all__ = [
     "conv_forward_fast",
@@ -69,6 +90,28 @@ __all__ = [
     "conv_relu_backward",
     "conv_relu_pool_forward",
     "conv_relu_pool_backward",
+    "conv_bn_relu_forward",
+    "conv_bn_relu_backward",
+] + [
+    "affine_forward",
+    "affine_backward",
+    "relu_forward",
+    "relu_backward",
+    "affine_relu_forward",
+    "affine_relu_backward",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "spatial_batchnorm_forward",
+    "spatial_batchnorm_backward",
+    "layernorm_forward",
+    "layernorm_backward",
+    "spatial_groupnorm_forward",
+    "spatial_groupnorm_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "softmax_loss",
+    "svm_loss",
 ]
 
 _CONV_KEYS = ("stride", "pad")
@@ -432,3 +475,25 @@ max_pool_forward_reshape = max_pool_forward_fast
 max_pool_backward_reshape = max_pool_backward_fast
 max_pool_forward_im2col = max_pool_forward_fast
 max_pool_backward_im2col = max_pool_backward_fast
+
+
+def conv_bn_relu_forward(x: Any, w: Any, b: Any, gamma: Any, beta: Any, conv_param: Mapping,
+                         bn_param: dict) -> Tuple[np.ndarray, tuple]:
+    """Convolution, spatial batch normalisation, then ReLU (the course's layer_utils).
+
+    Returns ``out`` (N, F, H', W') and the cache ``(conv_cache, bn_cache, relu_cache)``;
+    ``bn_param`` is that of :func:`spatial_batchnorm_forward`, updated in place.
+    """
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    an, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(an)
+    return out, (conv_cache, bn_cache, relu_cache)
+
+
+def conv_bn_relu_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, ...]:
+    """Backward pass of :func:`conv_bn_relu_forward`: (dx, dw, db, dgamma, dbeta)."""
+    conv_cache, bn_cache, relu_cache = cache
+    dan = relu_backward(dout, relu_cache)
+    da, dgamma, dbeta = spatial_batchnorm_backward(dan, bn_cache)
+    dx, dw, db = conv_backward_fast(da, conv_cache)
+    return dx, dw, db, dgamma, dbeta
