@@ -28,7 +28,7 @@ from . import (
     saving,
     utils,
 )
-from ._namespace import missing
+from ._namespace import module_getattr
 
 __version__ = "3.0.0-fastconv"
 
@@ -37,7 +37,4 @@ __all__ = ["Input", "Layer", "Model", "Sequential", "activations", "backend", "c
            "optimizers", "regularizers", "saving", "utils"]
 
 
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise missing(__name__, name)
+__getattr__ = module_getattr(__name__)

@@ -27,8 +27,24 @@ def missing(module: str, name: str) -> Exception:
     AttributeError (so ``hasattr`` answers False) everywhere else."""
     message = (f"fastconv does not implement {module.replace('fastconv.', '')}.{name} yet "
                f"(or it is not a Keras name): module {module!r} has no attribute {name!r}. "
-               "See docs/keras-compatibility.md for what fastconv has.")
+               "The README lists what fastconv has.")
     if _in_from_import(3):
         return ImportError(message, name=module)
     return NotImplementedInFastconv(message)
 
+
+
+def module_getattr(module: str, source=None):
+    """The ``__getattr__`` of a ``fastconv.keras`` module: a public name of ``source``
+    (the fastconv module it mirrors, if any), else :func:`missing`'s error."""
+
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if source is not None and not name.startswith("_"):
+            value = getattr(source, name, None)
+            if value is not None:
+                return value
+        raise missing(module, name)
+
+    return __getattr__

@@ -9,7 +9,7 @@ from ..config import (  # noqa: F401
     set_floatx,
     set_image_data_format,
 )
-from ._namespace import missing
+from ._namespace import module_getattr
 
 __all__ = ["clear_session", "epsilon", "floatx", "image_data_format", "set_epsilon",
            "set_floatx", "set_image_data_format", "backend"]
@@ -20,7 +20,4 @@ def backend() -> str:
     return "fastconv"
 
 
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise missing(__name__, name)
+__getattr__ = module_getattr(__name__)

@@ -1,12 +1,9 @@
 """``keras.datasets``: ``mnist``, ``fashion_mnist``, ``cifar10`` with ``load_data()``."""
 
 from ..datasets import cifar10, fashion_mnist, mnist  # noqa: F401
-from ._namespace import missing
+from ._namespace import module_getattr
 
 __all__ = ["cifar10", "fashion_mnist", "mnist"]
 
 
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise missing(__name__, name)
+__getattr__ = module_getattr(__name__)

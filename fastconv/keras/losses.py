@@ -2,15 +2,9 @@
 
 from .. import losses as _source
 from ..losses import *  # noqa: F401,F403
-from ._namespace import missing
+from ._namespace import module_getattr
 
 __all__ = list(_source.__all__)
 
 
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    value = getattr(_source, name, None)
-    if value is not None and not name.startswith("_"):
-        return value
-    raise missing(__name__, name)
+__getattr__ = module_getattr(__name__, _source)

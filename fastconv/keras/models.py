@@ -1,12 +1,9 @@
 """``keras.models``."""
 
 from ..models import Model, Sequential, clone_model, load_model, save_model  # noqa: F401
-from ._namespace import missing
+from ._namespace import module_getattr
 
 __all__ = ["Model", "Sequential", "clone_model", "load_model", "save_model"]
 
 
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise missing(__name__, name)
+__getattr__ = module_getattr(__name__)

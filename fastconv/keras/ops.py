@@ -28,7 +28,7 @@ from ..operations import (  # noqa: F401
     tanh,
     transpose,
 )
-from ._namespace import missing
+from ._namespace import module_getattr
 
 __all__ = ["abs", "add", "clip", "concatenate", "convert_to_numpy", "convert_to_tensor",
            "divide", "exp", "log", "matmul", "max", "maximum", "mean", "minimum", "multiply",
@@ -36,7 +36,4 @@ __all__ = ["abs", "add", "clip", "concatenate", "convert_to_numpy", "convert_to_
            "sum", "tanh", "transpose"]
 
 
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise missing(__name__, name)
+__getattr__ = module_getattr(__name__)

@@ -2,12 +2,9 @@
 
 from .._saving import register_keras_serializable  # noqa: F401
 from ..utils import set_random_seed, to_categorical  # noqa: F401
-from ._namespace import missing
+from ._namespace import module_getattr
 
 __all__ = ["register_keras_serializable", "set_random_seed", "to_categorical"]
 
 
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise missing(__name__, name)
+__getattr__ = module_getattr(__name__)
