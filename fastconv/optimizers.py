@@ -38,6 +38,17 @@ def _positive(name, value, allow_zero=False):
     return float(value)
 
 
+def _copy_slot(s):
+    """A deep copy of one weight's optimizer state (None, array, tuple or dict of arrays)."""
+    if s is None:
+        return None
+    if isinstance(s, tuple):
+        return tuple(_copy_slot(a) for a in s)
+    if isinstance(s, dict):
+        return {k: _copy_slot(a) for k, a in s.items()}
+    return np.array(s, copy=True)
+
+
 class Optimizer:
     """Base class. ``learning_rate`` may be changed between steps (callbacks do)."""
 
@@ -62,6 +73,30 @@ class Optimizer:
 
     def get_config(self) -> dict:
         return {"learning_rate": self.learning_rate}
+
+    def get_state(self) -> dict:
+        """A copy of what the next steps depend on: ``{"iterations", "slots"}``.
+
+        ``slots`` holds, per weight, that weight's state (None, an array, or a tuple or
+        dict of arrays: moments, velocities) copied, so that ``set_state`` of it later
+        resumes exactly where this call stood (BackupAndRestore uses it).
+        """
+        return {"iterations": int(self.iterations),
+                "slots": [_copy_slot(s) for s in self._state]}
+
+    def set_state(self, state: dict) -> None:
+        """Restore what :meth:`get_state` returned (on an optimizer of the same config)."""
+        if not isinstance(state, dict) or set(state) != {"iterations", "slots"}:
+            raise fail("state", "a dict with keys 'iterations' and 'slots'", state)
+        it = state["iterations"]
+        if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or it < 0:
+            raise fail("state['iterations']", "an int >= 0", it)
+        self.iterations = int(it)
+        self._state = [_copy_slot(s) for s in state["slots"]]
+        self._after_set_state()
+
+    def _after_set_state(self) -> None:
+        """Rebuild views of ``_state`` a subclass keeps (Adam's moment lists)."""
 
 
 class SGD(Optimizer):
@@ -112,6 +147,9 @@ class Adam(Optimizer):
 
     def _new_state(self, p):
         return np.zeros_like(p), np.zeros_like(p), np.empty_like(p)
+
+    def _after_set_state(self):
+        self._moments = ([s[0] for s in self._state], [s[1] for s in self._state])
 
     def apply(self, params, grads):
         t = self.iterations + 1
