@@ -506,7 +506,7 @@ class Trainer:
 
         Safe to call from several threads at once, on one model or several. Under
         fastconv.distributed, ``x`` is this rank's shard: the root returns the outputs of
-        all shards concatenated in rank order, the other ranks None.
+        all shards in :func:`fastconv.distributed.shard`'s order, the other ranks None.
         """
         kwargs.pop("steps", None)
         kwargs.pop("callbacks", None)
