@@ -22,6 +22,7 @@ __all__ = [
     "avgpool2d_backward",
     "relu_forward",
     "relu_backward",
+    "matmul",
 ]
 
 
@@ -93,3 +94,8 @@ def relu_forward(x):
 def relu_backward(dout, cache):
     """``dx``; see :func:`fastconv.backends.numpy.relu_backward`."""
     return _cache_module(cache, "relu").relu_backward(dout, cache)
+
+
+def matmul(a, b, out=None):
+    """``a @ b``; see :func:`fastconv.backends.numpy.matmul`."""
+    return active_module().matmul(a, b, out)

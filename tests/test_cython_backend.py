@@ -751,3 +751,59 @@ def test_pixel_vectorised_input_gradient_same_bits_any_threads(c, rng):
     assert np.array_equal(many[:1], results[0]) and np.array_equal(many[5:], results[0])
     assert_close(results[0], ref.conv2d_backward(
         dout, ref.conv2d_forward(x, w, None, 1, "same", 2)[1])[0], np.float32)
+
+
+# -- matmul (the Dense layer's forward) ------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(shape=st.tuples(st.integers(0, 150), st.integers(0, 90), st.integers(0, 300)),
+       seed=st.integers(0, 2**16))
+def test_matmul_matches_reference(shape, seed, dtype, threads):
+    m, k, n = shape
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    got = fast.matmul(a, b)
+    want = ref.matmul(a, b)
+    assert got.dtype == dtype and got.shape == want.shape == (m, n)
+    if got.size:
+        # Judged against the sum of |terms| of each entry, as the convolutions are, and
+        # against a float64 product of the same numbers.
+        scale = ref.matmul(np.abs(a), np.abs(b))
+        assert_close(got, want, dtype, scale=scale)
+        assert_close(got, a.astype(np.float64) @ b.astype(np.float64), dtype, scale=scale)
+
+
+def test_matmul_by_hand():
+    a = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], np.float32)   # (3, 2)
+    b = np.array([[1.0, 0.0, -1.0], [2.0, 1.0, 0.5]], np.float32)    # (2, 3)
+    want = [[5.0, 2.0, 0.0], [11.0, 4.0, -1.0], [17.0, 6.0, -2.0]]
+    for be in (fast, ref):
+        assert be.matmul(a, b).tolist() == want
+        out = np.full((3, 3), np.nan, np.float32)
+        assert be.matmul(a, b, out=out) is out and out.tolist() == want
+        # float64 with float32 computes in float64; a float32 `out` takes the cast
+        assert be.matmul(a.astype(np.float64), b).dtype == np.float64
+        out64 = np.zeros((3, 3), np.float64)[:, ::-1]  # not contiguous: computed aside
+        assert be.matmul(a, b, out=out64).tolist() == want
+        assert be.matmul(np.zeros((2, 0)), np.zeros((0, 3))).tolist() == [[0.0] * 3] * 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_bit_identical_across_thread_counts(dtype, rng):
+    # The lecture model's Dense(128) on 5408 inputs, a product NumPy's OpenBLAS gives
+    # other bits on 1 and 2 threads ((256, 3000) @ (3000, 64)), and small ones.
+    cases = [((32, 5408), (5408, 128)), ((256, 3000), (3000, 64)), ((300, 70), (70, 600)),
+             ((7, 5), (5, 3)), ((1, 10), (10, 1))]
+    operands = [(rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype))
+                for sa, sb in cases]
+    runs = []
+    try:
+        for n in (1, 2, 2, 1):
+            fastconv.set_num_threads(n)
+            runs.append([fast.matmul(a, b) for a, b in operands])
+    finally:
+        fastconv.set_num_threads(None)
+    for other in runs[1:]:
+        for u, v in zip(runs[0], other):
+            np.testing.assert_array_equal(u, v)

@@ -29,6 +29,7 @@ __all__ = [
     "conv_pool_args",
     "check_dout",
     "check_cache",
+    "matmul_args",
 ]
 
 
@@ -332,3 +333,33 @@ def check_dout(dout: Any, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray
     if d.shape != tuple(shape):
         raise fail("dout", f"an array of the forward output's shape {tuple(shape)}", d)
     return d
+
+
+def matmul_args(a: Any, b: Any, out: Any):
+    """Check a matrix product's arguments; return ``(a, b, out_shape, direct)``.
+
+    ``a`` (m, k) and ``b`` (k, n) become C-contiguous arrays of their common float dtype
+    (float32 with float64 gives float64, as in NumPy). ``out``, when given, must be a
+    writeable float32/float64 array of shape (m, n); ``direct`` says whether the result
+    can be written into it as it is (same dtype, C-contiguous) or must be cast into it.
+    """
+    a = as_float_array(a, "a")
+    b = as_float_array(b, "b")
+    if a.dtype != b.dtype:
+        a, b = a.astype(np.float64), b.astype(np.float64)
+    for name, arr in (("a", a), ("b", b)):
+        if arr.ndim != 2:
+            raise fail(name, "a 2-D array (a matrix)", arr)
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"`a` and `b` must agree on the reduction axis: a is (m, k) and b "
+                         f"is (k, n). Received: a with shape {a.shape}, b with shape "
+                         f"{b.shape}")
+    shape = (a.shape[0], b.shape[1])
+    direct = False
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise fail("out", "a NumPy array", out, TypeError)
+        if out.shape != shape or out.dtype not in (_F32, _F64) or not out.flags.writeable:
+            raise fail("out", f"a writeable float32 or float64 array of shape {shape}", out)
+        direct = out.dtype == a.dtype and out.flags.c_contiguous
+    return a, b, shape, direct

@@ -38,6 +38,7 @@ __all__ = [
     "avgpool2d_backward",
     "relu_forward",
     "relu_backward",
+    "matmul",
 ]
 
 
@@ -295,3 +296,30 @@ def relu_backward(dout, cache):
     cache = _args.check_cache(cache, "relu", NAME)
     dout = _args.check_dout(dout, cache.geom, cache.dtype)
     return np.where(cache.arrays["x"] > 0, dout, 0).astype(cache.dtype, copy=False)
+
+
+def matmul(a, b, out=None):
+    """Matrix product ``a @ b``: the Dense layer's forward.
+
+    Parameters
+    ----------
+    a : array (m, k)
+    b : array (k, n)
+    out : array (m, n), optional
+        Writeable float32/float64: the result is written there (cast if its dtype
+        differs).
+
+    Returns
+    -------
+    array (m, n)
+        In the common dtype of ``a`` and ``b`` (float32, or float64 if either is), or
+        ``out``. The compiled backend runs it as a 1x1 convolution, whose bits do not
+        depend on the thread count; this reference is NumPy's ``matmul`` (BLAS), equal
+        to it within rounding.
+    """
+    a, b, shape, direct = _args.matmul_args(a, b, out)
+    result = np.matmul(a, b, out=out if direct else None)
+    if out is not None and not direct:
+        np.copyto(out, result, casting="same_kind")
+        return out
+    return result
