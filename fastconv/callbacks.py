@@ -4,7 +4,7 @@ A callback receives ``set_model(model)`` and ``set_params(params)`` first, then
 ``on_train_begin``, ``on_epoch_begin(epoch)``, ``on_train_batch_begin(batch)``,
 ``on_train_batch_end(batch, logs)``, ``on_epoch_end(epoch, logs)`` and
 ``on_train_end``. ``logs`` at an epoch's end holds 'loss', each metric, and their
-'val_' versions when there is validation data. Setting ``model.stop_training = True``
+``val_`` versions when there is validation data. Setting ``model.stop_training = True``
 ends training after the current batch's epoch.
 
 Under :mod:`fastconv.distributed` with several MPI ranks, ModelCheckpoint and

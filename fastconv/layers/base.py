@@ -105,8 +105,8 @@ class Layer:
     batch_size : int, optional
         Fixes the batch axis of ``input_shape`` (informational).
 
-    Subclassing
-    -----------
+    Notes
+    -----
     A subclass may create sublayers in ``__init__`` (as attributes, or lists and dicts
     of them), weights in ``build(input_shape)`` with :meth:`add_weight`, and compose
     them in ``call(inputs, training=None)``; fastconv traces ``call`` on symbolic
