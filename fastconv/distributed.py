@@ -459,9 +459,11 @@ class ShardedDataset:
     the same ``seed``; in epoch ``e`` all ranks draw the same permutation of all the
     samples and rank ``r`` takes every P-th of it from ``r``, so P ranks at batch ``B``
     take, step by step, exactly the samples of one process at batch ``P * B`` on that
-    permutation. :meth:`on_epoch_end` moves to the next epoch's permutation, and
-    :meth:`set_epoch` to any (a run resumed at epoch ``e`` calls ``set_epoch(e)`` to
-    see the permutations of an uninterrupted one).
+    permutation. ``fit`` calls :meth:`set_epoch` before each epoch (so a run resumed
+    with ``initial_epoch`` sees the permutations of an uninterrupted one);
+    :meth:`on_epoch_end` moves to the next epoch for loops of one's own. Pass
+    ``shuffle=False`` to ``fit``: the dataset shuffles, and ``fit`` would otherwise
+    also permute its batch order.
 
     Parameters
     ----------

@@ -270,7 +270,7 @@ def _one_process_reference(dtype, epochs, order):
     model = common.build_model(dtype)
     history = model.fit(x[order], y[order], batch_size=2 * common.BATCH, epochs=epochs,
                         shuffle=False, verbose=0)
-    return model, history
+    return model, history.history
 
 
 def _strided_order():
@@ -297,22 +297,45 @@ def _uneven_order():
 # one process over 8 samples at once; each of the 12 SGD steps adds a few rounding
 # errors of the dtype. Measured here: 3e-7 (float32) and 4e-16 (float64) relative to the
 # largest weight; the bound is 64 eps of the dtype relative to the largest weight.
+def _shuffled_reference(dtype, epochs):
+    # shard_dataset's epoch e: all ranks draw one permutation of the 25 samples from
+    # seed 3 and epoch e, padded to 26 by wrapping, and rank r takes every 2nd from r;
+    # step k of the job is then batch k of 8 of one process on that padded order.
+    # (DistributedSampler's permutation itself is tested by hand above.)
+    x, y = common.data(dtype)
+    model = common.build_model(dtype)
+    losses = []
+    for epoch in range(epochs):
+        parts = [dist.DistributedSampler(common.SAMPLES, 2, r, seed=3) for r in range(2)]
+        order = np.empty(26, np.int64)
+        for r, sampler in enumerate(parts):
+            sampler.set_epoch(epoch)
+            order[r::2] = sampler.indices()
+        h = model.fit(x[order], y[order], batch_size=2 * common.BATCH, epochs=1,
+                      shuffle=False, verbose=0)
+        losses.append(h.history)
+    return model, {k: [h[k][0] for h in losses] for k in losses[0]}
+
+
 @pytest.mark.parametrize("dtype,mode", [("float32", None), ("float64", None),
-                                        ("float32", "--uneven")])
+                                        ("float32", "--uneven"), ("float32", "--shuffle"),
+                                        ("float64", "--shuffle")])
 def test_two_ranks_equal_one_process_with_twice_the_batch(mpiexec, tmp_path, dtype, mode):
     args = [tmp_path, dtype, 3] + ([mode] if mode else [])
     proc = checked(run_mpi(mpiexec, "train.py", *args, cwd=tmp_path))
-    order = _uneven_order() if mode == "--uneven" else _strided_order()
-    reference, history = _one_process_reference(dtype, 3, order)
+    if mode == "--shuffle":
+        reference, history = _shuffled_reference(dtype, 3)
+    else:
+        order = _uneven_order() if mode == "--uneven" else _strided_order()
+        reference, history = _one_process_reference(dtype, 3, order)
     eps = np.finfo(dtype).eps
     for info in ranks(tmp_path):
         for got, ref in zip(info["weights"], reference.get_weights()):
             assert got.dtype == np.dtype(dtype)
             assert np.abs(got - ref).max() <= 64 * eps * np.abs(ref).max()
         # Epoch logs are averaged over all samples of both ranks.
-        np.testing.assert_allclose(info["history"]["loss"], history.history["loss"],
-                                   rtol=64 * eps)
-        assert info["history"]["accuracy"] == history.history["accuracy"]
+        np.testing.assert_allclose(info["history"]["loss"], history["loss"], rtol=64 * eps)
+        assert info["history"]["accuracy"] == history["accuracy"]
     # Only the root prints progress.
     assert proc.stdout.count("Epoch 1/3") == 1
 

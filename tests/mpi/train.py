@@ -8,7 +8,9 @@ MODE:
   of batches first and takes an empty step;
 - ``--checkpoint``: as none, with ModelCheckpoint and CSVLogger; counts, per rank, the
   model files written through fastconv's atomic writer;
-- ``--resume FILE``: as none, loading FILE and training the last epoch only.
+- ``--resume FILE``: as none, loading FILE and training the last epoch only;
+- ``--shuffle``: ``dist.shard_dataset`` on all the data, reshuffled globally each
+  epoch from seed 3.
 """
 
 import os
@@ -40,6 +42,8 @@ x, y = common.data(dtype)
 if mode == "--uneven":
     block = slice(0, 13) if dist.rank() == 0 else slice(13, None)
     x, y = x[block], y[block]
+elif mode == "--shuffle":
+    x, y = dist.shard_dataset(x, y, batch_size=common.BATCH, shuffle=True, seed=3), None
 else:
     x, y = dist.shard(x, y)
 cbs, initial_epoch = [], 0
