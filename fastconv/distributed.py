@@ -277,6 +277,15 @@ class DistributedOptimizer(_optimizers.Optimizer):
     def get_config(self) -> dict:
         return self.optimizer.get_config()
 
+    def get_state(self) -> dict:
+        return self.optimizer.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self.optimizer.set_state(state)
+
+    def finalize_variable_values(self, params: Sequence[np.ndarray]) -> None:
+        self.optimizer.finalize_variable_values(params)
+
     def apply(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """Average ``grads`` over the ranks (equal weights), then update ``params``."""
         self.apply_step(params, grads, 1, 0.0)

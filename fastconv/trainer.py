@@ -174,6 +174,9 @@ class Trainer:
         self.stop_training = False
         self.history: Optional[_callbacks.History] = None
         self._workspace = Workspace()
+        self._fit_callbacks: List[Any] = []
+        self._fit_interrupted = False
+        self._resume_epoch: Optional[int] = None
         self._train_lock = threading.Lock()
         self._items_cache: Optional[tuple] = None
 
@@ -486,18 +489,30 @@ class Trainer:
             if not _distributed.is_root():
                 verbose = 0
         history = _callbacks.History()
-        cbs = _callbacks.CallbackList([history] + list(callbacks or []), self,
+        # History last, as in Keras: it records what the other callbacks added to the
+        # logs (ReduceLROnPlateau's learning_rate).
+        cbs = _callbacks.CallbackList(list(callbacks or []) + [history], self,
                                       {"epochs": epochs, "steps": steps, "verbose": verbose,
                                        "batch_size": batch_size, "samples": samples})
         self.history = history
         self.stop_training = False
+        self._fit_callbacks = cbs.callbacks   # BackupAndRestore saves the others' state
+        self._fit_interrupted = True          # until the epochs ran to their end
+        self._resume_epoch = None
         with _Interrupt() as interrupt:
             cbs.on_train_begin({})
+            if self._resume_epoch is not None:  # BackupAndRestore found a backup
+                initial_epoch = max(initial_epoch, self._resume_epoch)
             try:
                 self._fit_epochs(source, val, val_batch, epochs, initial_epoch, steps,
                                  local_steps, world, verbose, cbs, interrupt, validate_on)
+                # use_ema: the weights take their moving averages (Keras does it here)
+                self.optimizer.finalize_variable_values(
+                    [arr for _, _, arr in self._train_items()])
+                self._fit_interrupted = interrupt.hit
             finally:
                 cbs.on_train_end({})
+                self._fit_callbacks = []
         if interrupt.hit:
             raise KeyboardInterrupt
         return history
@@ -568,6 +583,7 @@ class Trainer:
                     logs["val_" + k] = v
             bar.update(seen and step + 1, logs, final=True)
             cbs.on_epoch_end(epoch, logs)
+            cbs._after_epoch_end(epoch)
             if source.exhausted:
                 self.stop_training = True
             if self.stop_training:
