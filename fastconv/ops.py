@@ -23,6 +23,8 @@ __all__ = [
     "relu_forward",
     "relu_backward",
     "matmul",
+    "depthwise_conv2d_forward",
+    "depthwise_conv2d_backward",
 ]
 
 
@@ -99,3 +101,14 @@ def relu_backward(dout, cache):
 def matmul(a, b, out=None):
     """``a @ b``; see :func:`fastconv.backends.numpy.matmul`."""
     return active_module().matmul(a, b, out)
+
+
+def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """Depthwise convolution; see :func:`fastconv.backends.numpy.depthwise_conv2d_forward`."""
+    return active_module().depthwise_conv2d_forward(x, w, b, stride, padding, dilation)
+
+
+def depthwise_conv2d_backward(dout, cache, input_grad=True):
+    """``(dx, dw, db)``; see :func:`fastconv.backends.numpy.depthwise_conv2d_backward`."""
+    return _cache_module(cache, "depthwise_conv2d").depthwise_conv2d_backward(
+        dout, cache, input_grad)

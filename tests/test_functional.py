@@ -545,7 +545,7 @@ def test_keras3_weights_give_keras3_predictions_and_one_sgd_step(monkeypatch):
     spec.loader.exec_module(parity)
     results = parity.compare(os.path.join(root, "tests", "data", "keras3_parity.npz"))
     assert set(results) == {"residual_inception", "two_inputs", "subclassed_resnet",
-                            "global_pooling"}
+                            "global_pooling", "decoder", "separable", "sequence"}
     for name, (err_pred, loss, keras_loss, err_step, _) in results.items():
         assert err_pred < 1e-6, name
         assert abs(loss - keras_loss) < 1e-5 * max(1.0, keras_loss), name

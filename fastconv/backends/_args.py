@@ -30,6 +30,7 @@ __all__ = [
     "check_dout",
     "check_cache",
     "matmul_args",
+    "depthwise_args",
 ]
 
 
@@ -363,3 +364,24 @@ def matmul_args(a: Any, b: Any, out: Any):
             raise fail("out", f"a writeable float32 or float64 array of shape {shape}", out)
         direct = out.dtype == a.dtype and out.flags.c_contiguous
     return a, b, shape, direct
+
+
+def depthwise_args(x, w, b, stride, padding, dilation):
+    """Validate the arguments of ``depthwise_conv2d_forward``.
+
+    ``w`` is (KH, KW, C, M) (M filters per input channel, Keras's depth multiplier) and
+    ``b`` is None or (C * M,). Returns ``(x, w, b, geom)``, ``geom`` the geometry of a
+    convolution of ``x`` with M output channels (its ``out_shape`` has M channels; the
+    depthwise output has C * M).
+    """
+    x = as_float_array(x, "x")
+    _check_ndim(x, "x", 4, "(N, H, W, C)")
+    w = as_float_array(w, "w", x.dtype)
+    _check_ndim(w, "w", 4, "(KH, KW, C, depth_multiplier)")
+    x, w, _, geom = conv_args(x, w, None, stride, padding, dilation)
+    if b is not None:
+        b = as_float_array(b, "b", x.dtype)
+        if b.shape != (geom.C * geom.F,):
+            raise fail("b", f"None or an array of shape (C * depth_multiplier,) = "
+                            f"({geom.C * geom.F},)", b)
+    return x, w, b, geom

@@ -44,6 +44,8 @@ __all__ = [
     "relu_forward",
     "relu_backward",
     "matmul",
+    "depthwise_conv2d_forward",
+    "depthwise_conv2d_backward",
 ]
 
 # Bytes of im2col workspace per thread (so memory does not grow with the batch).
@@ -811,3 +813,25 @@ def matmul(a, b, out=None):
         return result
     np.copyto(out, result, casting="same_kind")
     return out
+
+
+def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """Depthwise convolution; see :func:`fastconv.backends.numpy.depthwise_conv2d_forward`.
+
+    No compiled kernel yet: this runs the NumPy reference's tap loop (KH * KW passes
+    over the input), with a cache of this backend.
+    """
+    from . import numpy as _ref
+
+    out, cache = _ref.depthwise_conv2d_forward(x, w, b, stride, padding, dilation)
+    return out, Cache("depthwise_conv2d", NAME, cache.geom, cache.dtype, cache.arrays)
+
+
+def depthwise_conv2d_backward(dout, cache, input_grad=True):
+    """Gradients of :func:`depthwise_conv2d_forward` (the NumPy reference's, for now)."""
+    from . import numpy as _ref
+
+    cache = _args.check_cache(cache, "depthwise_conv2d", NAME)
+    return _ref.depthwise_conv2d_backward(
+        dout, Cache("depthwise_conv2d", _ref.NAME, cache.geom, cache.dtype, cache.arrays),
+        input_grad)

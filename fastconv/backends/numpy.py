@@ -39,6 +39,8 @@ __all__ = [
     "relu_forward",
     "relu_backward",
     "matmul",
+    "depthwise_conv2d_forward",
+    "depthwise_conv2d_backward",
 ]
 
 
@@ -323,3 +325,59 @@ def matmul(a, b, out=None):
         np.copyto(out, result, casting="same_kind")
         return out
     return result
+
+
+# --------------------------------------------------------------------------- depthwise
+
+
+def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """Depthwise 2-D convolution: each input channel convolved with its own filters.
+
+    Parameters
+    ----------
+    x : array (N, H, W, C)
+    w : array (KH, KW, C, M)
+        ``M`` filters per channel (Keras's ``depth_multiplier``).
+    b : array (C * M,), optional
+    stride, padding, dilation
+        As for :func:`conv2d_forward`.
+
+    Returns
+    -------
+    out : array (N, OH, OW, C * M)
+        ``out[n, i, j, c * M + m] = sum_{p, q} xpad[n, i*sh + p*dh, j*sw + q*dw, c]
+        * w[p, q, c, m] + b[c * M + m]``, Keras's channel order.
+    cache : Cache for :func:`depthwise_conv2d_backward`.
+    """
+    x, w, b, g = _args.depthwise_args(x, w, b, stride, padding, dilation)
+    xp = _pad(x, g)
+    out = np.zeros((g.N, g.OH, g.OW, g.C, g.F), x.dtype)
+    for i in range(g.KH):
+        for j in range(g.KW):
+            out += xp[_tap(g, i, j, (g.dh, g.dw))][..., None] * w[i, j]
+    out = out.reshape(g.N, g.OH, g.OW, g.C * g.F)
+    if b is not None:
+        out += b
+    return out, Cache("depthwise_conv2d", NAME, g, x.dtype,
+                      {"x": x, "w": w, "has_bias": b is not None})
+
+
+def depthwise_conv2d_backward(dout, cache, input_grad=True):
+    """Gradients of :func:`depthwise_conv2d_forward`: ``(dx, dw, db)`` (``dx`` None when
+    ``input_grad`` is False; ``db`` None without a bias)."""
+    cache = _args.check_cache(cache, "depthwise_conv2d", NAME)
+    g = cache.geom
+    dout = _args.check_dout(dout, (g.N, g.OH, g.OW, g.C * g.F), cache.dtype)
+    x, w = cache.arrays["x"], cache.arrays["w"]
+    d5 = dout.reshape(g.N, g.OH, g.OW, g.C, g.F)
+    xp = _pad(x, g)
+    dxp = np.zeros_like(xp) if input_grad else None
+    dw = np.empty_like(w)
+    for i in range(g.KH):
+        for j in range(g.KW):
+            tap = _tap(g, i, j, (g.dh, g.dw))
+            dw[i, j] = np.einsum("nhwc,nhwcm->cm", xp[tap], d5)
+            if input_grad:
+                dxp[tap] += np.einsum("nhwcm,cm->nhwc", d5, w[i, j])
+    db = dout.sum(axis=(0, 1, 2)) if cache.arrays["has_bias"] else None
+    return (None if dxp is None else np.ascontiguousarray(_crop(dxp, g))), dw, db

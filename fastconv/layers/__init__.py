@@ -40,7 +40,17 @@ from .base import (  # noqa: F401
     _snake,
     _unique_name,
 )
-from .convolutional import Conv2D, Convolution2D
+from .convolutional import (
+    Conv1D,
+    Conv2D,
+    Conv2DTranspose,
+    Convolution1D,
+    Convolution2D,
+    Convolution2DTranspose,
+    DepthwiseConv2D,
+    SeparableConv2D,
+    SeparableConvolution2D,
+)
 from .core import ELU, Activation, Dense, Dropout, Flatten, Lambda, LeakyReLU, Maxout, ReLU, Softmax
 from .fused import _ConvReLUMaxPool  # noqa: F401
 from .merging import (
@@ -59,18 +69,28 @@ from .merging import (
     multiply,
     subtract,
 )
-from .normalization import BatchNormalization
+from .normalization import BatchNormalization, LayerNormalization
 from .pooling import (
+    AveragePooling1D,
     AveragePooling2D,
+    AvgPool1D,
     AvgPool2D,
+    GlobalAveragePooling1D,
     GlobalAveragePooling2D,
+    GlobalAvgPool1D,
     GlobalAvgPool2D,
+    GlobalMaxPool1D,
     GlobalMaxPool2D,
+    GlobalMaxPooling1D,
     GlobalMaxPooling2D,
+    MaxPool1D,
     MaxPool2D,
+    MaxPooling1D,
     MaxPooling2D,
 )
 from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, Rescaling
+from .regularization import GaussianDropout, GaussianNoise, SpatialDropout2D
+from .reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
 
 __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten",
@@ -80,6 +100,12 @@ __all__ = [
     "minimum", "concatenate", "Rescaling", "RandomFlip", "RandomTranslation",
     "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "get_layer_class",
+    "Conv2DTranspose", "Convolution2DTranspose", "DepthwiseConv2D", "SeparableConv2D",
+    "SeparableConvolution2D", "Conv1D", "Convolution1D", "MaxPooling1D", "AveragePooling1D",
+    "MaxPool1D", "AvgPool1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
+    "GlobalAvgPool1D", "GlobalMaxPool1D", "LayerNormalization", "SpatialDropout2D",
+    "GaussianNoise", "GaussianDropout", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
+    "Reshape", "Permute",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -87,7 +113,10 @@ _LAYERS = {c.__name__: c for c in (
     ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D,
     Rescaling, RandomFlip, RandomTranslation,
-    RandomRotation)}
+    RandomRotation, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, Conv1D, MaxPooling1D,
+    AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, LayerNormalization,
+    SpatialDropout2D, GaussianNoise, GaussianDropout, ZeroPadding2D, Cropping2D, UpSampling2D,
+    Reshape, Permute)}
 
 
 def get_layer_class(class_name: str) -> type:

@@ -1,4 +1,4 @@
-"""Normalization layers: ``BatchNormalization``."""
+"""Normalization layers: ``BatchNormalization`` and ``LayerNormalization``."""
 
 from __future__ import annotations
 
@@ -125,6 +125,102 @@ class BatchNormalization(Layer):
             "moving_mean_initializer": _initializers.serialize(self.moving_mean_initializer),
             "moving_variance_initializer": _initializers.serialize(
                 self.moving_variance_initializer),
+            "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
+        })
+        return config
+
+
+class LayerNormalization(Layer):
+    """Normalisation of each sample over ``axis`` (default the last):
+    ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``, the mean and (biased)
+    variance taken over ``axis`` of that sample alone, in training and inference alike.
+
+    Weights, in Keras's order: ``gamma`` then ``beta``, each of the shape of the
+    normalised axes.
+    """
+
+    def __init__(self, axis: Any = -1, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, rms_scaling: bool = False, beta_initializer: Any = "zeros",
+                 gamma_initializer: Any = "ones", beta_regularizer: Any = None,
+                 gamma_regularizer: Any = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        if not axes or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+                               for a in axes):
+            raise fail("axis", "an int or a list of ints", axis, TypeError)
+        if not epsilon > 0:
+            raise fail("epsilon", "a number > 0", epsilon)
+        if rms_scaling:
+            raise NotImplementedError("fastconv's LayerNormalization does not implement "
+                                      "rms_scaling yet")
+        self.axis = axes if isinstance(axis, (list, tuple)) else int(axis)
+        self._axes_arg = [int(a) for a in axes]
+        self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
+        self.beta_initializer = _initializers.get(beta_initializer, "beta_initializer")
+        self.gamma_initializer = _initializers.get(gamma_initializer, "gamma_initializer")
+        self.beta_regularizer = _regularizers.get(beta_regularizer, "beta_regularizer")
+        self.gamma_regularizer = _regularizers.get(gamma_regularizer, "gamma_regularizer")
+
+    def _axes(self, ndim):
+        return tuple(sorted(a % ndim for a in self._axes_arg))
+
+    def compute_output_shape(self, input_shape):
+        n = len(input_shape)
+        if not all(-n < a < n and a % n != 0 for a in self._axes_arg):
+            raise self._shape_error(input_shape, f"axis={self.axis} is not a feature axis.")
+        if any(input_shape[a] is None for a in self._axes(n)):
+            raise self._shape_error(input_shape, f"the size of axis {self.axis} must be known.")
+        return tuple(input_shape)
+
+    def build(self, input_shape):
+        shape = tuple(input_shape[a] for a in self._axes(len(input_shape)))
+        if self.scale:
+            self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer,
+                            regularizer=self.gamma_regularizer)
+        if self.center:
+            self.add_weight(name="beta", shape=shape, initializer=self.beta_initializer,
+                            regularizer=self.beta_regularizer)
+
+    def _bshape(self, x):
+        axes = self._axes(x.ndim)
+        return tuple(x.shape[i] if i in axes else 1 for i in range(x.ndim))
+
+    def forward(self, x, training=False, workspace=None):
+        axes, bs = self._axes(x.ndim), self._bshape(x)
+        mean = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, keepdims=True)
+        inv = (1 / np.sqrt(var + x.dtype.type(self.epsilon))).astype(x.dtype)
+        xhat = (x - mean) * inv
+        out = xhat * self.gamma.reshape(bs) if self.scale else xhat.copy()
+        if self.center:
+            out += self.beta.reshape(bs)
+        return out, (xhat, inv)
+
+    def backward(self, dout, ctx, need_dx=True):
+        xhat, inv = ctx
+        axes, bs = self._axes(dout.ndim), self._bshape(dout)
+        batch_axes = tuple(i for i in range(dout.ndim) if i not in axes)
+        wg = []
+        if self.scale:
+            wg.append((self.gamma, (dout * xhat).sum(axis=batch_axes).reshape(self.gamma.shape)))
+            dxhat = dout * self.gamma.reshape(bs)
+        else:
+            dxhat = dout
+        if self.center:
+            wg.append((self.beta, dout.sum(axis=batch_axes).reshape(self.beta.shape)))
+        m = int(np.prod([dout.shape[a] for a in axes]))
+        s1 = dxhat.sum(axis=axes, keepdims=True)
+        s2 = (dxhat * xhat).sum(axis=axes, keepdims=True)
+        return (inv / m) * (m * dxhat - s1 - xhat * s2), wg
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
+            "scale": self.scale, "rms_scaling": False,
+            "beta_initializer": _initializers.serialize(self.beta_initializer),
+            "gamma_initializer": _initializers.serialize(self.gamma_initializer),
             "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
             "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
         })
