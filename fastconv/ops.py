@@ -16,6 +16,8 @@ __all__ = [
     "conv2d_relu_backward",
     "conv2d_relu_maxpool_forward",
     "conv2d_relu_maxpool_backward",
+    "depthwise_conv2d_forward",
+    "depthwise_conv2d_backward",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
@@ -62,6 +64,18 @@ def conv2d_relu_maxpool_forward(x, w, b=None, stride=1, padding=0, dilation=1, p
 def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
     """``(dx, dw, db)`` of :func:`conv2d_relu_maxpool_forward`."""
     return _cache_module(cache, "conv2d_relu_maxpool").conv2d_relu_maxpool_backward(
+        dout, cache, input_grad)
+
+
+def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """Depthwise 2-D convolution, NHWC, w (KH, KW, C, M); see
+    :func:`fastconv.backends.numpy.depthwise_conv2d_forward`."""
+    return active_module().depthwise_conv2d_forward(x, w, b, stride, padding, dilation)
+
+
+def depthwise_conv2d_backward(dout, cache, input_grad=True):
+    """``(dx, dw, db)``; see :func:`fastconv.backends.numpy.depthwise_conv2d_backward`."""
+    return _cache_module(cache, "depthwise_conv2d").depthwise_conv2d_backward(
         dout, cache, input_grad)
 
 

@@ -46,3 +46,27 @@ def pool2d(x, pool, stride, pads, reduce):
                             if 0 <= oh * sh + i - pt < H and 0 <= ow * sw + j - pl < W]
                     out[n, oh, ow, c] = reduce(vals)
     return out
+
+
+def depthwise_conv2d(x, w, b, stride, pads, dilation):
+    """out[n, oh, ow, c*M + m] = b[c*M + m] + sum x_padded[n, oh*s + i*d, ow*s + j*d, c]
+    w[i, j, c, m]."""
+    (sh, sw), (pt, pb, pl, pr), (dh, dw) = stride, pads, dilation
+    N, H, W, C = x.shape
+    KH, KW, _, M = w.shape
+    xp = np.zeros((N, H + pt + pb, W + pl + pr, C))
+    xp[:, pt:pt + H, pl:pl + W, :] = x
+    OH = (H + pt + pb - dh * (KH - 1) - 1) // sh + 1
+    OW = (W + pl + pr - dw * (KW - 1) - 1) // sw + 1
+    out = np.zeros((N, OH, OW, C * M))
+    for n in range(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                for c in range(C):
+                    for m in range(M):
+                        acc = 0.0 if b is None else float(b[c * M + m])
+                        for i in range(KH):
+                            for j in range(KW):
+                                acc += xp[n, oh * sh + i * dh, ow * sw + j * dw, c] * w[i, j, c, m]
+                        out[n, oh, ow, c * M + m] = acc
+    return out
