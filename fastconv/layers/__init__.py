@@ -40,7 +40,13 @@ from .base import (  # noqa: F401
     _snake,
     _unique_name,
 )
-from .convolutional import Conv2D, Convolution2D
+from .convolutional import (
+    Conv2D,
+    Convolution2D,
+    DepthwiseConv2D,
+    SeparableConv2D,
+    SeparableConvolution2D,
+)
 from .core import ELU, Activation, Dense, Dropout, Flatten, Lambda, LeakyReLU, Maxout, ReLU, Softmax
 from .fused import _ConvReLUMaxPool  # noqa: F401
 from .merging import (
@@ -80,6 +86,7 @@ __all__ = [
     "minimum", "concatenate", "Rescaling", "RandomFlip", "RandomTranslation",
     "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "get_layer_class",
+    "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -87,7 +94,7 @@ _LAYERS = {c.__name__: c for c in (
     ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D,
     Rescaling, RandomFlip, RandomTranslation,
-    RandomRotation)}
+    RandomRotation, DepthwiseConv2D, SeparableConv2D)}
 
 
 def get_layer_class(class_name: str) -> type:

@@ -1,11 +1,13 @@
-"""Convolution layers: ``Conv2D``."""
+"""Convolution layers: ``Conv2D``, ``DepthwiseConv2D``, ``SeparableConv2D``."""
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
 from .. import activations as _activations
+from .. import initializers as _initializers
 from .. import ops
+from .. import regularizers as _regularizers
 from ..backends._args import pair
 from .base import (
     Ctx,
@@ -19,47 +21,37 @@ from .base import (
 )
 
 
-class Conv2D(_ActivationMixin, _KernelBias, Layer):
-    """2-D convolution, ``out = activation(conv(x, kernel) + bias)``.
+class _ConvWindow:
+    """The window arguments of a 2-D convolution layer (kernel_size, strides, padding,
+    data_format, dilation_rate), the output size they give (Keras's rule), the layout
+    change at the layer's edges for channels_first, and their config."""
 
-    Parameters
-    ----------
-    filters : int
-        Output channels ``C_out``.
-    kernel_size : int or (int, int)
-    strides, dilation_rate : int or (int, int), default (1, 1)
-    padding : {'valid', 'same'}
-    data_format : None, 'channels_last' or 'channels_first'
-    activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-    bias_regularizer : as in Keras.
-
-    Weights: ``kernel`` (KH, KW, C_in, C_out) and ``bias`` (C_out,), whatever the
-    data format. Input (N, H, W, C_in) -> output (N, OH, OW, C_out) (channels_last).
-    """
-
-    def __init__(self, filters: int, kernel_size: Any, strides: Any = (1, 1),
-                 padding: str = "valid", data_format: Optional[str] = None,
-                 dilation_rate: Any = (1, 1), activation: Any = None, use_bias: bool = True,
-                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.filters = _positive_int("filters", filters)
+    def _window_args(self, kernel_size, strides, padding, data_format, dilation_rate):
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.strides = pair(strides, "strides")
         self.padding = _padding(padding)
         self.data_format = _data_format(data_format)
         self.dilation_rate = pair(dilation_rate, "dilation_rate")
-        self.activation = _activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
-                          bias_regularizer)
+
+    def _window_config(self) -> dict:
+        return {"kernel_size": list(self.kernel_size), "strides": list(self.strides),
+                "padding": self.padding, "data_format": self.data_format,
+                "dilation_rate": list(self.dilation_rate)}
 
     def _hwc(self, input_shape):
         if self.data_format == "channels_first":
             return input_shape[2], input_shape[3], input_shape[1]
         return input_shape[1], input_shape[2], input_shape[3]
 
-    def compute_output_shape(self, input_shape):
+    def _in_channels(self, input_shape):
+        C = self._hwc(input_shape)[2]
+        if C is None:
+            raise self._shape_error(input_shape, "the number of channels must be known.")
+        return C
+
+    def _output_shape(self, input_shape, channels):
+        """(N, OH, OW, channels) (or channels first) for ``input_shape``: 'same' gives
+        ceil(n / stride), 'valid' (n - dilated window) // stride + 1."""
         layout = ("(batch, channels, height, width)" if self.data_format == "channels_first"
                   else "(batch, height, width, channels)")
         self._need_ndim(input_shape, 4, layout)
@@ -87,13 +79,52 @@ class Conv2D(_ActivationMixin, _KernelBias, Layer):
                         f"input_shape={_fmt((input_shape[2], input_shape[3], input_shape[1]))}?")
             raise self._shape_error(input_shape, msg)
         if self.data_format == "channels_first":
-            return (input_shape[0], self.filters, OH, OW)
-        return (input_shape[0], OH, OW, self.filters)
+            return (input_shape[0], channels, OH, OW)
+        return (input_shape[0], OH, OW, channels)
+
+    def _to_nhwc(self, a):
+        return a.transpose(0, 2, 3, 1) if self.data_format == "channels_first" else a
+
+    def _from_nhwc(self, a):
+        return a.transpose(0, 3, 1, 2) if self.data_format == "channels_first" else a
+
+
+class Conv2D(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
+    """2-D convolution, ``out = activation(conv(x, kernel) + bias)``.
+
+    Parameters
+    ----------
+    filters : int
+        Output channels ``C_out``.
+    kernel_size : int or (int, int)
+    strides, dilation_rate : int or (int, int), default (1, 1)
+    padding : {'valid', 'same'}
+    data_format : None, 'channels_last' or 'channels_first'
+    activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+    bias_regularizer : as in Keras.
+
+    Weights: ``kernel`` (KH, KW, C_in, C_out) and ``bias`` (C_out,), whatever the
+    data format. Input (N, H, W, C_in) -> output (N, OH, OW, C_out) (channels_last).
+    """
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = (1, 1),
+                 padding: str = "valid", data_format: Optional[str] = None,
+                 dilation_rate: Any = (1, 1), activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self._window_args(kernel_size, strides, padding, data_format, dilation_rate)
+        self.activation = _activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        return self._output_shape(input_shape, self.filters)
 
     def build(self, input_shape):
-        C = self._hwc(input_shape)[2]
-        if C is None:
-            raise self._shape_error(input_shape, "the number of channels must be known.")
+        C = self._in_channels(input_shape)
         self.add_weight(name="kernel", shape=self.kernel_size + (C, self.filters),
                         initializer=self.kernel_initializer,
                         regularizer=self.kernel_regularizer)
@@ -154,9 +185,7 @@ class Conv2D(_ActivationMixin, _KernelBias, Layer):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "filters": self.filters, "kernel_size": list(self.kernel_size),
-            "strides": list(self.strides), "padding": self.padding,
-            "data_format": self.data_format, "dilation_rate": list(self.dilation_rate),
+            "filters": self.filters, **self._window_config(),
             "activation": _activations.serialize(self.activation), "use_bias": self.use_bias,
             **self._weight_config(),
         })
@@ -164,3 +193,195 @@ class Conv2D(_ActivationMixin, _KernelBias, Layer):
 
 
 Convolution2D = Conv2D
+
+
+def _weight_options(layer, **options):
+    """Set each ``<weight>_initializer`` / ``<weight>_regularizer`` option on ``layer``."""
+    for key, value in options.items():
+        module = _initializers if key.endswith("_initializer") else _regularizers
+        setattr(layer, key, module.get(value, key))
+
+
+def _weight_options_config(layer, *keys) -> dict:
+    return {key: (_initializers if key.endswith("_initializer") else _regularizers).serialize(
+        getattr(layer, key)) for key in keys}
+
+
+class DepthwiseConv2D(_ConvWindow, _ActivationMixin, Layer):
+    """Depthwise 2-D convolution: each input channel convolved with its own
+    ``depth_multiplier`` filters, ``out = activation(depthwise(x, kernel) + bias)``.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    strides, dilation_rate : int or (int, int), default (1, 1)
+    padding : {'valid', 'same'}
+    depth_multiplier : int, default 1
+        Filters per input channel, M.
+    data_format : None, 'channels_last' or 'channels_first'
+    activation, use_bias, depthwise_initializer, bias_initializer, depthwise_regularizer,
+    bias_regularizer : as in Keras.
+
+    Weights (Keras's names and order): ``kernel`` (KH, KW, C, M) and ``bias`` (C * M,).
+    Input (N, H, W, C) -> output (N, OH, OW, C * M), output channel ``c * M + m`` from
+    input channel c's filter m; OH and OW as Conv2D's. On
+    :func:`fastconv.ops.depthwise_conv2d_forward`.
+    """
+
+    def __init__(self, kernel_size: Any, strides: Any = (1, 1), padding: str = "valid",
+                 depth_multiplier: int = 1, data_format: Optional[str] = None,
+                 dilation_rate: Any = (1, 1), activation: Any = None, use_bias: bool = True,
+                 depthwise_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 depthwise_regularizer: Any = None, bias_regularizer: Any = None,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        self._window_args(kernel_size, strides, padding, data_format, dilation_rate)
+        self.depth_multiplier = _positive_int("depth_multiplier", depth_multiplier)
+        self.activation = _activations.get(activation)
+        self.use_bias = bool(use_bias)
+        _weight_options(self, depthwise_initializer=depthwise_initializer,
+                        bias_initializer=bias_initializer,
+                        depthwise_regularizer=depthwise_regularizer,
+                        bias_regularizer=bias_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        C = self._hwc(input_shape)[2] if len(input_shape) == 4 else None
+        return self._output_shape(input_shape, None if C is None else C * self.depth_multiplier)
+
+    def build(self, input_shape):
+        C = self._in_channels(input_shape)
+        self.add_weight(name="kernel", shape=self.kernel_size + (C, self.depth_multiplier),
+                        initializer=self.depthwise_initializer,
+                        regularizer=self.depthwise_regularizer)
+        if self.use_bias:
+            self.add_weight(name="bias", shape=(C * self.depth_multiplier,),
+                            initializer=self.bias_initializer,
+                            regularizer=self.bias_regularizer)
+
+    def forward(self, x, training=False, workspace=None):
+        ctx = Ctx()
+        z, ctx.cache = ops.depthwise_conv2d_forward(
+            self._to_nhwc(x), self.kernel, self.bias if self.use_bias else None, self.strides,
+            self.padding, self.dilation_rate)
+        return self._from_nhwc(self._activate(z, ctx)), ctx
+
+    def backward(self, dout, ctx, need_dx=True):
+        dz = self._deactivate(self._to_nhwc(dout), ctx)
+        dx, dw, db = ops.depthwise_conv2d_backward(dz, ctx.cache, need_dx)
+        wg = [(self.kernel, dw)] + ([(self.bias, db)] if self.use_bias else [])
+        return (None if dx is None else self._from_nhwc(dx)), wg
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            **self._window_config(), "depth_multiplier": self.depth_multiplier,
+            "activation": _activations.serialize(self.activation), "use_bias": self.use_bias,
+            **_weight_options_config(self, "depthwise_initializer", "bias_initializer",
+                                     "depthwise_regularizer", "bias_regularizer"),
+        })
+        return config
+
+
+class SeparableConv2D(_ConvWindow, _ActivationMixin, Layer):
+    """Depthwise separable 2-D convolution: a depthwise convolution (no bias) with the
+    layer's window, then a 1x1 convolution to ``filters`` channels with the bias, then
+    the activation.
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size : int or (int, int)
+    strides, dilation_rate : int or (int, int), default (1, 1)
+        Of the depthwise step; the pointwise step has stride 1.
+    padding : {'valid', 'same'}
+    data_format : None, 'channels_last' or 'channels_first'
+    depth_multiplier : int, default 1
+    activation, use_bias, depthwise_initializer, pointwise_initializer, bias_initializer,
+    depthwise_regularizer, pointwise_regularizer, bias_regularizer : as in Keras.
+
+    Weights (Keras's names and order): ``depthwise_kernel`` (KH, KW, C, M),
+    ``pointwise_kernel`` (1, 1, C * M, filters), ``bias`` (filters,). Input
+    (N, H, W, C) -> output (N, OH, OW, filters), OH and OW as Conv2D's. On
+    :func:`fastconv.ops.depthwise_conv2d_forward` and the 1x1 case of
+    :func:`fastconv.ops.conv2d_forward` (with the ReLU fused when it is the activation).
+    """
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = (1, 1),
+                 padding: str = "valid", data_format: Optional[str] = None,
+                 dilation_rate: Any = (1, 1), depth_multiplier: int = 1,
+                 activation: Any = None, use_bias: bool = True,
+                 depthwise_initializer: Any = "glorot_uniform",
+                 pointwise_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 depthwise_regularizer: Any = None, pointwise_regularizer: Any = None,
+                 bias_regularizer: Any = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self._window_args(kernel_size, strides, padding, data_format, dilation_rate)
+        self.depth_multiplier = _positive_int("depth_multiplier", depth_multiplier)
+        self.activation = _activations.get(activation)
+        self.use_bias = bool(use_bias)
+        _weight_options(self, depthwise_initializer=depthwise_initializer,
+                        pointwise_initializer=pointwise_initializer,
+                        bias_initializer=bias_initializer,
+                        depthwise_regularizer=depthwise_regularizer,
+                        pointwise_regularizer=pointwise_regularizer,
+                        bias_regularizer=bias_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        return self._output_shape(input_shape, self.filters)
+
+    def build(self, input_shape):
+        C = self._in_channels(input_shape)
+        M = self.depth_multiplier
+        self.add_weight(name="depthwise_kernel", shape=self.kernel_size + (C, M),
+                        initializer=self.depthwise_initializer,
+                        regularizer=self.depthwise_regularizer)
+        self.add_weight(name="pointwise_kernel", shape=(1, 1, C * M, self.filters),
+                        initializer=self.pointwise_initializer,
+                        regularizer=self.pointwise_regularizer)
+        if self.use_bias:
+            self.add_weight(name="bias", shape=(self.filters,),
+                            initializer=self.bias_initializer,
+                            regularizer=self.bias_regularizer)
+
+    def forward(self, x, training=False, workspace=None):
+        ctx = Ctx()
+        y, ctx.depthwise = ops.depthwise_conv2d_forward(
+            self._to_nhwc(x), self.depthwise_kernel, None, self.strides, self.padding,
+            self.dilation_rate)
+        args = (y, self.pointwise_kernel, self.bias if self.use_bias else None)
+        ctx.fused_relu = self.activation is _activations.relu
+        if ctx.fused_relu:
+            out, ctx.pointwise = ops.conv2d_relu_forward(*args)
+            ctx.preact = None
+        else:
+            z, ctx.pointwise = ops.conv2d_forward(*args)
+            out = self._activate(z, ctx)
+        return self._from_nhwc(out), ctx
+
+    def backward(self, dout, ctx, need_dx=True):
+        dout = self._to_nhwc(dout)
+        if ctx.fused_relu:
+            dy, dpw, db = ops.conv2d_relu_backward(dout, ctx.pointwise)
+        else:
+            dy, dpw, db = ops.conv2d_backward(self._deactivate(dout, ctx), ctx.pointwise)
+        dx, ddw, _ = ops.depthwise_conv2d_backward(dy, ctx.depthwise, need_dx)
+        wg = [(self.depthwise_kernel, ddw), (self.pointwise_kernel, dpw)]
+        if self.use_bias:
+            wg.append((self.bias, db))
+        return (None if dx is None else self._from_nhwc(dx)), wg
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, **self._window_config(),
+            "depth_multiplier": self.depth_multiplier,
+            "activation": _activations.serialize(self.activation), "use_bias": self.use_bias,
+            **_weight_options_config(self, "depthwise_initializer", "pointwise_initializer",
+                                     "bias_initializer", "depthwise_regularizer",
+                                     "pointwise_regularizer", "bias_regularizer"),
+        })
+        return config
+
+
+SeparableConvolution2D = SeparableConv2D
