@@ -41,7 +41,9 @@ from .base import (  # noqa: F401
     _unique_name,
 )
 from .convolutional import (
+    Conv1D,
     Conv2D,
+    Convolution1D,
     Convolution2D,
     DepthwiseConv2D,
     SeparableConv2D,
@@ -67,13 +69,21 @@ from .merging import (
 )
 from .normalization import BatchNormalization
 from .pooling import (
+    AveragePooling1D,
     AveragePooling2D,
+    AvgPool1D,
     AvgPool2D,
+    GlobalAveragePooling1D,
     GlobalAveragePooling2D,
+    GlobalAvgPool1D,
     GlobalAvgPool2D,
+    GlobalMaxPool1D,
     GlobalMaxPool2D,
+    GlobalMaxPooling1D,
     GlobalMaxPooling2D,
+    MaxPool1D,
     MaxPool2D,
+    MaxPooling1D,
     MaxPooling2D,
 )
 from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, Rescaling
@@ -86,7 +96,9 @@ __all__ = [
     "minimum", "concatenate", "Rescaling", "RandomFlip", "RandomTranslation",
     "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "get_layer_class",
-    "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D",
+    "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D", "Conv1D", "Convolution1D",
+    "MaxPooling1D", "AveragePooling1D", "MaxPool1D", "AvgPool1D", "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D", "GlobalAvgPool1D", "GlobalMaxPool1D",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -94,7 +106,8 @@ _LAYERS = {c.__name__: c for c in (
     ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D,
     Rescaling, RandomFlip, RandomTranslation,
-    RandomRotation, DepthwiseConv2D, SeparableConv2D)}
+    RandomRotation, DepthwiseConv2D, SeparableConv2D, Conv1D, MaxPooling1D, AveragePooling1D,
+    GlobalAveragePooling1D, GlobalMaxPooling1D)}
 
 
 def get_layer_class(class_name: str) -> type:

@@ -1,4 +1,4 @@
-"""Convolution layers: ``Conv2D``, ``DepthwiseConv2D``, ``SeparableConv2D``."""
+"""Convolution layers: ``Conv2D``, ``DepthwiseConv2D``, ``SeparableConv2D``, ``Conv1D``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .. import activations as _activations
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
-from ..backends._args import pair
+from ..backends._args import fail, pair
 from .base import (
     Ctx,
     Layer,
@@ -18,6 +18,7 @@ from .base import (
     _KernelBias,
     _padding,
     _positive_int,
+    _single,
 )
 
 
@@ -82,11 +83,46 @@ class _ConvWindow:
             return (input_shape[0], channels, OH, OW)
         return (input_shape[0], OH, OW, channels)
 
+    @property
+    def _feature_axis(self):
+        return 1 if self.data_format == "channels_first" else -1
+
     def _to_nhwc(self, a):
         return a.transpose(0, 2, 3, 1) if self.data_format == "channels_first" else a
 
     def _from_nhwc(self, a):
         return a.transpose(0, 3, 1, 2) if self.data_format == "channels_first" else a
+
+
+def _add_kernel_and_bias(layer, kernel_shape):
+    """The ``kernel`` of ``kernel_shape`` and, with use_bias, the ``bias`` (filters,)."""
+    layer.add_weight(name="kernel", shape=kernel_shape, initializer=layer.kernel_initializer,
+                     regularizer=layer.kernel_regularizer)
+    if layer.use_bias:
+        layer.add_weight(name="bias", shape=(layer.filters,), initializer=layer.bias_initializer,
+                         regularizer=layer.bias_regularizer)
+
+
+def _conv_forward(layer, x, kernel, strides, padding, dilation):
+    """``layer.activation(conv(x, kernel) + layer.bias)`` on NHWC arrays, with the bias
+    and a ReLU applied in the convolution's output pass; returns ``(out, ctx)``."""
+    args = (x, kernel, layer.bias if layer.use_bias else None, strides, padding, dilation)
+    ctx = Ctx()
+    ctx.fused_relu = layer.activation is _activations.relu
+    if ctx.fused_relu:
+        out, ctx.cache = ops.conv2d_relu_forward(*args)
+        ctx.preact = None
+    else:
+        z, ctx.cache = ops.conv2d_forward(*args)
+        out = layer._activate(z, ctx)
+    return out, ctx
+
+
+def _conv_backward(layer, dout, ctx, need_dx):
+    """``(dx, dkernel, dbias)`` of :func:`_conv_forward`, NHWC."""
+    if ctx.fused_relu:
+        return ops.conv2d_relu_backward(dout, ctx.cache, need_dx)
+    return ops.conv2d_backward(layer._deactivate(dout, ctx), ctx.cache, need_dx)
 
 
 class Conv2D(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
@@ -125,35 +161,12 @@ class Conv2D(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
 
     def build(self, input_shape):
         C = self._in_channels(input_shape)
-        self.add_weight(name="kernel", shape=self.kernel_size + (C, self.filters),
-                        initializer=self.kernel_initializer,
-                        regularizer=self.kernel_regularizer)
-        if self.use_bias:
-            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
-                            regularizer=self.bias_regularizer)
-
-    @property
-    def _feature_axis(self):
-        return 1 if self.data_format == "channels_first" else -1
+        _add_kernel_and_bias(self, self.kernel_size + (C, self.filters))
 
     def forward(self, x, training=False, workspace=None):
-        cf = self.data_format == "channels_first"
-        if cf:
-            x = x.transpose(0, 2, 3, 1)
-        args = (x, self.kernel, self.bias if self.use_bias else None, self.strides,
-                self.padding, self.dilation_rate)
-        ctx = Ctx()
-        ctx.fused_relu = self.activation is _activations.relu
-        if ctx.fused_relu:
-            # Bias and ReLU applied in the convolution's output pass.
-            out, ctx.cache = ops.conv2d_relu_forward(*args)
-            ctx.preact = None
-        else:
-            z, ctx.cache = ops.conv2d_forward(*args)
-            out = self._activate(z, ctx)
-        if cf:
-            out = out.transpose(0, 3, 1, 2)
-        return out, ctx
+        out, ctx = _conv_forward(self, self._to_nhwc(x), self.kernel, self.strides,
+                                 self.padding, self.dilation_rate)
+        return self._from_nhwc(out), ctx
 
     def _grads(self, dx, dw, db):
         wg = [(self.kernel, dw)]
@@ -170,13 +183,8 @@ class Conv2D(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
         return self._grads(*ops.conv2d_backward(dz, ctx.cache, need_dx))
 
     def backward(self, dout, ctx, need_dx=True):
-        if self.data_format == "channels_first":
-            # The activation saw channels-last arrays.
-            dout = dout.transpose(0, 2, 3, 1)
-        if ctx.fused_relu:
-            return self._grads(*ops.conv2d_relu_backward(dout, ctx.cache, need_dx))
-        return self._grads(*ops.conv2d_backward(self._deactivate(dout, ctx), ctx.cache,
-                                                need_dx))
+        # The activation saw channels-last arrays.
+        return self._grads(*_conv_backward(self, self._to_nhwc(dout), ctx, need_dx))
 
     def logits(self, ctx):
         z = super().logits(ctx)
@@ -349,22 +357,11 @@ class SeparableConv2D(_ConvWindow, _ActivationMixin, Layer):
         y, ctx.depthwise = ops.depthwise_conv2d_forward(
             self._to_nhwc(x), self.depthwise_kernel, None, self.strides, self.padding,
             self.dilation_rate)
-        args = (y, self.pointwise_kernel, self.bias if self.use_bias else None)
-        ctx.fused_relu = self.activation is _activations.relu
-        if ctx.fused_relu:
-            out, ctx.pointwise = ops.conv2d_relu_forward(*args)
-            ctx.preact = None
-        else:
-            z, ctx.pointwise = ops.conv2d_forward(*args)
-            out = self._activate(z, ctx)
+        out, ctx.pointwise = _conv_forward(self, y, self.pointwise_kernel, 1, "valid", 1)
         return self._from_nhwc(out), ctx
 
     def backward(self, dout, ctx, need_dx=True):
-        dout = self._to_nhwc(dout)
-        if ctx.fused_relu:
-            dy, dpw, db = ops.conv2d_relu_backward(dout, ctx.pointwise)
-        else:
-            dy, dpw, db = ops.conv2d_backward(self._deactivate(dout, ctx), ctx.pointwise)
+        dy, dpw, db = _conv_backward(self, self._to_nhwc(dout), ctx.pointwise, True)
         dx, ddw, _ = ops.depthwise_conv2d_backward(dy, ctx.depthwise, need_dx)
         wg = [(self.depthwise_kernel, ddw), (self.pointwise_kernel, dpw)]
         if self.use_bias:
@@ -385,3 +382,114 @@ class SeparableConv2D(_ConvWindow, _ActivationMixin, Layer):
 
 
 SeparableConvolution2D = SeparableConv2D
+
+
+def _steps_output(layer, input_shape, channels, window, stride):
+    """Keras's output shape of a 1-D window over (N, steps, C) (or (N, C, steps)):
+    'valid' (steps - window) // stride + 1, 'same' and 'causal' ceil(steps / stride)."""
+    cf = layer.data_format == "channels_first"
+    layer._need_ndim(input_shape, 3, "(batch, channels, steps)" if cf
+                     else "(batch, steps, channels)")
+    n = input_shape[2] if cf else input_shape[1]
+    if n is None:
+        out = None
+    elif layer.padding == "valid":
+        if n < window:
+            raise layer._shape_error(
+                input_shape, f"the {n} steps are fewer than the window of {window} with "
+                "padding='valid'.")
+        out = (n - window) // stride + 1
+    else:
+        out = -(-n // stride)
+    return (input_shape[0], channels, out) if cf else (input_shape[0], out, channels)
+
+
+class Conv1D(_ActivationMixin, _KernelBias, Layer):
+    """1-D convolution over sequences, ``out = activation(conv(x, kernel) + bias)``, on
+    the 2-D kernels with an image height of 1.
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size, strides, dilation_rate : int or (int,)
+    padding : {'valid', 'same', 'causal'}
+        'causal' pads ``dilation_rate * (kernel_size - 1)`` zeros at the start only, so
+        that ``out[t]`` depends on ``x[:t + 1]`` only (Keras's rule).
+    data_format : None, 'channels_last' or 'channels_first'
+    groups : int, default 1
+        Only 1 is implemented.
+    activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+    bias_regularizer : as in Keras.
+
+    Weights: ``kernel`` (kernel_size, C_in, filters), ``bias`` (filters,). Input
+    (N, steps, C_in) -> output (N, out_steps, filters) (channels_last).
+    """
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = 1,
+                 padding: str = "valid", data_format: Optional[str] = None,
+                 dilation_rate: Any = 1, groups: int = 1, activation: Any = None,
+                 use_bias: bool = True, kernel_initializer: Any = "glorot_uniform",
+                 bias_initializer: Any = "zeros", kernel_regularizer: Any = None,
+                 bias_regularizer: Any = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self.kernel_size = (_single("kernel_size", kernel_size),)
+        self.strides = (_single("strides", strides),)
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same", "causal"):
+            raise fail("padding", "'valid', 'same' or 'causal'", padding)
+        self.padding = padding.lower()
+        self.data_format = _data_format(data_format)
+        self.dilation_rate = (_single("dilation_rate", dilation_rate),)
+        if _positive_int("groups", groups) != 1:
+            raise NotImplementedError(f"fastconv's Conv1D has groups=1 only (got groups="
+                                      f"{groups})")
+        self.groups = 1
+        self.activation = _activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer)
+
+    @property
+    def _window(self):
+        return self.dilation_rate[0] * (self.kernel_size[0] - 1) + 1
+
+    @property
+    def _feature_axis(self):
+        return 1 if self.data_format == "channels_first" else -1
+
+    def compute_output_shape(self, input_shape):
+        return _steps_output(self, input_shape, self.filters, self._window, self.strides[0])
+
+    def build(self, input_shape):
+        C = input_shape[1] if self.data_format == "channels_first" else input_shape[-1]
+        if C is None:
+            raise self._shape_error(input_shape, "the number of channels must be known.")
+        _add_kernel_and_bias(self, self.kernel_size + (C, self.filters))
+
+    def _to_nlc(self, a):
+        return a.transpose(0, 2, 1) if self.data_format == "channels_first" else a
+
+    def forward(self, x, training=False, workspace=None):
+        padding = ((0, 0), (self._window - 1, 0)) if self.padding == "causal" else self.padding
+        out, ctx = _conv_forward(self, self._to_nlc(x)[:, None], self.kernel[None],
+                                 (1, self.strides[0]), padding, (1, self.dilation_rate[0]))
+        return self._to_nlc(out[:, 0]), ctx
+
+    def backward(self, dout, ctx, need_dx=True):
+        dx, dw, db = _conv_backward(self, self._to_nlc(dout)[:, None], ctx, need_dx)
+        wg = [(self.kernel, dw[0])] + ([(self.bias, db)] if self.use_bias else [])
+        return (None if dx is None else self._to_nlc(dx[:, 0])), wg
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides), "padding": self.padding,
+            "data_format": self.data_format, "dilation_rate": list(self.dilation_rate),
+            "groups": self.groups, "activation": _activations.serialize(self.activation),
+            "use_bias": self.use_bias, **self._weight_config(),
+        })
+        return config
+
+
+Convolution1D = Conv1D
