@@ -89,3 +89,23 @@ def conv2d_transpose(x, k, stride, offset, out_hw):
                         if 0 <= r < OH and 0 <= s < OW:
                             out[n, r, s] += k[p, q] @ x[n, i, j]
     return out
+
+
+def conv1d(x, w, b, stride, left, right, dilation):
+    """out[n, t, f] = b[f] + sum x_padded[n, t*s + i*d, c] w[i, c, f]; ``left``/``right``
+    zeros before/after the steps."""
+    N, L, C = x.shape
+    K, _, F = w.shape
+    xp = np.zeros((N, L + left + right, C))
+    xp[:, left:left + L] = x
+    T = (L + left + right - dilation * (K - 1) - 1) // stride + 1
+    out = np.zeros((N, T, F))
+    for n in range(N):
+        for t in range(T):
+            for f in range(F):
+                acc = 0.0 if b is None else float(b[f])
+                for i in range(K):
+                    for c in range(C):
+                        acc += xp[n, t * stride + i * dilation, c] * w[i, c, f]
+                out[n, t, f] = acc
+    return out

@@ -29,6 +29,7 @@ def _input_gradient_check(model, x, rng, rtol=1e-6):
 
 # -- building graphs ---------------------------------------------------------------------
 def test_residual_and_inception_blocks_train_and_report_their_structure(rng):
+    keras.backend.clear_session()   # the automatic names below start again ('add')
     set_random_seed(1)
     inputs = keras.Input(shape=(12, 12, 3), name="image")
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)

@@ -25,12 +25,12 @@ __all__ = [
     "as_float_array",
     "pair",
     "conv_args",
+    "depthwise_args",
     "pool_args",
     "conv_pool_args",
     "check_dout",
     "check_cache",
     "matmul_args",
-    "depthwise_args",
 ]
 
 
@@ -189,33 +189,36 @@ def _check_ndim(a: np.ndarray, name: str, ndim: int, layout: str) -> None:
         raise fail(name, f"a {ndim}-D array {layout}", a)
 
 
-def conv_args(x, w, b, stride, padding, dilation):
-    """Validate the arguments of ``conv2d_forward``.
-
-    Returns
-    -------
-    x : ndarray (N, H, W, C), float32 or float64, C-contiguous
-    w : ndarray (KH, KW, C, F), x's dtype, C-contiguous
-    b : ndarray (F,) or None, x's dtype
-    geom : ConvGeometry
-    """
+def _image_and_filters(x, w, w_axes):
+    """x (N, H, W, C) and w (KH, KW, C, K) as arrays of one float dtype, all sizes of w
+    >= 1 and w.shape[2] equal to C; ``w_axes`` names w's four axes for the messages."""
     x = as_float_array(x, "x")
     _check_ndim(x, "x", 4, "(N, H, W, C)")
     w = as_float_array(w, "w", x.dtype)
-    _check_ndim(w, "w", 4, "(KH, KW, C_in, C_out)")
-    N, H, W, C = x.shape
-    KH, KW, C_in, F = w.shape
-    if C < 1 or F < 1 or KH < 1 or KW < 1:
-        raise fail("w", "an array with KH, KW, C_in and C_out all >= 1", w)
-    if C_in != C:
+    _check_ndim(w, "w", 4, "(" + ", ".join(w_axes) + ")")
+    C = x.shape[3]
+    if C < 1 or min(w.shape) < 1:
+        raise fail("w", f"an array with {', '.join(w_axes[:3])} and {w_axes[3]} all >= 1", w)
+    if w.shape[2] != C:
         raise ValueError(
-            f"`w` must have C_in = w.shape[2] equal to the channels of x, x.shape[3] = {C}. "
-            f"Received: w with shape {w.shape} (C_in = {C_in})"
+            f"`w` must have {w_axes[2]} = w.shape[2] equal to the channels of x, "
+            f"x.shape[3] = {C}. Received: w with shape {w.shape} ({w_axes[2]} = {w.shape[2]})"
         )
-    if b is not None:
-        b = as_float_array(b, "b", x.dtype)
-        if b.shape != (F,):
-            raise fail("b", f"None or an array of shape (C_out,) = ({F},)", b)
+    return x, w
+
+
+def _bias(b, size, layout, dtype):
+    """None, or b as an array of ``dtype`` and shape (size,)."""
+    if b is None:
+        return None
+    b = as_float_array(b, "b", dtype)
+    if b.shape != (size,):
+        raise fail("b", f"None or an array of shape {layout} = ({size},)", b)
+    return b
+
+
+def _conv_geometry(N, H, W, C, KH, KW, F, stride, padding, dilation) -> ConvGeometry:
+    """Validate stride, padding and dilation of a KH x KW window over (N, H, W, C)."""
     sh, sw = pair(stride, "stride")
     dh, dw = pair(dilation, "dilation")
     eh, ew = dh * (KH - 1) + 1, dw * (KW - 1) + 1  # effective (dilated) window
@@ -238,8 +241,43 @@ def conv_args(x, w, b, stride, padding, dilation):
             f"H, W = {H}, {W}, padding (top, bottom, left, right) = {(pt, pb, pl, pr)} and "
             f"w with a {KH}x{KW} window (dilation {dh}x{dw}, effective {eh}x{ew})"
         )
-    geom = ConvGeometry(N, H, W, C, KH, KW, F, sh, sw, dh, dw, pt, pb, pl, pr, OH, OW)
-    return x, w, b, geom
+    return ConvGeometry(N, H, W, C, KH, KW, F, sh, sw, dh, dw, pt, pb, pl, pr, OH, OW)
+
+
+def conv_args(x, w, b, stride, padding, dilation):
+    """Validate the arguments of ``conv2d_forward``.
+
+    Returns
+    -------
+    x : ndarray (N, H, W, C), float32 or float64, C-contiguous
+    w : ndarray (KH, KW, C, F), x's dtype, C-contiguous
+    b : ndarray (F,) or None, x's dtype
+    geom : ConvGeometry
+    """
+    x, w = _image_and_filters(x, w, ("KH", "KW", "C_in", "C_out"))
+    N, H, W, C = x.shape
+    KH, KW, _, F = w.shape
+    b = _bias(b, F, "(C_out,)", x.dtype)
+    return x, w, b, _conv_geometry(N, H, W, C, KH, KW, F, stride, padding, dilation)
+
+
+def depthwise_args(x, w, b, stride, padding, dilation):
+    """Validate the arguments of ``depthwise_conv2d_forward``.
+
+    Returns
+    -------
+    x : ndarray (N, H, W, C), float32 or float64, C-contiguous
+    w : ndarray (KH, KW, C, M), x's dtype, C-contiguous (M: the depth multiplier)
+    b : ndarray (C * M,) or None, x's dtype
+    geom : ConvGeometry
+        With ``F = C * M`` output channels; output channel ``c * M + m`` is input
+        channel c's m-th filter.
+    """
+    x, w = _image_and_filters(x, w, ("KH", "KW", "C", "depth_multiplier"))
+    N, H, W, C = x.shape
+    KH, KW, _, M = w.shape
+    b = _bias(b, C * M, "(C * depth_multiplier,)", x.dtype)
+    return x, w, b, _conv_geometry(N, H, W, C, KH, KW, C * M, stride, padding, dilation)
 
 
 def pool_args(x, pool_size, strides, padding):
@@ -364,24 +402,3 @@ def matmul_args(a: Any, b: Any, out: Any):
             raise fail("out", f"a writeable float32 or float64 array of shape {shape}", out)
         direct = out.dtype == a.dtype and out.flags.c_contiguous
     return a, b, shape, direct
-
-
-def depthwise_args(x, w, b, stride, padding, dilation):
-    """Validate the arguments of ``depthwise_conv2d_forward``.
-
-    ``w`` is (KH, KW, C, M) (M filters per input channel, Keras's depth multiplier) and
-    ``b`` is None or (C * M,). Returns ``(x, w, b, geom)``, ``geom`` the geometry of a
-    convolution of ``x`` with M output channels (its ``out_shape`` has M channels; the
-    depthwise output has C * M).
-    """
-    x = as_float_array(x, "x")
-    _check_ndim(x, "x", 4, "(N, H, W, C)")
-    w = as_float_array(w, "w", x.dtype)
-    _check_ndim(w, "w", 4, "(KH, KW, C, depth_multiplier)")
-    x, w, _, geom = conv_args(x, w, None, stride, padding, dilation)
-    if b is not None:
-        b = as_float_array(b, "b", x.dtype)
-        if b.shape != (geom.C * geom.F,):
-            raise fail("b", f"None or an array of shape (C * depth_multiplier,) = "
-                            f"({geom.C * geom.F},)", b)
-    return x, w, b, geom

@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from .. import _conv, _elementwise, _pool
+from .. import _conv, _depthwise, _elementwise, _pool
 from .._threads import kernel_threads, pin_kernel_blas
 from . import _args
 from ._args import Cache
@@ -815,23 +815,45 @@ def matmul(a, b, out=None):
     return out
 
 
+# ------------------------------------------------------------------ depthwise conv
+# Partial weight gradients of the depthwise kernel: a fixed number (not the thread
+# count), so the order of the final sum, and the bits, do not depend on the threads.
+_DEPTHWISE_GROUPS = 16
+
+
 def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
-    """Depthwise convolution; see :func:`fastconv.backends.numpy.depthwise_conv2d_forward`.
-
-    No compiled kernel yet: this runs the NumPy reference's tap loop (KH * KW passes
-    over the input), with a cache of this backend.
-    """
-    from . import numpy as _ref
-
-    out, cache = _ref.depthwise_conv2d_forward(x, w, b, stride, padding, dilation)
-    return out, Cache("depthwise_conv2d", NAME, cache.geom, cache.dtype, cache.arrays)
+    """Depthwise convolution; see :func:`fastconv.backends.numpy.depthwise_conv2d_forward`."""
+    x, w, b, g = _args.depthwise_args(x, w, b, stride, padding, dilation)
+    out = np.empty(g.out_shape, dtype=x.dtype)
+    if out.size:
+        with kernel_threads(g.N * g.OH) as threads:
+            _depthwise.depthwise_forward(x, w, b, out, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl,
+                                         threads)
+    cache = Cache("depthwise_conv2d", NAME, g, x.dtype,
+                  {"x": x, "w": w, "has_bias": b is not None})
+    return out, cache
 
 
 def depthwise_conv2d_backward(dout, cache, input_grad=True):
-    """Gradients of :func:`depthwise_conv2d_forward` (the NumPy reference's, for now)."""
-    from . import numpy as _ref
-
+    """``(dx, dw, db)``; see :func:`fastconv.backends.numpy.depthwise_conv2d_backward`."""
     cache = _args.check_cache(cache, "depthwise_conv2d", NAME)
-    return _ref.depthwise_conv2d_backward(
-        dout, Cache("depthwise_conv2d", _ref.NAME, cache.geom, cache.dtype, cache.arrays),
-        input_grad)
+    g = cache.geom
+    dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    x, w = cache.arrays["x"], cache.arrays["w"]
+    groups = max(1, min(_DEPTHWISE_GROUPS, g.N * g.OH))
+    dw_part = np.zeros((groups,) + w.shape, dtype=dout.dtype)
+    db_part = np.zeros((groups, g.F), dtype=dout.dtype) if cache.arrays["has_bias"] else None
+    dx = np.empty(x.shape, dtype=dout.dtype) if input_grad else None
+    if dout.size:
+        with kernel_threads(groups) as threads:
+            _depthwise.depthwise_weight_grad(x, dout, dw_part, db_part, g.sh, g.sw, g.dh,
+                                             g.dw, g.pt, g.pl, threads)
+        if input_grad:
+            with kernel_threads(g.N * g.H) as threads:
+                _depthwise.depthwise_input_grad(dout, w, dx, g.sh, g.sw, g.dh, g.dw, g.pt,
+                                                g.pl, threads)
+    elif input_grad:
+        dx[...] = 0
+    dw = dw_part.sum(axis=0)
+    db = None if db_part is None else db_part.sum(axis=0)
+    return dx, dw, db

@@ -56,6 +56,15 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _single(name: str, value: Any) -> int:
+    """A positive int, or a tuple/list of one (Keras's 1-D sizes and strides)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise fail(name, "a positive int or a tuple of one", value)
+        value = value[0]
+    return _positive_int(name, value)
+
+
 def _padding(value: Any) -> str:
     if not isinstance(value, str) or value.lower() not in ("valid", "same"):
         raise fail("padding", "'valid' or 'same'", value)
