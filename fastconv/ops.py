@@ -22,6 +22,8 @@ __all__ = [
     "avgpool2d_backward",
     "relu_forward",
     "relu_backward",
+    "resize2d_forward",
+    "resize2d_backward",
 ]
 
 
@@ -93,3 +95,13 @@ def relu_forward(x):
 def relu_backward(dout, cache):
     """``dx``; see :func:`fastconv.backends.numpy.relu_backward`."""
     return _cache_module(cache, "relu").relu_backward(dout, cache)
+
+
+def resize2d_forward(x, size, interpolation="bilinear"):
+    """Resize images to ``size``; see :func:`fastconv.backends.numpy.resize2d_forward`."""
+    return active_module().resize2d_forward(x, size, interpolation)
+
+
+def resize2d_backward(dout, cache):
+    """``dx``; see :func:`fastconv.backends.numpy.resize2d_backward`."""
+    return _cache_module(cache, "resize2d").resize2d_backward(dout, cache)

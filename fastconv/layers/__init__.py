@@ -71,6 +71,7 @@ from .pooling import (
     MaxPooling2D,
 )
 from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, Rescaling
+from .reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
 
 __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten",
@@ -80,6 +81,7 @@ __all__ = [
     "minimum", "concatenate", "Rescaling", "RandomFlip", "RandomTranslation",
     "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "get_layer_class",
+    "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape", "Permute",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -87,7 +89,7 @@ _LAYERS = {c.__name__: c for c in (
     ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D,
     Rescaling, RandomFlip, RandomTranslation,
-    RandomRotation)}
+    RandomRotation, UpSampling2D, ZeroPadding2D, Cropping2D, Reshape, Permute)}
 
 
 def get_layer_class(class_name: str) -> type:
