@@ -13,6 +13,11 @@ first step (Keras 3.15.1 on JAX) for the smaller models:
     anchor-venv/bin/python tools/keras_parity.py keras tests/data/keras3_parity.npz \
         residual_inception two_inputs subclassed_resnet global_pooling
 
+and, for issue 16's layers, on ``tests/data/keras3_layers.npz``:
+
+    anchor-venv/bin/python tools/keras_parity.py keras tests/data/keras3_layers.npz \
+        upsampling_normalization
+
 The first writes, per model, the initial weights (Keras's ``get_weights()`` order),
 the input batch, Keras's predictions, and the weights after one SGD step on a batch
 (``train_on_batch``). The second loads the same weights into fastconv's model with
@@ -120,8 +125,34 @@ def global_pooling(keras):
     return keras.Model(inputs, outputs)
 
 
+def upsampling_normalization(keras):
+    """Issue 16's layers with numbers of their own: bilinear and nearest UpSampling2D,
+    the normalizations with their options, pooling 'same' with pools of 3 at stride 2."""
+    layers = keras.layers
+    inputs = keras.Input(shape=(5, 6, 4))
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    x = layers.UpSampling2D(2, interpolation="bilinear")(x)
+    x = layers.LayerNormalization()(x)
+    x = layers.GroupNormalization(groups=4, gamma_initializer="random_normal",
+                                  beta_initializer="random_normal")(x)
+    x = layers.BatchNormalization(center=False, momentum=0.9)(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = layers.AveragePooling2D(3, strides=2, padding="same")(x)
+    x = layers.UpSampling2D((1, 2))(x)
+    x = layers.ZeroPadding2D(((1, 0), (2, 1)))(x)
+    x = layers.Cropping2D((0, 1))(x)
+    x = layers.BatchNormalization(axis=1, scale=False, epsilon=1e-2)(x)
+    x = layers.LayerNormalization(axis=(2, 3), epsilon=1e-2)(x)
+    x = layers.Permute((2, 1, 3))(x)
+    x = layers.Reshape((-1, 8))(x)
+    x = layers.GroupNormalization(groups=-1, axis=1)(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(3, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
 MODELS = {"residual_inception": residual_inception, "two_inputs": two_inputs,
-          "global_pooling": global_pooling,
+          "global_pooling": global_pooling, "upsampling_normalization": upsampling_normalization,
           "sequential_lecture": sequential_lecture, "subclassed_resnet": make_subclassed}
 
 

@@ -59,7 +59,7 @@ from .merging import (
     multiply,
     subtract,
 )
-from .normalization import BatchNormalization
+from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
 from .pooling import (
     AveragePooling2D,
     AvgPool2D,
@@ -82,6 +82,7 @@ __all__ = [
     "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "get_layer_class",
     "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape", "Permute",
+    "LayerNormalization", "GroupNormalization",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -89,7 +90,8 @@ _LAYERS = {c.__name__: c for c in (
     ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D,
     Rescaling, RandomFlip, RandomTranslation,
-    RandomRotation, UpSampling2D, ZeroPadding2D, Cropping2D, Reshape, Permute)}
+    RandomRotation, UpSampling2D, ZeroPadding2D, Cropping2D, Reshape, Permute,
+    LayerNormalization, GroupNormalization)}
 
 
 def get_layer_class(class_name: str) -> type:
