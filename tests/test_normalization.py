@@ -114,17 +114,18 @@ def test_normalization_bad_shapes(layer, shape, message):
 def test_issue16_layers_match_keras():
     """UpSampling2D (bilinear, nearest), LayerNormalization, GroupNormalization,
     BatchNormalization (center=False, scale=False, axis=1, momentum), pooling 'same' with
-    pools of 3 at stride 2, ZeroPadding2D, Cropping2D, Permute, Reshape: Keras 3.15's
-    predictions, loss and weights after one SGD step, from the committed fixture."""
+    pools of 3 at stride 2, ZeroPadding2D, Cropping2D, Permute, Reshape; activity
+    regularizers (Conv2D, Dense, ActivityRegularization): Keras 3.15's predictions, loss
+    and weights after one SGD step, from the committed fixture."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.spec_from_file_location(
         "keras_parity", os.path.join(root, "tools", "keras_parity.py"))
     parity = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(parity)
     results = parity.compare(os.path.join(root, "tests", "data", "keras3_layers.npz"))
-    assert set(results) == {"upsampling_normalization"}
-    err_pred, loss, keras_loss, err_step, n = results["upsampling_normalization"]
-    assert n == 17
-    assert err_pred < 1e-6
-    assert abs(loss - keras_loss) < 1e-5 * max(1.0, keras_loss)
-    assert err_step < 1e-5
+    assert set(results) == {"upsampling_normalization", "activity_regularization"}
+    for name, (err_pred, loss, keras_loss, err_step, n) in results.items():
+        assert n == {"upsampling_normalization": 17, "activity_regularization": 6}[name]
+        assert err_pred < 1e-6, name
+        assert abs(loss - keras_loss) < 1e-5 * max(1.0, keras_loss), name
+        assert err_step < 1e-5, name

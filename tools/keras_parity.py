@@ -16,7 +16,7 @@ first step (Keras 3.15.1 on JAX) for the smaller models:
 and, for issue 16's layers, on ``tests/data/keras3_layers.npz``:
 
     anchor-venv/bin/python tools/keras_parity.py keras tests/data/keras3_layers.npz \
-        upsampling_normalization
+        upsampling_normalization activity_regularization
 
 The first writes, per model, the initial weights (Keras's ``get_weights()`` order),
 the input batch, Keras's predictions, and the weights after one SGD step on a batch
@@ -151,8 +151,21 @@ def upsampling_normalization(keras):
     return keras.Model(inputs, outputs)
 
 
+def activity_regularization(keras):
+    """Activity penalties (divided by the batch size in Keras 3) in the loss and the step."""
+    layers = keras.layers
+    inputs = keras.Input(shape=(6, 6, 2))
+    x = layers.Conv2D(4, 3, activation="relu", activity_regularizer="l2")(inputs)
+    x = layers.Flatten()(x)
+    x = layers.Dense(8, activation="tanh", activity_regularizer=keras.regularizers.l1(0.05))(x)
+    x = layers.ActivityRegularization(l1=0.02, l2=0.1)(x)
+    outputs = layers.Dense(3, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
 MODELS = {"residual_inception": residual_inception, "two_inputs": two_inputs,
           "global_pooling": global_pooling, "upsampling_normalization": upsampling_normalization,
+          "activity_regularization": activity_regularization,
           "sequential_lecture": sequential_lecture, "subclassed_resnet": make_subclassed}
 
 

@@ -71,6 +71,12 @@ from .pooling import (
     MaxPooling2D,
 )
 from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, Rescaling
+from .regularization import (
+    ActivityRegularization,
+    GaussianDropout,
+    GaussianNoise,
+    SpatialDropout2D,
+)
 from .reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
 
 __all__ = [
@@ -82,7 +88,8 @@ __all__ = [
     "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "get_layer_class",
     "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape", "Permute",
-    "LayerNormalization", "GroupNormalization",
+    "LayerNormalization", "GroupNormalization", "SpatialDropout2D", "GaussianNoise",
+    "GaussianDropout", "ActivityRegularization",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -91,7 +98,8 @@ _LAYERS = {c.__name__: c for c in (
     Average, Maximum, Minimum, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D,
     Rescaling, RandomFlip, RandomTranslation,
     RandomRotation, UpSampling2D, ZeroPadding2D, Cropping2D, Reshape, Permute,
-    LayerNormalization, GroupNormalization)}
+    LayerNormalization, GroupNormalization, SpatialDropout2D, GaussianNoise, GaussianDropout,
+    ActivityRegularization)}
 
 
 def get_layer_class(class_name: str) -> type:
