@@ -30,6 +30,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._activity import Penalised, penalise
+
 __all__ = ["KerasTensor", "Node", "Graph", "Workspace", "is_symbolic", "FUSE_LAYERS"]
 
 #: Whether graphs run a ``Conv2D(activation='relu')`` followed by a ``MaxPooling2D``
@@ -569,6 +571,9 @@ class Graph:
             tr = training if s.training is None else bool(s.training)
             ws = None if workspace is None else workspace.sub(s.index)
             out, ctx = s.op.forward(args, tr, ws)
+            reg = getattr(s.op, "activity_regularizer", None)
+            if reg is not None and tape:
+                ctx = penalise(reg, out, ctx)
             if len(s.outs) == 1:
                 vals[s.outs[0]] = out
             else:
@@ -625,6 +630,9 @@ class Graph:
             if not active:
                 continue
             ctx = ctxs[s.index]
+            extra = None
+            if isinstance(ctx, Penalised):
+                ctx, extra = ctx.inner, ctx.grad
             if s.index in override:
                 dx, wg = s.op.backward_logits(override[s.index], ctx, need)
             else:
@@ -633,6 +641,8 @@ class Graph:
                     continue
                 # Multi-output ops (nested models) take None for an output without one.
                 dout = gs[0] if len(gs) == 1 else gs
+                if extra is not None:
+                    dout = dout + extra
                 dx, wg = s.op.backward(dout, ctx, need)
             for w, g in wg:
                 entry = acc.get(id(w))

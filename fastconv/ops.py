@@ -25,6 +25,8 @@ __all__ = [
     "relu_forward",
     "relu_backward",
     "matmul",
+    "resize2d_forward",
+    "resize2d_backward",
 ]
 
 
@@ -113,3 +115,13 @@ def relu_backward(dout, cache):
 def matmul(a, b, out=None):
     """``a @ b``; see :func:`fastconv.backends.numpy.matmul`."""
     return active_module().matmul(a, b, out)
+
+
+def resize2d_forward(x, size, interpolation="bilinear"):
+    """Resize images to ``size``; see :func:`fastconv.backends.numpy.resize2d_forward`."""
+    return active_module().resize2d_forward(x, size, interpolation)
+
+
+def resize2d_backward(dout, cache):
+    """``dx``; see :func:`fastconv.backends.numpy.resize2d_backward`."""
+    return _cache_module(cache, "resize2d").resize2d_backward(dout, cache)

@@ -31,6 +31,7 @@ from . import distributed as _distributed
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
+from ._activity import activity_loss
 from ._progress import Progbar
 from .backends._args import fail
 from .data_adapters import get_adapter, is_array_data, split_batch
@@ -230,7 +231,8 @@ class Trainer:
                 or len(graph.outputs) != 1:
             return None
         step = graph.logits_step(0)
-        if step is None or step.index >= len(plan.steps) or plan.steps[step.index] is not step:
+        if step is None or step.index >= len(plan.steps) or plan.steps[step.index] is not step \
+                or getattr(step.op, "activity_regularizer", None) is not None:
             return None
         act = getattr(step.op, "activation", None)
         if loss.fused_activation == "softmax":
@@ -273,6 +275,7 @@ class Trainer:
         self._single_output(graph)
         outs, tape = graph.forward(xs, training, workspace)
         out = outs[0]
+        penalty = activity_loss(tape)
         fused = self._fused_loss_step(graph, tape[0])
         if fused is not None:
             logits = fused.op.logits(tape[1][fused.index])
@@ -281,6 +284,7 @@ class Trainer:
         else:
             value, d = self.loss.value_and_grad(y, out)
             _, wg = graph.backward(tape, [d], input_grads=False)
+        value += penalty  # activity regularizers' (fastconv._activity)
         items = self._train_items()
         found = {id(w): g for w, g in wg}
         params, grads = [], []

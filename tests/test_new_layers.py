@@ -209,13 +209,13 @@ def test_bad_arguments_name_themselves():
         layers.Conv1D(2, 3, padding="full")
     with pytest.raises(ValueError, match="padding"):
         layers.ZeroPadding2D((1, 2, 3))
-    with pytest.raises(ValueError, match="cropping 2 \\+ 2 leaves nothing"):
+    with pytest.raises(ValueError, match="cropping.*leaves nothing"):
         layers.Cropping2D(2)(np.zeros((1, 4, 4, 1), np.float32))
     with pytest.raises(ValueError, match="interpolation"):
         layers.UpSampling2D(interpolation="bicubic")
     with pytest.raises(ValueError, match="target_shape"):
         layers.Reshape((-1, -1))
-    with pytest.raises(ValueError, match="cannot take the shape"):
+    with pytest.raises(ValueError, match="cannot take target_shape"):
         layers.Reshape((7,))(np.zeros((1, 2, 3), np.float32))
     with pytest.raises(ValueError, match="dims"):
         layers.Permute((0, 1))

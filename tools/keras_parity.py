@@ -14,6 +14,11 @@ first step (Keras 3.15.1 on JAX) for the smaller models:
         residual_inception two_inputs subclassed_resnet global_pooling decoder separable \
         sequence
 
+and, for issue 16's layers, on ``tests/data/keras3_layers.npz``:
+
+    anchor-venv/bin/python tools/keras_parity.py keras tests/data/keras3_layers.npz \
+        upsampling_normalization activity_regularization
+
 The first writes, per model, the initial weights (Keras's ``get_weights()`` order),
 the input batch, Keras's predictions, and the weights after one SGD step on a batch
 (``train_on_batch``). The second loads the same weights into fastconv's model with
@@ -143,6 +148,32 @@ def decoder(keras):
     return keras.Model(inputs, outputs)
 
 
+def upsampling_normalization(keras):
+    """Issue 16's layers with numbers of their own: bilinear and nearest UpSampling2D,
+    the normalizations with their options, pooling 'same' with pools of 3 at stride 2."""
+    layers = keras.layers
+    inputs = keras.Input(shape=(5, 6, 4))
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    x = layers.UpSampling2D(2, interpolation="bilinear")(x)
+    x = layers.LayerNormalization()(x)
+    x = layers.GroupNormalization(groups=4, gamma_initializer="random_normal",
+                                  beta_initializer="random_normal")(x)
+    x = layers.BatchNormalization(center=False, momentum=0.9)(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = layers.AveragePooling2D(3, strides=2, padding="same")(x)
+    x = layers.UpSampling2D((1, 2))(x)
+    x = layers.ZeroPadding2D(((1, 0), (2, 1)))(x)
+    x = layers.Cropping2D((0, 1))(x)
+    x = layers.BatchNormalization(axis=1, scale=False, epsilon=1e-2)(x)
+    x = layers.LayerNormalization(axis=(2, 3), epsilon=1e-2)(x)
+    x = layers.Permute((2, 1, 3))(x)
+    x = layers.Reshape((-1, 8))(x)
+    x = layers.GroupNormalization(groups=-1, axis=1)(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(3, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
 def separable(keras):
     """Xception/MobileNet blocks: depthwise (multiplier 2, strides, dilation) and
     separable convolutions, LayerNormalization, reshaping."""
@@ -177,8 +208,21 @@ def sequence(keras):
     ])
 
 
+def activity_regularization(keras):
+    """Activity penalties (divided by the batch size in Keras 3) in the loss and the step."""
+    layers = keras.layers
+    inputs = keras.Input(shape=(6, 6, 2))
+    x = layers.Conv2D(4, 3, activation="relu", activity_regularizer="l2")(inputs)
+    x = layers.Flatten()(x)
+    x = layers.Dense(8, activation="tanh", activity_regularizer=keras.regularizers.l1(0.05))(x)
+    x = layers.ActivityRegularization(l1=0.02, l2=0.1)(x)
+    outputs = layers.Dense(3, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
 MODELS = {"residual_inception": residual_inception, "two_inputs": two_inputs,
-          "global_pooling": global_pooling,
+          "global_pooling": global_pooling, "upsampling_normalization": upsampling_normalization,
+          "activity_regularization": activity_regularization,
           "sequential_lecture": sequential_lecture, "subclassed_resnet": make_subclassed,
           "decoder": decoder, "separable": separable, "sequence": sequence}
 

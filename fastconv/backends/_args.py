@@ -28,6 +28,8 @@ __all__ = [
     "depthwise_args",
     "pool_args",
     "conv_pool_args",
+    "ResizeGeometry",
+    "resize_args",
     "check_dout",
     "check_cache",
     "matmul_args",
@@ -326,6 +328,77 @@ def conv_pool_args(g: ConvGeometry, pool_size: Any) -> PoolGeometry:
         )
     return PoolGeometry(g.N, g.OH, g.OW, g.F, PH, PW, PH, PW, 0, 0, 0, 0,
                         g.OH // PH, g.OW // PW)
+
+
+class ResizeTaps(NamedTuple):
+    """Where each output index of one axis reads: source indices ``i0 <= i1`` (intp)
+    with weights ``1 - f`` and ``f`` (float64; nearest: ``i0 == i1``, ``f == 0``), and
+    for each source index ``a`` the range ``[lo[a], hi[a])`` of outputs that read it."""
+
+    i0: np.ndarray
+    i1: np.ndarray
+    f: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def resize_taps(n_in: int, n_out: int, bilinear: bool) -> ResizeTaps:
+    """Half-pixel centres (Keras 3 / ``jax.image.resize`` without antialiasing): output
+    index i samples the source at ``(i + 0.5) * n_in / n_out - 0.5``; bilinear clamps
+    that to ``[0, n_in - 1]`` (the edge pixel alone, as JAX's renormalised weights
+    give), nearest takes ``floor((i + 0.5) * n_in / n_out)``."""
+    centre = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out)
+    if bilinear:
+        src = np.clip(centre - 0.5, 0.0, n_in - 1)
+        i0 = np.floor(src).astype(np.intp)
+        f = src - i0
+        i1 = np.minimum(i0 + 1, n_in - 1)
+    else:
+        i0 = np.minimum(np.floor(centre).astype(np.intp), n_in - 1)
+        i1, f = i0, np.zeros(n_out)
+    a = np.arange(n_in)
+    # i0 and i1 never decrease and i1 <= i0 + 1: the outputs reading a are contiguous.
+    lo = np.searchsorted(i1, a, side="left").astype(np.intp)
+    hi = np.maximum(np.searchsorted(i0, a, side="right"), lo).astype(np.intp)
+    return ResizeTaps(i0, i1, f, lo, hi)
+
+
+class ResizeGeometry(NamedTuple):
+    """Sizes of one resize of (N, H, W, C) to (N, OH, OW, C), and its taps per axis."""
+
+    N: int
+    H: int
+    W: int
+    C: int
+    OH: int
+    OW: int
+    bilinear: bool
+    rows: ResizeTaps
+    cols: ResizeTaps
+
+    @property
+    def out_shape(self) -> Tuple[int, int, int, int]:
+        return (self.N, self.OH, self.OW, self.C)
+
+
+_INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def resize_args(x, size, interpolation):
+    """Validate the arguments of ``resize2d_forward``: x (N, H, W, C) with H, W, C >= 1,
+    ``size`` a pair of positive ints (OH, OW), ``interpolation`` 'nearest' or
+    'bilinear'."""
+    x = as_float_array(x, "x")
+    _check_ndim(x, "x", 4, "(N, H, W, C)")
+    N, H, W, C = x.shape
+    if H < 1 or W < 1 or C < 1:
+        raise fail("x", "an array with H, W, C >= 1", x)
+    OH, OW = pair(size, "size")
+    if not isinstance(interpolation, str) or interpolation.lower() not in _INTERPOLATIONS:
+        raise fail("interpolation", "'nearest' or 'bilinear'", interpolation)
+    bilinear = interpolation.lower() == "bilinear"
+    return x, ResizeGeometry(N, H, W, C, OH, OW, bilinear, resize_taps(H, OH, bilinear),
+                             resize_taps(W, OW, bilinear))
 
 
 @dataclass

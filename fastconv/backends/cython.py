@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from .. import _conv, _depthwise, _elementwise, _pool
+from .. import _conv, _depthwise, _elementwise, _pool, _resize
 from .._threads import kernel_threads, pin_kernel_blas
 from . import _args
 from ._args import Cache
@@ -46,6 +46,8 @@ __all__ = [
     "matmul",
     "depthwise_conv2d_forward",
     "depthwise_conv2d_backward",
+    "resize2d_forward",
+    "resize2d_backward",
 ]
 
 # Bytes of im2col workspace per thread (so memory does not grow with the batch).
@@ -857,3 +859,29 @@ def depthwise_conv2d_backward(dout, cache, input_grad=True):
     dw = dw_part.sum(axis=0)
     db = None if db_part is None else db_part.sum(axis=0)
     return dx, dw, db
+
+
+def resize2d_forward(x, size, interpolation="bilinear"):
+    """Resize to ``size``; see :func:`fastconv.backends.numpy.resize2d_forward`."""
+    x, g = _args.resize_args(x, size, interpolation)
+    r, q = g.rows, g.cols
+    out = np.empty(g.out_shape, dtype=x.dtype)
+    with kernel_threads(g.N * g.OH) as threads:
+        _resize.resize_forward(x, r.i0, r.i1, r.f.astype(x.dtype), q.i0, q.i1,
+                               q.f.astype(x.dtype), g.bilinear, out, threads)
+    return out, Cache("resize2d", NAME, g, x.dtype, {})
+
+
+def resize2d_backward(dout, cache):
+    """Gradient of :func:`resize2d_forward` (a gather: fixed summation order)."""
+    cache = _args.check_cache(cache, "resize2d", NAME)
+    g = cache.geom
+    dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    r, q = g.rows, g.cols
+    tmp = np.empty((g.N, g.H, g.OW, g.C), dtype=dout.dtype)
+    dx = np.empty((g.N, g.H, g.W, g.C), dtype=dout.dtype)
+    with kernel_threads(g.N * g.H) as threads:
+        _resize.resize_backward(dout, r.i0, r.i1, r.f.astype(dout.dtype), r.lo, r.hi,
+                                q.i0, q.i1, q.f.astype(dout.dtype), q.lo, q.hi, tmp, dx,
+                                threads)
+    return dx

@@ -41,6 +41,8 @@ __all__ = [
     "relu_forward",
     "relu_backward",
     "matmul",
+    "resize2d_forward",
+    "resize2d_backward",
 ]
 
 
@@ -401,3 +403,67 @@ def matmul(a, b, out=None):
         np.copyto(out, result, casting="same_kind")
         return out
     return result
+
+
+# ------------------------------------------------------------------------- resize
+
+
+def resize2d_forward(x, size, interpolation="bilinear"):
+    """Resize images to ``size`` (UpSampling2D, Resizing), as Keras 3 does on JAX.
+
+    Output pixel (i, j) samples the source at half-pixel centres,
+    ``r = (i + 0.5) * H / OH - 0.5`` and ``q = (j + 0.5) * W / OW - 0.5``. 'bilinear'
+    clamps r and q to the image and blends the four pixels around them,
+
+        out[i, j] = (1 - fr) * ((1 - fq) x[r0, q0] + fq x[r0, q1])
+                    + fr * ((1 - fq) x[r1, q0] + fq x[r1, q1]),
+
+    with ``r0 = floor(r)``, ``r1 = min(r0 + 1, H - 1)``, ``fr = r - r0`` (q likewise);
+    'nearest' takes ``x[floor(r + 0.5), floor(q + 0.5)]`` (for an integer factor s,
+    ``x[i // s]``: UpSampling2D's repeat). The map is separable: columns, then rows.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, H, W, C)
+    size : int or (int, int)
+        ``(OH, OW)``, each >= 1.
+    interpolation : {'bilinear', 'nearest'}
+
+    Returns
+    -------
+    out : ndarray, shape (N, OH, OW, C), x's dtype
+    cache : Cache
+        The geometry (with the taps); no arrays.
+    """
+    x, g = _args.resize_args(x, size, interpolation)
+    r, q = g.rows, g.cols
+    if not g.bilinear:
+        return x[:, r.i0][:, :, q.i0], Cache("resize2d", NAME, g, x.dtype, {})
+    fq = q.f.astype(x.dtype)[:, None]
+    fr = r.f.astype(x.dtype)[:, None, None]
+    xc = x[:, :, q.i0] * (1 - fq) + x[:, :, q.i1] * fq
+    out = xc[:, r.i0] * (1 - fr) + xc[:, r.i1] * fr
+    return out, Cache("resize2d", NAME, g, x.dtype, {})
+
+
+def resize2d_backward(dout, cache):
+    """Gradient of :func:`resize2d_forward`: each output's gradient goes back to the
+    pixels it read, with their weights (rows, then columns).
+
+    Returns
+    -------
+    dx : ndarray, shape (N, H, W, C)
+    """
+    cache = _args.check_cache(cache, "resize2d", NAME)
+    g = cache.geom
+    dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    r, q = g.rows, g.cols
+    fr = r.f.astype(dout.dtype)[:, None, None]
+    fq = q.f.astype(dout.dtype)[:, None]
+    dxc = np.zeros((g.N, g.H, g.OW, g.C), dtype=dout.dtype)
+    np.add.at(dxc, (slice(None), r.i0), dout * (1 - fr))
+    np.add.at(dxc, (slice(None), r.i1), dout * fr)
+    dx = np.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
+    np.add.at(dx, (slice(None), slice(None), q.i0), dxc * (1 - fq))
+    np.add.at(dx, (slice(None), slice(None), q.i1), dxc * fq)
+    return dx

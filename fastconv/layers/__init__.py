@@ -69,7 +69,7 @@ from .merging import (
     multiply,
     subtract,
 )
-from .normalization import BatchNormalization, LayerNormalization
+from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
 from .pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -89,7 +89,12 @@ from .pooling import (
     MaxPooling2D,
 )
 from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, Rescaling
-from .regularization import GaussianDropout, GaussianNoise, SpatialDropout2D
+from .regularization import (
+    ActivityRegularization,
+    GaussianDropout,
+    GaussianNoise,
+    SpatialDropout2D,
+)
 from .reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
 
 __all__ = [
@@ -106,6 +111,7 @@ __all__ = [
     "GlobalAvgPool1D", "GlobalMaxPool1D", "LayerNormalization", "SpatialDropout2D",
     "GaussianNoise", "GaussianDropout", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
     "Reshape", "Permute",
+    "GroupNormalization", "ActivityRegularization",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -116,7 +122,7 @@ _LAYERS = {c.__name__: c for c in (
     RandomRotation, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, Conv1D, MaxPooling1D,
     AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, LayerNormalization,
     SpatialDropout2D, GaussianNoise, GaussianDropout, ZeroPadding2D, Cropping2D, UpSampling2D,
-    Reshape, Permute)}
+    Reshape, Permute, GroupNormalization, ActivityRegularization)}
 
 
 def get_layer_class(class_name: str) -> type:

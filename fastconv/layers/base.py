@@ -111,6 +111,9 @@ class Layer:
         float32 unless the model or this argument says otherwise.
     input_shape : tuple of int, optional
         The shape of one sample, for the first layer of a Sequential model.
+    activity_regularizer : str, Regularizer or dict, optional
+        A penalty of the layer's output, divided by the batch size, added to the
+        training loss (its gradient to the output's gradient) when a model trains.
     batch_size : int, optional
         Fixes the batch axis of ``input_shape`` (informational).
 
@@ -126,7 +129,8 @@ class Layer:
 
     def __init__(self, name: Optional[str] = None, trainable: bool = True, dtype: Any = None,
                  input_shape: Optional[Sequence[int]] = None, batch_size: Optional[int] = None,
-                 batch_input_shape: Optional[Sequence[Optional[int]]] = None, **kwargs: Any):
+                 batch_input_shape: Optional[Sequence[Optional[int]]] = None,
+                 activity_regularizer: Any = None, **kwargs: Any):
         kwargs.pop("autocast", None)  # Keras's mixed-precision switch: nothing to do here
         if kwargs:
             raise TypeError(
@@ -154,6 +158,10 @@ class Layer:
                 if s is not None and (not isinstance(s, (int, np.integer)) or s < 1):
                     raise fail("input_shape", "a tuple of positive ints",
                                tuple(self._batch_input_shape[1:]))
+        # Its penalty of the output is added to the training loss by the graph running
+        # the layer (fastconv._activity).
+        self.activity_regularizer = _regularizers.get(activity_regularizer,
+                                                      "activity_regularizer")
         self.built = False
         self.input_shape: Optional[Shape] = None
         self.output_shape: Optional[Shape] = None
@@ -538,6 +546,8 @@ class Layer:
                   "dtype": None if self.dtype is None else self.dtype.name}
         if self._batch_input_shape is not None:
             config["batch_input_shape"] = list(self._batch_input_shape)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = _regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod

@@ -1,4 +1,12 @@
-"""Normalization layers: ``BatchNormalization`` and ``LayerNormalization``."""
+"""Normalization layers: ``BatchNormalization``, ``LayerNormalization``,
+``GroupNormalization``.
+
+Each standardises x over some axes, ``xhat = (x - mean) / sqrt(var + epsilon)`` (biased
+variance), then scales and shifts it per feature, ``gamma * xhat + beta``. They run in
+NumPy: per element a handful of operations that NumPy's reductions and broadcasts do in
+a few passes over memory, far below the cost of the convolutions around them; a
+compiled twin would save passes, not arithmetic.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,82 @@ from ..backends._args import fail
 from .base import Layer
 
 
-class BatchNormalization(Layer):
+def _standardize(x, axes, epsilon):
+    """``(xhat, inv)``: x standardised over ``axes`` and ``1 / sqrt(var + epsilon)``
+    (kept dims)."""
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    inv = (1 / np.sqrt(var + x.dtype.type(epsilon))).astype(x.dtype)
+    return (x - mean) * inv, inv
+
+
+def _standardize_backward(dxhat, xhat, inv, axes):
+    """dx of :func:`_standardize` from dxhat, the mean and variance differentiated too:
+    ``inv / m * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))`` over ``axes``."""
+    m = int(np.prod([dxhat.shape[a] for a in axes]))
+    s1 = dxhat.sum(axis=axes, keepdims=True)
+    s2 = (dxhat * xhat).sum(axis=axes, keepdims=True)
+    return (inv / m) * (m * dxhat - s1 - xhat * s2)
+
+
+class _ScaleCenter:
+    """The per-feature ``gamma`` (scale) and ``beta`` (center) of a normalization."""
+
+    def _scale_center_args(self, center, scale, beta_initializer, gamma_initializer,
+                           beta_regularizer, gamma_regularizer):
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = _initializers.get(beta_initializer, "beta_initializer")
+        self.gamma_initializer = _initializers.get(gamma_initializer, "gamma_initializer")
+        self.beta_regularizer = _regularizers.get(beta_regularizer, "beta_regularizer")
+        self.gamma_regularizer = _regularizers.get(gamma_regularizer, "gamma_regularizer")
+
+    def _add_scale_center(self, shape):
+        if self.scale:
+            self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer,
+                            regularizer=self.gamma_regularizer)
+        if self.center:
+            self.add_weight(name="beta", shape=shape, initializer=self.beta_initializer,
+                            regularizer=self.beta_regularizer)
+
+    def _affine(self, xhat, bs):
+        """``gamma * xhat + beta``, gamma and beta reshaped to ``bs``."""
+        out = xhat * self.gamma.reshape(bs) if self.scale else xhat.copy()
+        if self.center:
+            out += self.beta.reshape(bs)
+        return out
+
+    def _affine_backward(self, dout, xhat, bs):
+        """``(dxhat, [(gamma, dgamma), (beta, dbeta)])``."""
+        axes = tuple(i for i, s in enumerate(bs) if s == 1)
+        shape = self.gamma.shape if self.scale else self.beta.shape if self.center else None
+        wg = []
+        if self.scale:
+            wg.append((self.gamma, (dout * xhat).sum(axis=axes).reshape(shape)))
+            dxhat = dout * self.gamma.reshape(bs)
+        else:
+            dxhat = dout
+        if self.center:
+            wg.append((self.beta, dout.sum(axis=axes).reshape(shape)))
+        return dxhat, wg
+
+    def _scale_center_config(self):
+        return {
+            "center": self.center, "scale": self.scale,
+            "beta_initializer": _initializers.serialize(self.beta_initializer),
+            "gamma_initializer": _initializers.serialize(self.gamma_initializer),
+            "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
+        }
+
+
+def _epsilon(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+            or not value > 0:
+        raise fail("epsilon", "a number > 0", value)
+    return float(value)
+
+
+class BatchNormalization(_ScaleCenter, Layer):
     """Batch normalisation over every axis but ``axis`` (the channels).
 
     Training: ``y = gamma * (x - mean_B) / sqrt(var_B + epsilon) + beta`` with the batch's
@@ -31,18 +114,13 @@ class BatchNormalization(Layer):
             raise fail("axis", "an int", axis, TypeError)
         if not 0 <= momentum <= 1:
             raise fail("momentum", "a number in [0, 1]", momentum)
-        if not epsilon > 0:
-            raise fail("epsilon", "a number > 0", epsilon)
-        self.axis, self.momentum, self.epsilon = int(axis), float(momentum), float(epsilon)
-        self.center, self.scale = bool(center), bool(scale)
-        self.beta_initializer = _initializers.get(beta_initializer, "beta_initializer")
-        self.gamma_initializer = _initializers.get(gamma_initializer, "gamma_initializer")
+        self.axis, self.momentum, self.epsilon = int(axis), float(momentum), _epsilon(epsilon)
+        self._scale_center_args(center, scale, beta_initializer, gamma_initializer,
+                                beta_regularizer, gamma_regularizer)
         self.moving_mean_initializer = _initializers.get(moving_mean_initializer,
                                                          "moving_mean_initializer")
         self.moving_variance_initializer = _initializers.get(moving_variance_initializer,
                                                              "moving_variance_initializer")
-        self.beta_regularizer = _regularizers.get(beta_regularizer, "beta_regularizer")
-        self.gamma_regularizer = _regularizers.get(gamma_regularizer, "gamma_regularizer")
 
     def compute_output_shape(self, input_shape):
         if not -len(input_shape) < self.axis < len(input_shape) or self.axis % len(
@@ -54,12 +132,7 @@ class BatchNormalization(Layer):
 
     def build(self, input_shape):
         c = (input_shape[self.axis],)
-        if self.scale:
-            self.add_weight(name="gamma", shape=c, initializer=self.gamma_initializer,
-                            regularizer=self.gamma_regularizer)
-        if self.center:
-            self.add_weight(name="beta", shape=c, initializer=self.beta_initializer,
-                            regularizer=self.beta_regularizer)
+        self._add_scale_center(c)
         self.add_weight(name="moving_mean", shape=c, initializer=self.moving_mean_initializer,
                         trainable=False)
         self.add_weight(name="moving_variance", shape=c,
@@ -93,135 +166,161 @@ class BatchNormalization(Layer):
             mean, var = self.moving_mean, self.moving_variance
         inv = (1 / np.sqrt(var + dt(self.epsilon))).astype(x.dtype)
         xhat = (x - mean.reshape(bs)) * inv.reshape(bs)
-        out = xhat * self.gamma.reshape(bs) if self.scale else xhat.copy()
-        if self.center:
-            out += self.beta.reshape(bs)
-        return out, (xhat, inv, axes, bs, training)
+        return self._affine(xhat, bs), (xhat, inv.reshape(bs), axes, bs, training)
 
     def backward(self, dout, ctx, need_dx=True):
         xhat, inv, axes, bs, training = ctx
-        wg = []
-        if self.scale:
-            wg.append((self.gamma, (dout * xhat).sum(axis=axes)))
-            dxhat = dout * self.gamma.reshape(bs)
-        else:
-            dxhat = dout
-        if self.center:
-            wg.append((self.beta, dout.sum(axis=axes)))
+        dxhat, wg = self._affine_backward(dout, xhat, bs)
         if not training:
-            return dxhat * inv.reshape(bs), wg
-        m = dout.size // dout.shape[self.axis]
-        s1 = dxhat.sum(axis=axes).reshape(bs)
-        s2 = (dxhat * xhat).sum(axis=axes).reshape(bs)
-        return (inv.reshape(bs) / m) * (m * dxhat - s1 - xhat * s2), wg
+            return dxhat * inv, wg
+        return _standardize_backward(dxhat, xhat, inv, axes), wg
 
     def get_config(self):
         config = super().get_config()
         config.update({
             "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
-            "center": self.center, "scale": self.scale,
-            "beta_initializer": _initializers.serialize(self.beta_initializer),
-            "gamma_initializer": _initializers.serialize(self.gamma_initializer),
+            **self._scale_center_config(),
             "moving_mean_initializer": _initializers.serialize(self.moving_mean_initializer),
             "moving_variance_initializer": _initializers.serialize(
                 self.moving_variance_initializer),
-            "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
-            "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
         })
         return config
 
 
-class LayerNormalization(Layer):
-    """Normalisation of each sample over ``axis`` (default the last):
-    ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``, the mean and (biased)
-    variance taken over ``axis`` of that sample alone, in training and inference alike.
+def _axis_list(value):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return [int(value)]
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in value):
+        return [int(a) for a in value]
+    raise fail("axis", "an int or a list of ints", value, TypeError)
 
-    Weights, in Keras's order: ``gamma`` then ``beta``, each of the shape of the
-    normalised axes.
+
+class LayerNormalization(_ScaleCenter, Layer):
+    """Standardise each sample over ``axis`` (default the last), then
+    ``gamma * xhat + beta``, the same in training and inference.
+
+    Weights, in Keras's order: ``gamma``, ``beta`` (each of the shape of the ``axis``
+    axes, ``(C,)`` by default), as ``scale`` and ``center`` ask.
     """
 
     def __init__(self, axis: Any = -1, epsilon: float = 1e-3, center: bool = True,
-                 scale: bool = True, rms_scaling: bool = False, beta_initializer: Any = "zeros",
+                 scale: bool = True, beta_initializer: Any = "zeros",
                  gamma_initializer: Any = "ones", beta_regularizer: Any = None,
                  gamma_regularizer: Any = None, **kwargs: Any):
+        if kwargs.pop("rms_scaling", False):
+            raise NotImplementedError("fastconv does not implement LayerNormalization's "
+                                      "deprecated rms_scaling=True")
         super().__init__(**kwargs)
-        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
-        if not axes or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool)
-                               for a in axes):
-            raise fail("axis", "an int or a list of ints", axis, TypeError)
-        if not epsilon > 0:
-            raise fail("epsilon", "a number > 0", epsilon)
-        if rms_scaling:
-            raise NotImplementedError("fastconv's LayerNormalization does not implement "
-                                      "rms_scaling yet")
-        self.axis = axes if isinstance(axis, (list, tuple)) else int(axis)
-        self._axes_arg = [int(a) for a in axes]
-        self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
-        self.beta_initializer = _initializers.get(beta_initializer, "beta_initializer")
-        self.gamma_initializer = _initializers.get(gamma_initializer, "gamma_initializer")
-        self.beta_regularizer = _regularizers.get(beta_regularizer, "beta_regularizer")
-        self.gamma_regularizer = _regularizers.get(gamma_regularizer, "gamma_regularizer")
+        self.axis = _axis_list(axis)
+        self.epsilon = _epsilon(epsilon)
+        self._scale_center_args(center, scale, beta_initializer, gamma_initializer,
+                                beta_regularizer, gamma_regularizer)
 
     def _axes(self, ndim):
-        return tuple(sorted(a % ndim for a in self._axes_arg))
+        return tuple(sorted(a % ndim for a in self.axis))
 
     def compute_output_shape(self, input_shape):
         n = len(input_shape)
-        if not all(-n < a < n and a % n != 0 for a in self._axes_arg):
-            raise self._shape_error(input_shape, f"axis={self.axis} is not a feature axis.")
-        if any(input_shape[a] is None for a in self._axes(n)):
-            raise self._shape_error(input_shape, f"the size of axis {self.axis} must be known.")
+        for a in self.axis:
+            if not -n <= a < n or a % n == 0:
+                raise self._shape_error(input_shape, f"axis={self.axis} must name axes "
+                                        "of one sample, not the batch axis.")
+            if input_shape[a] is None:
+                raise self._shape_error(input_shape, f"the size of axis {a} must be known.")
         return tuple(input_shape)
 
     def build(self, input_shape):
-        shape = tuple(input_shape[a] for a in self._axes(len(input_shape)))
-        if self.scale:
-            self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer,
-                            regularizer=self.gamma_regularizer)
-        if self.center:
-            self.add_weight(name="beta", shape=shape, initializer=self.beta_initializer,
-                            regularizer=self.beta_regularizer)
+        self._add_scale_center(tuple(input_shape[a] for a in self._axes(len(input_shape))))
 
-    def _bshape(self, x):
-        axes = self._axes(x.ndim)
-        return tuple(x.shape[i] if i in axes else 1 for i in range(x.ndim))
+    def _bshape(self, shape):
+        axes = self._axes(len(shape))
+        return tuple(s if i in axes else 1 for i, s in enumerate(shape))
 
     def forward(self, x, training=False, workspace=None):
-        axes, bs = self._axes(x.ndim), self._bshape(x)
-        mean = x.mean(axis=axes, keepdims=True)
-        var = x.var(axis=axes, keepdims=True)
-        inv = (1 / np.sqrt(var + x.dtype.type(self.epsilon))).astype(x.dtype)
-        xhat = (x - mean) * inv
-        out = xhat * self.gamma.reshape(bs) if self.scale else xhat.copy()
-        if self.center:
-            out += self.beta.reshape(bs)
-        return out, (xhat, inv)
+        axes = self._axes(x.ndim)
+        xhat, inv = _standardize(x, axes, self.epsilon)
+        bs = self._bshape(x.shape)
+        return self._affine(xhat, bs), (xhat, inv, axes, bs)
 
     def backward(self, dout, ctx, need_dx=True):
-        xhat, inv = ctx
-        axes, bs = self._axes(dout.ndim), self._bshape(dout)
-        batch_axes = tuple(i for i in range(dout.ndim) if i not in axes)
-        wg = []
-        if self.scale:
-            wg.append((self.gamma, (dout * xhat).sum(axis=batch_axes).reshape(self.gamma.shape)))
-            dxhat = dout * self.gamma.reshape(bs)
-        else:
-            dxhat = dout
-        if self.center:
-            wg.append((self.beta, dout.sum(axis=batch_axes).reshape(self.beta.shape)))
-        m = int(np.prod([dout.shape[a] for a in axes]))
-        s1 = dxhat.sum(axis=axes, keepdims=True)
-        s2 = (dxhat * xhat).sum(axis=axes, keepdims=True)
-        return (inv / m) * (m * dxhat - s1 - xhat * s2), wg
+        xhat, inv, axes, bs = ctx
+        dxhat, wg = self._affine_backward(dout, xhat, bs)
+        return _standardize_backward(dxhat, xhat, inv, axes), wg
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
-            "scale": self.scale, "rms_scaling": False,
-            "beta_initializer": _initializers.serialize(self.beta_initializer),
-            "gamma_initializer": _initializers.serialize(self.gamma_initializer),
-            "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
-            "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
-        })
+        config.update({"axis": list(self.axis), "epsilon": self.epsilon,
+                       **self._scale_center_config()})
+        return config
+
+
+class GroupNormalization(_ScaleCenter, Layer):
+    """Split the channels (``axis``, default the last) into ``groups`` groups and
+    standardise each sample's group over the group's channels and every other axis, then
+    ``gamma * xhat + beta`` per channel. ``groups=-1`` is one group per channel
+    (instance normalisation); ``groups=1`` standardises whole samples.
+
+    Weights, in Keras's order: ``gamma``, ``beta``, each ``(C,)``.
+    """
+
+    def __init__(self, groups: int = 32, axis: int = -1, epsilon: float = 1e-3,
+                 center: bool = True, scale: bool = True, beta_initializer: Any = "zeros",
+                 gamma_initializer: Any = "ones", beta_regularizer: Any = None,
+                 gamma_regularizer: Any = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or (
+                groups < 1 and groups != -1):
+            raise fail("groups", "a positive int, or -1 (one group per channel)", groups)
+        self.groups = int(groups)
+        self.axis = _axis_list(axis)[0] if not isinstance(axis, (list, tuple)) else None
+        if self.axis is None:
+            raise fail("axis", "an int", axis, TypeError)
+        self.epsilon = _epsilon(epsilon)
+        self._scale_center_args(center, scale, beta_initializer, gamma_initializer,
+                                beta_regularizer, gamma_regularizer)
+
+    @property
+    def _feature_axis(self):
+        return self.axis
+
+    def compute_output_shape(self, input_shape):
+        n = len(input_shape)
+        if not -n <= self.axis < n or self.axis % n == 0:
+            raise self._shape_error(input_shape, f"axis={self.axis} is not a feature axis.")
+        c = input_shape[self.axis]
+        if c is None:
+            raise self._shape_error(input_shape, f"the size of axis {self.axis} must be known.")
+        g = c if self.groups == -1 else self.groups
+        if c % g:
+            raise self._shape_error(input_shape, f"its {c} channels do not split into "
+                                    f"groups={self.groups} groups of equal size.")
+        return tuple(input_shape)
+
+    def build(self, input_shape):
+        self._add_scale_center((input_shape[self.axis],))
+
+    def _group_shape(self, shape):
+        """``shape`` with the channel axis split into (groups, channels per group)."""
+        a = self.axis % len(shape)
+        g = shape[a] if self.groups == -1 else self.groups
+        return shape[:a] + (g, shape[a] // g) + shape[a + 1:], a
+
+    def forward(self, x, training=False, workspace=None):
+        gshape, a = self._group_shape(x.shape)
+        axes = tuple(i for i in range(1, len(gshape)) if i != a)
+        xhat, inv = _standardize(x.reshape(gshape), axes, self.epsilon)
+        bs = tuple(s if i == a else 1 for i, s in enumerate(x.shape))
+        return self._affine(xhat.reshape(x.shape), bs), (xhat, inv, axes, bs, gshape)
+
+    def backward(self, dout, ctx, need_dx=True):
+        xhat, inv, axes, bs, gshape = ctx
+        dxhat, wg = self._affine_backward(dout, xhat.reshape(dout.shape), bs)
+        dx = _standardize_backward(dxhat.reshape(gshape), xhat, inv, axes)
+        return dx.reshape(dout.shape), wg
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"groups": self.groups, "axis": self.axis, "epsilon": self.epsilon,
+                       **self._scale_center_config()})
         return config

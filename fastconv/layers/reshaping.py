@@ -1,59 +1,43 @@
-"""Layers that move, pad, crop or repeat pixels (Keras: ``keras.layers`` reshaping).
+"""Reshaping layers: ``UpSampling2D``, ``ZeroPadding2D``, ``Cropping2D``, ``Reshape``,
+``Permute``.
 
-These are passes over memory with no arithmetic beyond copying (UpSampling2D's
-bilinear mode interpolates), so NumPy slicing runs them on both backends.
-
-- ``ZeroPadding2D(padding)``: zeros around the image; ``padding`` is an int, a pair
-  ``(rows, cols)`` or ``((top, bottom), (left, right))``.
-- ``Cropping2D(cropping)``: the same forms, removed from the borders.
-- ``UpSampling2D(size, interpolation)``: each pixel repeated ``size`` times
-  (``'nearest'``), or bilinear interpolation with half-pixel centres (``'bilinear'``,
-  as Keras's JAX and TensorFlow backends resize).
-- ``Reshape(target_shape)``: the sample's shape (one entry may be -1).
-- ``Permute(dims)``: the sample's axes reordered (1-based, as in Keras).
+UpSampling2D resamples on :func:`fastconv.ops.resize2d_forward` (compiled in the
+Cython backend); the others only move memory, which NumPy slicing does at memory
+speed, so they have no kernels of their own.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..backends._args import fail
+from .. import ops
+from ..backends._args import fail, pair
 from .base import Layer, _data_format
 
-
-def _two_pairs(name, value):
-    """Keras's int / (a, b) / ((t, b), (l, r)) forms as ((t, b), (l, r)) of ints >= 0."""
-    def ok(v):
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
-
-    if ok(value):
-        return ((int(value),) * 2,) * 2
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        if all(ok(v) for v in value):
-            return ((int(value[0]),) * 2, (int(value[1]),) * 2)
-        if all(isinstance(v, (tuple, list)) and len(v) == 2 and all(ok(e) for e in v)
-               for v in value):
-            return tuple((int(v[0]), int(v[1])) for v in value)
-    raise fail(name, "an int >= 0, a pair of them, or ((top, bottom), (left, right))", value)
+__all__ = ["UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape", "Permute"]
 
 
-class _Spatial2D(Layer):
-    """A layer on the two spatial axes of (N, H, W, C) or (N, C, H, W)."""
+def _spatial_axes(data_format: str) -> Tuple[int, int]:
+    return (2, 3) if data_format == "channels_first" else (1, 2)
 
-    def __init__(self, data_format: Optional[str] = None, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.data_format = _data_format(data_format)
 
-    @property
-    def _hw_axes(self):
-        return (2, 3) if self.data_format == "channels_first" else (1, 2)
+class _Image2D(Layer):
+    """A layer on 4-D images in ``data_format``."""
 
-    def _check(self, input_shape):
-        layout = ("(batch, channels, height, width)" if self.data_format == "channels_first"
-                  else "(batch, height, width, channels)")
-        self._need_ndim(input_shape, 4, layout)
+    def _image_shape(self, input_shape):
+        cf = self.data_format == "channels_first"
+        self._need_ndim(input_shape, 4, "(batch, channels, height, width)" if cf
+                        else "(batch, height, width, channels)")
+        return _spatial_axes(self.data_format)
+
+    def _inner(self, shape, margins):
+        """The index of the part of an array of ``shape`` inside ``margins``."""
+        index = [slice(None)] * 4
+        for ax, (a, b) in zip(_spatial_axes(self.data_format), margins):
+            index[ax] = slice(a, shape[ax] - b)
+        return tuple(index)
 
     def get_config(self):
         config = super().get_config()
@@ -61,156 +45,51 @@ class _Spatial2D(Layer):
         return config
 
 
-class ZeroPadding2D(_Spatial2D):
-    """Zeros around each image: ``(N, H, W, C) -> (N, H + top + bottom, W + left +
-    right, C)``."""
+class UpSampling2D(_Image2D):
+    """Repeat (``interpolation='nearest'``) or bilinearly resample the rows and columns
+    of images by the integer factors ``size``.
 
-    def __init__(self, padding: Any = (1, 1), data_format: Optional[str] = None,
-                 **kwargs: Any):
-        super().__init__(data_format, **kwargs)
-        self.padding = _two_pairs("padding", padding)
+    Input ``(N, H, W, C)`` gives ``(N, H * size[0], W * size[1], C)`` (channels_first:
+    ``(N, C, H, W)`` gives ``(N, C, H * size[0], W * size[1])``). 'bilinear' is Keras 3's
+    (``jax.image.resize``): half-pixel centres, edge pixels clamped, no antialiasing.
 
-    def compute_output_shape(self, input_shape):
-        self._check(input_shape)
-        out = list(input_shape)
-        for axis, (a, b) in zip(self._hw_axes, self.padding):
-            if out[axis] is not None:
-                out[axis] += a + b
-        return tuple(out)
-
-    def _slices(self, shape):
-        s = [slice(None)] * 4
-        for axis, (a, b) in zip(self._hw_axes, self.padding):
-            s[axis] = slice(a, shape[axis] - b)
-        return tuple(s)
-
-    def forward(self, x, training=False, workspace=None):
-        pad = [(0, 0)] * 4
-        for axis, p in zip(self._hw_axes, self.padding):
-            pad[axis] = p
-        out = np.pad(x, pad)
-        return out, self._slices(out.shape)
-
-    def backward(self, dout, slices, need_dx=True):
-        return np.ascontiguousarray(dout[slices]), []
-
-    def get_config(self):
-        config = super().get_config()
-        config["padding"] = [list(p) for p in self.padding]
-        return config
-
-
-class Cropping2D(_Spatial2D):
-    """Rows and columns removed from the borders: ``(N, H, W, C) -> (N, H - top -
-    bottom, W - left - right, C)``."""
-
-    def __init__(self, cropping: Any = ((0, 0), (0, 0)), data_format: Optional[str] = None,
-                 **kwargs: Any):
-        super().__init__(data_format, **kwargs)
-        self.cropping = _two_pairs("cropping", cropping)
-
-    def compute_output_shape(self, input_shape):
-        self._check(input_shape)
-        out = list(input_shape)
-        for axis, (a, b) in zip(self._hw_axes, self.cropping):
-            if out[axis] is not None:
-                if a + b >= out[axis]:
-                    raise self._shape_error(
-                        input_shape, f"cropping {a} + {b} leaves nothing of {out[axis]} "
-                                     "pixels.")
-                out[axis] -= a + b
-        return tuple(out)
-
-    def forward(self, x, training=False, workspace=None):
-        s = [slice(None)] * 4
-        for axis, (a, b) in zip(self._hw_axes, self.cropping):
-            s[axis] = slice(a, x.shape[axis] - b)
-        return np.ascontiguousarray(x[tuple(s)]), (x.shape, tuple(s))
-
-    def backward(self, dout, ctx, need_dx=True):
-        shape, s = ctx
-        dx = np.zeros(shape, dout.dtype)
-        dx[s] = dout
-        return dx, []
-
-    def get_config(self):
-        config = super().get_config()
-        config["cropping"] = [list(p) for p in self.cropping]
-        return config
-
-
-def _bilinear_taps(n_in, n_out):
-    """For each output index: the two input indices and their weights (half-pixel
-    centres, clamped at the edges, no antialiasing: Keras's upsampling resize)."""
-    centre = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
-    centre = np.clip(centre, 0, n_in - 1)
-    lo = np.floor(centre).astype(np.intp)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = centre - lo
-    return lo, hi, frac
-
-
-class UpSampling2D(_Spatial2D):
-    """Each image enlarged by ``size = (rows, cols)``: ``(N, H, W, C) -> (N, H * rows,
-    W * cols, C)``, by repetition (``'nearest'``) or bilinear interpolation."""
+    Parameters
+    ----------
+    size : int or (int, int), default (2, 2)
+    data_format : {'channels_last', 'channels_first'}, optional
+    interpolation : {'nearest', 'bilinear'}, default 'nearest'
+    """
 
     def __init__(self, size: Any = (2, 2), data_format: Optional[str] = None,
                  interpolation: str = "nearest", **kwargs: Any):
-        super().__init__(data_format, **kwargs)
-        if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-            size = (size, size)
-        if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(
-                isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
-                for v in size)):
-            raise fail("size", "an int >= 1 or a pair of them", size)
-        self.size = (int(size[0]), int(size[1]))
-        if interpolation not in ("nearest", "bilinear"):
+        super().__init__(**kwargs)
+        self.size = pair(size, "size")
+        self.data_format = _data_format(data_format)
+        if not isinstance(interpolation, str) or interpolation.lower() not in (
+                "nearest", "bilinear"):
             raise fail("interpolation", "'nearest' or 'bilinear'", interpolation)
-        self.interpolation = interpolation
+        self.interpolation = interpolation.lower()
 
     def compute_output_shape(self, input_shape):
-        self._check(input_shape)
+        axes = self._image_shape(input_shape)
         out = list(input_shape)
-        for axis, f in zip(self._hw_axes, self.size):
-            if out[axis] is not None:
-                out[axis] *= f
+        for ax, s in zip(axes, self.size):
+            out[ax] = None if out[ax] is None else out[ax] * s
         return tuple(out)
 
     def forward(self, x, training=False, workspace=None):
-        (ah, aw), (fh, fw) = self._hw_axes, self.size
-        if self.interpolation == "nearest":
-            return np.repeat(np.repeat(x, fh, axis=ah), fw, axis=aw), x.shape
-        out = x
-        taps = []
-        for axis, f in ((ah, fh), (aw, fw)):
-            lo, hi, frac = _bilinear_taps(out.shape[axis], out.shape[axis] * f)
-            shape = [1] * 4
-            shape[axis] = -1
-            w = frac.astype(x.dtype).reshape(shape)
-            out = (np.take(out, lo, axis=axis) * (1 - w) + np.take(out, hi, axis=axis) * w)
-            taps.append((axis, lo, hi, w))
-        return out.astype(x.dtype, copy=False), (x.shape, taps)
+        cf = self.data_format == "channels_first"
+        if cf:
+            x = x.transpose(0, 2, 3, 1)
+        size = (x.shape[1] * self.size[0], x.shape[2] * self.size[1])
+        out, cache = ops.resize2d_forward(x, size, self.interpolation)
+        return (out.transpose(0, 3, 1, 2) if cf else out), cache
 
     def backward(self, dout, ctx, need_dx=True):
-        (ah, aw), (fh, fw) = self._hw_axes, self.size
-        if self.interpolation == "nearest":
-            shape = ctx
-            d = dout.reshape(tuple(s for s in dout.shape[:ah]) + (shape[ah], fh)
-                             + dout.shape[ah + 1:])
-            d = d.sum(axis=ah + 1)
-            d = d.reshape(d.shape[:aw] + (shape[aw], fw) + d.shape[aw + 1:])
-            return np.ascontiguousarray(d.sum(axis=aw + 1)), []
-        shape, taps = ctx
-        d = dout
-        for axis, lo, hi, w in reversed(taps):
-            n_in = shape[axis]
-            moved = np.moveaxis(d, axis, 0)
-            acc = np.zeros((n_in,) + moved.shape[1:], d.dtype)
-            wv = np.moveaxis(w, axis, 0)
-            np.add.at(acc, lo, moved * (1 - wv))
-            np.add.at(acc, hi, moved * wv)
-            d = np.moveaxis(acc, 0, axis)
-        return np.ascontiguousarray(d), []
+        if self.data_format == "channels_first":
+            return ops.resize2d_backward(dout.transpose(0, 2, 3, 1), ctx).transpose(
+                0, 3, 1, 2), []
+        return ops.resize2d_backward(dout, ctx), []
 
     def get_config(self):
         config = super().get_config()
@@ -218,35 +97,128 @@ class UpSampling2D(_Spatial2D):
         return config
 
 
+def _margins(value: Any, name: str) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """Keras's three spellings: an int, (rows, cols) symmetric, or
+    ((top, bottom), (left, right)); every entry an int >= 0."""
+    expected = ("an int >= 0, a pair of them (symmetric rows, cols) or "
+                "((top, bottom), (left, right))")
+    try:
+        if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+                isinstance(v, (tuple, list)) for v in value):
+            return pair(tuple(value[0]), name, 0), pair(tuple(value[1]), name, 0)
+        h, w = pair(value if not isinstance(value, list) else tuple(value), name, 0)
+    except (TypeError, ValueError):
+        raise fail(name, expected, value) from None
+    return (h, h), (w, w)
+
+
+class ZeroPadding2D(_Image2D):
+    """Zeros added around images: ``padding`` rows above and below, columns left and
+    right (an int, a symmetric (rows, cols) pair, or ((top, bottom), (left, right))).
+
+    ``(N, H, W, C)`` gives ``(N, H + top + bottom, W + left + right, C)``.
+    """
+
+    def __init__(self, padding: Any = (1, 1), data_format: Optional[str] = None,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        self.padding = _margins(padding, "padding")
+        self.data_format = _data_format(data_format)
+
+    def compute_output_shape(self, input_shape):
+        out = list(input_shape)
+        for ax, (a, b) in zip(self._image_shape(input_shape), self.padding):
+            out[ax] = None if out[ax] is None else out[ax] + a + b
+        return tuple(out)
+
+    def forward(self, x, training=False, workspace=None):
+        widths = [(0, 0)] * 4
+        for ax, p in zip(_spatial_axes(self.data_format), self.padding):
+            widths[ax] = p
+        return np.pad(x, widths), None
+
+    def backward(self, dout, ctx, need_dx=True):
+        return np.ascontiguousarray(dout[self._inner(dout.shape, self.padding)]), []
+
+    def get_config(self):
+        config = super().get_config()
+        config["padding"] = [list(p) for p in self.padding]
+        return config
+
+
+class Cropping2D(_Image2D):
+    """Rows and columns removed at the edges of images: ``cropping`` as ZeroPadding2D's
+    ``padding``. ``(N, H, W, C)`` gives ``(N, H - top - bottom, W - left - right, C)``,
+    which must stay at least 1 by 1."""
+
+    def __init__(self, cropping: Any = ((0, 0), (0, 0)), data_format: Optional[str] = None,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        self.cropping = _margins(cropping, "cropping")
+        self.data_format = _data_format(data_format)
+
+    def compute_output_shape(self, input_shape):
+        out = list(input_shape)
+        for ax, (a, b) in zip(self._image_shape(input_shape), self.cropping):
+            if out[ax] is not None:
+                if out[ax] - a - b < 1:
+                    raise self._shape_error(
+                        input_shape, f"cropping={[list(c) for c in self.cropping]} leaves "
+                        "nothing of the image.")
+                out[ax] = out[ax] - a - b
+        return tuple(out)
+
+    def forward(self, x, training=False, workspace=None):
+        self.compute_output_shape((None,) + x.shape[1:])
+        return np.ascontiguousarray(x[self._inner(x.shape, self.cropping)]), x.shape
+
+    def backward(self, dout, shape, need_dx=True):
+        dx = np.zeros(shape, dtype=dout.dtype)
+        dx[self._inner(shape, self.cropping)] = dout
+        return dx, []
+
+    def get_config(self):
+        config = super().get_config()
+        config["cropping"] = [list(c) for c in self.cropping]
+        return config
+
+
 class Reshape(Layer):
-    """Each sample to ``target_shape`` (one entry may be -1): ``(N, ...) -> (N,
-    *target_shape)``."""
+    """``(N, *in) -> (N, *target_shape)``; one entry of ``target_shape`` may be -1,
+    inferred from the others."""
 
     def __init__(self, target_shape: Sequence[int], **kwargs: Any):
         super().__init__(**kwargs)
+        if isinstance(target_shape, (int, np.integer)):
+            target_shape = (target_shape,)
+        expected = "a tuple of positive ints, with at most one -1"
         if not isinstance(target_shape, (tuple, list)) or not all(
-                isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                and (v >= 1 or v == -1) for v in target_shape) or list(
-                target_shape).count(-1) > 1:
-            raise fail("target_shape", "a tuple of ints >= 1 (one of them may be -1)",
-                       target_shape)
-        self.target_shape = tuple(int(v) for v in target_shape)
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                for s in target_shape):
+            raise fail("target_shape", expected, target_shape, TypeError)
+        if sum(1 for s in target_shape if s == -1) > 1 or any(
+                s < 1 and s != -1 for s in target_shape):
+            raise fail("target_shape", expected, target_shape)
+        self.target_shape = tuple(int(s) for s in target_shape)
 
     def compute_output_shape(self, input_shape):
         rest = input_shape[1:]
         if None in rest:
-            return (input_shape[0],) + tuple(None if v == -1 else v for v in self.target_shape)
-        total = int(np.prod(rest))
-        known = int(np.prod([v for v in self.target_shape if v != -1]))
+            if -1 in self.target_shape:
+                return (input_shape[0],) + tuple(None if s == -1 else s
+                                                 for s in self.target_shape)
+            return (input_shape[0],) + self.target_shape
+        size = int(np.prod(rest))
+        known = int(np.prod([s for s in self.target_shape if s != -1]))
         if -1 in self.target_shape:
-            if known == 0 or total % known:
-                raise self._shape_error(input_shape, f"{total} values per sample cannot take "
-                                                     f"the shape {self.target_shape}.")
-            return (input_shape[0],) + tuple(total // known if v == -1 else v
-                                             for v in self.target_shape)
-        if known != total:
-            raise self._shape_error(input_shape, f"{total} values per sample cannot take the "
-                                                 f"shape {self.target_shape} ({known}).")
+            if size % known:
+                raise self._shape_error(input_shape, f"its {size} elements per sample do "
+                                        f"not fill target_shape={self.target_shape}.")
+            return (input_shape[0],) + tuple(size // known if s == -1 else s
+                                             for s in self.target_shape)
+        if size != known:
+            raise self._shape_error(input_shape, f"its {size} elements per sample cannot "
+                                    f"take target_shape={self.target_shape} ({known}).")
         return (input_shape[0],) + self.target_shape
 
     def forward(self, x, training=False, workspace=None):
@@ -262,28 +234,30 @@ class Reshape(Layer):
 
 
 class Permute(Layer):
-    """The sample's axes reordered: ``dims`` is a permutation of 1..ndim-1 (the batch
-    axis stays first), e.g. ``Permute((2, 1))`` swaps the two axes of (N, a, b)."""
+    """Permutes the axes of each sample: ``dims`` numbers them from 1 (the batch axis is
+    0 and stays), so ``Permute((2, 1))`` turns ``(N, a, b)`` into ``(N, b, a)``."""
 
     def __init__(self, dims: Sequence[int], **kwargs: Any):
         super().__init__(**kwargs)
-        if not isinstance(dims, (tuple, list)) or sorted(dims) != list(range(1, len(dims) + 1)):
-            raise fail("dims", "a permutation of 1, 2, ..., n (the batch axis is not "
-                               "included)", dims)
+        expected = "a permutation of 1, 2, ..., n (the axes of one sample)"
+        if not isinstance(dims, (tuple, list)) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+            raise fail("dims", expected, dims, TypeError)
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            raise fail("dims", expected, dims)
         self.dims = tuple(int(d) for d in dims)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != len(self.dims) + 1:
-            raise self._shape_error(input_shape, f"dims {self.dims} need inputs of "
-                                                 f"{len(self.dims) + 1} axes.")
+            raise self._shape_error(input_shape, f"dims={self.dims} permutes "
+                                    f"{len(self.dims)} axes of each sample.")
         return (input_shape[0],) + tuple(input_shape[d] for d in self.dims)
 
     def forward(self, x, training=False, workspace=None):
         return np.ascontiguousarray(x.transpose((0,) + self.dims)), None
 
     def backward(self, dout, ctx, need_dx=True):
-        inverse = np.argsort((0,) + self.dims)
-        return np.ascontiguousarray(dout.transpose(inverse)), []
+        return np.ascontiguousarray(dout.transpose(np.argsort((0,) + self.dims))), []
 
     def get_config(self):
         config = super().get_config()
