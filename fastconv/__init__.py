@@ -14,6 +14,7 @@ from . import backends, ops  # noqa: E402
 from ._info import show_config  # noqa: E402
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from .backends import get_backend, set_backend, use_backend  # noqa: E402
+from .backends.dispatch import explain_conv  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -26,5 +27,6 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "show_config",
+    "explain_conv",
     "__version__",
 ]

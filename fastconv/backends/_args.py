@@ -25,6 +25,7 @@ __all__ = [
     "as_float_array",
     "pair",
     "conv_args",
+    "conv_geometry",
     "pool_args",
     "conv_pool_args",
     "check_dout",
@@ -201,19 +202,30 @@ def conv_args(x, w, b, stride, padding, dilation):
     _check_ndim(x, "x", 4, "(N, H, W, C)")
     w = as_float_array(w, "w", x.dtype)
     _check_ndim(w, "w", 4, "(KH, KW, C_in, C_out)")
-    N, H, W, C = x.shape
-    KH, KW, C_in, F = w.shape
+    geom = conv_geometry(x.shape, w.shape, stride, padding, dilation, w)
+    if b is not None:
+        b = as_float_array(b, "b", x.dtype)
+        if b.shape != (geom.F,):
+            raise fail("b", f"None or an array of shape (C_out,) = ({geom.F},)", b)
+    return x, w, b, geom
+
+
+def conv_geometry(x_shape, w_shape, stride, padding, dilation, w=None) -> ConvGeometry:
+    """Validate the sizes of a convolution and return its geometry.
+
+    ``x_shape`` (N, H, W, C) and ``w_shape`` (KH, KW, C_in, F) are tuples of 4 ints;
+    ``w``, when given, is the array named in error messages (else its shape is).
+    """
+    w = w_shape if w is None else w
+    N, H, W, C = x_shape
+    KH, KW, C_in, F = w_shape
     if C < 1 or F < 1 or KH < 1 or KW < 1:
         raise fail("w", "an array with KH, KW, C_in and C_out all >= 1", w)
     if C_in != C:
         raise ValueError(
             f"`w` must have C_in = w.shape[2] equal to the channels of x, x.shape[3] = {C}. "
-            f"Received: w with shape {w.shape} (C_in = {C_in})"
+            f"Received: w with shape {tuple(w_shape)} (C_in = {C_in})"
         )
-    if b is not None:
-        b = as_float_array(b, "b", x.dtype)
-        if b.shape != (F,):
-            raise fail("b", f"None or an array of shape (C_out,) = ({F},)", b)
     sh, sw = pair(stride, "stride")
     dh, dw = pair(dilation, "dilation")
     eh, ew = dh * (KH - 1) + 1, dw * (KW - 1) + 1  # effective (dilated) window
@@ -236,8 +248,7 @@ def conv_args(x, w, b, stride, padding, dilation):
             f"H, W = {H}, {W}, padding (top, bottom, left, right) = {(pt, pb, pl, pr)} and "
             f"w with a {KH}x{KW} window (dilation {dh}x{dw}, effective {eh}x{ew})"
         )
-    geom = ConvGeometry(N, H, W, C, KH, KW, F, sh, sw, dh, dw, pt, pb, pl, pr, OH, OW)
-    return x, w, b, geom
+    return ConvGeometry(N, H, W, C, KH, KW, F, sh, sw, dh, dw, pt, pb, pl, pr, OH, OW)
 
 
 def pool_args(x, pool_size, strides, padding):
