@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import fastconv
 from fastconv import _conv
 from fastconv.backends import cython as fast
+from fastconv.backends import dispatch
 from fastconv.backends import numpy as ref
 from fastconv.testing import assert_close
 
@@ -207,15 +208,15 @@ def test_wide_blocks_match_reference(case, relu, seed, dtype, threads, conv_path
 ])
 @pytest.mark.parametrize("avx512", [True, False])  # (AVX2 twice on a CPU without it)
 def test_wide_blocks_with_taps_only_in_the_padding(xs, ks, dilation, padding, dtype, avx512,
-                                                   threads, monkeypatch):
+                                                   threads):
     # With finite weights the wide blocks skip the taps outside the image (outside
     # dout for dx); windows left with no tap at all get the bias, ReLU'd. (dx takes
     # the wide blocks here whatever the image's size against dout's.)
-    monkeypatch.setattr(fast, "_WIDE_DX_MAX_AREA", 100.0)
     before = _conv.simd().startswith("AVX-512")
     _conv.set_wide_avx512(avx512)
     try:
-        _check_taps_only_in_the_padding(xs, ks, dilation, padding, dtype)
+        with dispatch.force("dx", "wide"):
+            _check_taps_only_in_the_padding(xs, ks, dilation, padding, dtype)
     finally:
         _conv.set_wide_avx512(before)
 
@@ -283,7 +284,7 @@ def test_padded_wide_layers_in_chunks_of_images(dtype, rng, monkeypatch):
     # first chunk's groups of partial weight gradients)
     for tile in (64, 2 * 11 * 12 * 16 * x.itemsize // 4):
         monkeypatch.setattr(fast, "_TILE_BYTES", tile)
-        assert fast._wide_forward(fast.conv2d_forward(x, w, b, 1, "same")[1].geom, dtype)
+        assert dispatch.wide_forward(fast.conv2d_forward(x, w, b, 1, "same")[1].geom, dtype)
         np.testing.assert_array_equal(fast.conv2d_forward(x, w, b, 1, "same")[0], whole)
         np.testing.assert_array_equal(fast.conv2d_forward(x, w_inf, b, 1, "same")[0],
                                       whole_inf)
@@ -408,12 +409,8 @@ def test_fused_first_layer_backward_gives_the_separate_bits(n, h, w, c, f, k, pa
     out, cache = fast.conv2d_forward(x, wt, b, 1, padding, dilation)
     dout = rng.standard_normal(out.shape).astype(dtype)
     fused = fast.conv2d_backward(dout, cache)
-    # (not monkeypatch: its undoing would come after all of hypothesis's examples)
-    fast.FUSE_BACKWARD = False
-    try:
+    with dispatch.force("dw", "direct"):
         separate = fast.conv2d_backward(dout, cache)
-    finally:
-        fast.FUSE_BACKWARD = True
     for a, b_ in zip(fused, separate):
         assert (a is None) == (b_ is None)
         if a is not None:
@@ -649,9 +646,13 @@ FUSED_2X2 = [  # (x shape, w shape, stride, padding, dilation): 2x2 pooling, F %
 
 
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation", FUSED_2X2)
-def test_conv_relu_maxpool_2x2_cases(xs, ws, stride, padding, dilation, threads, rng,
-                                     monkeypatch):
-    monkeypatch.setattr(fast, "_force_path", "direct")  # also for K > _DIRECT_MAX_K
+def test_conv_relu_maxpool_2x2_cases(xs, ws, stride, padding, dilation, threads, rng):
+    with dispatch.force("relu_maxpool", "fused-direct"), \
+            dispatch.force("dw", "direct"):  # also for K > DIRECT_MAX_K
+        _check_relu_maxpool_2x2(xs, ws, stride, padding, dilation, rng)
+
+
+def _check_relu_maxpool_2x2(xs, ws, stride, padding, dilation, rng):
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
     b = rng.standard_normal(ws[-1]).astype(np.float32)

@@ -26,6 +26,7 @@ __all__ = [
     "pair",
     "conv_args",
     "depthwise_args",
+    "conv_geometry",
     "pool_args",
     "conv_pool_args",
     "ResizeGeometry",
@@ -280,6 +281,26 @@ def depthwise_args(x, w, b, stride, padding, dilation):
     KH, KW, _, M = w.shape
     b = _bias(b, C * M, "(C * depth_multiplier,)", x.dtype)
     return x, w, b, _conv_geometry(N, H, W, C, KH, KW, C * M, stride, padding, dilation)
+
+
+def conv_geometry(x_shape, w_shape, stride, padding, dilation, w=None) -> ConvGeometry:
+    """Validate the sizes of a convolution and return its geometry.
+
+    ``x_shape`` (N, H, W, C) and ``w_shape`` (KH, KW, C_in, F) are tuples of 4 ints;
+    ``w``, when given, is the array named in error messages (else its shape is). The
+    checks of :func:`conv_args` on shapes alone (``fastconv.explain_conv`` uses them).
+    """
+    w = w_shape if w is None else w
+    N, H, W, C = x_shape
+    KH, KW, C_in, F = w_shape
+    if C < 1 or F < 1 or KH < 1 or KW < 1:
+        raise fail("w", "an array with KH, KW, C_in and C_out all >= 1", w)
+    if C_in != C:
+        raise ValueError(
+            f"`w` must have C_in = w.shape[2] equal to the channels of x, x.shape[3] = {C}. "
+            f"Received: w with shape {tuple(w_shape)} (C_in = {C_in})"
+        )
+    return _conv_geometry(N, H, W, C, KH, KW, F, stride, padding, dilation)
 
 
 def pool_args(x, pool_size, strides, padding):
