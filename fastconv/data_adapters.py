@@ -70,7 +70,9 @@ class PyDataset:
     def __init__(self, workers: int = 1, use_multiprocessing: bool = False,
                  max_queue_size: int = 10):
         for name, value, low in (("workers", workers, 1), ("max_queue_size", max_queue_size, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise fail(name, f"an int >= {low}", value, TypeError)
+            if value < low:
                 raise fail(name, f"an int >= {low}", value)
         self.workers = int(workers)
         self.use_multiprocessing = bool(use_multiprocessing)

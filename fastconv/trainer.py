@@ -19,6 +19,7 @@ import itertools
 import math
 import signal
 import threading
+import types
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -34,7 +35,7 @@ from . import optimizers as _optimizers
 from ._activity import activity_loss
 from ._progress import Progbar
 from .backends._args import fail
-from .data_adapters import get_adapter, is_array_data, split_batch
+from .data_adapters import PyDataset, get_adapter, is_array_data, split_batch
 from .graph import Workspace
 
 __all__ = ["Trainer"]
@@ -101,43 +102,88 @@ def _validation_epochs(freq):
     raise fail("validation_freq", "a positive int or a list of epoch numbers", freq)
 
 
+def _check_class_weight(class_weight):
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict) or not all(
+            isinstance(k, (int, np.integer)) and not isinstance(k, bool) and isinstance(
+                v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            for k, v in class_weight.items()):
+        raise fail("class_weight", "a dict {class index: weight}", class_weight, TypeError)
+    return {int(k): float(v) for k, v in class_weight.items()}
+
+
+def _sample_weights(sample_weight, y, class_weight):
+    """Per-sample weights (N,) float64 from ``sample_weight`` or, by the class of each
+    target (the argmax of one-hot targets, else the label), from ``class_weight``; None
+    when neither is given."""
+    if sample_weight is None and class_weight is None:
+        return None
+    if sample_weight is not None:
+        if class_weight is not None:
+            raise ValueError("You cannot specify `class_weight` and `sample_weight` at the "
+                             "same time.")
+        sw = np.asarray(sample_weight)
+        if sw.dtype.kind not in "fiub":
+            raise fail("sample_weight", "an array of numbers", sw, TypeError)
+        sw = sw.astype(np.float64).reshape(len(sw), -1) if sw.ndim else sw
+        if sw.ndim != 2 or sw.shape != (len(y), 1):
+            raise ValueError(f"`sample_weight` must have shape ({len(y)},), one weight per "
+                             f"sample. Received: sample_weight with shape "
+                             f"{np.shape(sample_weight)}")
+        return sw[:, 0]
+    y = np.asarray(y)
+    labels = np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else np.rint(
+        y.reshape(len(y), -1)[:, 0]).astype(np.int64)
+    missing = sorted({int(c) for c in labels} - set(class_weight))
+    if missing:
+        raise ValueError(f"`class_weight` must give a weight to every class. Received: "
+                         f"class_weight={class_weight}, and samples of class {missing}")
+    return np.array([class_weight[int(c)] for c in labels], np.float64)
+
+
 class _ArrayBatches:
     """An epoch's batches of arrays: shuffled with the global generator, into one
     reused buffer per input (full batches) instead of one per step."""
 
     exhausted = False
 
-    def __init__(self, xs, y, batch_size, shuffle):
+    def __init__(self, xs, y, batch_size, shuffle, sw=None, max_steps=None):
         self.xs, self.y, self.batch_size, self.shuffle = xs, y, batch_size, shuffle
+        self.sw = sw
         self.n = len(xs[0])
         self.steps = -(-self.n // batch_size)
+        if max_steps is not None:  # steps_per_epoch: the first batches of each epoch
+            self.steps = min(self.steps, max_steps)
         self._bufs = None
 
     def epoch(self, epoch, rng):
         xs, y, bs, n = self.xs, self.y, self.batch_size, self.n
         order = rng.permutation(n) if self.shuffle else None
-        for lo in range(0, n, bs):
+        for lo in range(0, min(n, self.steps * bs), bs):
             hi = min(n, lo + bs)
             if order is None:
-                yield _rows(xs, lo, hi), y[lo:hi]
+                yield _rows(xs, lo, hi), y[lo:hi], None if self.sw is None else self.sw[lo:hi]
                 continue
             idx = order[lo:hi]
+            swb = None if self.sw is None else self.sw[idx]
             if hi - lo == bs:
                 if self._bufs is None:
                     self._bufs = ([np.empty((bs,) + a.shape[1:], a.dtype) for a in xs],
                                   np.empty((bs,) + y.shape[1:], y.dtype))
                 yield ([np.take(a, idx, axis=0, out=b) for a, b in zip(xs, self._bufs[0])],
-                       np.take(y, idx, axis=0, out=self._bufs[1]))
+                       np.take(y, idx, axis=0, out=self._bufs[1]), swb)
             else:
-                yield [a[idx] for a in xs], y[idx]
+                yield [a[idx] for a in xs], y[idx], swb
 
 
 class _SourceBatches:
     """An epoch's batches of a data source, checked as arrays are; an error names the
     batch."""
 
-    def __init__(self, model, adapter, need_y=True):
+    def __init__(self, model, adapter, need_y=True, class_weight=None):
         self.model, self.adapter, self.need_y = model, adapter, need_y
+        self.class_weight = class_weight
 
     @property
     def steps(self):
@@ -150,14 +196,12 @@ class _SourceBatches:
     def epoch(self, epoch, rng):
         for i, batch in enumerate(self.adapter.epoch(epoch, rng)):
             x, y, sw = split_batch(batch, i, self.need_y)
-            if sw is not None:
-                raise NotImplementedError(f"Batch {i} of `{self.adapter.name}` has sample "
-                                          "weights; fastconv does not implement them yet")
             try:
                 if not self.need_y:
-                    yield self.model._prepare_inputs(x), None
+                    yield self.model._prepare_inputs(x), None, None
                     continue
-                yield self.model._check_xy(x, y)
+                xs, yb = self.model._check_xy(x, y)
+                yield xs, yb, _sample_weights(sw, yb, self.class_weight)
             except (ValueError, TypeError) as err:
                 raise type(err)(f"Batch {i} of `{self.adapter.name}`: {err}") from err
 
@@ -268,9 +312,18 @@ class Trainer:
                 total += reg(arr)
         return total
 
-    def _loss_and_grads(self, xs, y, training=True, workspace=None):
+    def _weighted(self, sw, y, pred, grad, value_of):
+        """Keras's weighted batch loss ``sum_i w_i l_i / N`` and its gradient (each
+        sample's rows of ``grad`` scaled by ``w_i``); ``l_i = value_of(y_i, pred_i)``."""
+        per = np.array([value_of(y[i:i + 1], pred[i:i + 1]) for i in range(len(sw))])
+        value = float(np.dot(per, sw)) / len(sw)
+        if grad is None:
+            return value, None
+        return value, grad * sw.reshape((-1,) + (1,) * (grad.ndim - 1)).astype(grad.dtype)
+
+    def _loss_and_grads(self, xs, y, training=True, workspace=None, sw=None):
         """Loss (with regularization), the output, the trainable arrays and their
-        gradients, for one batch."""
+        gradients, for one batch; ``sw`` (N,), when given, weighs each sample's loss."""
         graph = self._run_graph(xs, training)
         self._single_output(graph)
         outs, tape = graph.forward(xs, training, workspace)
@@ -280,9 +333,15 @@ class Trainer:
         if fused is not None:
             logits = fused.op.logits(tape[1][fused.index])
             value, dz = self.loss.logits_value_and_grad(y, logits)
+            if sw is not None:
+                value, dz = self._weighted(
+                    sw, y, logits, dz, lambda a, b: self.loss.logits_value_and_grad(a, b)[0])
             _, wg = graph.backward(tape, [None], input_grads=False, logits_grads={0: dz})
         else:
             value, d = self.loss.value_and_grad(y, out)
+            if sw is not None:
+                value, d = self._weighted(sw, y, out, d,
+                                          lambda a, b: self.loss.value_and_grad(a, b)[0])
             _, wg = graph.backward(tape, [d], input_grads=False)
         value += penalty  # activity regularizers' (fastconv._activity)
         items = self._train_items()
@@ -301,7 +360,7 @@ class Trainer:
             grads.append(g)
         return value, out, params, grads
 
-    def _train_step(self, xs, y):
+    def _train_step(self, xs, y, sw=None):
         """One update; returns this batch's loss, the output, and the step's loss.
 
         The step's loss is the batch loss, or under fastconv.distributed the loss over
@@ -309,7 +368,7 @@ class Trainer:
         together with the gradients.
         """
         with self._train_lock:
-            value, out, params, grads = self._loss_and_grads(xs, y, True, self._workspace)
+            value, out, params, grads = self._loss_and_grads(xs, y, True, self._workspace, sw)
             apply_step = getattr(self.optimizer, "apply_step", None)
             if apply_step is None:
                 self.optimizer.apply(params, grads)
@@ -322,8 +381,9 @@ class Trainer:
         return self.optimizer.apply_step([arr for _, _, arr in items],
                                          [np.zeros_like(arr) for _, _, arr in items], 0, 0.0)
 
-    def _batch_loss_and_output(self, xs, y):
-        """Inference-mode loss (without regularization) and output of one batch."""
+    def _batch_loss_and_output(self, xs, y, sw=None):
+        """Inference-mode loss (without regularization; weighted by ``sw`` when given)
+        and output of one batch."""
         graph = self._run_graph(xs)
         self._single_output(graph)
         fused = None
@@ -331,9 +391,16 @@ class Trainer:
             fused = self._fused_loss_step(graph, graph.plan())
         outs, tape = graph.forward(xs, False, None, tape=fused is not None)
         if fused is not None and tape[0].steps[fused.index] is fused:
-            value = self.loss.logits_value_and_grad(y, fused.op.logits(tape[1][fused.index]))[0]
+            logits = fused.op.logits(tape[1][fused.index])
+            value = self.loss.logits_value_and_grad(y, logits)[0]
+            if sw is not None:
+                value = self._weighted(sw, y, logits, None,
+                                       lambda a, b: self.loss.logits_value_and_grad(a, b)[0])[0]
         else:
             value = self.loss.value_and_grad(y, outs[0])[0]
+            if sw is not None:
+                value = self._weighted(sw, y, outs[0], None,
+                                       lambda a, b: self.loss.value_and_grad(a, b)[0])[0]
         return value, outs[0]
 
     def train_on_batch(self, x: Any, y: Any = None, return_dict: bool = False, **kwargs: Any):
@@ -413,9 +480,7 @@ class Trainer:
             if epochs != 1:
                 raise TypeError("fit got both `epochs` and its Keras 1 name `nb_epoch`")
             epochs = kwargs.pop("nb_epoch")
-        for key, value in (("class_weight", class_weight), ("sample_weight", sample_weight)):
-            if value is not None:
-                raise NotImplementedError(f"fastconv's fit does not implement {key} yet")
+        class_weight = _check_class_weight(class_weight)
         if kwargs:
             raise TypeError(f"fit got unexpected keyword argument(s) {sorted(kwargs)}")
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
@@ -434,11 +499,10 @@ class Trainer:
         if validation_data is not None:
             if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3) \
                     and all(is_array_data(v) for v in validation_data if v is not None):
-                if len(validation_data) == 3 and validation_data[2] is not None:
-                    raise NotImplementedError("fastconv's fit does not implement validation "
-                                              "sample weights yet")
-                val = self._check_xy(validation_data[0], validation_data[1],
-                                     "validation_data[0]", "validation_data[1]")
+                vx, vy = self._check_xy(validation_data[0], validation_data[1],
+                                        "validation_data[0]", "validation_data[1]")
+                vsw = validation_data[2] if len(validation_data) == 3 else None
+                val = (vx, vy, _sample_weights(vsw, vy, None))
             elif isinstance(validation_data, (tuple, list)) and not all(
                     is_array_data(v) for v in validation_data) and len(validation_data) in (2, 3):
                 val = get_adapter(validation_data, validation_steps, False, "validation_data")
@@ -456,9 +520,9 @@ class Trainer:
             if y is None:
                 raise fail("y", "an array", None, TypeError)
             if steps_per_epoch is not None:
-                raise NotImplementedError("fastconv's fit takes steps_per_epoch for data "
-                                          "sources (PyDataset, generators), not for arrays")
+                steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
             xs, y = self._check_xy(x, y)
+            sw = _sample_weights(sample_weight, y, class_weight)
             if val is None and validation_split > 0:
                 total = len(xs[0])
                 n_val = int(math.floor(total * validation_split))
@@ -466,22 +530,32 @@ class Trainer:
                     raise ValueError(f"`validation_split`={validation_split} leaves {n_val} of "
                                      f"{total} samples for validation; it must leave at least "
                                      "one sample on each side.")
-                val = ([a[-n_val:] for a in xs], y[-n_val:])
+                val = ([a[-n_val:] for a in xs], y[-n_val:],
+                       None if sw is None else sw[-n_val:])
                 xs, y = [a[:-n_val] for a in xs], y[:-n_val]
+                sw = None if sw is None else sw[:-n_val]
             n = len(xs[0])
             if n == 0:
                 raise fail("x", "at least one sample", x)
-            source = _ArrayBatches(xs, y, batch_size, shuffle)
+            source = _ArrayBatches(xs, y, batch_size, shuffle, sw, steps_per_epoch)
             samples = n
         else:
-            if y is not None:
-                raise ValueError("`y` must be None when `x` is a dataset, generator or "
-                                 f"PyDataset (the batches hold the targets). Received: y of "
-                                 f"type {type(y).__name__}")
+            kind = ("generator" if isinstance(x, types.GeneratorType) else
+                    "PyDataset" if isinstance(x, PyDataset) else "dataset")
+            for arg, value, what in (("y", y, "the targets"),
+                                     ("sample_weight", sample_weight, "the sample weights")):
+                if value is not None:  # Keras's words
+                    raise ValueError(f"When providing `x` as a {kind}, `{arg}` should not be "
+                                     f"passed. Instead, {what} should be included as part of "
+                                     f"the {kind}.")
+            if class_weight is not None and kind == "generator":
+                raise ValueError("Argument `class_weight` is not supported for Python "
+                                 f"generator inputs. Received: class_weight={class_weight}")
             if validation_split:
                 raise ValueError("`validation_split` is only supported for arrays, not for a "
                                  "dataset, generator or PyDataset; pass `validation_data`")
-            source = _SourceBatches(self, get_adapter(x, steps_per_epoch, shuffle, "x"))
+            source = _SourceBatches(self, get_adapter(x, steps_per_epoch, shuffle, "x"),
+                                    class_weight=class_weight)
             samples = None
         steps = local_steps = source.steps
         if world is not None:
@@ -551,9 +625,9 @@ class Trainer:
                     if self.stop_training or interrupt.hit:
                         break
                     continue
-                xb, yb = batch
+                xb, yb, swb = batch
                 cbs.on_train_batch_begin(step, {})
-                value, out, step_loss = self._train_step(xb, yb)
+                value, out, step_loss = self._train_step(xb, yb, swb)
                 m = len(yb)
                 if not math.isfinite(value) and not nan_reported:
                     nan_reported = True
@@ -594,48 +668,38 @@ class Trainer:
                 break
 
     def _evaluate_data(self, val, batch_size):
-        """Mean loss and metrics over validation arrays ``(xs, y)`` or a data adapter."""
+        """Mean loss and metrics over validation arrays ``(xs, y, sw)`` or a data adapter."""
         if isinstance(val, tuple):
-            return self._evaluate_arrays(val[0], val[1], batch_size)
-        return self._evaluate_source(_SourceBatches(self, val))
+            return self._evaluate_arrays(val[0], val[1], batch_size, val[2])
+        return self._evaluate_batches(_SourceBatches(self, val).epoch(0, None), val.name)
 
-    def _evaluate_source(self, source):
+    def _evaluate_arrays(self, xs, y, batch_size, sw=None):
+        batches = _ArrayBatches(xs, y, batch_size, False, sw).epoch(0, None)
+        return self._evaluate_batches(batches, "x")
+
+    def _evaluate_batches(self, batches, name):
+        """Loss (with regularization) and metrics, averaged over the samples of
+        ``batches`` (``(xs, y, sample_weight)`` each) and, under MPI, over all ranks."""
         sums = {"loss": 0.0}
-        for name, _ in self.compiled_metrics:
-            sums[name] = 0.0
+        for metric, _ in self.compiled_metrics:
+            sums[metric] = 0.0
         n = 0
-        for xb, yb in source.epoch(0, None):
-            value, out = self._batch_loss_and_output(xb, yb)
+        for xb, yb, swb in batches:
+            value, out = self._batch_loss_and_output(xb, yb, swb)
             m = len(yb)
             sums["loss"] += value * m
-            for name, fn in self.compiled_metrics:
-                sums[name] += fn(yb, out) * m
+            for metric, fn in self.compiled_metrics:
+                sums[metric] += fn(yb, out) * m
             n += m
         if n == 0:
-            raise ValueError(f"`{source.adapter.name}` gave no batch to evaluate")
-        logs = _distributed.allreduce_mean({k: v / n for k, v in sums.items()}, n)
-        logs["loss"] += self._penalty()
-        return logs
-
-    def _evaluate_arrays(self, xs, y, batch_size):
-        n = len(xs[0])
-        sums = {"loss": 0.0}
-        for name, _ in self.compiled_metrics:
-            sums[name] = 0.0
-        for lo in range(0, n, batch_size):
-            xb, yb = _rows(xs, lo, lo + batch_size), y[lo:lo + batch_size]
-            value, out = self._batch_loss_and_output(xb, yb)
-            m = len(yb)
-            sums["loss"] += value * m
-            for name, fn in self.compiled_metrics:
-                sums[name] += fn(yb, out) * m
+            raise ValueError(f"`{name}` gave no batch to evaluate")
         logs = _distributed.allreduce_mean({k: v / n for k, v in sums.items()}, n)
         logs["loss"] += self._penalty()
         return logs
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None,
-                 verbose: Union[int, str] = "auto", return_dict: bool = False,
-                 **kwargs: Any):
+                 verbose: Union[int, str] = "auto", sample_weight: Any = None,
+                 return_dict: bool = False, **kwargs: Any):
         """Loss (with regularization) and metrics in inference mode.
 
         Returns the loss alone when there are no metrics, else ``[loss, metric, ...]``,
@@ -654,18 +718,19 @@ class Trainer:
             verbose = 0
         if x is not None and not is_array_data(x):
             if y is not None:
-                raise ValueError("`y` must be None when `x` is a dataset, generator or "
-                                 "PyDataset (the batches hold the targets)")
+                raise ValueError("When providing `x` as a dataset, `y` should not be passed. "
+                                 "Instead, the targets should be included as part of the "
+                                 "dataset.")
             source = _SourceBatches(self, get_adapter(x, steps, False, "x"))
             bar = Progbar(source.steps, verbose)
-            logs = self._evaluate_source(source)
+            logs = self._evaluate_batches(source.epoch(0, None), "x")
             bar.update(source.steps or 0, logs, final=True)
             return self._format_result(logs, return_dict)
         xs, y = self._check_xy(x, y)
         if len(xs[0]) == 0:
             raise fail("x", "at least one sample", x)
         bar = Progbar(-(-len(xs[0]) // batch_size), verbose)
-        logs = self._evaluate_arrays(xs, y, batch_size)
+        logs = self._evaluate_arrays(xs, y, batch_size, _sample_weights(sample_weight, y, None))
         bar.update(bar.target, logs, final=True)
         return self._format_result(logs, return_dict)
 
@@ -685,7 +750,7 @@ class Trainer:
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
         _verbose(verbose)
         if not is_array_data(x):
-            outs = [self._predict_arrays(xb, max(1, len(xb[0]))) for xb, _ in
+            outs = [self._predict_arrays(xb, max(1, len(xb[0]))) for xb, _, _ in
                     _SourceBatches(self, get_adapter(x, steps, False, "x"), False).epoch(0, None)]
             if not outs:
                 raise ValueError("`x` gave no batch to predict")

@@ -151,7 +151,7 @@ def test_bad_batches_name_the_batch():
         m.fit(iter([x[:4]]), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="a tuple of 4 items"):
         m.fit([(x, y, None, None)], epochs=1, verbose=0)
-    with pytest.raises(ValueError, match="`y` must be None"):
+    with pytest.raises(ValueError, match="`y` should not be passed"):
         m.fit(Batches(x, y, 4), y, verbose=0)
     with pytest.raises(ValueError, match="validation_split"):
         m.fit(Batches(x, y, 4), validation_split=0.2, verbose=0)
