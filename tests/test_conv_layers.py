@@ -139,7 +139,7 @@ def _mobile_block(x_shape):
     x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(inputs)
     x = keras.layers.SeparableConv2D(6, 3, strides=2, padding="same", depth_multiplier=2)(x)
     y = keras.layers.Conv2D(6, 1, strides=2, padding="same")(inputs)
-    x = keras.layers.Add()([x, y])
+    x = keras.layers.Add(name="shortcut_sum")([x, y])
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
 
@@ -294,7 +294,7 @@ def test_1d_train_sequential_and_functional(rng):
     y = rng.integers(0, 2, 32)
     inputs = keras.Input((16, 2))
     h = keras.layers.Conv1D(4, 3, padding="causal", activation="relu")(inputs)
-    h = keras.layers.Concatenate()([keras.layers.GlobalMaxPooling1D()(h),
+    h = keras.layers.Concatenate(name="max_and_mean")([keras.layers.GlobalMaxPooling1D()(h),
                                     keras.layers.GlobalAveragePooling1D()(h)])
     functional = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(h))
     sequential = keras.Sequential([
