@@ -90,3 +90,25 @@ def conv1d(x, w, b, stride, left, right, dilation):
                         acc += xp[n, t * stride + i * dilation, c] * w[i, c, f]
                 out[n, t, f] = acc
     return out
+
+
+def conv2d_transpose(x, w, b, stride, crop_top_left, out_hw, dilation):
+    """Scatter form: every input pixel adds x[n, ih, iw, c] * w[i, j, f, c] at row
+    ih*s + i*d and column iw*s + j*d of a large canvas; the output is the (OH, OW) window
+    of the canvas starting at ``crop_top_left`` (rows/columns past the canvas are 0)."""
+    (sh, sw), (ct, cl), (OH, OW), (dh, dw) = stride, crop_top_left, out_hw, dilation
+    N, H, W, C = x.shape
+    KH, KW, F, _ = w.shape
+    canvas = np.zeros((N, (H - 1) * sh + dh * (KH - 1) + 1 + OH,
+                       (W - 1) * sw + dw * (KW - 1) + 1 + OW, F))
+    for n in range(N):
+        for ih in range(H):
+            for iw in range(W):
+                for i in range(KH):
+                    for j in range(KW):
+                        for f in range(F):
+                            for c in range(C):
+                                canvas[n, ih * sh + i * dh, iw * sw + j * dw, f] += (
+                                    x[n, ih, iw, c] * w[i, j, f, c])
+    out = canvas[:, ct:ct + OH, cl:cl + OW]
+    return out if b is None else out + b

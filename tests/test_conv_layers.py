@@ -342,3 +342,106 @@ def test_1d_needs_sequences():
         layers.Conv1D(2, 3).build_for((None, 8, 8, 2))
     with pytest.raises(ValueError, match="fewer than the window"):
         layers.Conv1D(2, 5).build_for((None, 4, 2))
+
+
+# ------------------------------------------------------------------ Conv2DTranspose
+
+SHAPES_T = [
+    # 'valid': (n-1)*s + k + op, op defaults to max(k, s) - k: rows (5-1)*2 + 3 = 11,
+    # columns (4-1)*2 + 3 = 9; kernel (kh, kw, filters, C_in)
+    (lambda: layers.Conv2DTranspose(3, 3, strides=2), (None, 5, 4, 2), (None, 11, 9, 3),
+     [(3, 3, 3, 2), (3,)]),
+    # 'same': n*s
+    (lambda: layers.Conv2DTranspose(2, (3, 2), strides=2, padding="same"), (None, 5, 4, 3),
+     (None, 10, 8, 2), [(3, 2, 2, 3), (2,)]),
+    # k=1 < s=3: op defaults to 3 - 1 = 2, (5-1)*3 + 1 + 2 = 15
+    (lambda: layers.Conv2DTranspose(1, 1, strides=3, use_bias=False), (None, 5, 4, 3),
+     (None, 15, 12, 1), [(1, 1, 1, 3)]),
+    # output_padding 1 on 'valid' k=3 s=3: (5-1)*3 + 3 + 1 = 16; (4-1)*2 + 3 + 0 = 9
+    (lambda: layers.Conv2DTranspose(2, 3, strides=(3, 2), output_padding=(1, 0)),
+     (None, 5, 4, 3), (None, 16, 9, 2), [(3, 3, 2, 3), (2,)]),
+    # 'same' with output_padding: (n-1)*s + k%2 + op = 4*2 + 1 + 1 = 10, 3*2 + 1 + 1 = 8
+    (lambda: layers.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=1),
+     (None, 5, 4, 3), (None, 10, 8, 2), [(3, 3, 2, 3), (2,)]),
+    # dilation 2 on k=3 (e = 5), 'valid', stride 1: n + 4
+    (lambda: layers.Conv2DTranspose(2, 3, dilation_rate=2, data_format="channels_first"),
+     (None, 3, 5, 4), (None, 2, 9, 8), [(3, 3, 2, 3), (2,)]),
+]
+
+
+@pytest.mark.parametrize("make, in_shape, out_shape, weights", SHAPES_T)
+def test_transpose_output_and_weight_shapes_by_hand(make, in_shape, out_shape, weights):
+    layer = make()
+    assert layer.build_for(in_shape) == out_shape
+    assert [w.shape for w in layer.get_weights()] == weights
+    assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+    x = np.zeros((2,) + in_shape[1:])
+    assert layer(x).shape == (2,) + out_shape[1:]
+
+
+@pytest.mark.parametrize("kw, crop", [
+    # the output is the canvas from row/column e - 1 - z on, z being the zeros Keras
+    # puts before the spread input
+    (dict(strides=2), (0, 0)),                        # 'valid': z = e - 1
+    # 'same': s + e - 2 = 3 zeros, z = min(2, e - 1) = 2; the output is 4*2 = 8 rows,
+    # one fewer than the canvas's 9
+    (dict(strides=2, padding="same"), (0, 0)),
+    (dict(strides=(3, 1), output_padding=(2, 0)), (0, 0)),
+    (dict(strides=1, padding="same", dilation_rate=2), (2, 2)),  # e = 5: 4 zeros, z = 2
+])
+def test_transpose_matches_loops(kw, crop, rng):
+    layer = _randomise(_built(layers.Conv2DTranspose(2, 3, **kw), (2, 4, 5, 3)), rng)
+    x = rng.normal(size=(2, 4, 5, 3))
+    k, b = layer.get_weights()
+    out = layer(x)
+    want = naive.conv2d_transpose(x, k, b, layer.strides, crop, out.shape[1:3],
+                                  layer.dilation_rate)
+    assert_close(out, want, np.float64)
+
+
+GRAD_CASES_T = [
+    (lambda: layers.Conv2DTranspose(2, 3, strides=2, activation="tanh"), (2, 3, 4, 2)),
+    (lambda: layers.Conv2DTranspose(2, 2, strides=2, padding="same", activation="relu"),
+     (1, 3, 3, 3)),
+    (lambda: layers.Conv2DTranspose(3, 3, strides=(2, 3), output_padding=(1, 2)),
+     (1, 3, 2, 2)),
+    (lambda: layers.Conv2DTranspose(2, 3, dilation_rate=2, padding="same", use_bias=False,
+                                    data_format="channels_first"), (2, 2, 4, 3)),
+]
+
+
+@pytest.mark.parametrize("make, shape", GRAD_CASES_T)
+def test_transpose_gradients_numerically(make, shape, rng):
+    layer = _randomise(_built(make(), shape), rng)
+    _check_layer(layer, rng.normal(size=shape), rng)
+
+
+def test_transpose_trains_in_an_autoencoder(rng, tmp_path):
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inputs)
+    h = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(h)
+    outputs = keras.layers.Conv2D(1, 1)(h)
+    for model in (keras.Model(inputs, outputs), keras.Sequential([
+            keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 2, strides=2),
+            keras.layers.Conv2DTranspose(1, 2, strides=2)])):
+        model.compile(keras.optimizers.Adam(0.01), "mse")
+        x = rng.normal(size=(16, 8, 8, 1)).astype(np.float32)
+        loss = model.fit(x, x, epochs=10, batch_size=16, verbose=0).history["loss"]
+        assert loss[-1] < loss[0]
+        model.save(tmp_path / "ae.fcm")
+        loaded = models.load_model(tmp_path / "ae.fcm")
+        np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("make, name, exc", [
+    (lambda: layers.Conv2DTranspose(2, 3, strides=2, output_padding=2), "output_padding",
+     ValueError),
+    (lambda: layers.Conv2DTranspose(2, 3, output_padding=-1), "output_padding", ValueError),
+    (lambda: layers.Conv2DTranspose(2, 3, strides=2, dilation_rate=2), "dilation_rate",
+     ValueError),
+    (lambda: layers.Conv2DTranspose(0, 3), "filters", ValueError),
+    (lambda: layers.Conv2DTranspose(2, 3, padding="causal"), "padding", ValueError),
+])
+def test_transpose_bad_arguments(make, name, exc):
+    with pytest.raises(exc, match=name):
+        make()

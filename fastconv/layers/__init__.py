@@ -43,8 +43,10 @@ from .base import (  # noqa: F401
 from .convolutional import (
     Conv1D,
     Conv2D,
+    Conv2DTranspose,
     Convolution1D,
     Convolution2D,
+    Convolution2DTranspose,
     DepthwiseConv2D,
     SeparableConv2D,
     SeparableConvolution2D,
@@ -98,7 +100,8 @@ __all__ = [
     "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "get_layer_class",
     "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D", "Conv1D", "Convolution1D",
     "MaxPooling1D", "AveragePooling1D", "MaxPool1D", "AvgPool1D", "GlobalAveragePooling1D",
-    "GlobalMaxPooling1D", "GlobalAvgPool1D", "GlobalMaxPool1D",
+    "GlobalMaxPooling1D", "GlobalAvgPool1D", "GlobalMaxPool1D", "Conv2DTranspose",
+    "Convolution2DTranspose",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -107,7 +110,7 @@ _LAYERS = {c.__name__: c for c in (
     Average, Maximum, Minimum, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D,
     Rescaling, RandomFlip, RandomTranslation,
     RandomRotation, DepthwiseConv2D, SeparableConv2D, Conv1D, MaxPooling1D, AveragePooling1D,
-    GlobalAveragePooling1D, GlobalMaxPooling1D)}
+    GlobalAveragePooling1D, GlobalMaxPooling1D, Conv2DTranspose)}
 
 
 def get_layer_class(class_name: str) -> type:

@@ -1,8 +1,11 @@
-"""Convolution layers: ``Conv2D``, ``DepthwiseConv2D``, ``SeparableConv2D``, ``Conv1D``."""
+"""Convolution layers: ``Conv2D``, ``DepthwiseConv2D``, ``SeparableConv2D``, ``Conv2DTranspose``,
+``Conv1D``."""
 
 from __future__ import annotations
 
 from typing import Any, Optional
+
+import numpy as np
 
 from .. import activations as _activations
 from .. import initializers as _initializers
@@ -493,3 +496,128 @@ class Conv1D(_ActivationMixin, _KernelBias, Layer):
 
 
 Convolution1D = Conv1D
+
+
+def _transpose_pads(k, s, d, padding, output_padding):
+    """Zeros before and after the stride-dilated input of a transposed convolution along
+    one axis (Keras's rule): with e = d*(k-1) + 1, 'valid' gives (e-1, e-1 + op), op
+    defaulting to max(e, s) - e; 'same' splits s + e - 2 (or e + e%2 - 2 + op when
+    output_padding is given), the larger half first but at most e-1 before."""
+    e = d * (k - 1) + 1
+    if padding == "valid":
+        op = max(e, s) - e if output_padding is None else output_padding
+        return e - 1, e - 1 + op
+    total = s + e - 2 if output_padding is None else e + e % 2 - 2 + output_padding
+    left = min(total // 2 + total % 2, e - 1)
+    return left, total - left
+
+
+class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
+    """Transposed 2-D convolution (the gradient of a Conv2D with respect to its input),
+    ``out = activation(conv_transpose(x, kernel) + bias)``.
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size : int or (int, int)
+    strides, dilation_rate : int or (int, int), default (1, 1)
+        Not both above 1 (Keras's rule).
+    padding : {'valid', 'same'}
+    output_padding : None, int or (int, int)
+        Extra rows/columns at the bottom/right, each < its stride.
+    data_format : None, 'channels_last' or 'channels_first'
+    activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+    bias_regularizer : as in Keras.
+
+    Weights (Keras's): ``kernel`` (KH, KW, filters, C_in) and ``bias`` (filters,).
+    Output size per axis: 'valid' ``(n-1)*s + e + op`` (op default max(e, s) - e),
+    'same' ``n*s`` (or ``(n-1)*s + e%2 + op`` with output_padding), e = d*(k-1) + 1.
+
+    Notes
+    -----
+    Computed as an ordinary convolution (the existing kernels, bias and ReLU fused) of
+    the input with zeros inserted between its rows and columns (stride - 1 of them) and
+    padded by :func:`_transpose_pads`, with the kernel flipped and its channel axes
+    swapped. With strides above 1 that multiplies by zeros: s_h * s_w times the
+    multiply-adds of a direct transposed convolution, in both passes.
+    """
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = (1, 1),
+                 padding: str = "valid", output_padding: Any = None,
+                 data_format: Optional[str] = None, dilation_rate: Any = (1, 1),
+                 activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self._window_args(kernel_size, strides, padding, data_format, dilation_rate)
+        self.output_padding = None if output_padding is None else pair(
+            output_padding, "output_padding", 0)
+        if self.output_padding is not None and any(
+                op >= st for op, st in zip(self.output_padding, self.strides)):
+            raise fail("output_padding", f"less than strides={self.strides} on each axis",
+                       output_padding)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise fail("dilation_rate", f"(1, 1) when strides={self.strides} is above 1",
+                       dilation_rate)
+        self.activation = _activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer)
+
+    def _pads(self):
+        ops_ = self.output_padding or (None, None)
+        return tuple(_transpose_pads(k, st, d, self.padding, op) for k, st, d, op in zip(
+            self.kernel_size, self.strides, self.dilation_rate, ops_))
+
+    def compute_output_shape(self, input_shape):
+        layout = ("(batch, channels, height, width)" if self.data_format == "channels_first"
+                  else "(batch, height, width, channels)")
+        self._need_ndim(input_shape, 4, layout)
+        H, W, _ = self._hwc(input_shape)
+        sizes = []
+        for n, k, st, d, (left, right) in zip((H, W), self.kernel_size, self.strides,
+                                               self.dilation_rate, self._pads()):
+            sizes.append(None if n is None else (n - 1) * st + left + right - d * (k - 1) + 1)
+        if self.data_format == "channels_first":
+            return (input_shape[0], self.filters) + tuple(sizes)
+        return (input_shape[0],) + tuple(sizes) + (self.filters,)
+
+    def build(self, input_shape):
+        C = self._in_channels(input_shape)
+        _add_kernel_and_bias(self, self.kernel_size + (self.filters, C))
+
+    def forward(self, x, training=False, workspace=None):
+        x = self._to_nhwc(x)
+        sh, sw = self.strides
+        if (sh, sw) != (1, 1):
+            N, H, W, C = x.shape
+            spread = np.zeros((N, (H - 1) * sh + 1, (W - 1) * sw + 1, C), dtype=x.dtype)
+            spread[:, ::sh, ::sw] = x
+            x = spread
+        flipped = np.ascontiguousarray(self.kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+        out, ctx = _conv_forward(self, x, flipped, 1, self._pads(), self.dilation_rate)
+        return self._from_nhwc(out), ctx
+
+    def backward(self, dout, ctx, need_dx=True):
+        dspread, dflipped, db = _conv_backward(self, self._to_nhwc(dout), ctx, need_dx)
+        dw = np.ascontiguousarray(dflipped[::-1, ::-1].transpose(0, 1, 3, 2))
+        wg = [(self.kernel, dw)] + ([(self.bias, db)] if self.use_bias else [])
+        if dspread is None:
+            return None, wg
+        sh, sw = self.strides
+        return self._from_nhwc(np.ascontiguousarray(dspread[:, ::sh, ::sw])), wg
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, **self._window_config(),
+            "output_padding": None if self.output_padding is None else list(
+                self.output_padding),
+            "activation": _activations.serialize(self.activation), "use_bias": self.use_bias,
+            **self._weight_config(),
+        })
+        return config
+
+
+Convolution2DTranspose = Conv2DTranspose
