@@ -445,3 +445,25 @@ def test_transpose_trains_in_an_autoencoder(rng, tmp_path):
 def test_transpose_bad_arguments(make, name, exc):
     with pytest.raises(exc, match=name):
         make()
+
+
+def test_keras_parity_of_the_convolution_family():
+    """Keras 3.15.1 (JAX) predictions and one SGD step, with Keras's initial weights,
+    from tests/data/keras3_parity_conv.npz (written by tools/keras_parity.py, see its
+    docstring), reproduced by the same model code on fastconv.keras."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("keras_parity",
+                                                  root / "tools" / "keras_parity.py")
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)
+    path = root / "tests" / "data" / "keras3_parity_conv.npz"
+    results = parity.compare(path)
+    assert set(results) == {"mobilenet_blocks", "xception_blocks", "unet_up", "sequence_cnn"}
+    ref = np.load(path)
+    for name, (err_pred, loss, keras_loss, err_step, _) in results.items():
+        assert err_pred <= 1e-5 * float(np.max(np.abs(ref[f"{name}/pred"]))), name
+        assert abs(loss - keras_loss) < 1e-5 * max(1.0, keras_loss), name
+        assert err_step < 1e-5, name
