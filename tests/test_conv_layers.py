@@ -388,6 +388,9 @@ def test_transpose_output_and_weight_shapes_by_hand(make, in_shape, out_shape, w
     (dict(strides=2, padding="same"), (0, 0)),
     (dict(strides=(3, 1), output_padding=(2, 0)), (0, 0)),
     (dict(strides=1, padding="same", dilation_rate=2), (2, 2)),  # e = 5: 4 zeros, z = 2
+    # non-overlapping 3x3 blocks (the matrix-product path)
+    (dict(strides=3), (0, 0)),
+    (dict(strides=(3, 3), output_padding=0), (0, 0)),
 ])
 def test_transpose_matches_loops(kw, crop, rng):
     layer = _randomise(_built(layers.Conv2DTranspose(2, 3, **kw), (2, 4, 5, 3)), rng)
@@ -400,6 +403,11 @@ def test_transpose_matches_loops(kw, crop, rng):
 
 
 GRAD_CASES_T = [
+    # non-overlapping blocks (strides == kernel_size, 'valid'): the matrix-product path
+    (lambda: layers.Conv2DTranspose(3, 2, strides=2, activation="relu"), (2, 3, 4, 2)),
+    (lambda: layers.Conv2DTranspose(2, (2, 3), strides=(2, 3), activation="tanh",
+                                    data_format="channels_first"), (2, 3, 3, 2)),
+    (lambda: layers.Conv2DTranspose(2, 2, strides=2, use_bias=False), (1, 2, 3, 3)),
     (lambda: layers.Conv2DTranspose(2, 3, strides=2, activation="tanh"), (2, 3, 4, 2)),
     (lambda: layers.Conv2DTranspose(2, 2, strides=2, padding="same", activation="relu"),
      (1, 3, 3, 3)),

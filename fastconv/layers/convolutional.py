@@ -535,7 +535,11 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
 
     Notes
     -----
-    Computed as an ordinary convolution (the existing kernels, bias and ReLU fused) of
+    When the windows do not overlap (strides == kernel_size, 'valid', no dilation or
+    output padding: U-Net's ``Conv2DTranspose(f, 2, strides=2)``), each input pixel
+    writes its own KH x KW block of the output: one matrix product
+    (N*H*W, C_in) @ (C_in, KH*KW*filters), and the same two products as Dense backward.
+    Otherwise, an ordinary convolution (the existing kernels, bias and ReLU fused) of
     the input with zeros inserted between its rows and columns (stride - 1 of them) and
     padded by :func:`_transpose_pads`, with the kernel flipped and its channel axes
     swapped. With strides above 1 that multiplies by zeros: s_h * s_w times the
@@ -587,8 +591,50 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
         C = self._in_channels(input_shape)
         _add_kernel_and_bias(self, self.kernel_size + (self.filters, C))
 
+    @property
+    def _tiles(self) -> bool:
+        """Whether the output is made of non-overlapping KH x KW blocks, one per input
+        pixel."""
+        return (self.strides == self.kernel_size and self.padding == "valid"
+                and self.dilation_rate == (1, 1) and not any(self.output_padding or ()))
+
+    def _block_matrix(self):
+        """The kernel as (C_in, KH*KW*filters), columns in (i, j, f) order."""
+        kh, kw, f, c = self.kernel.shape
+        return self.kernel.transpose(3, 0, 1, 2).reshape(c, kh * kw * f)
+
+    def _forward_tiles(self, x):
+        N, H, W, C = x.shape
+        kh, kw = self.kernel_size
+        ctx = Ctx()
+        ctx.x2 = x.reshape(N * H * W, C)
+        blocks = (ctx.x2 @ self._block_matrix()).reshape(N, H, W, kh, kw, self.filters)
+        z = blocks.transpose(0, 1, 3, 2, 4, 5).reshape(N, H * kh, W * kw, self.filters)
+        if self.use_bias:
+            z += self.bias
+        return self._activate(z, ctx), ctx
+
+    def _backward_tiles(self, dout, ctx, need_dx):
+        dz = self._deactivate(dout, ctx)
+        N, OH, OW, F = dz.shape
+        kh, kw = self.kernel_size
+        d2 = dz.reshape(N, OH // kh, kh, OW // kw, kw, F).transpose(0, 1, 3, 2, 4, 5)
+        d2 = d2.reshape(ctx.x2.shape[0], kh * kw * F)
+        C = ctx.x2.shape[1]
+        dw = (ctx.x2.T @ d2).reshape(C, kh, kw, F).transpose(1, 2, 3, 0)
+        wg = [(self.kernel, np.ascontiguousarray(dw))]
+        if self.use_bias:
+            wg.append((self.bias, dz.sum(axis=(0, 1, 2))))
+        if not need_dx:
+            return None, wg
+        dx = (d2 @ self._block_matrix().T).reshape(N, OH // kh, OW // kw, C)
+        return self._from_nhwc(dx), wg
+
     def forward(self, x, training=False, workspace=None):
         x = self._to_nhwc(x)
+        if self._tiles:
+            out, ctx = self._forward_tiles(x)
+            return self._from_nhwc(out), ctx
         sh, sw = self.strides
         if (sh, sw) != (1, 1):
             N, H, W, C = x.shape
@@ -600,6 +646,8 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
         return self._from_nhwc(out), ctx
 
     def backward(self, dout, ctx, need_dx=True):
+        if self._tiles:
+            return self._backward_tiles(self._to_nhwc(dout), ctx, need_dx)
         dspread, dflipped, db = _conv_backward(self, self._to_nhwc(dout), ctx, need_dx)
         dw = np.ascontiguousarray(dflipped[::-1, ::-1].transpose(0, 1, 3, 2))
         wg = [(self.kernel, dw)] + ([(self.bias, db)] if self.use_bias else [])
