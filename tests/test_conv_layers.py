@@ -475,3 +475,40 @@ def test_keras_parity_of_the_convolution_family():
         assert err_pred <= 1e-5 * float(np.max(np.abs(ref[f"{name}/pred"]))), name
         assert abs(loss - keras_loss) < 1e-5 * max(1.0, keras_loss), name
         assert err_step < 1e-5, name
+
+
+def _keras_zeros_before(k, s, padding, op):
+    """Keras's zeros before the stride-spread input (dilation 1), as its rule reads:
+    'valid': k - 1; 'same': min(ceil(T / 2), k - 1), T = s + k - 2 without
+    output_padding, else k + k % 2 - 2 + op."""
+    if padding == "valid":
+        return k - 1
+    total = s + k - 2 if op is None else k + k % 2 - 2 + op
+    return min(-(-total // 2), k - 1)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("s", [2, 3])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("op", [None, 0, 1])
+def test_transpose_phases_match_loops(k, s, padding, op, rng):
+    """Strided, overlapping or not, against the scatter loops; gradients numerically.
+    Rows: kernel k, stride s; columns: kernel 2, stride 1 (output_padding 0 there)."""
+    layer = _randomise(_built(layers.Conv2DTranspose(
+        2, (k, 2), strides=(s, 1), padding=padding,
+        output_padding=None if op is None else (op, 0)), (1, 3, 4, 2)), rng)
+    x = rng.normal(size=(1, 3, 4, 2))
+    kernel, b = layer.get_weights()
+    out = layer(x)
+    crop = (k - 1 - _keras_zeros_before(k, s, padding, op),
+            1 - _keras_zeros_before(2, 1, padding, None if op is None else 0))
+    want = naive.conv2d_transpose(x, kernel, b, (s, 1), crop, out.shape[1:3], (1, 1))
+    assert_close(out, want, np.float64)
+    dout = rng.normal(size=out.shape)
+    dx, grads = layer.backward(dout, layer.forward(x)[1])
+
+    def f():
+        return layer.forward(x)[0]
+
+    assert_close(dx, numerical_gradient(f, x, dout), rtol=1e-7)
+    assert_close(grads[0][1], numerical_gradient(f, layer.kernel, dout), rtol=1e-7)

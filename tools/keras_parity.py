@@ -146,7 +146,7 @@ def xception_blocks(keras):
                                depth_multiplier=2)(inputs)
     x = layers.SeparableConv2D(6, 3, strides=2, padding="same")(x)
     skip = layers.Conv2D(6, 1, strides=2, padding="same")(inputs)
-    x = layers.add([x, skip])
+    x = layers.Add(name="shortcut")([x, skip])
     x = layers.SeparableConv2D(5, (3, 2), dilation_rate=2, use_bias=False,
                                activation="tanh")(x)
     x = layers.Flatten()(x)

@@ -539,11 +539,11 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
     output padding: U-Net's ``Conv2DTranspose(f, 2, strides=2)``), each input pixel
     writes its own KH x KW block of the output: one matrix product
     (N*H*W, C_in) @ (C_in, KH*KW*filters), and the same two products as Dense backward.
-    Otherwise, an ordinary convolution (the existing kernels, bias and ReLU fused) of
-    the input with zeros inserted between its rows and columns (stride - 1 of them) and
-    padded by :func:`_transpose_pads`, with the kernel flipped and its channel axes
-    swapped. With strides above 1 that multiplies by zeros: s_h * s_w times the
-    multiply-adds of a direct transposed convolution, in both passes.
+    Other strided layers split the output into its s_h * s_w stride phases, each a
+    stride-1 convolution of the input with a flipped sub-kernel on the existing kernels
+    (:meth:`_phases`), so no multiplication by inserted zeros. At stride 1 it is one
+    convolution with the flipped kernel, padded by :func:`_transpose_pads` (bias and
+    ReLU fused).
     """
 
     def __init__(self, filters: int, kernel_size: Any, strides: Any = (1, 1),
@@ -630,31 +630,97 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
         dx = (d2 @ self._block_matrix().T).reshape(N, OH // kh, OW // kw, C)
         return self._from_nhwc(dx), wg
 
+    def _phases(self, H, W, OH, OW):
+        """The stride phases of a strided transposed convolution (dilation 1).
+
+        Output pixel (oh, ow) reads only the taps i = (oh + ct) mod sh (mod sh), j
+        likewise, ct and cl being the rows and columns the output is cropped by. So
+        the outputs of one phase (rh, rw), every sh-th row from oh0 and every sw-th
+        column from ow0, are a stride-1 convolution of x with the sub-kernel
+        ``kernel[rh::sh, rw::sw]`` flipped: no multiplication by inserted zeros. Yields
+        ``(rows, cols)``, each per axis ``(r, o0, count, lo, hi, before, after)``: the
+        phase, its first output and count, the input slice [lo, hi) it reads and the
+        zero padding it needs before and after (count = 0: no output; lo >= hi: no
+        taps reach it, only the bias).
+        """
+        axes = []
+        for n, out, k, st, (left, _) in zip((H, W), (OH, OW), self.kernel_size,
+                                            self.strides, self._pads()):
+            crop = k - 1 - left
+            per_axis = []
+            for r in range(st):
+                taps = len(range(r, k, st))
+                q0 = -((r - crop) // st)  # ceil((crop - r) / st)
+                count = (crop + out - 1 - r) // st - q0 + 1
+                first = q0 - (taps - 1)  # input rows q0 - taps + 1 ... q0 + count - 1
+                last = q0 + count - 1
+                lo, hi = max(first, 0), min(last, n - 1) + 1
+                if taps == 0:
+                    lo, hi = 0, 0
+                per_axis.append((r, q0 * st + r - crop, count, lo, hi, max(0, -first),
+                                 max(0, last - (n - 1))))
+            axes.append(per_axis)
+        for rows in axes[0]:
+            for cols in axes[1]:
+                if rows[2] > 0 and cols[2] > 0:
+                    yield rows, cols
+
+    def _forward_phases(self, x):
+        N, H, W, C = x.shape
+        _, OH, OW, F = self.compute_output_shape((N, H, W, C))
+        (sh, sw), k = self.strides, self.kernel
+        z = np.zeros((N, OH, OW, F), dtype=x.dtype)
+        ctx = Ctx()
+        ctx.phases, ctx.x_shape = [], x.shape
+        for rows, cols in self._phases(H, W, OH, OW):
+            (rh, oh0, _, hlo, hhi, hb, ha), (rw, ow0, _, wlo, whi, wb, wa) = rows, cols
+            if hlo >= hhi or wlo >= whi:
+                continue  # no tap reaches these outputs: zero before the bias
+            sub = np.ascontiguousarray(k[rh::sh, rw::sw][::-1, ::-1].transpose(0, 1, 3, 2))
+            out, cache = ops.conv2d_forward(x[:, hlo:hhi, wlo:whi], sub, None, 1,
+                                            ((hb, ha), (wb, wa)))
+            z[:, oh0::sh, ow0::sw] = out
+            ctx.phases.append((rows, cols, cache))
+        if self.use_bias:
+            z += self.bias
+        return self._activate(z, ctx), ctx
+
+    def _backward_phases(self, dout, ctx, need_dx):
+        dz = self._deactivate(dout, ctx)
+        (sh, sw) = self.strides
+        dw = np.zeros_like(self.kernel)
+        dx = np.zeros(ctx.x_shape, dtype=dz.dtype) if need_dx else None
+        for rows, cols, cache in ctx.phases:
+            (rh, oh0, _, hlo, hhi, _, _), (rw, ow0, _, wlo, whi, _, _) = rows, cols
+            dsub_x, dsub, _ = ops.conv2d_backward(dz[:, oh0::sh, ow0::sw], cache, need_dx)
+            dw[rh::sh, rw::sw] = dsub[::-1, ::-1].transpose(0, 1, 3, 2)
+            if need_dx:
+                dx[:, hlo:hhi, wlo:whi] += dsub_x
+        wg = [(self.kernel, dw)] + ([(self.bias, dz.sum(axis=(0, 1, 2)))]
+                                    if self.use_bias else [])
+        return (None if dx is None else self._from_nhwc(dx)), wg
+
     def forward(self, x, training=False, workspace=None):
         x = self._to_nhwc(x)
         if self._tiles:
             out, ctx = self._forward_tiles(x)
-            return self._from_nhwc(out), ctx
-        sh, sw = self.strides
-        if (sh, sw) != (1, 1):
-            N, H, W, C = x.shape
-            spread = np.zeros((N, (H - 1) * sh + 1, (W - 1) * sw + 1, C), dtype=x.dtype)
-            spread[:, ::sh, ::sw] = x
-            x = spread
-        flipped = np.ascontiguousarray(self.kernel[::-1, ::-1].transpose(0, 1, 3, 2))
-        out, ctx = _conv_forward(self, x, flipped, 1, self._pads(), self.dilation_rate)
+        elif self.strides != (1, 1):
+            out, ctx = self._forward_phases(x)
+        else:
+            flipped = np.ascontiguousarray(self.kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+            out, ctx = _conv_forward(self, x, flipped, 1, self._pads(), self.dilation_rate)
         return self._from_nhwc(out), ctx
 
     def backward(self, dout, ctx, need_dx=True):
+        dout = self._to_nhwc(dout)
         if self._tiles:
-            return self._backward_tiles(self._to_nhwc(dout), ctx, need_dx)
-        dspread, dflipped, db = _conv_backward(self, self._to_nhwc(dout), ctx, need_dx)
+            return self._backward_tiles(dout, ctx, need_dx)
+        if self.strides != (1, 1):
+            return self._backward_phases(dout, ctx, need_dx)
+        dz, dflipped, db = _conv_backward(self, dout, ctx, need_dx)
         dw = np.ascontiguousarray(dflipped[::-1, ::-1].transpose(0, 1, 3, 2))
         wg = [(self.kernel, dw)] + ([(self.bias, db)] if self.use_bias else [])
-        if dspread is None:
-            return None, wg
-        sh, sw = self.strides
-        return self._from_nhwc(np.ascontiguousarray(dspread[:, ::sh, ::sw])), wg
+        return (None if dz is None else self._from_nhwc(dz)), wg
 
     def get_config(self):
         config = super().get_config()
