@@ -33,7 +33,7 @@ import numpy as np
 from . import _info, _threads, ops
 from .backends import use_backend
 
-__all__ = ["CONV_LAYERS", "POOL_LAYERS", "main", "run"]
+__all__ = ["CONV_LAYERS", "POOL_LAYERS", "FAMILY_LAYERS", "main", "run"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,69 @@ POOL_LAYERS = [
     PoolLayer(f"g{i}{op}", op, *shape)
     for i, shape in enumerate([(32, 26, 26, 32), (128, 30, 30, 32)], start=1)
     for op in ("max", "avg")
+]
+
+
+@dataclass(frozen=True)
+class FamilyLayer:
+    """A DepthwiseConv2D, SeparableConv2D or Conv2DTranspose layer on x (N, H, W, C),
+    KxK with ``stride`` and ``padding``, timed through the layer's forward and backward
+    (dx included), as a model runs it; ``F`` filters (depthwise: the multiplier M)."""
+
+    name: str
+    kind: str  # 'depthwise', 'separable' or 'transpose'
+    N: int
+    H: int
+    W: int
+    C: int
+    F: int
+    K: int = 3
+    stride: int = 1
+    padding: str = "same"
+    note: str = ""
+
+    def make(self):
+        from . import layers
+
+        if self.kind == "depthwise":
+            return layers.DepthwiseConv2D(self.K, self.stride, self.padding,
+                                          depth_multiplier=self.F)
+        if self.kind == "separable":
+            return layers.SeparableConv2D(self.F, self.K, self.stride, self.padding)
+        return layers.Conv2DTranspose(self.F, self.K, self.stride, self.padding)
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds times two of the forward pass (without the transposed
+        convolution's multiplications by inserted zeros)."""
+        if self.kind == "transpose":
+            return 2 * self.N * self.H * self.W * self.C * self.F * self.K * self.K
+        _, oh, ow, _ = self.make().build_for((self.N, self.H, self.W, self.C))
+        depthwise = self.C * (self.F if self.kind == "depthwise" else 1) * self.K * self.K
+        pointwise = self.C * self.F if self.kind == "separable" else 0
+        return 2 * self.N * oh * ow * (depthwise + pointwise)
+
+    @property
+    def grad_flops(self) -> int:
+        return 3 * self.flops
+
+    def shape(self) -> str:
+        to = f"x{self.F}" if self.kind == "depthwise" else f"->{self.F}"
+        return (f"{self.kind[:5]} ({self.N},{self.H},{self.W},{self.C}){to} "
+                f"{self.K}x{self.K} s{self.stride} {self.padding}")
+
+
+# Issue 16's shapes: MobileNet-like depthwise, Xception-like separable, U-Net-like
+# transposed convolutions.
+FAMILY_LAYERS = [
+    FamilyLayer("dw1", "depthwise", 32, 112, 112, 32, 1, note="MobileNet block 1"),
+    FamilyLayer("dw2", "depthwise", 32, 56, 56, 128, 1, stride=2, note="MobileNet s2"),
+    FamilyLayer("dw3", "depthwise", 32, 14, 14, 512, 1, note="MobileNet 14x14"),
+    FamilyLayer("sep1", "separable", 16, 74, 74, 128, 256, note="Xception entry flow"),
+    FamilyLayer("sep2", "separable", 16, 19, 19, 728, 728, note="Xception middle flow"),
+    FamilyLayer("up1", "transpose", 16, 32, 32, 128, 64, K=2, stride=2, padding="valid",
+                note="U-Net up 2x2 s2"),
+    FamilyLayer("up2", "transpose", 16, 64, 64, 64, 32, K=3, stride=2, note="U-Net up 3x3 s2"),
 ]
 
 
@@ -225,6 +288,8 @@ def torch_fwd_bwd(torch, layer, dtype) -> dict:
         def op(t):
             z = F.conv2d(t, w, b, padding=pad)
             return F.max_pool2d(F.relu(z), 2) if layer.block else z
+    elif isinstance(layer, FamilyLayer):
+        op = _torch_family_op(torch, layer, tdt)
     else:
         pool = F.max_pool2d if layer.op == "max" else F.avg_pool2d
 
@@ -243,6 +308,30 @@ def torch_fwd_bwd(torch, layer, dtype) -> dict:
 
         fns[label] = fwd_bwd
     return fns
+
+
+def _torch_family_op(torch, layer: FamilyLayer, tdt):
+    """PyTorch's equivalent of a :class:`FamilyLayer`: grouped convolution (depthwise),
+    grouped then 1x1 (separable), conv_transpose2d; same output sizes."""
+    import torch.nn.functional as F
+
+    k, s, c = layer.K, layer.stride, layer.C
+    pad = k // 2 if layer.padding == "same" else 0
+
+    def param(*shape):
+        return torch.randn(*shape, dtype=tdt, requires_grad=True)
+
+    if layer.kind == "transpose":
+        w, b = param(c, layer.F, k, k), param(layer.F)
+        extra = s + 2 * pad - k if layer.padding == "same" else max(s - k, 0)
+        return lambda t: F.conv_transpose2d(t, w, b, s, pad, output_padding=extra)
+    m = layer.F if layer.kind == "depthwise" else 1
+    dw = param(c * m, 1, k, k)
+    if layer.kind == "depthwise":
+        b = param(c * m)
+        return lambda t: F.conv2d(t, dw, b, s, pad, groups=c)
+    pw, b = param(layer.F, c, 1, 1), param(layer.F)
+    return lambda t: F.conv2d(F.conv2d(t, dw, None, s, pad, groups=c), pw, b)
 
 
 def _torch_ms(torch, layer, dtype, reps: int) -> dict:
@@ -301,6 +390,23 @@ def pool_fns(layer: PoolLayer, dtype):
     return (lambda: forward(x, 2)), (lambda: backward(dout, cache)), fwd_bwd, keep
 
 
+def family_fns(layer: FamilyLayer, dtype):
+    """As :func:`conv_fns`, through the layer's forward and backward."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((layer.N, layer.H, layer.W, layer.C)).astype(dtype)
+    lay = layer.make()
+    lay.build_for((None, layer.H, layer.W, layer.C), dtype)
+    out, ctx = lay.forward(x, True)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+
+    def fwd_bwd():
+        o, c = lay.forward(x, True)
+        return o, lay.backward(dout, c)
+
+    keep = out.nbytes + 2 * x.nbytes + sum(w.nbytes for w in lay.get_weights())
+    return (lambda: lay.forward(x, True)), (lambda: lay.backward(dout, ctx)), fwd_bwd, keep
+
+
 def course_fns(layer: CourseLayer, dtype):
     """As :func:`conv_fns`, through the CS231n drop-in (NCHW layouts, dict params)."""
     from .compat import cs231n
@@ -339,6 +445,8 @@ def _fns(layer, dtype):
         return conv_fns(layer, dtype)
     if isinstance(layer, CourseLayer):
         return course_fns(layer, dtype)
+    if isinstance(layer, FamilyLayer):
+        return family_fns(layer, dtype)
     return pool_fns(layer, dtype)
 
 
@@ -360,12 +468,13 @@ def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_re
     log(f"# numpy sgemm on {threads} threads: {peak:.0f} GFLOP/s")
     wanted = set(layers) if layers else None
     rows = []
-    for layer in CONV_LAYERS + POOL_LAYERS + COURSE_LAYERS:
+    for layer in CONV_LAYERS + POOL_LAYERS + FAMILY_LAYERS + COURSE_LAYERS:
         if wanted is not None and layer.name not in wanted:
             continue
         if batch is not None and getattr(layer, "N", 1) > 1:
             layer = type(layer)(**{**asdict(layer), "N": batch})
-        is_conv = isinstance(layer, ConvLayer) or getattr(layer, "kind", "") == "conv"
+        is_conv = isinstance(layer, (ConvLayer, FamilyLayer)) or getattr(
+            layer, "kind", "") == "conv"
         course = isinstance(layer, CourseLayer)
         ldtype = np.dtype(np.float64) if course else dtype  # the course works in float64
         fwd, bwd, fwd_bwd, keep = _fns(layer, ldtype)

@@ -72,7 +72,7 @@ def depthwise_conv2d(x, w, b, stride, pads, dilation):
     return out
 
 
-def conv2d_transpose(x, k, stride, offset, out_hw):
+def conv2d_transpose_offset(x, k, stride, offset, out_hw):
     """The transposed convolution as a scatter: input pixel (i, j) adds x[i, j] @ k[p, q]
     (k is (KH, KW, F, C), Keras's layout) to output (i*s + p - offset[0], j*s + q -
     offset[1]) when that lies inside the ``out_hw`` output."""
@@ -109,3 +109,25 @@ def conv1d(x, w, b, stride, left, right, dilation):
                         acc += xp[n, t * stride + i * dilation, c] * w[i, c, f]
                 out[n, t, f] = acc
     return out
+
+
+def conv2d_transpose(x, w, b, stride, crop_top_left, out_hw, dilation):
+    """Scatter form: every input pixel adds x[n, ih, iw, c] * w[i, j, f, c] at row
+    ih*s + i*d and column iw*s + j*d of a large canvas; the output is the (OH, OW) window
+    of the canvas starting at ``crop_top_left`` (rows/columns past the canvas are 0)."""
+    (sh, sw), (ct, cl), (OH, OW), (dh, dw) = stride, crop_top_left, out_hw, dilation
+    N, H, W, C = x.shape
+    KH, KW, F, _ = w.shape
+    canvas = np.zeros((N, (H - 1) * sh + dh * (KH - 1) + 1 + OH,
+                       (W - 1) * sw + dw * (KW - 1) + 1 + OW, F))
+    for n in range(N):
+        for ih in range(H):
+            for iw in range(W):
+                for i in range(KH):
+                    for j in range(KW):
+                        for f in range(F):
+                            for c in range(C):
+                                canvas[n, ih * sh + i * dh, iw * sw + j * dw, f] += (
+                                    x[n, ih, iw, c] * w[i, j, f, c])
+    out = canvas[:, ct:ct + OH, cl:cl + OW]
+    return out if b is None else out + b

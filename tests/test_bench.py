@@ -43,3 +43,16 @@ def test_train_compare_overhead_runs():
     kernel = ("_conv.conv2d_relu_maxpool_forward_direct" if fast._HAVE_AVX2
               else "_pool.maxpool_forward")
     assert kernel in out
+
+
+def test_bench_has_the_convolution_family_rows(tmp_path):
+    out_json = tmp_path / "f.json"
+    names = "dw2,sep2,up1,up2"
+    subprocess.run(
+        [sys.executable, "-m", "fastconv.bench", "--only", names, "--batch", "1", "--reps",
+         "1", "--numpy-reps", "1", "--no-torch", "--threads", "1", "--json", str(out_json)],
+        capture_output=True, text=True, check=True, timeout=300)
+    rows = json.loads(out_json.read_text())["rows"]
+    assert [r["layer"] for r in rows] == names.split(",")
+    for row in rows:
+        assert row["fwd_bwd_ms"] > 0 and row["gflops"] > 0 and row["speedup_numpy"] > 0

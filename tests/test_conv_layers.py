@@ -139,7 +139,7 @@ def _mobile_block(x_shape):
     x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(inputs)
     x = keras.layers.SeparableConv2D(6, 3, strides=2, padding="same", depth_multiplier=2)(x)
     y = keras.layers.Conv2D(6, 1, strides=2, padding="same")(inputs)
-    x = keras.layers.Add()([x, y])
+    x = keras.layers.Add(name="shortcut_sum")([x, y])
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
 
@@ -294,7 +294,7 @@ def test_1d_train_sequential_and_functional(rng):
     y = rng.integers(0, 2, 32)
     inputs = keras.Input((16, 2))
     h = keras.layers.Conv1D(4, 3, padding="causal", activation="relu")(inputs)
-    h = keras.layers.Concatenate()([keras.layers.GlobalMaxPooling1D()(h),
+    h = keras.layers.Concatenate(name="max_and_mean")([keras.layers.GlobalMaxPooling1D()(h),
                                     keras.layers.GlobalAveragePooling1D()(h)])
     functional = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(h))
     sequential = keras.Sequential([
@@ -342,3 +342,173 @@ def test_1d_needs_sequences():
         layers.Conv1D(2, 3).build_for((None, 8, 8, 2))
     with pytest.raises(ValueError, match="fewer than the window"):
         layers.Conv1D(2, 5).build_for((None, 4, 2))
+
+
+# ------------------------------------------------------------------ Conv2DTranspose
+
+SHAPES_T = [
+    # 'valid': (n-1)*s + k + op, op defaults to max(k, s) - k: rows (5-1)*2 + 3 = 11,
+    # columns (4-1)*2 + 3 = 9; kernel (kh, kw, filters, C_in)
+    (lambda: layers.Conv2DTranspose(3, 3, strides=2), (None, 5, 4, 2), (None, 11, 9, 3),
+     [(3, 3, 3, 2), (3,)]),
+    # 'same': n*s
+    (lambda: layers.Conv2DTranspose(2, (3, 2), strides=2, padding="same"), (None, 5, 4, 3),
+     (None, 10, 8, 2), [(3, 2, 2, 3), (2,)]),
+    # k=1 < s=3: op defaults to 3 - 1 = 2, (5-1)*3 + 1 + 2 = 15
+    (lambda: layers.Conv2DTranspose(1, 1, strides=3, use_bias=False), (None, 5, 4, 3),
+     (None, 15, 12, 1), [(1, 1, 1, 3)]),
+    # output_padding 1 on 'valid' k=3 s=3: (5-1)*3 + 3 + 1 = 16; (4-1)*2 + 3 + 0 = 9
+    (lambda: layers.Conv2DTranspose(2, 3, strides=(3, 2), output_padding=(1, 0)),
+     (None, 5, 4, 3), (None, 16, 9, 2), [(3, 3, 2, 3), (2,)]),
+    # 'same' with output_padding: (n-1)*s + k%2 + op = 4*2 + 1 + 1 = 10, 3*2 + 1 + 1 = 8
+    (lambda: layers.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=1),
+     (None, 5, 4, 3), (None, 10, 8, 2), [(3, 3, 2, 3), (2,)]),
+    # dilation 2 on k=3 (e = 5), 'valid', stride 1: n + 4
+    (lambda: layers.Conv2DTranspose(2, 3, dilation_rate=2, data_format="channels_first"),
+     (None, 3, 5, 4), (None, 2, 9, 8), [(3, 3, 2, 3), (2,)]),
+]
+
+
+@pytest.mark.parametrize("make, in_shape, out_shape, weights", SHAPES_T)
+def test_transpose_output_and_weight_shapes_by_hand(make, in_shape, out_shape, weights):
+    layer = make()
+    assert layer.build_for(in_shape) == out_shape
+    assert [w.shape for w in layer.get_weights()] == weights
+    assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+    x = np.zeros((2,) + in_shape[1:])
+    assert layer(x).shape == (2,) + out_shape[1:]
+
+
+@pytest.mark.parametrize("kw, crop", [
+    # the output is the canvas from row/column e - 1 - z on, z being the zeros Keras
+    # puts before the spread input
+    (dict(strides=2), (0, 0)),                        # 'valid': z = e - 1
+    # 'same': s + e - 2 = 3 zeros, z = min(2, e - 1) = 2; the output is 4*2 = 8 rows,
+    # one fewer than the canvas's 9
+    (dict(strides=2, padding="same"), (0, 0)),
+    (dict(strides=(3, 1), output_padding=(2, 0)), (0, 0)),
+    (dict(strides=1, padding="same", dilation_rate=2), (2, 2)),  # e = 5: 4 zeros, z = 2
+    # non-overlapping 3x3 blocks (the matrix-product path)
+    (dict(strides=3), (0, 0)),
+    (dict(strides=(3, 3), output_padding=0), (0, 0)),
+])
+def test_transpose_matches_loops(kw, crop, rng):
+    layer = _randomise(_built(layers.Conv2DTranspose(2, 3, **kw), (2, 4, 5, 3)), rng)
+    x = rng.normal(size=(2, 4, 5, 3))
+    k, b = layer.get_weights()
+    out = layer(x)
+    want = naive.conv2d_transpose(x, k, b, layer.strides, crop, out.shape[1:3],
+                                  layer.dilation_rate)
+    assert_close(out, want, np.float64)
+
+
+GRAD_CASES_T = [
+    # non-overlapping blocks (strides == kernel_size, 'valid'): the matrix-product path
+    (lambda: layers.Conv2DTranspose(3, 2, strides=2, activation="relu"), (2, 3, 4, 2)),
+    (lambda: layers.Conv2DTranspose(2, (2, 3), strides=(2, 3), activation="tanh",
+                                    data_format="channels_first"), (2, 3, 3, 2)),
+    (lambda: layers.Conv2DTranspose(2, 2, strides=2, use_bias=False), (1, 2, 3, 3)),
+    (lambda: layers.Conv2DTranspose(2, 3, strides=2, activation="tanh"), (2, 3, 4, 2)),
+    (lambda: layers.Conv2DTranspose(2, 2, strides=2, padding="same", activation="relu"),
+     (1, 3, 3, 3)),
+    (lambda: layers.Conv2DTranspose(3, 3, strides=(2, 3), output_padding=(1, 2)),
+     (1, 3, 2, 2)),
+    (lambda: layers.Conv2DTranspose(2, 3, dilation_rate=2, padding="same", use_bias=False,
+                                    data_format="channels_first"), (2, 2, 4, 3)),
+]
+
+
+@pytest.mark.parametrize("make, shape", GRAD_CASES_T)
+def test_transpose_gradients_numerically(make, shape, rng):
+    layer = _randomise(_built(make(), shape), rng)
+    _check_layer(layer, rng.normal(size=shape), rng)
+
+
+def test_transpose_trains_in_an_autoencoder(rng, tmp_path):
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inputs)
+    h = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(h)
+    outputs = keras.layers.Conv2D(1, 1)(h)
+    for model in (keras.Model(inputs, outputs), keras.Sequential([
+            keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 2, strides=2),
+            keras.layers.Conv2DTranspose(1, 2, strides=2)])):
+        model.compile(keras.optimizers.Adam(0.01), "mse")
+        x = rng.normal(size=(16, 8, 8, 1)).astype(np.float32)
+        loss = model.fit(x, x, epochs=10, batch_size=16, verbose=0).history["loss"]
+        assert loss[-1] < loss[0]
+        model.save(tmp_path / "ae.fcm")
+        loaded = models.load_model(tmp_path / "ae.fcm")
+        np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("make, name, exc", [
+    (lambda: layers.Conv2DTranspose(2, 3, strides=2, output_padding=2), "output_padding",
+     ValueError),
+    (lambda: layers.Conv2DTranspose(2, 3, output_padding=-1), "output_padding", ValueError),
+    (lambda: layers.Conv2DTranspose(2, 3, strides=2, dilation_rate=2), "dilation_rate",
+     ValueError),
+    (lambda: layers.Conv2DTranspose(0, 3), "filters", ValueError),
+    (lambda: layers.Conv2DTranspose(2, 3, padding="causal"), "padding", ValueError),
+])
+def test_transpose_bad_arguments(make, name, exc):
+    with pytest.raises(exc, match=name):
+        make()
+
+
+def test_keras_parity_of_the_convolution_family():
+    """Keras 3.15.1 (JAX) predictions and one SGD step, with Keras's initial weights,
+    from tests/data/keras3_parity_conv.npz (written by tools/keras_parity.py, see its
+    docstring), reproduced by the same model code on fastconv.keras."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("keras_parity",
+                                                  root / "tools" / "keras_parity.py")
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)
+    path = root / "tests" / "data" / "keras3_parity_conv.npz"
+    results = parity.compare(path)
+    assert set(results) == {"mobilenet_blocks", "xception_blocks", "unet_up", "sequence_cnn"}
+    ref = np.load(path)
+    for name, (err_pred, loss, keras_loss, err_step, _) in results.items():
+        assert err_pred <= 1e-5 * float(np.max(np.abs(ref[f"{name}/pred"]))), name
+        assert abs(loss - keras_loss) < 1e-5 * max(1.0, keras_loss), name
+        assert err_step < 1e-5, name
+
+
+def _keras_zeros_before(k, s, padding, op):
+    """Keras's zeros before the stride-spread input (dilation 1), as its rule reads:
+    'valid': k - 1; 'same': min(ceil(T / 2), k - 1), T = s + k - 2 without
+    output_padding, else k + k % 2 - 2 + op."""
+    if padding == "valid":
+        return k - 1
+    total = s + k - 2 if op is None else k + k % 2 - 2 + op
+    return min(-(-total // 2), k - 1)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("s", [2, 3])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("op", [None, 0, 1])
+def test_transpose_phases_match_loops(k, s, padding, op, rng):
+    """Strided, overlapping or not, against the scatter loops; gradients numerically.
+    Rows: kernel k, stride s; columns: kernel 2, stride 1 (output_padding 0 there)."""
+    layer = _randomise(_built(layers.Conv2DTranspose(
+        2, (k, 2), strides=(s, 1), padding=padding,
+        output_padding=None if op is None else (op, 0)), (1, 3, 4, 2)), rng)
+    x = rng.normal(size=(1, 3, 4, 2))
+    kernel, b = layer.get_weights()
+    out = layer(x)
+    crop = (k - 1 - _keras_zeros_before(k, s, padding, op),
+            1 - _keras_zeros_before(2, 1, padding, None if op is None else 0))
+    want = naive.conv2d_transpose(x, kernel, b, (s, 1), crop, out.shape[1:3], (1, 1))
+    assert_close(out, want, np.float64)
+    dout = rng.normal(size=out.shape)
+    dx, grads = layer.backward(dout, layer.forward(x)[1])
+
+    def f():
+        return layer.forward(x)[0]
+
+    assert_close(dx, numerical_gradient(f, x, dout), rtol=1e-7)
+    assert_close(grads[0][1], numerical_gradient(f, layer.kernel, dout), rtol=1e-7)

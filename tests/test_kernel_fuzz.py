@@ -84,6 +84,27 @@ def test_conv_on_odd_shapes_and_layouts(case, dtype, threads):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(case=odd_conv(), m=st.sampled_from([1, 2, 3, 5]))
+def test_depthwise_on_odd_shapes_and_layouts(case, m, dtype, threads):
+    n, h, w, c, _, kh, kw, stride, padding, dilation, layout, bias, seed = case
+    rng = np.random.default_rng(seed)
+    x = LAYOUTS[layout](rng.standard_normal((n, h, w, c)).astype(dtype))
+    wt = LAYOUTS[layout](rng.standard_normal((kh, kw, c, m)).astype(dtype))
+    b = rng.standard_normal(c * m).astype(dtype) if bias else None
+    args = (stride, padding, dilation)
+    got, gc = fast.depthwise_conv2d_forward(x, wt, b, *args)
+    want, wc = ref.depthwise_conv2d_forward(x, wt, b, *args)
+    assert_close(got, want, dtype, scale=np.abs(want).max() + 1)
+    d = LAYOUTS[layout](rng.standard_normal(want.shape).astype(dtype))
+    for a, e in zip(fast.depthwise_conv2d_backward(d, gc), ref.depthwise_conv2d_backward(d, wc)):
+        if e is None:
+            assert a is None
+        else:
+            assert_close(a, e, dtype, scale=np.abs(e).max() + 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op", ["maxpool2d", "avgpool2d"])
 @settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES_OK)
 @given(n=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8),

@@ -19,6 +19,12 @@ and, for issue 16's layers, on ``tests/data/keras3_layers.npz``:
     anchor-venv/bin/python tools/keras_parity.py keras tests/data/keras3_layers.npz \
         upsampling_normalization activity_regularization
 
+and on ``tests/data/keras3_parity_conv.npz`` for the convolution family and the 1-D
+layers (issue 16):
+
+    anchor-venv/bin/python tools/keras_parity.py keras tests/data/keras3_parity_conv.npz \
+        mobilenet_blocks xception_blocks unet_up sequence_cnn
+
 The first writes, per model, the initial weights (Keras's ``get_weights()`` order),
 the input batch, Keras's predictions, and the weights after one SGD step on a batch
 (``train_on_batch``). The second loads the same weights into fastconv's model with
@@ -220,11 +226,70 @@ def activity_regularization(keras):
     return keras.Model(inputs, outputs)
 
 
+def mobilenet_blocks(keras):
+    layers = keras.layers
+    inputs = keras.Input(shape=(12, 12, 3))
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
+    x = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu")(x)
+    x = layers.Conv2D(8, 1)(x)
+    x = layers.DepthwiseConv2D((3, 2), strides=2, activation="tanh")(x)
+    x = layers.DepthwiseConv2D(2, dilation_rate=(1, 2), use_bias=False, padding="same",
+                               depth_multiplier=3)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(4, activation="softmax")(x))
+
+
+def xception_blocks(keras):
+    layers = keras.layers
+    inputs = keras.Input(shape=(11, 11, 3))
+    x = layers.SeparableConv2D(8, 3, padding="same", activation="relu",
+                               depth_multiplier=2)(inputs)
+    x = layers.SeparableConv2D(6, 3, strides=2, padding="same")(x)
+    skip = layers.Conv2D(6, 1, strides=2, padding="same")(inputs)
+    x = layers.Add(name="shortcut")([x, skip])
+    x = layers.SeparableConv2D(5, (3, 2), dilation_rate=2, use_bias=False,
+                               activation="tanh")(x)
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, layers.Dense(3, activation="softmax")(x))
+
+
+def unet_up(keras):
+    layers = keras.layers
+    inputs = keras.Input(shape=(8, 8, 2))
+    c1 = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    c2 = layers.Conv2D(8, 3, padding="same", activation="relu")(layers.MaxPooling2D()(c1))
+    x = layers.Conv2DTranspose(4, 2, strides=2)(c2)
+    x = layers.concatenate([x, c1])
+    x = layers.Conv2DTranspose(4, 3, strides=2, padding="same", output_padding=1,
+                               activation="relu")(x)
+    x = layers.Conv2DTranspose(3, 3, strides=(2, 1), output_padding=(1, 0))(x)
+    x = layers.Conv2DTranspose(2, 3, dilation_rate=2, padding="same", activation="tanh")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(3, activation="softmax")(x))
+
+
+def sequence_cnn(keras):
+    layers = keras.layers
+    inputs = keras.Input(shape=(20, 3))
+    x = layers.Conv1D(6, 3, padding="causal", dilation_rate=2, activation="relu")(inputs)
+    x = layers.MaxPooling1D(2)(x)
+    x = layers.Conv1D(6, 3, strides=2, padding="same")(x)
+    x = layers.AveragePooling1D(2, padding="same")(x)
+    x = layers.Conv1D(4, 2, activation="tanh")(x)
+    y = layers.MaxPooling1D(3, strides=2, padding="same")(inputs)
+    y = layers.Conv1D(4, 2, strides=3, padding="causal")(y)
+    x = layers.concatenate([layers.GlobalMaxPooling1D()(x), layers.GlobalAveragePooling1D()(x),
+                            layers.GlobalAveragePooling1D()(y)])
+    return keras.Model(inputs, layers.Dense(3, activation="softmax")(x))
+
+
 MODELS = {"residual_inception": residual_inception, "two_inputs": two_inputs,
           "global_pooling": global_pooling, "upsampling_normalization": upsampling_normalization,
           "activity_regularization": activity_regularization,
           "sequential_lecture": sequential_lecture, "subclassed_resnet": make_subclassed,
-          "decoder": decoder, "separable": separable, "sequence": sequence}
+          "decoder": decoder, "separable": separable, "sequence": sequence,
+          "mobilenet_blocks": mobilenet_blocks, "xception_blocks": xception_blocks,
+          "unet_up": unet_up, "sequence_cnn": sequence_cnn}
 
 
 def data_for(name, model, rng):

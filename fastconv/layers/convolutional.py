@@ -1,5 +1,5 @@
-"""Convolution layers: ``Conv2D``, ``DepthwiseConv2D``, ``SeparableConv2D``, ``Conv1D`` and
-``Conv2DTranspose``."""
+"""Convolution layers: ``Conv2D``, ``DepthwiseConv2D``, ``SeparableConv2D``, ``Conv2DTranspose``,
+``Conv1D``."""
 
 from __future__ import annotations
 
@@ -498,74 +498,52 @@ class Conv1D(_ActivationMixin, _KernelBias, Layer):
 Convolution1D = Conv1D
 
 
-def _set_conv_args(layer, kernel_size, strides, padding, data_format, dilation_rate,
-                   activation, use_bias) -> None:
-    """The arguments every 2-D convolution layer takes, checked, on ``layer``."""
-    layer.kernel_size = pair(kernel_size, "kernel_size")
-    layer.strides = pair(strides, "strides")
-    layer.padding = _padding(padding)
-    layer.data_format = _data_format(data_format)
-    layer.dilation_rate = pair(dilation_rate, "dilation_rate")
-    layer.activation = _activations.get(activation)
-    layer.use_bias = bool(use_bias)
+def _transpose_pads(k, s, d, padding, output_padding):
+    """Zeros before and after the stride-dilated input of a transposed convolution along
+    one axis (Keras's rule): with e = d*(k-1) + 1, 'valid' gives (e-1, e-1 + op), op
+    defaulting to max(e, s) - e; 'same' splits s + e - 2 (or e + e%2 - 2 + op when
+    output_padding is given), the larger half first but at most e-1 before."""
+    e = d * (k - 1) + 1
+    if padding == "valid":
+        op = max(e, s) - e if output_padding is None else output_padding
+        return e - 1, e - 1 + op
+    total = s + e - 2 if output_padding is None else e + e % 2 - 2 + output_padding
+    left = min(total // 2 + total % 2, e - 1)
+    return left, total - left
 
 
-class _Spatial(_ActivationMixin, _KernelBias, Layer):
-    """Conv2DTranspose's frame: strides, padding, data format, dilation, the activation
-    and the bias, and the channels-last conversions at the layer's edges."""
+class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
+    """Transposed 2-D convolution (the gradient of a Conv2D with respect to its input),
+    ``out = activation(conv_transpose(x, kernel) + bias)``.
 
-    _common = _set_conv_args
+    Parameters
+    ----------
+    filters : int
+    kernel_size : int or (int, int)
+    strides, dilation_rate : int or (int, int), default (1, 1)
+        Not both above 1 (Keras's rule).
+    padding : {'valid', 'same'}
+    output_padding : None, int or (int, int)
+        Extra rows/columns at the bottom/right, each < its stride.
+    data_format : None, 'channels_last' or 'channels_first'
+    activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+    bias_regularizer : as in Keras.
 
-    def _hwc(self, input_shape):
-        layout = ("(batch, channels, height, width)" if self.data_format == "channels_first"
-                  else "(batch, height, width, channels)")
-        self._need_ndim(input_shape, 4, layout)
-        if self.data_format == "channels_first":
-            return input_shape[2], input_shape[3], input_shape[1]
-        return input_shape[1], input_shape[2], input_shape[3]
+    Weights (Keras's): ``kernel`` (KH, KW, filters, C_in) and ``bias`` (filters,).
+    Output size per axis: 'valid' ``(n-1)*s + e + op`` (op default max(e, s) - e),
+    'same' ``n*s`` (or ``(n-1)*s + e%2 + op`` with output_padding), e = d*(k-1) + 1.
 
-    def _shape(self, input_shape, oh, ow, c):
-        if self.data_format == "channels_first":
-            return (input_shape[0], c, oh, ow)
-        return (input_shape[0], oh, ow, c)
-
-    def _in(self, x):
-        return x.transpose(0, 2, 3, 1) if self.data_format == "channels_first" else x
-
-    def _out(self, y):
-        return y.transpose(0, 3, 1, 2) if self.data_format == "channels_first" else y
-
-    @property
-    def _feature_axis(self):
-        return 1 if self.data_format == "channels_first" else -1
-
-    def logits(self, ctx):
-        return self._out(super().logits(ctx))
-
-    def backward(self, dout, ctx, need_dx=True):
-        return self.backward_logits(self._deactivate(self._in(dout), ctx), ctx, need_dx,
-                                    channels_last=True)
-
-    def _common_config(self):
-        return {"kernel_size": list(self.kernel_size), "strides": list(self.strides),
-                "padding": self.padding, "data_format": self.data_format,
-                "dilation_rate": list(self.dilation_rate),
-                "activation": _activations.serialize(self.activation),
-                "use_bias": self.use_bias}
-
-
-class Conv2DTranspose(_Spatial):
-    """Transposed 2-D convolution (the gradient of a convolution with respect to its
-    input), for decoders and U-Nets.
-
-    Weights: ``kernel`` (KH, KW, filters, C_in), Keras's layout, and ``bias``
-    (filters,). Output size per axis, Keras's rule: with ``output_padding`` None,
-    ``'valid'`` gives ``(n - 1) * s + max(k, s)`` and ``'same'`` ``n * s`` (``k`` the
-    dilated kernel size); with ``output_padding`` p, ``(n - 1) * s + k - 2 * pad + p``
-    (``pad`` = ``k // 2`` for 'same', 0 for 'valid').
-
-    It runs on the convolution kernels: the input spread out with ``s - 1`` zeros
-    between pixels and padded, then a stride-1 convolution with the flipped kernel.
+    Notes
+    -----
+    When the windows do not overlap (strides == kernel_size, 'valid', no dilation or
+    output padding: U-Net's ``Conv2DTranspose(f, 2, strides=2)``), each input pixel
+    writes its own KH x KW block of the output: one matrix product
+    (N*H*W, C_in) @ (C_in, KH*KW*filters), and the same two products as Dense backward.
+    Other strided layers split the output into its s_h * s_w stride phases, each a
+    stride-1 convolution of the input with a flipped sub-kernel on the existing kernels
+    (:meth:`_phases`), so no multiplication by inserted zeros. At stride 1 it is one
+    convolution with the flipped kernel, padded by :func:`_transpose_pads` (bias and
+    ReLU fused).
     """
 
     def __init__(self, filters: int, kernel_size: Any, strides: Any = (1, 1),
@@ -576,75 +554,183 @@ class Conv2DTranspose(_Spatial):
                  kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
-        self._common(kernel_size, strides, padding, data_format, dilation_rate, activation,
-                     use_bias)
+        self._window_args(kernel_size, strides, padding, data_format, dilation_rate)
         self.output_padding = None if output_padding is None else pair(
-            output_padding, "output_padding", minimum=0)
+            output_padding, "output_padding", 0)
         if self.output_padding is not None and any(
-                p >= s for p, s in zip(self.output_padding, self.strides)):
-            raise fail("output_padding", f"smaller than the strides {self.strides}",
+                op >= st for op, st in zip(self.output_padding, self.strides)):
+            raise fail("output_padding", f"less than strides={self.strides} on each axis",
                        output_padding)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise fail("dilation_rate", f"(1, 1) when strides={self.strides} is above 1",
+                       dilation_rate)
+        self.activation = _activations.get(activation)
+        self.use_bias = bool(use_bias)
         self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
                           bias_regularizer)
 
-    def _pads(self, axis):
-        """(left, right) padding of the spread-out input along spatial ``axis``."""
-        k = self.dilation_rate[axis] * (self.kernel_size[axis] - 1) + 1
-        s = self.strides[axis]
-        op = None if self.output_padding is None else self.output_padding[axis]
-        if self.padding == "valid":
-            op = max(k, s) - k if op is None else op
-            return k - 1, k - 1 + op
-        total = s + k - 2 if op is None else k + k % 2 - 2 + op
-        left = min(total // 2 + total % 2, k - 1)
-        return left, total - left
+    def _pads(self):
+        ops_ = self.output_padding or (None, None)
+        return tuple(_transpose_pads(k, st, d, self.padding, op) for k, st, d, op in zip(
+            self.kernel_size, self.strides, self.dilation_rate, ops_))
 
     def compute_output_shape(self, input_shape):
-        H, W, C = self._hwc(input_shape)
-        out = []
-        for axis, n in enumerate((H, W)):
-            k = self.dilation_rate[axis] * (self.kernel_size[axis] - 1) + 1
-            lp, rp = self._pads(axis)
-            out.append(None if n is None else (n - 1) * self.strides[axis] + 1 + lp + rp - k + 1)
-        return self._shape(input_shape, out[0], out[1], self.filters)
+        layout = ("(batch, channels, height, width)" if self.data_format == "channels_first"
+                  else "(batch, height, width, channels)")
+        self._need_ndim(input_shape, 4, layout)
+        H, W, _ = self._hwc(input_shape)
+        sizes = []
+        for n, k, st, d, (left, right) in zip((H, W), self.kernel_size, self.strides,
+                                               self.dilation_rate, self._pads()):
+            sizes.append(None if n is None else (n - 1) * st + left + right - d * (k - 1) + 1)
+        if self.data_format == "channels_first":
+            return (input_shape[0], self.filters) + tuple(sizes)
+        return (input_shape[0],) + tuple(sizes) + (self.filters,)
 
     def build(self, input_shape):
-        C = self._hwc(input_shape)[2]
-        self._kernel_and_bias(input_shape, C, self.kernel_size + (self.filters, C), self.filters)
+        C = self._in_channels(input_shape)
+        _add_kernel_and_bias(self, self.kernel_size + (self.filters, C))
+
+    @property
+    def _tiles(self) -> bool:
+        """Whether the output is made of non-overlapping KH x KW blocks, one per input
+        pixel."""
+        return (self.strides == self.kernel_size and self.padding == "valid"
+                and self.dilation_rate == (1, 1) and not any(self.output_padding or ()))
+
+    def _block_matrix(self):
+        """The kernel as (C_in, KH*KW*filters), columns in (i, j, f) order."""
+        kh, kw, f, c = self.kernel.shape
+        return self.kernel.transpose(3, 0, 1, 2).reshape(c, kh * kw * f)
+
+    def _forward_tiles(self, x):
+        N, H, W, C = x.shape
+        kh, kw = self.kernel_size
+        ctx = Ctx()
+        ctx.x2 = x.reshape(N * H * W, C)
+        blocks = (ctx.x2 @ self._block_matrix()).reshape(N, H, W, kh, kw, self.filters)
+        z = blocks.transpose(0, 1, 3, 2, 4, 5).reshape(N, H * kh, W * kw, self.filters)
+        if self.use_bias:
+            z += self.bias
+        return self._activate(z, ctx), ctx
+
+    def _backward_tiles(self, dout, ctx, need_dx):
+        dz = self._deactivate(dout, ctx)
+        N, OH, OW, F = dz.shape
+        kh, kw = self.kernel_size
+        d2 = dz.reshape(N, OH // kh, kh, OW // kw, kw, F).transpose(0, 1, 3, 2, 4, 5)
+        d2 = d2.reshape(ctx.x2.shape[0], kh * kw * F)
+        C = ctx.x2.shape[1]
+        dw = (ctx.x2.T @ d2).reshape(C, kh, kw, F).transpose(1, 2, 3, 0)
+        wg = [(self.kernel, np.ascontiguousarray(dw))]
+        if self.use_bias:
+            wg.append((self.bias, dz.sum(axis=(0, 1, 2))))
+        if not need_dx:
+            return None, wg
+        dx = (d2 @ self._block_matrix().T).reshape(N, OH // kh, OW // kw, C)
+        return self._from_nhwc(dx), wg
+
+    def _phases(self, H, W, OH, OW):
+        """The stride phases of a strided transposed convolution (dilation 1).
+
+        Output pixel (oh, ow) reads only the taps i = (oh + ct) mod sh (mod sh), j
+        likewise, ct and cl being the rows and columns the output is cropped by. So
+        the outputs of one phase (rh, rw), every sh-th row from oh0 and every sw-th
+        column from ow0, are a stride-1 convolution of x with the sub-kernel
+        ``kernel[rh::sh, rw::sw]`` flipped: no multiplication by inserted zeros. Yields
+        ``(rows, cols)``, each per axis ``(r, o0, count, lo, hi, before, after)``: the
+        phase, its first output and count, the input slice [lo, hi) it reads and the
+        zero padding it needs before and after (count = 0: no output; lo >= hi: no
+        taps reach it, only the bias).
+        """
+        axes = []
+        for n, out, k, st, (left, _) in zip((H, W), (OH, OW), self.kernel_size,
+                                            self.strides, self._pads()):
+            crop = k - 1 - left
+            per_axis = []
+            for r in range(st):
+                taps = len(range(r, k, st))
+                q0 = -((r - crop) // st)  # ceil((crop - r) / st)
+                count = (crop + out - 1 - r) // st - q0 + 1
+                first = q0 - (taps - 1)  # input rows q0 - taps + 1 ... q0 + count - 1
+                last = q0 + count - 1
+                lo, hi = max(first, 0), min(last, n - 1) + 1
+                if taps == 0:
+                    lo, hi = 0, 0
+                per_axis.append((r, q0 * st + r - crop, count, lo, hi, max(0, -first),
+                                 max(0, last - (n - 1))))
+            axes.append(per_axis)
+        for rows in axes[0]:
+            for cols in axes[1]:
+                if rows[2] > 0 and cols[2] > 0:
+                    yield rows, cols
+
+    def _forward_phases(self, x):
+        N, H, W, C = x.shape
+        _, OH, OW, F = self.compute_output_shape((N, H, W, C))
+        (sh, sw), k = self.strides, self.kernel
+        z = np.zeros((N, OH, OW, F), dtype=x.dtype)
+        ctx = Ctx()
+        ctx.phases, ctx.x_shape = [], x.shape
+        for rows, cols in self._phases(H, W, OH, OW):
+            (rh, oh0, _, hlo, hhi, hb, ha), (rw, ow0, _, wlo, whi, wb, wa) = rows, cols
+            if hlo >= hhi or wlo >= whi:
+                continue  # no tap reaches these outputs: zero before the bias
+            sub = np.ascontiguousarray(k[rh::sh, rw::sw][::-1, ::-1].transpose(0, 1, 3, 2))
+            out, cache = ops.conv2d_forward(x[:, hlo:hhi, wlo:whi], sub, None, 1,
+                                            ((hb, ha), (wb, wa)))
+            z[:, oh0::sh, ow0::sw] = out
+            ctx.phases.append((rows, cols, cache))
+        if self.use_bias:
+            z += self.bias
+        return self._activate(z, ctx), ctx
+
+    def _backward_phases(self, dout, ctx, need_dx):
+        dz = self._deactivate(dout, ctx)
+        (sh, sw) = self.strides
+        dw = np.zeros_like(self.kernel)
+        dx = np.zeros(ctx.x_shape, dtype=dz.dtype) if need_dx else None
+        for rows, cols, cache in ctx.phases:
+            (rh, oh0, _, hlo, hhi, _, _), (rw, ow0, _, wlo, whi, _, _) = rows, cols
+            dsub_x, dsub, _ = ops.conv2d_backward(dz[:, oh0::sh, ow0::sw], cache, need_dx)
+            dw[rh::sh, rw::sw] = dsub[::-1, ::-1].transpose(0, 1, 3, 2)
+            if need_dx:
+                dx[:, hlo:hhi, wlo:whi] += dsub_x
+        wg = [(self.kernel, dw)] + ([(self.bias, dz.sum(axis=(0, 1, 2)))]
+                                    if self.use_bias else [])
+        return (None if dx is None else self._from_nhwc(dx)), wg
 
     def forward(self, x, training=False, workspace=None):
-        x = self._in(x)
-        n, h, w, c = x.shape
-        (sh, sw), ((top, bottom), (left, right)) = self.strides, (self._pads(0), self._pads(1))
-        spread = np.zeros((n, (h - 1) * sh + 1 + top + bottom, (w - 1) * sw + 1 + left + right,
-                           c), x.dtype)
-        spread[:, top:top + (h - 1) * sh + 1:sh, left:left + (w - 1) * sw + 1:sw] = x
-        flipped = np.ascontiguousarray(self.kernel[::-1, ::-1].transpose(0, 1, 3, 2))
-        ctx = Ctx()
-        z, ctx.cache = ops.conv2d_forward(spread, flipped, self.bias if self.use_bias else None,
-                                          1, "valid", self.dilation_rate)
-        ctx.geom = (h, w, top, left)
-        return self._out(self._activate(z, ctx)), ctx
+        x = self._to_nhwc(x)
+        if self._tiles:
+            out, ctx = self._forward_tiles(x)
+        elif self.strides != (1, 1):
+            out, ctx = self._forward_phases(x)
+        else:
+            flipped = np.ascontiguousarray(self.kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+            out, ctx = _conv_forward(self, x, flipped, 1, self._pads(), self.dilation_rate)
+        return self._from_nhwc(out), ctx
 
-    def backward_logits(self, dz, ctx, need_dx=True, channels_last=False):
-        if not channels_last:
-            dz = self._in(dz)
-        dspread, dflipped, db = ops.conv2d_backward(np.ascontiguousarray(dz), ctx.cache, need_dx)
-        wg = [(self.kernel, np.ascontiguousarray(dflipped.transpose(0, 1, 3, 2)[::-1, ::-1]))]
-        if self.use_bias:
-            wg.append((self.bias, db))
-        if dspread is None:
-            return None, wg
-        h, w, top, left = ctx.geom
-        sh, sw = self.strides
-        dx = dspread[:, top:top + (h - 1) * sh + 1:sh, left:left + (w - 1) * sw + 1:sw]
-        return self._out(np.ascontiguousarray(dx)), wg
+    def backward(self, dout, ctx, need_dx=True):
+        dout = self._to_nhwc(dout)
+        if self._tiles:
+            return self._backward_tiles(dout, ctx, need_dx)
+        if self.strides != (1, 1):
+            return self._backward_phases(dout, ctx, need_dx)
+        dz, dflipped, db = _conv_backward(self, dout, ctx, need_dx)
+        dw = np.ascontiguousarray(dflipped[::-1, ::-1].transpose(0, 1, 3, 2))
+        wg = [(self.kernel, dw)] + ([(self.bias, db)] if self.use_bias else [])
+        return (None if dz is None else self._from_nhwc(dz)), wg
 
     def get_config(self):
         config = super().get_config()
-        config.update({"filters": self.filters, **self._common_config(),
-                       "output_padding": None if self.output_padding is None
-                       else list(self.output_padding), **self._weight_config()})
+        config.update({
+            "filters": self.filters, **self._window_config(),
+            "output_padding": None if self.output_padding is None else list(
+                self.output_padding),
+            "activation": _activations.serialize(self.activation), "use_bias": self.use_bias,
+            **self._weight_config(),
+        })
         return config
 
 
