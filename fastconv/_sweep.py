@@ -11,6 +11,7 @@ the ratio is PyTorch's time over fastconv's (above 1: fastconv is faster).
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable, List, NamedTuple, Optional
 
 import numpy as np
@@ -19,6 +20,8 @@ KERNELS = (1, 3, 5, 7)
 CHANNELS = (1, 3, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 MAPS = (4, 7, 8, 14, 16, 28, 32, 56, 112)
 BATCHES = (1, 2, 8, 16, 32, 64, 128)
+# Seconds of pause after PyTorch's runs, longer than its threads' spin (blocktime).
+TORCH_IDLE_S = 0.5
 
 
 class SweepShape(NamedTuple):
@@ -124,6 +127,11 @@ def run_sweep(shapes: List[SweepShape], dtype, reps: int, torch=None,
 
     rows = []
     for s in shapes:
+        if torch is not None:
+            # PyTorch's OpenMP threads keep spinning a while after its last call and take
+            # the cores from fastconv's next one: a 0.7 ms layer timed 36 ms right after
+            # PyTorch's runs of the shape before (2 cores). Let them go to sleep first.
+            time.sleep(TORCH_IDLE_S)
         ms = median_ms(_fastconv_fn(s, dtype), reps)
         tms = fmt = None
         if torch is not None:

@@ -13,6 +13,11 @@ Examples
     python -m fastconv.bench                      # all layers, 2 threads, float32
     python -m fastconv.bench --only a,b,g --reps 30
     python -m fastconv.bench --dtype float64 --json out.json --csv out.csv --plot out.png
+    python -m fastconv.bench --sweep 24 --seed 1   # random layer shapes (fastconv._sweep)
+
+Where torch lives in another environment, run the bench with that interpreter and
+fastconv on its path (``PYTHONPATH=/path/to/fastconv-checkout``), so that both are
+timed side by side in one process.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import fastconv
 from fastconv.backends import cython as fast
@@ -25,7 +27,7 @@ REACH = [
     ("forward", "direct-wide-skip", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", True),
     ("forward", "direct-wide-padded-copy", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", False),
     ("forward", "direct", (2, 8, 8, 3), (3, 3, 3, 8), 1, "valid", True),
-    ("forward", "im2col-gemm", (2, 8, 8, 1), (7, 7, 1, 64), 1, "valid", True),  # K = 49
+    ("forward", "im2col-gemm", (2, 8, 8, 8), (3, 3, 8, 8), 1, "valid", True),  # K = 72, F = 8
     ("dx", "planar", (2, 8, 8, 3), (3, 3, 3, 8), 1, "valid", True),
     ("dx", "direct", (2, 8, 8, 1), (3, 3, 1, 8), 1, "same", True),
     ("dx", "wide", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", True),
@@ -34,9 +36,9 @@ REACH = [
     ("dw", "direct-fused", (16, 8, 8, 1), (3, 3, 1, 8), 1, "valid", True),
     ("dw", "direct-wide-padded-copy", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", True),
     ("dw", "direct", (2, 8, 8, 16), (3, 3, 16, 16), 1, "valid", True),
-    ("dw", "im2col-gemm", (2, 8, 8, 1), (7, 7, 1, 64), 1, "valid", True),
+    ("dw", "im2col-gemm", (2, 8, 8, 8), (3, 3, 8, 8), 1, "valid", True),
     ("relu_maxpool", "fused-direct", (2, 8, 8, 1), (3, 3, 1, 8), 1, "valid", True),
-    ("relu_maxpool", "separate", (2, 8, 8, 1), (7, 7, 1, 64), 1, "valid", True),
+    ("relu_maxpool", "separate", (2, 8, 8, 8), (3, 3, 8, 8), 1, "valid", True),
 ]
 DIRECT_ONLY = {"im2col-gemm", "col2im", "flip", "separate"}
 
@@ -106,16 +108,29 @@ def test_force_rejects_unknown_names():
             pass
 
 
-def test_explain_conv_names_the_k49_cliff(capsys):
-    # The 7x7 first layer of 64 filters: K = 49 is past the direct kernels' 48 and short
-    # of the wide blocks' 64, so forward and dw take im2col + GEMM.
-    got = fastconv.explain_conv((64, 28, 28, 1), (7, 7, 1, 64), padding="same")
+@pytest.mark.parametrize("xs, ws, padding", [
+    ((64, 28, 28, 1), (7, 7, 1, 64), "same"),  # K = 49: once between 48 and the wide 64
+    ((64, 32, 32, 7), (3, 3, 7, 32), "same"),  # K = 63
+    ((64, 32, 32, 3), (7, 7, 3, 8), "same"),   # K = 147, a first layer of 8 filters
+])
+def test_explain_conv_first_layers_past_48_take_the_direct_kernels(xs, ws, padding, capsys):
+    if not dispatch.HAVE_AVX2:
+        pytest.skip("the direct kernels need AVX2 and FMA")
+    got = fastconv.explain_conv(xs, ws, padding=padding)
+    k = ws[0] * ws[1] * ws[2]
+    dx = "direct" if xs[3] in (1, 7) else "planar"
     assert {p: c.kernel for p, c in got.items()} == {
-        "forward": "im2col-gemm", "dx": "direct" if dispatch.HAVE_AVX2 else "col2im",
-        "dw": "im2col-gemm"}
+        "forward": "direct", "dx": dx if xs[3] <= 4 else "col2im",
+        "dw": "direct-fused" if xs[3] <= 4 else "direct"}
     text = capsys.readouterr().out
-    assert "K = KH*KW*C = 49" in text and "im2col-gemm" in text
-    assert "passed over: direct-padded-filters" in text
+    assert f"K = KH*KW*C = {k}" in text and "passed over: direct-padded-filters" in text
+
+
+def test_explain_conv_long_reduction_of_few_filters_takes_gemm():
+    got = fastconv.explain_conv((8, 16, 16, 8), (3, 3, 8, 8))  # K = 72, C = 8, F = 8
+    assert (got["forward"].kernel, got["dw"].kernel) == ("im2col-gemm", "im2col-gemm")
+    assert got["forward"].passed_over == (
+        "direct-padded-filters", "direct-wide-skip", "direct-wide-padded-copy", "direct")
 
 
 def test_explain_conv_reports_padded_filters():
@@ -142,7 +157,7 @@ def test_explain_conv_bad_arguments(kwargs, exc, match):
 
 def test_verbose_logs_each_call_to_stderr():
     code = ("import numpy as np; from fastconv.backends import cython as f\n"
-            "x = np.ones((2, 8, 8, 1), np.float32); w = np.ones((7, 7, 1, 64), np.float32)\n"
+            "x = np.ones((2, 8, 8, 8), np.float32); w = np.ones((3, 3, 8, 8), np.float32)\n"
             "out, c = f.conv2d_forward(x, w)\n"
             "f.conv2d_backward(np.ones_like(out), c)\n")
     env = dict(os.environ, FASTCONV_VERBOSE="1")
@@ -150,11 +165,40 @@ def test_verbose_logs_each_call_to_stderr():
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("fastconv_verbose")]
-    dx = "direct" if dispatch.HAVE_AVX2 else "col2im"
     assert [ln.split(",")[2:4] for ln in lines] == [
-        ["forward", "im2col-gemm"], ["dx", dx], ["dw", "im2col-gemm"]]
-    assert "x=(2, 8, 8, 1),w=(7, 7, 1, 64)" in lines[0]
+        ["forward", "im2col-gemm"], ["dx", "col2im"], ["dw", "im2col-gemm"]]
+    assert "x=(2, 8, 8, 8),w=(3, 3, 8, 8)" in lines[0]
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={k: v for k, v in os.environ.items()
                                 if k != "FASTCONV_VERBOSE"}, timeout=120)
     assert "fastconv_verbose" not in quiet.stderr
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 20), h=st.integers(7, 16), c=st.integers(1, 7),
+       k=st.sampled_from([3, 5, 7]), f=st.sampled_from([6, 8, 16, 24, 32]),
+       stride=st.integers(1, 2), padding=st.sampled_from(["valid", "same"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_reductions_past_48_on_the_direct_kernels(n, h, c, k, f, stride, padding, seed, dtype):
+    # K = 49-63, and first layers (C <= 3) up to 7x7x3 = 147, moved from GEMM to the
+    # direct kernels: against the reference, and the same bits on 1 and 2 threads.
+    assume(48 < k * k * c and (k * k * c <= 63 or c <= 3))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, h, c)).astype(dtype)
+    w = rng.standard_normal((k, k, c, f)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    out = ref.conv2d_forward(x, w, b, stride, padding)[0]
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    _conv_compare(dtype, x, w, b, dout, (stride, padding, 1))
+    results = []
+    before = fastconv._threads._num_threads
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            o, cache = fast.conv2d_forward(x, w, b, stride, padding)
+            results.append((o, *fast.conv2d_backward(dout, cache)))
+    finally:
+        fastconv.set_num_threads(before)
+    for a, b_ in zip(*results):
+        np.testing.assert_array_equal(a, b_)

@@ -58,8 +58,24 @@ HAVE_AVX2 = _conv.have_avx2()
 # Direct (AVX2/FMA) kernels beat im2col + GEMM while the GEMM's inner dimension
 # K = KH*KW*C is short: layers a and c of the bench (K = 9, 27) ran 3-4x faster
 # forward and 2x backward direct (one thread); b and d (K = 288) are GEMM layers.
-# 48 lies between; the crossover itself has not been measured.
-DIRECT_MAX_K = 48
+# The limit was 48 (not measured), which sent K = 49-63 (a 7x7 first layer, 5x5 on 2
+# channels) to GEMM, between it and the wide blocks' 64. Measured 2026-12-03, float32,
+# 2 threads, direct against GEMM forced by name side by side in one process, medians of
+# 5 per round, 5-7 rounds, load average about 5 on the 2 cores (noisy; per-round ratios
+# given as ranges, GEMM time / direct time): K = 49 (64x28x28x1 -> 64 7x7 'same')
+# forward 1.7-2.9, dw 1.3-4.2 (one round 0.89 forward at batch 128), first-layer
+# backward with the fused dw 1.5-2.0, fused conv+ReLU+pool 1.1-2.0; K = 50 (5x5x2 -> 32)
+# forward 1.8-2.9, dw 2.1-5.4; K = 54 (3x3x6 -> 32) forward 1.1-1.8, dw 1.6-2.3;
+# K = 63 (3x3x7 -> 32) forward 1.3-1.6, dw 1.9-2.1, fused pool 1.1-1.6. So the direct
+# kernels take every K below the wide blocks'.
+DIRECT_MAX_K = 63
+# First layers (C <= 3) with fewer filters than the wide blocks need keep the direct
+# kernels up to a 7x7 kernel on 3 channels (same runs, F = 8): K = 75 (5x5x3) forward
+# 1.5-3.4, dw 1.4-4.7, fused dw backward 1.7-3.2, fused pool 2.2-3.8; K = 147 (7x7x3)
+# forward 0.8-2.7 (median 1.15), dw 2.1-3.2, fused dw backward 1.9-3.5, fused pool
+# 1.2-3.1.
+FIRST_LAYER_MAX_C = 3
+FIRST_LAYER_MAX_K = 147
 # ... and for the input gradient while C (the GEMM's output width there) is this
 # small (no measurement recorded for the limit itself).
 DIRECT_DX_MAX_C = 4
@@ -141,9 +157,16 @@ def wide_input_grad(g: ConvGeometry, dtype, finite) -> bool:
             and (g.C % two == 0 or finite))
 
 
+def short_reduction(g: ConvGeometry) -> bool:
+    """A reduction the direct kernels (their narrow blocks) win on against GEMM: below
+    the wide blocks' limit, or a first layer's up to 7x7x3."""
+    k = reduction(g)
+    return k <= DIRECT_MAX_K or (g.C <= FIRST_LAYER_MAX_C and k <= FIRST_LAYER_MAX_K)
+
+
 def short_or_wide(g: ConvGeometry, dtype) -> bool:
     """A reduction the direct forward wins on: short, or long on the wide blocks."""
-    return reduction(g) <= DIRECT_MAX_K or wide_forward(g, dtype)
+    return short_reduction(g) or wide_forward(g, dtype)
 
 
 _PADDED_FILTERS_MEASURED = (
@@ -182,7 +205,8 @@ FORWARD = [
         "direct-padded-filters",
         lambda g, dt, fin: HAVE_AVX2 and g.F % lanes(dt) != 0,
         lambda g, dt, fin: short_or_wide(g, dt),
-        "AVX2, F not a multiple of the vector width, K <= 48 or K >= WIDE_MIN_K with "
+        "AVX2, F not a multiple of the vector width, K <= 63 (147 for C <= 3) or "
+        "K >= WIDE_MIN_K with "
         "F >= two vectors: the direct kernel on zero-padded filters, copied out",
         _PADDED_FILTERS_MEASURED,
     ),
@@ -211,11 +235,12 @@ FORWARD = [
         "direct",
         lambda g, dt, fin: on_lanes(dt, g.F),
         lambda g, dt, fin: short_or_wide(g, dt),
-        "AVX2, F a multiple of the vector width, K <= 48 (or K >= WIDE_MIN_K on the wide "
+        "AVX2, F a multiple of the vector width, K <= 63 or C <= 3 and K <= 147 (or K >= "
+        "WIDE_MIN_K on the wide "
         "blocks, unpadded)",
         "bench layers a and c (K = 9, 27) 3-4x faster than im2col + GEMM forward (one "
-        "thread); b and d (K = 288) GEMM layers; 48 lies between, the crossover itself "
-        "not measured",
+        "thread); K = 49-63 1.1-2.9x, first layers K = 75 1.5-3.4x and K = 147 0.8-2.7x "
+        "(median 1.15), 2 threads, busy machine (see DIRECT_MAX_K)",
     ),
     Candidate(
         "im2col-gemm",
@@ -281,11 +306,12 @@ DW = [
         "direct-fused",
         lambda g, dt, fin: (on_lanes(dt, g.F) and g.N >= FUSE_MIN_IMAGES and g.OH * g.OW > 0
                             and not (padded_geometry(g) and wide_weight_grad(g, dt))),
-        lambda g, dt, fin: reduction(g) <= DIRECT_MAX_K,
-        "dx on 'direct' or 'planar', K <= 48, at least 16 images: dw and dx in one pass "
-        "over dout, with the bits of the two passes",
+        lambda g, dt, fin: short_reduction(g),
+        "dx on 'direct' or 'planar', K <= 63 (147 for C <= 3), at least 16 images: dw and "
+        "dx in one pass over dout, with the bits of the two passes",
         "paired backward, 2 threads: a128 float64 1.44-1.57x, float32 1.15-1.22x; a "
-        "(batch 32) 1.09-1.17x; c float64 1.07-1.13x",
+        "(batch 32) 1.09-1.17x; c float64 1.07-1.13x; against GEMM dw: K = 49 1.5-2.0x, "
+        "K = 75 1.7-3.2x, K = 147 1.9-3.5x (see DIRECT_MAX_K)",
     ),
     Candidate(
         "direct-wide-padded-copy",
@@ -300,12 +326,13 @@ DW = [
         "direct",
         lambda g, dt, fin: (on_lanes(dt, g.F)
                             and not (padded_geometry(g) and wide_weight_grad(g, dt))),
-        lambda g, dt, fin: reduction(g) <= DIRECT_MAX_K or wide_weight_grad(g, dt),
-        "F a multiple of the vector width, K <= 48, or K >= WIDE_MIN_K with F a multiple "
-        "of two vectors (wide blocks): fixed groups of output rows",
+        lambda g, dt, fin: short_reduction(g) or wide_weight_grad(g, dt),
+        "F a multiple of the vector width, K <= 63 (147 for C <= 3), or K >= WIDE_MIN_K "
+        "with F a multiple of two vectors (wide blocks): fixed groups of output rows",
         "wide blocks, one thread, dw alone against im2col + sgemm (AVX2 blocks): b 7.9 vs "
         "9.8 ms, d 8.7-9.0 vs 11.4, e 1.9-2.0 vs 2.2; short reductions: layers a and c "
-        "2x faster backward (one thread)",
+        "2x faster backward (one thread), K = 49-63 1.3-5.4x, first layers K = 75 and "
+        "147 1.4-4.7x (see DIRECT_MAX_K)",
     ),
     Candidate(
         "im2col-gemm",
@@ -322,10 +349,11 @@ RELU_MAXPOOL = [
         lambda gp, dt, fin: (gp[1].PH * gp[1].PW <= FUSED_MAX_WINDOW
                              and gp[1].N * gp[1].OH * gp[1].OW > 0
                              and on_lanes(dt, gp[0].F, float32_only=True)),
-        lambda gp, dt, fin: reduction(gp[0]) <= DIRECT_MAX_K,
-        "float32, F a multiple of 8, K <= 48, pool window <= 127: conv, ReLU and pooling "
-        "in one kernel that never writes the convolution's output",
-        "none recorded here for the threshold (it is the direct kernels' K <= 48)",
+        lambda gp, dt, fin: short_reduction(gp[0]),
+        "float32, F a multiple of 8, K <= 63 (147 for C <= 3), pool window <= 127: conv, "
+        "ReLU and pooling in one kernel that never writes the convolution's output",
+        "against the separate passes: K = 49 1.1-2.0x, 63 1.1-1.6x, 75 2.2-3.8x, 147 "
+        "1.2-3.1x (see DIRECT_MAX_K)",
     ),
     Candidate(
         "separate",
@@ -459,7 +487,7 @@ def plan_backward(g: ConvGeometry, dtype, finite, input_grad: bool = True
     candidate). The filters are padded when the direct kernels win on the reduction
     (or a forced dx/dw candidate is a direct one); dx and dw are then chosen on the
     padded filter count. dw's 'direct-fused' runs only with dx on 'direct'/'planar'."""
-    short = reduction(g) <= DIRECT_MAX_K or any(
+    short = short_reduction(g) or any(
         _forced.get(p) not in (None, "im2col-gemm", "col2im", "flip") for p in ("dx", "dw"))
     fp = padded_width(g, dtype) if pad_filters(g, dtype, short) else 0
     gb = g._replace(F=fp) if fp else g
