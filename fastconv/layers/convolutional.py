@@ -41,7 +41,8 @@ class Conv2D(_ActivationMixin, _KernelBias, Layer):
                  padding: str = "valid", data_format: Optional[str] = None,
                  dilation_rate: Any = (1, 1), activation: Any = None, use_bias: bool = True,
                  kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any):
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 kernel_constraint: Any = None, bias_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
         self.kernel_size = pair(kernel_size, "kernel_size")
@@ -52,7 +53,7 @@ class Conv2D(_ActivationMixin, _KernelBias, Layer):
         self.activation = _activations.get(activation)
         self.use_bias = bool(use_bias)
         self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
-                          bias_regularizer)
+                          bias_regularizer, kernel_constraint, bias_constraint)
 
     def _hwc(self, input_shape):
         if self.data_format == "channels_first":
@@ -96,10 +97,12 @@ class Conv2D(_ActivationMixin, _KernelBias, Layer):
             raise self._shape_error(input_shape, "the number of channels must be known.")
         self.add_weight(name="kernel", shape=self.kernel_size + (C, self.filters),
                         initializer=self.kernel_initializer,
-                        regularizer=self.kernel_regularizer)
+                        regularizer=self.kernel_regularizer,
+                        constraint=self.kernel_constraint)
         if self.use_bias:
             self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+                            regularizer=self.bias_regularizer,
+                            constraint=self.bias_constraint)
 
     @property
     def _feature_axis(self):
