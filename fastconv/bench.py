@@ -33,7 +33,7 @@ import numpy as np
 from . import _info, _threads, ops
 from .backends import use_backend
 
-__all__ = ["CONV_LAYERS", "POOL_LAYERS", "main", "run"]
+__all__ = ["CONV_LAYERS", "POOL_LAYERS", "UPSAMPLE_LAYERS", "main", "run"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,30 @@ POOL_LAYERS = [
     PoolLayer(f"g{i}{op}", op, *shape)
     for i, shape in enumerate([(32, 26, 26, 32), (128, 30, 30, 32)], start=1)
     for op in ("max", "avg")
+]
+
+
+@dataclass(frozen=True)
+class UpsampleLayer:
+    """UpSampling2D by 2 of x (N, H, W, C): :func:`fastconv.ops.resize2d_forward` against
+    PyTorch's ``interpolate(scale_factor=2)`` (the same half-pixel rule)."""
+
+    name: str
+    mode: str  # 'nearest' or 'bilinear'
+    N: int
+    H: int
+    W: int
+    C: int
+
+    def shape(self) -> str:
+        return f"up2 {self.mode} ({self.N},{self.H},{self.W},{self.C})"
+
+
+# U-Net-like decoder stages.
+UPSAMPLE_LAYERS = [
+    UpsampleLayer(f"u{i}{mode[0]}", mode, *shape)
+    for i, shape in enumerate([(8, 32, 32, 64), (8, 64, 64, 32)], start=1)
+    for mode in ("nearest", "bilinear")
 ]
 
 
@@ -225,6 +249,10 @@ def torch_fwd_bwd(torch, layer, dtype) -> dict:
         def op(t):
             z = F.conv2d(t, w, b, padding=pad)
             return F.max_pool2d(F.relu(z), 2) if layer.block else z
+    elif isinstance(layer, UpsampleLayer):
+        def op(t):
+            return F.interpolate(t, scale_factor=2, mode=layer.mode, **(
+                {"align_corners": False} if layer.mode == "bilinear" else {}))
     else:
         pool = F.max_pool2d if layer.op == "max" else F.avg_pool2d
 
@@ -301,6 +329,22 @@ def pool_fns(layer: PoolLayer, dtype):
     return (lambda: forward(x, 2)), (lambda: backward(dout, cache)), fwd_bwd, keep
 
 
+def upsample_fns(layer: UpsampleLayer, dtype):
+    """As :func:`conv_fns`, for an upsampling by 2."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((layer.N, layer.H, layer.W, layer.C)).astype(dtype)
+    size = (2 * layer.H, 2 * layer.W)
+    out, cache = ops.resize2d_forward(x, size, layer.mode)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+
+    def fwd_bwd():
+        o, c = ops.resize2d_forward(x, size, layer.mode)
+        return o, ops.resize2d_backward(dout, c)
+
+    return (lambda: ops.resize2d_forward(x, size, layer.mode)), (
+        lambda: ops.resize2d_backward(dout, cache)), fwd_bwd, out.nbytes + x.nbytes
+
+
 def course_fns(layer: CourseLayer, dtype):
     """As :func:`conv_fns`, through the CS231n drop-in (NCHW layouts, dict params)."""
     from .compat import cs231n
@@ -339,6 +383,8 @@ def _fns(layer, dtype):
         return conv_fns(layer, dtype)
     if isinstance(layer, CourseLayer):
         return course_fns(layer, dtype)
+    if isinstance(layer, UpsampleLayer):
+        return upsample_fns(layer, dtype)
     return pool_fns(layer, dtype)
 
 
@@ -360,7 +406,7 @@ def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_re
     log(f"# numpy sgemm on {threads} threads: {peak:.0f} GFLOP/s")
     wanted = set(layers) if layers else None
     rows = []
-    for layer in CONV_LAYERS + POOL_LAYERS + COURSE_LAYERS:
+    for layer in CONV_LAYERS + POOL_LAYERS + UPSAMPLE_LAYERS + COURSE_LAYERS:
         if wanted is not None and layer.name not in wanted:
             continue
         if batch is not None and getattr(layer, "N", 1) > 1:
