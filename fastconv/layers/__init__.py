@@ -43,6 +43,7 @@ from .base import (  # noqa: F401
 from .convolutional import Conv2D, Convolution2D
 from .core import ELU, Activation, Dense, Dropout, Flatten, Lambda, LeakyReLU, Maxout, ReLU, Softmax
 from .fused import _ConvReLUMaxPool  # noqa: F401
+from .intensity import RandomBrightness, RandomContrast
 from .merging import (
     Add,
     Average,
@@ -70,7 +71,7 @@ from .pooling import (
     MaxPool2D,
     MaxPooling2D,
 )
-from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, Rescaling
+from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling
 from .regularization import (
     ActivityRegularization,
     GaussianDropout,
@@ -78,6 +79,7 @@ from .regularization import (
     SpatialDropout2D,
 )
 from .reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
+from .resizing import CenterCrop, RandomCrop, Resizing
 
 __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten",
@@ -89,7 +91,8 @@ __all__ = [
     "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "get_layer_class",
     "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape", "Permute",
     "LayerNormalization", "GroupNormalization", "SpatialDropout2D", "GaussianNoise",
-    "GaussianDropout", "ActivityRegularization",
+    "GaussianDropout", "ActivityRegularization", "RandomZoom", "RandomContrast",
+    "RandomBrightness", "RandomCrop", "CenterCrop", "Resizing",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -99,7 +102,8 @@ _LAYERS = {c.__name__: c for c in (
     Rescaling, RandomFlip, RandomTranslation,
     RandomRotation, UpSampling2D, ZeroPadding2D, Cropping2D, Reshape, Permute,
     LayerNormalization, GroupNormalization, SpatialDropout2D, GaussianNoise, GaussianDropout,
-    ActivityRegularization)}
+    ActivityRegularization, RandomZoom, RandomContrast, RandomBrightness, RandomCrop,
+    CenterCrop, Resizing)}
 
 
 def get_layer_class(class_name: str) -> type:
