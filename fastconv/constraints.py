@@ -156,7 +156,8 @@ def apply_constraints(items: Sequence) -> None:
     """Project each weight of ``items`` (``(layer, name, array)``) by its layer's
     constraint, in place; what Keras's optimizers do after each update."""
     for layer, name, arr in items:
-        constraint = layer.constraints.get(name) if layer.constraints else None
+        found = getattr(layer, "constraints", None)  # None: a layer pickled before them
+        constraint = found.get(name) if found else None
         if constraint is not None:
             new = np.asarray(constraint(arr))
             if new.shape != arr.shape:

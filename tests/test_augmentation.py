@@ -184,3 +184,50 @@ def test_augmentation_model_trains(rng):
     x, y = rng.random((16, 8, 10, 3)) * 255, rng.normal(size=(16, 2))
     model.fit(x, y, epochs=1, verbose=0)
     assert model.predict(x, verbose=0).shape == (16, 2)
+
+
+ISSUE16 = ["UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape", "Permute",
+           "LayerNormalization", "GroupNormalization", "SpatialDropout2D", "GaussianNoise",
+           "GaussianDropout", "ActivityRegularization", "RandomZoom", "RandomContrast",
+           "RandomBrightness", "RandomCrop", "CenterCrop", "Resizing"]
+
+
+def test_issue16_names_importable_and_loadable(tmp_path, rng):
+    from fastconv import keras
+    from fastconv.keras import constraints as kc
+
+    for name in ISSUE16:
+        assert getattr(layers, name) is getattr(keras.layers, name)
+        assert name in layers.__all__ and layers.get_layer_class(name) is getattr(layers, name)
+    assert kc.MaxNorm is fastconv.constraints.MaxNorm and keras.constraints.non_neg
+    inputs = keras.Input((8, 8, 3))
+    x = layers.RandomZoom(0.1)(inputs)
+    x = layers.RandomContrast(0.1)(x)
+    x = layers.RandomBrightness(0.1)(x)
+    x = layers.RandomCrop(7, 7)(x)
+    x = layers.CenterCrop(6, 6)(x)
+    x = layers.Resizing(4, 4)(x)
+    x = layers.UpSampling2D()(x)
+    x = layers.ZeroPadding2D(1)(x)
+    x = layers.Cropping2D(1)(x)
+    x = layers.SpatialDropout2D(0.1)(x)
+    x = layers.GaussianNoise(0.1)(x)
+    x = layers.GaussianDropout(0.1)(x)
+    x = layers.GroupNormalization(3)(x)
+    x = layers.LayerNormalization()(x)
+    x = layers.Permute((3, 1, 2))(x)
+    x = layers.Reshape((-1,))(x)
+    x = layers.ActivityRegularization(l2=0.01)(x)
+    model = keras.Model(inputs, layers.Dense(2)(x))
+    model.compile("adam", "mse")
+    data = rng.random((8, 8, 8, 3)) * 255
+    model.fit(data, rng.normal(size=(8, 2)), epochs=1, verbose=0)
+    path = str(tmp_path / "all.keras")
+    model.save(path)
+    again = keras.models.load_model(path)
+    assert [type(la).__name__ for la in again.layers[1:-1]] == ISSUE16[11:17] + [
+        "UpSampling2D", "ZeroPadding2D", "Cropping2D", "SpatialDropout2D", "GaussianNoise",
+        "GaussianDropout", "GroupNormalization", "LayerNormalization", "Permute", "Reshape",
+        "ActivityRegularization"]
+    np.testing.assert_array_equal(again.predict(data, verbose=0), model.predict(data,
+                                                                                verbose=0))

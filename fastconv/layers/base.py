@@ -539,8 +539,9 @@ class Layer:
                   "dtype": None if self.dtype is None else self.dtype.name}
         if self._batch_input_shape is not None:
             config["batch_input_shape"] = list(self._batch_input_shape)
-        if self.activity_regularizer is not None:
-            config["activity_regularizer"] = _regularizers.serialize(self.activity_regularizer)
+        activity = getattr(self, "activity_regularizer", None)
+        if activity is not None:
+            config["activity_regularizer"] = _regularizers.serialize(activity)
         return config
 
     @classmethod

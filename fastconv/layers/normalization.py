@@ -285,9 +285,9 @@ class GroupNormalization(_ScaleCenter, Layer):
                 groups < 1 and groups != -1):
             raise fail("groups", "a positive int, or -1 (one group per channel)", groups)
         self.groups = int(groups)
-        self.axis = _axis_list(axis)[0] if not isinstance(axis, (list, tuple)) else None
-        if self.axis is None:
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise fail("axis", "an int", axis, TypeError)
+        self.axis = int(axis)
         self.epsilon = _epsilon(epsilon)
         self._scale_center_args(center, scale, beta_initializer, gamma_initializer,
                                 beta_regularizer, gamma_regularizer, beta_constraint,
