@@ -20,7 +20,8 @@ import numpy as np
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-EXTENSIONS = ["_openmp", "_conv", "_pool", "_elementwise", "_image", "_resize"]
+EXTENSIONS = ["_openmp", "_conv", "_pool", "_depthwise", "_elementwise", "_image",
+              "_resize"]
 
 
 def _openmp_flags(compiler_type):

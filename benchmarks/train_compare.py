@@ -174,8 +174,9 @@ def overhead(args) -> None:
 
     Kernel time is the time inside fastconv's compiled kernels (every function of its
     extension modules ``_conv``, ``_pool`` and ``_elementwise``, called from the
-    backends, the Dropout layer and the optimizers) and inside the BLAS matrix
-    products of the Dense layers (``fastconv.layers.core._matmul``). The rest (Python,
+    backends, the Dropout layer and the optimizers; the Dense forward runs on ``_conv``)
+    and inside the BLAS matrix products of the Dense layers' backward
+    (``fastconv.layers.core._matmul_blas``). The rest (Python,
     NumPy glue such as reshapes, the bias add and the loss, argument checks,
     allocation) is the overhead that issue 4 bounds.
     """
@@ -203,7 +204,7 @@ def overhead(args) -> None:
 
     # Modules and the names of the functions in them that count as kernels; the
     # callers look these up on the module at every call, so wrapping them there works.
-    targets = [(layers_module, "_matmul", "BLAS matmul (Dense)")]
+    targets = [(layers_module, "_matmul_blas", "BLAS matmul (Dense backward)")]
     for module in (_conv, _pool, _elementwise):
         for name in dir(module):
             fn = getattr(module, name)

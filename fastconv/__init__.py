@@ -17,6 +17,15 @@ from .backends import get_backend, set_backend, use_backend  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def explain_conv(x_shape, w_shape, stride=1, padding="valid", dilation=1, dtype="float32"):
+    """Return and print the compiled kernel each pass of a convolution takes, and why:
+    :func:`fastconv.backends.dispatch.explain_conv` (imported on first use, so that
+    fastconv imports without its compiled modules)."""
+    from .backends import dispatch
+
+    return dispatch.explain_conv(x_shape, w_shape, stride, padding, dilation, dtype)
+
 __all__ = [
     "ops",
     "backends",
@@ -26,5 +35,6 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "show_config",
+    "explain_conv",
     "__version__",
 ]

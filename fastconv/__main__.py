@@ -45,6 +45,34 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keras_coverage(args: argparse.Namespace) -> int:
+    from . import _coverage
+
+    if args.table:
+        sys.stdout.write(_coverage.table())
+        return 0
+    if not args.files:
+        print("python -m fastconv keras-coverage: error: give program files, or --table",
+              file=sys.stderr)
+        return 2
+    missing = 0
+    for path in args.files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                uses = _coverage.scan(f.read(), path)
+        except (OSError, SyntaxError, UnicodeDecodeError) as err:
+            print(f"python -m fastconv keras-coverage: error: {path}: {err}", file=sys.stderr)
+            return 2
+        lacking = [u for u in uses if not u.present]
+        missing += len(lacking)
+        print(f"{path}: {len(uses)} Keras names used, {len(uses) - len(lacking)} in fastconv"
+              + (f", {len(lacking)} missing:" if lacking else "."))
+        for u in lacking:
+            note = "" if u.listed else " (not a Keras 3 name)"
+            print(f"  line {u.line}: {u.name}{note}")
+    return 1 if missing else 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -87,6 +115,17 @@ def main(argv=None) -> int:
                       help="plot file (default: fastconv-demo.png)")
     demo.add_argument("--no-plot", action="store_true", help="do not save the plot")
     demo.set_defaults(func=_demo)
+
+    cov = sub.add_parser(
+        "keras-coverage", help="which Keras names a program uses that fastconv lacks",
+        description="List the Keras names each program uses (through keras, tf.keras or "
+                    "fastconv.keras imports) that fastconv.keras does not have; exit "
+                    "status 1 if any. With --table, print the coverage of every Keras 3 "
+                    "name (docs/keras-compatibility.md).")
+    cov.add_argument("files", nargs="*", help="Python programs to check")
+    cov.add_argument("--table", action="store_true",
+                     help="print the Markdown table of Keras 3 names instead")
+    cov.set_defaults(func=_keras_coverage)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -34,9 +34,10 @@ def _fmt_logs(logs: Dict[str, float]) -> str:
 
 
 class Progbar:
-    """Progress of ``target`` steps; ``verbose`` as in ``fit`` (1 bar, 2 line, 0 none)."""
+    """Progress of ``target`` steps (None: not known, as for a generator's first epoch);
+    ``verbose`` as in ``fit`` (1 bar, 2 line, 0 none)."""
 
-    def __init__(self, target: int, verbose: int = 1, stream=None, width: int = 20,
+    def __init__(self, target: Optional[int], verbose: int = 1, stream=None, width: int = 20,
                  interval: float = 0.05):
         self.target, self.verbose, self.width, self.interval = target, verbose, width, interval
         self.stream = stream if stream is not None else sys.stdout
@@ -48,6 +49,10 @@ class Progbar:
 
     def _line(self, step: int, logs: Dict[str, float], final: bool) -> str:
         elapsed = time.perf_counter() - self.start
+        if self.target is None:  # a generator's epoch: its length is not known yet
+            per = elapsed / max(step, 1)
+            timing = f"{_fmt_time(elapsed)} {_fmt_step(per)}"
+            return f"{step}/Unknown - {timing}{_fmt_logs(logs)}"
         n = len(str(self.target))
         done = int(self.width * step / max(self.target, 1))
         bar = "=" * max(done - 1, 0) + (">" if step < self.target else "=") * (done > 0)

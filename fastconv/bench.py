@@ -528,9 +528,14 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write rows and machine info as JSON")
     p.add_argument("--csv", help="write rows as CSV")
     p.add_argument("--plot", help="draw the speedups into this PNG (needs matplotlib)")
+    p.add_argument("--sweep", type=int, metavar="N",
+                   help="instead of the table: N random layer shapes against PyTorch")
+    p.add_argument("--seed", type=int, default=0, help="the sweep's random seed")
     a = p.parse_args(argv)
     if a.threads < 1 or a.reps < 1:
         p.error("--threads and --reps must be >= 1")
+    if a.sweep is not None:
+        return _sweep_main(p, a)
     torch_ok = not a.no_torch and _torch() is not None
     print(format_header(torch_ok, not a.no_numpy))
     rows, info = run(a.only.split(",") if a.only else None, a.threads, a.dtype, a.reps,
@@ -551,6 +556,27 @@ def main(argv=None) -> int:
                 writer.writerow(d)
     if a.plot:
         _plot(rows, a.plot)
+    return 0
+
+
+def _sweep_main(p, a) -> int:
+    from . import _sweep
+
+    if a.sweep < 1:
+        p.error(f"--sweep must be >= 1. Received: --sweep {a.sweep}")
+    if a.seed < 0:
+        p.error(f"--seed must be >= 0. Received: --seed {a.seed}")
+    torch = None if a.no_torch else _torch()
+    _threads.set_num_threads(a.threads)
+    if torch is not None:
+        torch.set_num_threads(a.threads)
+    print(f"# sweep of {a.sweep} shapes, seed {a.seed}, {a.dtype}, {a.threads} threads, "
+          f"forward + backward, medians of {a.reps}; ratio = PyTorch ms / fastconv ms")
+    print(f"{'shape':40s} {'GFLOP':>7s} {'fc ms':>9s} {'torch ms':>9s}")
+    rows = _sweep.run_sweep(_sweep.sweep_shapes(a.sweep, a.seed), a.dtype, a.reps, torch,
+                            log=lambda line: print(line, flush=True))
+    _threads.set_num_threads(None)
+    print(_sweep.summary(rows))
     return 0
 
 

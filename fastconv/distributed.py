@@ -9,7 +9,7 @@ and the weights stay identical. An ordinary training program needs these lines::
     from fastconv import distributed as dist
 
     dist.init()                                          # 1. join the MPI job
-    x_train, y_train = dist.shard(x_train, y_train)      # 2. this rank's part of the data
+    x_train, y_train = dist.shard(x_train, y_train)      # 2. this rank's samples
     model.compile(optimizer=dist.DistributedOptimizer(keras_optimizer), loss=...)
     dist.broadcast_weights(model)                        # 3. same start on every rank
     model.fit(x_train, y_train, ...)
@@ -19,11 +19,18 @@ and runs as ``mpiexec -n 4 python train.py``. Under MPI (``size() > 1``):
 - ``fit`` prints progress on the root only, and only the root runs ModelCheckpoint and
   CSVLogger; the epoch logs in ``History`` (loss, metrics, validation) are averages
   over the samples of all ranks, identical on every rank, so EarlyStopping decides the
-  same everywhere. Ranks whose shard has fewer batches take empty steps (they add
-  nothing to the average) so that all ranks run the same number of allreduces.
+  same everywhere. Ranks whose shard has fewer batches (data split by hand) take
+  empty steps (they add nothing to the average) so that all ranks run the same number
+  of allreduces.
+- :func:`shard` and :class:`DistributedSampler` split as PyTorch's DistributedSampler
+  does: rank ``r`` takes samples ``r, r + P, ...``, padded by wrapping around so that
+  every rank has as many, and P ranks at batch ``B`` then take the batches of one
+  process at batch ``P * B``. :func:`shard_dataset` does the same per epoch on a
+  global permutation that every rank draws from the shared seed (``shuffle=True``),
+  as a sequence of batches for loops and for ``fit`` on datasets.
 - ``evaluate`` averages over the shards of all ranks and returns the result on every
-  rank; ``predict`` gathers the shards' predictions on the root, in rank order (the
-  original order when the data were split by :func:`shard`), and returns None on the
+  rank; ``predict`` gathers the shards' predictions on the root, in :func:`shard`'s
+  order (the original order, then the padding's repeats), and returns None on the
   other ranks.
 - An uncaught exception on any rank prints its traceback and aborts the whole job
   (``MPI_Abort``), so a failing rank never leaves the others waiting forever.
@@ -50,7 +57,8 @@ from . import optimizers as _optimizers
 from .backends._args import fail
 
 __all__ = ["init", "rank", "size", "is_root", "broadcast_weights", "DistributedOptimizer",
-           "shard", "allreduce_mean", "limit_dask_threads"]
+           "shard", "DistributedSampler", "ShardedDataset", "shard_dataset", "allreduce_mean",
+           "limit_dask_threads"]
 
 _INSTALL_HINT = "pip install 'fastconv[mpi]'"
 
@@ -198,12 +206,25 @@ def allreduce_mean(values: Dict[str, float], count: float) -> Dict[str, float]:
 
 
 def _gather_rows(arr: np.ndarray) -> Optional[np.ndarray]:
-    """Concatenate each rank's ``arr`` along axis 0 on the root (None elsewhere)."""
+    """Each rank's rows ``arr`` gathered on the root in :func:`shard`'s order (None elsewhere).
+
+    When every rank holds the same number of rows (shards from :func:`shard` always
+    do), rank ``r``'s row ``i`` goes to row ``i * P + r``: the original order, followed
+    by the padding's repeats when the data did not divide by ``P``. Otherwise the parts
+    are concatenated in rank order.
+    """
     comm = _world()
     if comm is None:
         return arr
     parts = comm.gather(arr, root=0)
-    return np.concatenate(parts, axis=0) if parts is not None else None
+    if parts is None:
+        return None
+    if len({len(a) for a in parts}) != 1:
+        return np.concatenate(parts, axis=0)
+    out = np.empty((sum(len(a) for a in parts),) + parts[0].shape[1:], parts[0].dtype)
+    for r, a in enumerate(parts):
+        out[r::len(parts)] = a
+    return out
 
 
 class DistributedOptimizer(_optimizers.Optimizer):
@@ -256,6 +277,15 @@ class DistributedOptimizer(_optimizers.Optimizer):
     def get_config(self) -> dict:
         return self.optimizer.get_config()
 
+    def get_state(self) -> dict:
+        return self.optimizer.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self.optimizer.set_state(state)
+
+    def finalize_variable_values(self, params: Sequence[np.ndarray]) -> None:
+        self.optimizer.finalize_variable_values(params)
+
     def apply(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """Average ``grads`` over the ranks (equal weights), then update ``params``."""
         self.apply_step(params, grads, 1, 0.0)
@@ -307,13 +337,107 @@ class DistributedOptimizer(_optimizers.Optimizer):
         return f"DistributedOptimizer({self.optimizer!r})"
 
 
-def shard(x: Any, y: Any = None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
-    """This rank's contiguous block of ``x`` (and ``y``).
+_job_rank = rank  # DistributedSampler's argument ``rank`` (PyTorch's name) hides it
 
-    Rank ``r`` of ``P`` gets samples ``[lo_r, hi_r)`` with ``hi_r - lo_r`` equal to
-    ``n // P`` or ``n // P + 1`` (the first ``n % P`` ranks take one more), so the blocks
-    are disjoint, cover every sample once, and concatenate in rank order to the input.
-    Returns views, not copies. Without MPI or with one rank, returns the input.
+
+class DistributedSampler:
+    """Which samples each rank takes, per epoch, as PyTorch's DistributedSampler does.
+
+    The ``n`` sample indices (a permutation of them, drawn per epoch from ``seed`` when
+    ``shuffle`` is True: the same on every rank, since every rank uses the same seed
+    and epoch) are padded by wrapping around to a multiple of ``num_replicas``, or,
+    with ``drop_last``, cut down to one; rank ``r`` then takes every
+    ``num_replicas``-th index starting at ``r``. So every rank gets the same number of
+    samples, the ranks' sets are disjoint apart from the padding, and step ``k`` of P
+    ranks at batch B covers exactly samples ``k*P*B .. (k+1)*P*B - 1`` of the padded
+    order: the batch ``k`` of one process at batch ``P*B``.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples, at least 1 (at least ``num_replicas`` with ``drop_last``).
+    num_replicas, rank : int, optional
+        Default: :func:`size` and :func:`rank` of the MPI job (1 and 0 without one).
+    shuffle : bool
+        Default True, as in PyTorch. :func:`shard` uses False.
+    seed : int
+        The permutation of epoch ``e`` comes from ``numpy.random.default_rng((seed, e))``.
+    drop_last : bool
+        False (default): pad by repeating the first indices of the order (at most
+        ``num_replicas - 1`` samples are seen twice per epoch). True: drop the last
+        ``n % num_replicas`` indices of the order instead.
+
+    Examples
+    --------
+    >>> s = DistributedSampler(5, num_replicas=2, rank=1, shuffle=False)
+    >>> s.indices().tolist()          # order 0 1 2 3 4 0 (padded), every 2nd from 1
+    [1, 3, 0]
+    """
+
+    def __init__(self, n: int, num_replicas: Optional[int] = None, rank: Optional[int] = None,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+        self.num_replicas = size() if num_replicas is None else _int_at_least(
+            "num_replicas", num_replicas, 1)
+        self.rank = _job_rank() if rank is None else _int_at_least("rank", rank, 0)
+        if self.rank >= self.num_replicas:
+            raise fail("rank", f"a rank in [0, {self.num_replicas - 1}]", rank)
+        self.drop_last = bool(drop_last)
+        self.n = _int_at_least("n", n, self.num_replicas if self.drop_last else 1)
+        self.shuffle = bool(shuffle)
+        self.seed = _int_at_least("seed", seed, 0)
+        self.epoch = 0
+        p = self.num_replicas
+        self.num_samples = self.n // p if self.drop_last else -(-self.n // p)
+        self.total_size = self.num_samples * p
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose permutation :meth:`indices` returns (as in PyTorch)."""
+        self.epoch = _int_at_least("epoch", epoch, 0)
+
+    def indices(self) -> np.ndarray:
+        """This rank's ``num_samples`` sample indices for the current epoch (int64)."""
+        order = (np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+                 if self.shuffle else np.arange(self.n))
+        if self.total_size > self.n:
+            order = np.resize(order, self.total_size)  # repeats from the start: wraps around
+        else:
+            order = order[:self.total_size]
+        return order[self.rank::self.num_replicas]
+
+    def __iter__(self):
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __repr__(self) -> str:
+        return (f"DistributedSampler(n={self.n}, num_replicas={self.num_replicas}, "
+                f"rank={self.rank}, shuffle={self.shuffle}, seed={self.seed}, "
+                f"drop_last={self.drop_last})")
+
+
+def _int_at_least(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise fail(name, f"an int >= {low}", value)
+    return int(value)
+
+
+def shard(x: Any, y: Any = None, *, drop_last: bool = False
+          ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """This rank's samples of ``x`` (and ``y``): every P-th, from its rank on.
+
+    Rank ``r`` of ``P`` gets samples ``r, r + P, r + 2P, ...`` of ``x`` padded (by
+    wrapping around to its first samples) to a multiple of ``P`` samples, or, with
+    ``drop_last=True``, cut to one: :class:`DistributedSampler` with
+    ``shuffle=False``, PyTorch's and tf.data's convention. So every rank has the same
+    number of samples and runs the same number of steps, and P ranks at batch ``B``
+    with ``shuffle=False`` take the batches of one process at batch ``P * B`` on the
+    padded samples. Returns C-contiguous copies. Without MPI or with one rank,
+    returns the input.
+
+    The padding repeats at most ``P - 1`` samples; for an exact ``evaluate`` over
+    shards, use ``drop_last=True`` on data whose length is a multiple of ``P``, or
+    evaluate on the root alone.
     """
     xa = np.asarray(x)
     if xa.ndim == 0:
@@ -324,14 +448,106 @@ def shard(x: Any, y: Any = None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarr
         if ya.ndim == 0 or len(ya) != n:
             raise ValueError(f"`x` and `y` must have the same number of samples. Received: "
                              f"{n} and {ya.shape[0] if ya.ndim else 'a scalar'}")
-    p, r = size(), rank()
-    if n < p:
-        raise fail("x", f"at least one sample per rank ({p} ranks)", f"{n} samples")
-    lo = r * (n // p) + min(r, n % p)
-    hi = lo + n // p + (1 if r < n % p else 0)
+    p = size()
+    if p == 1:
+        return xa if y is None else (xa, ya)
+    if n < (p if drop_last else 1):
+        raise fail("x", f"at least {p if drop_last else 1} sample(s) for {p} ranks"
+                   + (" with drop_last=True" if drop_last else ""), f"{n} samples")
+    idx = DistributedSampler(n, p, rank(), shuffle=False, drop_last=drop_last).indices()
     if y is None:
-        return xa[lo:hi]
-    return xa[lo:hi], ya[lo:hi]
+        return np.ascontiguousarray(xa[idx])
+    return np.ascontiguousarray(xa[idx]), np.ascontiguousarray(ya[idx])
+
+
+class ShardedDataset:
+    """This rank's batches of ``(x, y)``, drawn per epoch by a :class:`DistributedSampler`.
+
+    A Keras ``PyDataset``-style sequence (``len()`` batches, ``[i]`` the i-th batch,
+    ``on_epoch_end()``). Every rank builds it on the whole data with
+    the same ``seed``; in epoch ``e`` all ranks draw the same permutation of all the
+    samples and rank ``r`` takes every P-th of it from ``r``, so P ranks at batch ``B``
+    take, step by step, exactly the samples of one process at batch ``P * B`` on that
+    permutation. ``fit`` calls :meth:`set_epoch` before each epoch (so a run resumed
+    with ``initial_epoch`` sees the permutations of an uninterrupted one);
+    :meth:`on_epoch_end` moves to the next epoch for loops of one's own. Pass
+    ``shuffle=False`` to ``fit``: the dataset shuffles, and ``fit`` would otherwise
+    also permute its batch order.
+
+    Parameters
+    ----------
+    x : array (N, ...) or list of arrays
+        The whole data set (every rank passes all of it).
+    y : array (N, ...) or None
+        Targets; None yields ``x`` batches alone (for ``predict``).
+    batch_size : int
+        Per rank.
+    shuffle, seed, drop_last, num_replicas, rank
+        As for :class:`DistributedSampler` (the last two default to the MPI job's).
+    """
+
+    def __init__(self, x: Any, y: Any = None, batch_size: int = 32, shuffle: bool = True,
+                 seed: int = 0, drop_last: bool = False, num_replicas: Optional[int] = None,
+                 rank: Optional[int] = None):
+        self._xs = [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else [
+            np.asarray(x)]
+        if any(a.ndim == 0 for a in self._xs):
+            raise fail("x", "arrays with a batch axis", x)
+        n = len(self._xs[0])
+        if any(len(a) != n for a in self._xs):
+            raise ValueError("`x` arrays must have the same number of samples. Received: "
+                             f"{[len(a) for a in self._xs]}")
+        self._multi = isinstance(x, (list, tuple))
+        self._y = None if y is None else np.asarray(y)
+        if self._y is not None and (self._y.ndim == 0 or len(self._y) != n):
+            raise ValueError(f"`x` and `y` must have the same number of samples. Received: "
+                             f"{n} and {self._y.shape[0] if self._y.ndim else 'a scalar'}")
+        self.batch_size = _int_at_least("batch_size", batch_size, 1)
+        self.sampler = DistributedSampler(n, num_replicas, rank, shuffle=shuffle, seed=seed,
+                                          drop_last=drop_last)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the samples of epoch ``epoch`` (the same permutation on every rank)."""
+        self.sampler.set_epoch(epoch)
+        self._indices = self.sampler.indices()
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def __getitem__(self, i: int):
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not \
+                -len(self) <= i < len(self):
+            raise IndexError(f"batch index {i!r} out of range for {len(self)} batches")
+        i = int(i) % len(self)
+        idx = self._indices[i * self.batch_size:(i + 1) * self.batch_size]
+        xb = [a[idx] for a in self._xs]
+        xb = xb if self._multi else xb[0]
+        return xb if self._y is None else (xb, self._y[idx])
+
+    def on_epoch_end(self) -> None:
+        self.set_epoch(self.epoch + 1)
+
+    def __repr__(self) -> str:
+        return (f"ShardedDataset({len(self)} batches of {self.batch_size}, "
+                f"{self.sampler!r})")
+
+
+def shard_dataset(x: Any, y: Any = None, batch_size: int = 32, shuffle: bool = True,
+                  seed: int = 0, drop_last: bool = False, num_replicas: Optional[int] = None,
+                  rank: Optional[int] = None) -> ShardedDataset:
+    """This rank's batches, reshuffled globally each epoch: see :class:`ShardedDataset`.
+
+    ``model.fit(dist.shard_dataset(x, y, batch_size=64, seed=0), epochs=5)`` on every
+    rank, with the whole ``x``, ``y``, is the distributed form of ``model.fit(x, y,
+    batch_size=64 * P, shuffle=True)``.
+    """
+    return ShardedDataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                          drop_last=drop_last, num_replicas=num_replicas, rank=rank)
 
 
 def limit_dask_threads(client: Any) -> Dict[str, int]:

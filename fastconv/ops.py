@@ -16,12 +16,15 @@ __all__ = [
     "conv2d_relu_backward",
     "conv2d_relu_maxpool_forward",
     "conv2d_relu_maxpool_backward",
+    "depthwise_conv2d_forward",
+    "depthwise_conv2d_backward",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
     "avgpool2d_backward",
     "relu_forward",
     "relu_backward",
+    "matmul",
     "resize2d_forward",
     "resize2d_backward",
 ]
@@ -67,6 +70,18 @@ def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
         dout, cache, input_grad)
 
 
+def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """Depthwise 2-D convolution, NHWC, w (KH, KW, C, M); see
+    :func:`fastconv.backends.numpy.depthwise_conv2d_forward`."""
+    return active_module().depthwise_conv2d_forward(x, w, b, stride, padding, dilation)
+
+
+def depthwise_conv2d_backward(dout, cache, input_grad=True):
+    """``(dx, dw, db)``; see :func:`fastconv.backends.numpy.depthwise_conv2d_backward`."""
+    return _cache_module(cache, "depthwise_conv2d").depthwise_conv2d_backward(
+        dout, cache, input_grad)
+
+
 def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     """2-D max pooling; see :func:`fastconv.backends.numpy.maxpool2d_forward`."""
     return active_module().maxpool2d_forward(x, pool_size, strides, padding)
@@ -95,6 +110,11 @@ def relu_forward(x):
 def relu_backward(dout, cache):
     """``dx``; see :func:`fastconv.backends.numpy.relu_backward`."""
     return _cache_module(cache, "relu").relu_backward(dout, cache)
+
+
+def matmul(a, b, out=None):
+    """``a @ b``; see :func:`fastconv.backends.numpy.matmul`."""
+    return active_module().matmul(a, b, out)
 
 
 def resize2d_forward(x, size, interpolation="bilinear"):

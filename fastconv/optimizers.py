@@ -1,24 +1,53 @@
-"""Gradient-descent optimizers (Keras: ``keras.optimizers``), with Keras's defaults.
+"""Gradient-descent optimizers (Keras: ``keras.optimizers``), with Keras 3's defaults and
+update rules.
 
 ``apply(params, grads)`` updates every array of ``params`` in place from the matching
 gradient. State (velocities, moments) is allocated once, on the first call, and
-updated in place afterwards. Update rules, for a weight ``w`` with gradient ``g``:
+updated in place afterwards. One step, as Keras 3 orders it:
 
-- ``SGD``: ``w -= lr * g``; with momentum ``v = momentum * v - lr * g`` then ``w += v``
-  (nesterov: ``w += momentum * v - lr * g``).
-- ``Adam``: ``m += (1 - beta_1) * (g - m)``, ``v += (1 - beta_2) * (g**2 - v)``,
-  ``w -= lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)``.
-- ``RMSprop``: ``v = rho * v + (1 - rho) * g**2``, ``w -= lr * g / sqrt(v + epsilon)``
-  (centered: ``v - mean_g**2`` under the root; momentum: accumulate the step first).
+1. the learning rate of the step: a float, or a schedule
+   (:mod:`fastconv.schedules`) evaluated at ``iterations`` (0 for the first step);
+2. the gradients clipped: ``clipnorm`` (each gradient to that L2 norm at most),
+   ``global_clipnorm`` (all of them together), or ``clipvalue`` (each element to
+   ``[-v, v]``); at most one of the three;
+3. weight decay, when ``weight_decay`` is set: ``w -= w * weight_decay * lr``;
+4. the update rule, for a weight ``w`` with gradient ``g``:
+
+   - ``SGD``: ``w -= lr * g``; with momentum ``v = momentum * v - lr * g`` then
+     ``w += v`` (nesterov: ``w += momentum * v - lr * g``).
+   - ``Adam``: ``m += (1 - beta_1) * (g - m)``, ``v += (1 - beta_2) * (g**2 - v)``,
+     ``w -= lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)``
+     (``amsgrad``: the running maximum of ``v`` in the denominator). ``AdamW`` is
+     Adam with ``weight_decay=0.004``.
+   - ``Nadam``: Adam with Nesterov momentum and the momentum schedule
+     ``u_t = beta_1 * (1 - 0.5 * 0.96**t)``.
+   - ``Adamax``: ``u = max(beta_2 * u, |g|)``, ``w -= lr * m / ((1 - beta_1**t) * (u +
+     epsilon))``.
+   - ``Adagrad``: ``a += g**2``, ``w -= lr * g / sqrt(a + epsilon)``.
+   - ``Adadelta``: ``a = rho a + (1 - rho) g**2``, ``d = -sqrt(s + eps) / sqrt(a + eps)
+     * g``, ``s = rho s + (1 - rho) d**2``, ``w += lr * d``.
+   - ``Lion``: ``w -= lr * sign(beta_1 m + (1 - beta_1) g)``, then ``m = beta_2 m +
+     (1 - beta_2) g``.
+   - ``RMSprop``: ``v = rho * v + (1 - rho) * g**2``, ``w -= lr * g / sqrt(v +
+     epsilon)`` (centered: ``v - mean_g**2`` under the root; momentum: accumulate the
+     step first).
+5. with ``use_ema``, the moving average ``e = m e + (1 - m) w`` (``m =
+   ema_momentum``, 0 on the first step), copied into the weights every
+   ``ema_overwrite_frequency`` steps and at the end of ``fit``
+   (:meth:`Optimizer.finalize_variable_values`).
+
+Adam's update runs as one compiled call over all the weight arrays; the other rules
+run on NumPy.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, List, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from . import schedules as _schedules
 from ._threads import get_num_threads
 from .backends._args import fail
 
@@ -27,7 +56,10 @@ try:  # the compiled element-wise kernels, when the extension is built
 except ImportError:  # pragma: no cover - the NumPy code below does the same
     _compiled = None
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "serialize"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Nadam", "Adamax", "Adagrad", "Adadelta",
+           "Lion", "RMSprop", "get", "serialize", "deserialize", "schedules"]
+
+schedules = _schedules
 
 
 def _positive(name, value, allow_zero=False):
@@ -49,62 +81,247 @@ def _copy_slot(s):
     return np.array(s, copy=True)
 
 
-class Optimizer:
-    """Base class. ``learning_rate`` may be changed between steps (callbacks do)."""
+_BASE_DEFAULTS = {"weight_decay": None, "clipnorm": None, "clipvalue": None,
+                  "global_clipnorm": None, "use_ema": False, "ema_momentum": 0.99,
+                  "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                  "gradient_accumulation_steps": None}
 
-    def __init__(self, learning_rate: float):
-        self.learning_rate = _positive("learning_rate", learning_rate)
+
+class Optimizer:
+    """Base class, with Keras 3's common arguments (see the module docstring for what
+    each does in a step).
+
+    ``learning_rate`` is a float or a :class:`fastconv.schedules.LearningRateSchedule`;
+    reading ``optimizer.learning_rate`` gives the rate of the next step. Callbacks may
+    assign a float to it, unless the optimizer was created with a schedule (TypeError,
+    as in Keras). ``loss_scale_factor`` and ``gradient_accumulation_steps`` are taken
+    for Keras's signature and must be None.
+    """
+
+    def __init__(self, learning_rate: Any, weight_decay: Optional[float] = None,
+                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None, use_ema: bool = False,
+                 ema_momentum: float = 0.99, ema_overwrite_frequency: Optional[int] = None,
+                 loss_scale_factor: Any = None, gradient_accumulation_steps: Any = None,
+                 name: Optional[str] = None, **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
+                            f"{sorted(kwargs)}")
+        if isinstance(learning_rate, _schedules.LearningRateSchedule):
+            self._learning_rate: Any = learning_rate
+        elif isinstance(learning_rate, dict):  # a serialized schedule (a saved config)
+            self._learning_rate = _schedules.deserialize(learning_rate)
+        else:
+            self._learning_rate = _positive("learning_rate", learning_rate)
+        self.weight_decay = None if weight_decay is None else _positive(
+            "weight_decay", weight_decay, allow_zero=True)
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue,
+                 "global_clipnorm": global_clipnorm}
+        given = [k for k, v in clips.items() if v is not None]
+        if len(given) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can "
+                             f"be set. Received: {', '.join(f'{k}={clips[k]}' for k in given)}")
+        self.clipnorm, self.clipvalue, self.global_clipnorm = (
+            None if v is None else _positive(k, v) for k, v in clips.items())
+        self.use_ema = bool(use_ema)
+        if not 0 <= _positive("ema_momentum", ema_momentum, allow_zero=True) <= 1:
+            raise fail("ema_momentum", "a number in [0, 1]", ema_momentum)
+        self.ema_momentum = float(ema_momentum)
+        if ema_overwrite_frequency is not None and (
+                isinstance(ema_overwrite_frequency, bool)
+                or not isinstance(ema_overwrite_frequency, (int, np.integer))
+                or ema_overwrite_frequency < 1):
+            raise fail("ema_overwrite_frequency", "a positive int or None",
+                       ema_overwrite_frequency)
+        self.ema_overwrite_frequency = ema_overwrite_frequency
+        for key, value in (("loss_scale_factor", loss_scale_factor),
+                           ("gradient_accumulation_steps", gradient_accumulation_steps)):
+            if value is not None:
+                raise NotImplementedError(f"fastconv's optimizers do not implement {key}")
+        self.name = name or _snake(type(self).__name__)
         self.iterations = 0
         self._state: List[Any] = []
+        self._ema: Optional[List[np.ndarray]] = None
 
+    # -- the learning rate ------------------------------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next step (a schedule evaluated at ``iterations``)."""
+        lr = self._learning_rate
+        if isinstance(lr, _schedules.LearningRateSchedule):
+            return float(lr(self.iterations))
+        return lr
+
+    @learning_rate.setter
+    def learning_rate(self, value: Any) -> None:
+        if isinstance(value, _schedules.LearningRateSchedule):
+            self._learning_rate = value
+            return
+        if isinstance(self._learning_rate, _schedules.LearningRateSchedule):
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object "
+                            "as its `learning_rate` constructor argument, hence its learning "
+                            "rate is not settable. If you need the learning rate to be "
+                            "settable, you should instantiate the optimizer with a float "
+                            "`learning_rate` argument.")
+        self._learning_rate = _positive("learning_rate", value, allow_zero=True)
+
+    # -- one step ---------------------------------------------------------------------
     def apply(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """Update each ``params[i]`` in place from ``grads[i]`` (same shape and dtype)."""
         if not self._state or len(self._state) != len(params):
             self._state = [self._new_state(p) for p in params]
+            self._after_set_state()
+        lr = self.learning_rate
+        grads = self._clip(grads)
+        if self.weight_decay:
+            for p in params:
+                p -= p * p.dtype.type(self.weight_decay) * p.dtype.type(lr)
+        self._update_all(params, grads, lr)
+        if self.use_ema:
+            self._update_ema(params)
         self.iterations += 1
+
+    def _update_all(self, params, grads, lr) -> None:
         for p, g, s in zip(params, grads, self._state):
-            self._update(p, g, s)
+            self._update(p, g, s, lr)
+
+    def _clip(self, grads):
+        if self.clipnorm:
+            return [_clip_by_norm(g, self.clipnorm) for g in grads]
+        if self.global_clipnorm:
+            norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
+            scale = self.global_clipnorm * min(1.0 / norm if norm else math.inf,
+                                               1.0 / self.global_clipnorm)
+            if not math.isfinite(norm):
+                scale = math.nan  # as Keras: an Inf or NaN norm makes every step NaN
+            return [g * g.dtype.type(scale) for g in grads]
+        if self.clipvalue:
+            return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
+    def _update_ema(self, params) -> None:
+        if self._ema is None or len(self._ema) != len(params):
+            self._ema = [p.copy() for p in params]
+        momentum = self.ema_momentum if self.iterations != 0 else 0.0
+        for e, p in zip(self._ema, params):
+            e *= e.dtype.type(momentum)
+            e += e.dtype.type(1 - momentum) * p
+        f = self.ema_overwrite_frequency
+        if f and (self.iterations + 1) % f == 0:
+            self._overwrite_with_ema(params)
+
+    def _overwrite_with_ema(self, params) -> None:
+        for e, p in zip(self._ema or [], params):
+            p[...] = e
+
+    def finalize_variable_values(self, params: Sequence[np.ndarray]) -> None:
+        """At the end of ``fit``: with ``use_ema``, the weights take their moving averages."""
+        if self.use_ema and self._ema is not None:
+            self._overwrite_with_ema(params)
 
     def _new_state(self, p):
         return None
 
-    def _update(self, p, g, state):
+    def _update(self, p, g, state, lr):
         raise NotImplementedError
 
+    # -- config and state -------------------------------------------------------------
+    def _base_config(self) -> dict:
+        lr = self._learning_rate
+        return {"name": self.name,
+                "learning_rate": (_schedules.serialize(lr)
+                                  if isinstance(lr, _schedules.LearningRateSchedule) else lr),
+                "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
+                "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue,
+                "use_ema": self.use_ema, "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": self.ema_overwrite_frequency,
+                "loss_scale_factor": None, "gradient_accumulation_steps": None}
+
     def get_config(self) -> dict:
-        return {"learning_rate": self.learning_rate}
+        """Keras's config: the common arguments, then the optimizer's own."""
+        return self._base_config()
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
 
     def get_state(self) -> dict:
-        """A copy of what the next steps depend on: ``{"iterations", "slots"}``.
+        """A copy of what the next steps depend on: ``{"iterations", "slots", "extra"}``.
 
         ``slots`` holds, per weight, that weight's state (None, an array, or a tuple or
-        dict of arrays: moments, velocities) copied, so that ``set_state`` of it later
-        resumes exactly where this call stood (BackupAndRestore uses it).
+        dict of arrays: moments, velocities) copied, and ``extra`` the optimizer's
+        other state (the EMA of the weights, Nadam's momentum product), so that
+        ``set_state`` of it later resumes exactly where this call stood
+        (BackupAndRestore uses it).
         """
         return {"iterations": int(self.iterations),
-                "slots": [_copy_slot(s) for s in self._state]}
+                "slots": [_copy_slot(s) for s in self._state],
+                "extra": {"ema": None if self._ema is None else [e.copy() for e in self._ema],
+                          **self._extra_state()}}
 
     def set_state(self, state: dict) -> None:
         """Restore what :meth:`get_state` returned (on an optimizer of the same config)."""
-        if not isinstance(state, dict) or set(state) != {"iterations", "slots"}:
-            raise fail("state", "a dict with keys 'iterations' and 'slots'", state)
+        if not isinstance(state, dict) or not {"iterations", "slots"} <= set(state) or not \
+                set(state) <= {"iterations", "slots", "extra"}:
+            raise fail("state", "a dict with keys 'iterations', 'slots' (and 'extra')", state)
         it = state["iterations"]
         if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or it < 0:
             raise fail("state['iterations']", "an int >= 0", it)
         self.iterations = int(it)
         self._state = [_copy_slot(s) for s in state["slots"]]
+        extra = dict(state.get("extra") or {})
+        ema = extra.pop("ema", None)
+        self._ema = None if ema is None else [np.array(e, copy=True) for e in ema]
+        self._set_extra_state(extra)
         self._after_set_state()
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _set_extra_state(self, extra: dict) -> None:
+        """Restore :meth:`_extra_state`."""
 
     def _after_set_state(self) -> None:
         """Rebuild views of ``_state`` a subclass keeps (Adam's moment lists)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
+def _clip_by_norm(g, clipnorm):
+    # Keras: g * clipnorm / max(||g||, clipnorm), with a zero gradient left alone.
+    norm = math.sqrt(float(np.vdot(g, g)))
+    return g * g.dtype.type(clipnorm) / g.dtype.type(max(norm, clipnorm))
+
+
+def _adam_args(opt, beta_1, beta_2, epsilon) -> None:
+    """beta_1, beta_2 and epsilon, checked, on ``opt`` (the Adam family)."""
+    opt.beta_1, opt.beta_2 = _beta("beta_1", beta_1), _beta("beta_2", beta_2)
+    opt.epsilon = _positive("epsilon", epsilon, allow_zero=True)
+
+
+def _adam_config(opt) -> dict:
+    return {**opt._base_config(), "beta_1": opt.beta_1, "beta_2": opt.beta_2,
+            "epsilon": opt.epsilon}
+
+
+def _beta(name, value):
+    if not 0 <= _positive(name, value, allow_zero=True) < 1:
+        raise fail(name, "a number in [0, 1)", value)
+    return float(value)
 
 
 class SGD(Optimizer):
     """Stochastic gradient descent, optionally with (Nesterov) momentum."""
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0,
-                 nesterov: bool = False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0,
+                 nesterov: bool = False, **kwargs: Any):
+        super().__init__(learning_rate, **kwargs)
         self.momentum = _positive("momentum", momentum, allow_zero=True)
         if self.momentum >= 1:
             raise fail("momentum", "a number in [0, 1)", momentum)
@@ -113,8 +330,8 @@ class SGD(Optimizer):
     def _new_state(self, p):
         return np.zeros_like(p) if self.momentum else None
 
-    def _update(self, p, g, v):
-        lr = p.dtype.type(self.learning_rate)
+    def _update(self, p, g, v, lr):
+        lr = p.dtype.type(lr)
         if v is None:
             # Exactly w_new = w_old - lr * grad, as the lecture writes it.
             p -= lr * g
@@ -128,34 +345,32 @@ class SGD(Optimizer):
             p += v
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "momentum": self.momentum,
-                "nesterov": self.nesterov}
+        return {**self._base_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
 class Adam(Optimizer):
     """Adam (Kingma and Ba), with Keras's defaults and epsilon outside the root."""
 
-    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9,
-                 beta_2: float = 0.999, epsilon: float = 1e-7):
-        super().__init__(learning_rate)
-        for name, b in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= _positive(name, b, allow_zero=True) < 1:
-                raise fail(name, "a number in [0, 1)", b)
-        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
-        self.epsilon = _positive("epsilon", epsilon, allow_zero=True)
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, amsgrad: bool = False,
+                 **kwargs: Any):
+        super().__init__(learning_rate, **kwargs)
+        _adam_args(self, beta_1, beta_2, epsilon)
+        self.amsgrad = bool(amsgrad)
         self._moments: tuple = ([], [])  # the m and v arrays of _state, for the compiled call
 
     def _new_state(self, p):
+        if self.amsgrad:
+            return np.zeros_like(p), np.zeros_like(p), np.empty_like(p), np.zeros_like(p)
         return np.zeros_like(p), np.zeros_like(p), np.empty_like(p)
 
     def _after_set_state(self):
         self._moments = ([s[0] for s in self._state], [s[1] for s in self._state])
 
-    def apply(self, params, grads):
+    def _update_all(self, params, grads, lr):
         t = self.iterations + 1
-        self._alpha = (self.learning_rate * math.sqrt(1 - self.beta_2 ** t)
-                       / (1 - self.beta_1 ** t))
-        if _compiled is not None and self._state and len(self._state) == len(params):
+        self._alpha = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        if _compiled is not None and not self.amsgrad:
             # Every array in one compiled call (one parallel region per step). It checks
             # all of them before changing any; arrays it does not take (another dtype,
             # not contiguous) go through _update below, one by one.
@@ -168,15 +383,13 @@ class Adam(Optimizer):
             except (TypeError, ValueError):
                 pass
             else:
-                self.iterations += 1
                 return
-        super().apply(params, grads)
-        self._moments = ([s[0] for s in self._state], [s[1] for s in self._state])
+        super()._update_all(params, grads, lr)
 
-    def _update(self, p, g, state):
-        m, v, tmp = state
-        if _compiled is not None and p.flags.c_contiguous and g.flags.c_contiguous \
-                and g.dtype == p.dtype:
+    def _update(self, p, g, state, lr):
+        m, v, tmp = state[:3]
+        if _compiled is not None and not self.amsgrad and p.flags.c_contiguous \
+                and g.flags.c_contiguous and g.dtype == p.dtype:
             # The same arithmetic in one compiled pass instead of eleven NumPy passes.
             _compiled.adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
                                   1 - self.beta_1, 1 - self.beta_2, self.epsilon,
@@ -190,26 +403,171 @@ class Adam(Optimizer):
         tmp -= v
         tmp *= dt(1 - self.beta_2)
         v += tmp
-        np.sqrt(v, out=tmp)
+        if self.amsgrad:
+            v_hat = state[3]
+            np.maximum(v_hat, v, out=v_hat)
+            np.sqrt(v_hat, out=tmp)
+        else:
+            np.sqrt(v, out=tmp)
         tmp += dt(self.epsilon)
         np.divide(m, tmp, out=tmp)
         tmp *= dt(self._alpha)
         p -= tmp
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1,
-                "beta_2": self.beta_2, "epsilon": self.epsilon}
+        return {**_adam_config(self), "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter): ``weight_decay=0.004``."""
+
+    def __init__(self, learning_rate: Any = 0.001, weight_decay: float = 0.004,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 amsgrad: bool = False, **kwargs: Any):
+        if weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: "
+                             "weight_decay=None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad,
+                         weight_decay=weight_decay, **kwargs)
+
+
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum (Dozat), with Keras's momentum schedule."""
+
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, **kwargs: Any):
+        super().__init__(learning_rate, **kwargs)
+        _adam_args(self, beta_1, beta_2, epsilon)
+        self._u_product = 1.0
+
+    def _new_state(self, p):
+        return np.zeros_like(p), np.zeros_like(p)
+
+    def _update_all(self, params, grads, lr):
+        t = self.iterations + 1
+        b1, b2 = self.beta_1, self.beta_2
+        u_t = b1 * (1.0 - 0.5 * 0.96 ** t)
+        u_t1 = b1 * (1.0 - 0.5 * 0.96 ** (t + 1))
+        self._u_product *= u_t            # the product of u_1 .. u_t
+        u_prod, u_prod_1 = self._u_product, self._u_product * u_t1
+        for p, g, (m, v) in zip(params, grads, self._state):
+            dt = p.dtype.type
+            m += (g - m) * dt(1 - b1)
+            v += (g * g - v) * dt(1 - b2)
+            m_hat = dt(u_t1) * m / dt(1 - u_prod_1) + dt(1 - u_t) * g / dt(1 - u_prod)
+            v_hat = v / dt(1 - b2 ** t)
+            p -= m_hat * dt(lr) / (np.sqrt(v_hat) + dt(self.epsilon))
+
+    def _extra_state(self):
+        return {"u_product": self._u_product}
+
+    def _set_extra_state(self, extra):
+        self._u_product = float(extra.get("u_product", 1.0))
+
+    def get_config(self):
+        return _adam_config(self)
+
+
+class Adamax(Optimizer):
+    """Adam on the infinity norm (Kingma and Ba, section 7)."""
+
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, **kwargs: Any):
+        super().__init__(learning_rate, **kwargs)
+        _adam_args(self, beta_1, beta_2, epsilon)
+
+    def _new_state(self, p):
+        return np.zeros_like(p), np.zeros_like(p)
+
+    def _update(self, p, g, state, lr):
+        m, u = state
+        dt = p.dtype.type
+        m += (g - m) * dt(1 - self.beta_1)
+        np.maximum(dt(self.beta_2) * u, np.abs(g), out=u)
+        p -= dt(lr) * m / (dt(1 - self.beta_1 ** (self.iterations + 1)) * (u + dt(self.epsilon)))
+
+    def get_config(self):
+        return _adam_config(self)
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al.): per-weight rates from the sum of squared gradients."""
+
+    def __init__(self, learning_rate: Any = 0.001, initial_accumulator_value: float = 0.1,
+                 epsilon: float = 1e-7, **kwargs: Any):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = _positive(
+            "initial_accumulator_value", initial_accumulator_value, allow_zero=True)
+        self.epsilon = _positive("epsilon", epsilon, allow_zero=True)
+
+    def _new_state(self, p):
+        return np.full_like(p, self.initial_accumulator_value)
+
+    def _update(self, p, g, acc, lr):
+        dt = p.dtype.type
+        acc += g * g
+        p -= dt(lr) * g / np.sqrt(acc + dt(self.epsilon))
+
+    def get_config(self):
+        return {**self._base_config(),
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler), with Keras's defaults (learning_rate 0.001, rho 0.95)."""
+
+    def __init__(self, learning_rate: Any = 0.001, rho: float = 0.95, epsilon: float = 1e-7,
+                 **kwargs: Any):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _beta("rho", rho)
+        self.epsilon = _positive("epsilon", epsilon, allow_zero=True)
+
+    def _new_state(self, p):
+        return np.zeros_like(p), np.zeros_like(p)
+
+    def _update(self, p, g, state, lr):
+        acc_grad, acc_delta = state
+        dt = p.dtype.type
+        rho, eps = dt(self.rho), dt(self.epsilon)
+        acc_grad[...] = rho * acc_grad + (1 - rho) * (g * g)
+        delta = -(np.sqrt(acc_delta + eps) * g) / np.sqrt(acc_grad + eps)
+        acc_delta[...] = rho * acc_delta + (1 - rho) * (delta * delta)
+        p += dt(lr) * delta
+
+    def get_config(self):
+        return {**self._base_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al.): the sign of an interpolated momentum."""
+
+    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.99,
+                 **kwargs: Any):
+        super().__init__(learning_rate, **kwargs)
+        if not 0 < _positive("beta_1", beta_1, allow_zero=True) <= 1:
+            raise fail("beta_1", "a number in (0, 1]", beta_1)
+        self.beta_1, self.beta_2 = float(beta_1), _beta("beta_2", beta_2)
+
+    def _new_state(self, p):
+        return np.zeros_like(p)
+
+    def _update(self, p, g, m, lr):
+        dt = p.dtype.type
+        p -= dt(lr) * np.sign(m * dt(self.beta_1) + g * dt(1 - self.beta_1))
+        m[...] = m * dt(self.beta_2) + g * dt(1 - self.beta_2)
+
+    def get_config(self):
+        return {**self._base_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
 
 
 class RMSprop(Optimizer):
     """RMSprop (Hinton), with Keras's defaults (rho 0.9, epsilon 1e-7 inside the root)."""
 
-    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
-                 epsilon: float = 1e-7, centered: bool = False):
-        super().__init__(learning_rate)
-        if not 0 <= _positive("rho", rho, allow_zero=True) < 1:
-            raise fail("rho", "a number in [0, 1)", rho)
-        self.rho = float(rho)
+    def __init__(self, learning_rate: Any = 0.001, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, centered: bool = False, **kwargs: Any):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _beta("rho", rho)
         self.momentum = _positive("momentum", momentum, allow_zero=True)
         self.epsilon = _positive("epsilon", epsilon, allow_zero=True)
         self.centered = bool(centered)
@@ -222,7 +580,7 @@ class RMSprop(Optimizer):
             "tmp": np.empty_like(p),
         }
 
-    def _update(self, p, g, s):
+    def _update(self, p, g, s, lr):
         dt = p.dtype.type
         v, tmp = s["v"], s["tmp"]
         v *= dt(self.rho)
@@ -240,7 +598,7 @@ class RMSprop(Optimizer):
         tmp += dt(self.epsilon)
         np.sqrt(tmp, out=tmp)
         np.divide(g, tmp, out=tmp)
-        tmp *= dt(self.learning_rate)
+        tmp *= dt(lr)
         if self.momentum:
             mom = s["mom"]
             mom *= dt(self.momentum)
@@ -250,27 +608,39 @@ class RMSprop(Optimizer):
             p -= tmp
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "rho": self.rho,
-                "momentum": self.momentum, "epsilon": self.epsilon, "centered": self.centered}
+        return {**self._base_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
 
 
-_CLASSES = {"SGD": SGD, "Adam": Adam, "RMSprop": RMSprop}
-_ALIASES = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+_CLASSES = {c.__name__: c for c in (SGD, Adam, AdamW, Nadam, Adamax, Adagrad, Adadelta, Lion,
+                                     RMSprop)}
+_ALIASES = {name.lower(): c for name, c in _CLASSES.items()}
 
 
 def get(identifier: Any) -> Optimizer:
-    """An optimizer from 'sgd', 'adam', 'rmsprop', a config dict or an Optimizer."""
+    """An optimizer from a name ('sgd', 'adam', 'adamw', 'nadam', 'adamax', 'adagrad',
+    'adadelta', 'lion', 'rmsprop'), a config dict or an Optimizer."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _ALIASES:
         return _ALIASES[identifier.lower()]()
     if isinstance(identifier, dict) and identifier.get("class_name") in _CLASSES:
-        return _CLASSES[identifier["class_name"]](**identifier.get("config", {}))
-    raise fail("optimizer", "'sgd', 'adam', 'rmsprop' or a fastconv.optimizers.Optimizer",
-               identifier, ValueError if isinstance(identifier, str) else TypeError)
+        config = identifier.get("config", {})
+        if not isinstance(config, dict):
+            raise fail("optimizer['config']", "a dict", config, TypeError)
+        return _CLASSES[identifier["class_name"]].from_config(config)
+    raise fail("optimizer", f"one of {sorted(_ALIASES)} or a fastconv.optimizers.Optimizer",
+               identifier, ValueError if isinstance(identifier, (str, dict)) else TypeError)
 
 
 def serialize(opt: Optimizer) -> dict:
     if type(opt).__name__ not in _CLASSES:
         raise ValueError(f"Only built-in optimizers can be saved; received {opt!r}.")
     return {"class_name": type(opt).__name__, "config": opt.get_config()}
+
+
+def deserialize(config: dict) -> Optimizer:
+    """The optimizer :func:`serialize` wrote."""
+    if not isinstance(config, dict):
+        raise fail("config", "a dict", config, TypeError)
+    return get(config)

@@ -15,6 +15,7 @@ allocate per call and hold no lock, so several threads may predict at once.
 
 from __future__ import annotations
 
+import itertools
 import math
 import signal
 import threading
@@ -34,6 +35,7 @@ from ._activity import activity_loss
 from ._progress import Progbar
 from .backends._args import fail
 from .constraints import apply_constraints
+from .data_adapters import get_adapter, is_array_data, split_batch
 from .graph import Workspace
 
 __all__ = ["Trainer"]
@@ -89,6 +91,78 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self._old)
 
 
+def _validation_epochs(freq):
+    """``validation_freq`` as a test of a 1-based epoch number."""
+    if isinstance(freq, (int, np.integer)) and not isinstance(freq, bool) and freq >= 1:
+        return lambda e: e % int(freq) == 0
+    if isinstance(freq, (list, tuple, set, range)) and all(
+            isinstance(e, (int, np.integer)) and not isinstance(e, bool) for e in freq):
+        chosen = {int(e) for e in freq}
+        return lambda e: e in chosen
+    raise fail("validation_freq", "a positive int or a list of epoch numbers", freq)
+
+
+class _ArrayBatches:
+    """An epoch's batches of arrays: shuffled with the global generator, into one
+    reused buffer per input (full batches) instead of one per step."""
+
+    exhausted = False
+
+    def __init__(self, xs, y, batch_size, shuffle):
+        self.xs, self.y, self.batch_size, self.shuffle = xs, y, batch_size, shuffle
+        self.n = len(xs[0])
+        self.steps = -(-self.n // batch_size)
+        self._bufs = None
+
+    def epoch(self, epoch, rng):
+        xs, y, bs, n = self.xs, self.y, self.batch_size, self.n
+        order = rng.permutation(n) if self.shuffle else None
+        for lo in range(0, n, bs):
+            hi = min(n, lo + bs)
+            if order is None:
+                yield _rows(xs, lo, hi), y[lo:hi]
+                continue
+            idx = order[lo:hi]
+            if hi - lo == bs:
+                if self._bufs is None:
+                    self._bufs = ([np.empty((bs,) + a.shape[1:], a.dtype) for a in xs],
+                                  np.empty((bs,) + y.shape[1:], y.dtype))
+                yield ([np.take(a, idx, axis=0, out=b) for a, b in zip(xs, self._bufs[0])],
+                       np.take(y, idx, axis=0, out=self._bufs[1]))
+            else:
+                yield [a[idx] for a in xs], y[idx]
+
+
+class _SourceBatches:
+    """An epoch's batches of a data source, checked as arrays are; an error names the
+    batch."""
+
+    def __init__(self, model, adapter, need_y=True):
+        self.model, self.adapter, self.need_y = model, adapter, need_y
+
+    @property
+    def steps(self):
+        return self.adapter.steps
+
+    @property
+    def exhausted(self):
+        return self.adapter.exhausted
+
+    def epoch(self, epoch, rng):
+        for i, batch in enumerate(self.adapter.epoch(epoch, rng)):
+            x, y, sw = split_batch(batch, i, self.need_y)
+            if sw is not None:
+                raise NotImplementedError(f"Batch {i} of `{self.adapter.name}` has sample "
+                                          "weights; fastconv does not implement them yet")
+            try:
+                if not self.need_y:
+                    yield self.model._prepare_inputs(x), None
+                    continue
+                yield self.model._check_xy(x, y)
+            except (ValueError, TypeError) as err:
+                raise type(err)(f"Batch {i} of `{self.adapter.name}`: {err}") from err
+
+
 class Trainer:
     """``compile``, ``fit``, ``evaluate``, ``predict`` and the one-batch methods, for a
     model that provides ``_prepare_inputs`` and ``_run_graph`` (see
@@ -102,6 +176,9 @@ class Trainer:
         self.stop_training = False
         self.history: Optional[_callbacks.History] = None
         self._workspace = Workspace()
+        self._fit_callbacks: List[Any] = []
+        self._fit_interrupted = False
+        self._resume_epoch: Optional[int] = None
         self._train_lock = threading.Lock()
         self._items_cache: Optional[tuple] = None
 
@@ -313,89 +390,146 @@ class Trainer:
     def fit(self, x: Any = None, y: Any = None, batch_size: Optional[int] = None,
             epochs: int = 1, verbose: Union[int, str] = "auto",
             callbacks: Optional[Sequence[_callbacks.Callback]] = None,
-            validation_split: float = 0.0, validation_data: Optional[Tuple] = None,
-            shuffle: bool = True, initial_epoch: int = 0, **kwargs: Any) -> _callbacks.History:
+            validation_split: float = 0.0, validation_data: Any = None,
+            shuffle: bool = True, class_weight: Any = None, sample_weight: Any = None,
+            initial_epoch: int = 0, steps_per_epoch: Optional[int] = None,
+            validation_steps: Optional[int] = None, validation_batch_size: Optional[int] = None,
+            validation_freq: Any = 1, **kwargs: Any) -> _callbacks.History:
         """Train for ``epochs - initial_epoch`` epochs; returns the :class:`History`.
 
         Parameters follow Keras. ``x`` is an array, or a list (or a dict keyed by input
-        names) of arrays for a model with several inputs. ``validation_split`` holds out
-        the last fraction of the samples (before shuffling); ``validation_data=(x_val,
-        y_val)`` overrides it. Batches are shuffled each epoch with fastconv's global
-        generator. Ctrl-C stops after the current batch: callbacks get
-        ``on_train_end``, ``model.history`` keeps the epochs so far, and
-        KeyboardInterrupt is raised.
+        names) of arrays for a model with several inputs, with targets ``y``; or a
+        source of ``(x, y)`` batches: a ``keras.utils.PyDataset``, a generator or
+        iterator, or an iterable such as ``image_dataset_from_directory``'s dataset
+        (see :mod:`fastconv.data_adapters`; ``y`` must then be None).
+        ``steps_per_epoch`` limits the batches taken from a source per epoch.
+        ``validation_split`` holds out the last fraction of the samples (before
+        shuffling; arrays only); ``validation_data`` is ``(x_val, y_val)`` or a source,
+        evaluated every ``validation_freq`` epochs (an int, or the 1-based epochs in a
+        list), for ``validation_steps`` batches of a source. Arrays are shuffled each
+        epoch with fastconv's global generator, and so is a PyDataset's batch order.
+        Ctrl-C stops after the current batch: callbacks get ``on_train_end``,
+        ``model.history`` keeps the epochs so far, and KeyboardInterrupt is raised.
+        ``nb_epoch`` (Keras 1) is accepted for ``epochs``, with a DeprecationWarning.
         """
         self._require_compiled()
-        for key in ("steps_per_epoch", "validation_steps", "validation_freq", "class_weight",
-                    "sample_weight", "validation_batch_size"):
-            if kwargs.get(key) is not None:
+        if "nb_epoch" in kwargs:
+            warnings.warn("`nb_epoch` is Keras 1's name for the number of epochs; use "
+                          "`epochs` instead.", DeprecationWarning, stacklevel=2)
+            if epochs != 1:
+                raise TypeError("fit got both `epochs` and its Keras 1 name `nb_epoch`")
+            epochs = kwargs.pop("nb_epoch")
+        for key, value in (("class_weight", class_weight), ("sample_weight", sample_weight)):
+            if value is not None:
                 raise NotImplementedError(f"fastconv's fit does not implement {key} yet")
-            kwargs.pop(key, None)
         if kwargs:
             raise TypeError(f"fit got unexpected keyword argument(s) {sorted(kwargs)}")
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
+        val_batch = batch_size if validation_batch_size is None else _check_int(
+            "validation_batch_size", validation_batch_size, 1)
         epochs = _check_int("epochs", epochs, 0)
         initial_epoch = _check_int("initial_epoch", initial_epoch, 0)
         verbose = _verbose(verbose)
+        validate_on = _validation_epochs(validation_freq)
         if isinstance(validation_split, bool) or not isinstance(
                 validation_split, (int, float, np.floating)) or not 0 <= validation_split < 1:
             raise fail("validation_split", "a number in [0, 1)", validation_split)
-        if x is None or y is None:
-            raise fail("x" if x is None else "y", "an array", None, TypeError)
-        xs, y = self._check_xy(x, y)
+        if x is None:
+            raise fail("x", "an array or a source of batches", None, TypeError)
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
-                    2, 3):
-                raise fail("validation_data", "a tuple (x_val, y_val)",
+            if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3) \
+                    and all(is_array_data(v) for v in validation_data if v is not None):
+                if len(validation_data) == 3 and validation_data[2] is not None:
+                    raise NotImplementedError("fastconv's fit does not implement validation "
+                                              "sample weights yet")
+                val = self._check_xy(validation_data[0], validation_data[1],
+                                     "validation_data[0]", "validation_data[1]")
+            elif isinstance(validation_data, (tuple, list)) and not all(
+                    is_array_data(v) for v in validation_data) and len(validation_data) in (2, 3):
+                val = get_adapter(validation_data, validation_steps, False, "validation_data")
+            elif is_array_data(validation_data):
+                raise fail("validation_data", "a tuple (x_val, y_val) or a source of batches",
                            type(validation_data).__name__, TypeError)
-            val = self._check_xy(validation_data[0], validation_data[1], "validation_data[0]",
-                                 "validation_data[1]")
-        elif validation_split > 0:
-            total = len(xs[0])
-            n_val = int(math.floor(total * validation_split))
-            if n_val == 0 or n_val == total:
-                raise ValueError(f"`validation_split`={validation_split} leaves {n_val} of "
-                                 f"{total} samples for validation; it must leave at least "
-                                 "one sample on each side.")
-            val = ([a[-n_val:] for a in xs], y[-n_val:])
-            xs, y = [a[:-n_val] for a in xs], y[:-n_val]
-        n = len(xs[0])
-        if n == 0:
-            raise fail("x", "at least one sample", x)
-        steps = local_steps = -(-n // batch_size)
+            else:
+                val = get_adapter(validation_data, validation_steps, False, "validation_data")
         world = _distributed._world()
+        if world is not None and not hasattr(self.optimizer, "apply_step"):
+            raise fail("optimizer", f"a fastconv.distributed.DistributedOptimizer when "
+                       f"training on {world.Get_size()} MPI ranks (compile with "
+                       "optimizer=DistributedOptimizer(...))", self.optimizer, TypeError)
+        if is_array_data(x):
+            if y is None:
+                raise fail("y", "an array", None, TypeError)
+            if steps_per_epoch is not None:
+                raise NotImplementedError("fastconv's fit takes steps_per_epoch for data "
+                                          "sources (PyDataset, generators), not for arrays")
+            xs, y = self._check_xy(x, y)
+            if val is None and validation_split > 0:
+                total = len(xs[0])
+                n_val = int(math.floor(total * validation_split))
+                if n_val == 0 or n_val == total:
+                    raise ValueError(f"`validation_split`={validation_split} leaves {n_val} of "
+                                     f"{total} samples for validation; it must leave at least "
+                                     "one sample on each side.")
+                val = ([a[-n_val:] for a in xs], y[-n_val:])
+                xs, y = [a[:-n_val] for a in xs], y[:-n_val]
+            n = len(xs[0])
+            if n == 0:
+                raise fail("x", "at least one sample", x)
+            source = _ArrayBatches(xs, y, batch_size, shuffle)
+            samples = n
+        else:
+            if y is not None:
+                raise ValueError("`y` must be None when `x` is a dataset, generator or "
+                                 f"PyDataset (the batches hold the targets). Received: y of "
+                                 f"type {type(y).__name__}")
+            if validation_split:
+                raise ValueError("`validation_split` is only supported for arrays, not for a "
+                                 "dataset, generator or PyDataset; pass `validation_data`")
+            source = _SourceBatches(self, get_adapter(x, steps_per_epoch, shuffle, "x"))
+            samples = None
+        steps = local_steps = source.steps
         if world is not None:
-            if not hasattr(self.optimizer, "apply_step"):
-                raise fail("optimizer", f"a fastconv.distributed.DistributedOptimizer when "
-                           f"training on {world.Get_size()} MPI ranks (compile with "
-                           "optimizer=DistributedOptimizer(...))", self.optimizer, TypeError)
+            if steps is None:
+                raise ValueError("Under fastconv.distributed, fit needs the number of batches "
+                                 "per epoch of a generator: pass steps_per_epoch")
             # Every rank must join every allreduce: run as many steps as the largest shard.
             steps = world.allreduce(local_steps, op=_distributed._MPI.MAX)
             if not _distributed.is_root():
                 verbose = 0
         history = _callbacks.History()
-        cbs = _callbacks.CallbackList([history] + list(callbacks or []), self,
+        # History last, as in Keras: it records what the other callbacks added to the
+        # logs (ReduceLROnPlateau's learning_rate).
+        cbs = _callbacks.CallbackList(list(callbacks or []) + [history], self,
                                       {"epochs": epochs, "steps": steps, "verbose": verbose,
-                                       "batch_size": batch_size, "samples": n})
+                                       "batch_size": batch_size, "samples": samples})
         self.history = history
         self.stop_training = False
+        self._fit_callbacks = cbs.callbacks   # BackupAndRestore saves the others' state
+        self._fit_interrupted = True          # until the epochs ran to their end
+        self._resume_epoch = None
         with _Interrupt() as interrupt:
             cbs.on_train_begin({})
+            if self._resume_epoch is not None:  # BackupAndRestore found a backup
+                initial_epoch = max(initial_epoch, self._resume_epoch)
             try:
-                self._fit_epochs(xs, y, val, batch_size, epochs, initial_epoch, shuffle,
-                                 steps, local_steps, world, verbose, cbs, interrupt)
+                self._fit_epochs(source, val, val_batch, epochs, initial_epoch, steps,
+                                 local_steps, world, verbose, cbs, interrupt, validate_on)
+                # use_ema: the weights take their moving averages (Keras does it here)
+                self.optimizer.finalize_variable_values(
+                    [arr for _, _, arr in self._train_items()])
+                self._fit_interrupted = interrupt.hit
             finally:
                 cbs.on_train_end({})
+                self._fit_callbacks = []
         if interrupt.hit:
             raise KeyboardInterrupt
         return history
 
-    def _fit_epochs(self, xs, y, val, batch_size, epochs, initial_epoch, shuffle, steps,
-                    local_steps, world, verbose, cbs, interrupt):
-        n = len(xs[0])
+    def _fit_epochs(self, source, val, val_batch, epochs, initial_epoch, steps, local_steps,
+                    world, verbose, cbs, interrupt, validate_on):
         rng = _random.get_rng()
-        bufs = None
         nan_reported = False
         for epoch in range(initial_epoch, epochs):
             self._current_epoch = epoch
@@ -403,38 +537,30 @@ class Trainer:
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}")
             bar = Progbar(steps, verbose)
-            order = rng.permutation(n) if shuffle else None
             sums: Dict[str, float] = {"loss": 0.0}
             for name, _ in self.compiled_metrics:
                 sums[name] = 0.0
             seen = 0
             logs: Dict[str, float] = {}
-            step = 0
-            for step in range(steps):
-                if step >= local_steps:
+            step = -1
+            batches = source.epoch(epoch, rng)
+            for step in range(steps) if steps is not None else itertools.count():
+                batch = next(batches, None) if local_steps is None or step < local_steps \
+                    else None
+                if batch is None and (local_steps is None or step < local_steps):
+                    step -= 1
+                    break  # a source ran out (it said so), or a generator's one pass ended
+                if batch is None:  # this rank's shard has no batch left in this step
                     cbs.on_train_batch_begin(step, {})
                     value = self._empty_step()
                     cbs.on_train_batch_end(step, {"loss": value})
                     if self.stop_training or interrupt.hit:
                         break
                     continue
-                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                if order is None:
-                    xb, yb = _rows(xs, lo, hi), y[lo:hi]
-                else:
-                    idx = order[lo:hi]
-                    if hi - lo == batch_size:
-                        if bufs is None:
-                            # One batch buffer for the whole fit instead of one per step.
-                            bufs = ([np.empty((batch_size,) + a.shape[1:], a.dtype) for a in xs],
-                                    np.empty((batch_size,) + y.shape[1:], y.dtype))
-                        xb = [np.take(a, idx, axis=0, out=b) for a, b in zip(xs, bufs[0])]
-                        yb = np.take(y, idx, axis=0, out=bufs[1])
-                    else:
-                        xb, yb = [a[idx] for a in xs], y[idx]
+                xb, yb = batch
                 cbs.on_train_batch_begin(step, {})
                 value, out, step_loss = self._train_step(xb, yb)
-                m = hi - lo
+                m = len(yb)
                 if not math.isfinite(value) and not nan_reported:
                     nan_reported = True
                     warnings.warn(f"The loss became {value} at epoch {epoch + 1}, batch {step} "
@@ -450,21 +576,52 @@ class Trainer:
                     bar.update(step + 1, {k: v / seen for k, v in sums.items()}, final=False)
                 if self.stop_training or interrupt.hit:
                     break
+            batches.close()
             if interrupt.hit:
                 return
+            if source.exhausted and not seen:
+                self.stop_training = True
+                break
             if seen:
                 logs = {k: v / seen for k, v in sums.items()}
             if world is not None:
                 logs = _distributed.allreduce_mean(
                     {k: v / seen for k, v in sums.items()} if seen else dict.fromkeys(sums, 0.0),
                     seen)
-            if val is not None:
-                for k, v in self._evaluate_arrays(val[0], val[1], batch_size).items():
+            if val is not None and validate_on(epoch + 1):
+                for k, v in self._evaluate_data(val, val_batch).items():
                     logs["val_" + k] = v
             bar.update(seen and step + 1, logs, final=True)
             cbs.on_epoch_end(epoch, logs)
+            cbs._after_epoch_end(epoch)
+            if source.exhausted:
+                self.stop_training = True
             if self.stop_training:
                 break
+
+    def _evaluate_data(self, val, batch_size):
+        """Mean loss and metrics over validation arrays ``(xs, y)`` or a data adapter."""
+        if isinstance(val, tuple):
+            return self._evaluate_arrays(val[0], val[1], batch_size)
+        return self._evaluate_source(_SourceBatches(self, val))
+
+    def _evaluate_source(self, source):
+        sums = {"loss": 0.0}
+        for name, _ in self.compiled_metrics:
+            sums[name] = 0.0
+        n = 0
+        for xb, yb in source.epoch(0, None):
+            value, out = self._batch_loss_and_output(xb, yb)
+            m = len(yb)
+            sums["loss"] += value * m
+            for name, fn in self.compiled_metrics:
+                sums[name] += fn(yb, out) * m
+            n += m
+        if n == 0:
+            raise ValueError(f"`{source.adapter.name}` gave no batch to evaluate")
+        logs = _distributed.allreduce_mean({k: v / n for k, v in sums.items()}, n)
+        logs["loss"] += self._penalty()
+        return logs
 
     def _evaluate_arrays(self, xs, y, batch_size):
         n = len(xs[0])
@@ -493,7 +650,7 @@ class Trainer:
         rank.
         """
         self._require_compiled()
-        kwargs.pop("steps", None)
+        steps = kwargs.pop("steps", None)
         kwargs.pop("callbacks", None)
         if kwargs:
             raise TypeError(f"evaluate got unexpected keyword argument(s) {sorted(kwargs)}")
@@ -501,6 +658,15 @@ class Trainer:
         verbose = _verbose(verbose)
         if not _distributed.is_root():
             verbose = 0
+        if x is not None and not is_array_data(x):
+            if y is not None:
+                raise ValueError("`y` must be None when `x` is a dataset, generator or "
+                                 "PyDataset (the batches hold the targets)")
+            source = _SourceBatches(self, get_adapter(x, steps, False, "x"))
+            bar = Progbar(source.steps, verbose)
+            logs = self._evaluate_source(source)
+            bar.update(source.steps or 0, logs, final=True)
+            return self._format_result(logs, return_dict)
         xs, y = self._check_xy(x, y)
         if len(xs[0]) == 0:
             raise fail("x", "at least one sample", x)
@@ -516,14 +682,26 @@ class Trainer:
 
         Safe to call from several threads at once, on one model or several. Under
         fastconv.distributed, ``x`` is this rank's shard: the root returns the outputs of
-        all shards concatenated in rank order, the other ranks None.
+        all shards in :func:`fastconv.distributed.shard`'s order, the other ranks None.
         """
-        kwargs.pop("steps", None)
+        steps = kwargs.pop("steps", None)
         kwargs.pop("callbacks", None)
         if kwargs:
             raise TypeError(f"predict got unexpected keyword argument(s) {sorted(kwargs)}")
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
         _verbose(verbose)
+        if not is_array_data(x):
+            outs = [self._predict_arrays(xb, max(1, len(xb[0]))) for xb, _ in
+                    _SourceBatches(self, get_adapter(x, steps, False, "x"), False).epoch(0, None)]
+            if not outs:
+                raise ValueError("`x` gave no batch to predict")
+            if isinstance(outs[0], list):
+                result = [np.concatenate(parts) for parts in zip(*outs)]
+            else:
+                result = np.concatenate(outs)
+            if _distributed._world() is not None:
+                return _distributed._gather_rows(result)
+            return result
         xs = self._prepare_inputs(x)
         if _distributed._world() is not None:
             return _distributed._gather_rows(self._predict_arrays(xs, batch_size))

@@ -9,9 +9,10 @@ import numpy as np
 
 from . import _random
 from .backends._args import fail
+from .data_adapters import PyDataset, Sequence
 from .testing import relative_error
 
-__all__ = ["to_categorical", "set_random_seed", "check_gradients"]
+__all__ = ["to_categorical", "set_random_seed", "check_gradients", "PyDataset", "Sequence"]
 
 
 def to_categorical(y: Any, num_classes: Optional[int] = None,

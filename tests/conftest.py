@@ -18,23 +18,33 @@ def rng():
     return np.random.default_rng(20261123)
 
 
-@pytest.fixture(params=["auto", "direct", "gemm-flip", "gemm-col2im"])
+def _conv_path_params():
+    """'auto', then forcings that between them name every candidate of every pass:
+    the i-th forces the i-th candidate (cyclically) of forward, dx and dw at once."""
+    from fastconv.backends import dispatch
+
+    names = {p: [c.name for c in dispatch.CANDIDATES[p]] for p in ("forward", "dx", "dw")}
+    rows = max(len(v) for v in names.values())
+    combos = [{p: v[i % len(v)] for p, v in names.items()} for i in range(rows)]
+    ids = [",".join(f"{p}={n}" for p, n in c.items()) for c in combos]
+    return [None] + combos, ["auto"] + ids
+
+
+_PARAMS, _IDS = _conv_path_params()
+
+
+@pytest.fixture(params=_PARAMS, ids=_IDS)
 def conv_path(request):
-    """Force the compiled backend's convolution path where it is valid.
+    """Force the compiled backend's convolution kernels where they are valid.
 
-    'direct': the AVX2 kernels wherever F % 8 == 0 (float32) or F % 4 == 0 (float64);
-    'gemm-*': im2col + GEMM,
-    with the input gradient by flipped-filter convolution or by col2im.
+    'auto': the dispatch table's choice; otherwise one named candidate per pass
+    (``fastconv.backends.dispatch.force``), the usual choice where it is not valid.
     """
-    from fastconv.backends import cython as fast
+    import contextlib
 
-    saved = fast._COL2IM_MIN_POSITIONS
-    fast._force_path = {"auto": None, "direct": "direct"}.get(request.param, "gemm")
-    if request.param == "gemm-flip":
-        fast._COL2IM_MIN_POSITIONS = 10**9
-    elif request.param == "gemm-col2im":
-        fast._COL2IM_MIN_POSITIONS = 0
-    yield request.param
-    fast._force_path = None
-    fast._COL2IM_MIN_POSITIONS = saved
+    from fastconv.backends import dispatch
 
+    with contextlib.ExitStack() as stack:
+        for pass_, name in (request.param or {}).items():
+            stack.enter_context(dispatch.force(pass_, name))
+        yield request.param

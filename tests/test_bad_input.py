@@ -143,3 +143,22 @@ def test_conv_relu_maxpool_wrong_cache_and_dout(be):
         be.conv2d_relu_maxpool_backward(out, be.conv2d_relu_forward(X, W)[1])
     with raises(ValueError, "dout"):
         be.conv2d_relu_maxpool_backward(np.zeros((2, 6, 6, 4), np.float32), cache)
+
+
+@pytest.mark.parametrize("be", [fast, ref], ids=["cython", "numpy"])
+def test_matmul_bad_input(be):
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
+    with pytest.raises(ValueError, match=r"`a` must be a 2-D array"):
+        be.matmul(np.ones(4), b)
+    with pytest.raises(ValueError, match=r"`b` must be a 2-D array"):
+        be.matmul(a, np.ones((4, 2, 1)))
+    with pytest.raises(ValueError, match="reduction axis.*a with shape \\(3, 4\\), b with shape "
+                                         "\\(3, 2\\)"):
+        be.matmul(a, np.ones((3, 2)))
+    with pytest.raises(TypeError, match="`b` must be an array of float32 or float64"):
+        be.matmul(a, np.ones((4, 2), np.complex64))
+    with pytest.raises(ValueError, match="`out` must be a writeable float32 or float64 array "
+                                         "of shape \\(3, 2\\)"):
+        be.matmul(a, b, out=np.empty((2, 3), np.float32))
+    with pytest.raises(TypeError, match="`out` must be a NumPy array"):
+        be.matmul(a, b, out=[[0.0] * 2] * 3)

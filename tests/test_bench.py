@@ -36,7 +36,8 @@ def test_train_compare_overhead_runs():
          "--steps", "5"],
         capture_output=True, text=True, check=True, timeout=300)
     out = res.stdout
-    for text in ("inside kernels", "outside kernels", "glue alone", "BLAS matmul (Dense)"):
+    for text in ("inside kernels", "outside kernels", "glue alone",
+                 "BLAS matmul (Dense backward)"):
         assert text in out, text
     # The lecture model's first block runs fused (on the direct kernels where AVX2 is).
     kernel = ("_conv.conv2d_relu_maxpool_forward_direct" if fast._HAVE_AVX2

@@ -141,3 +141,58 @@ def test_a_model_training_beside_predicting_threads_gets_the_lone_results(rng):
         np.testing.assert_array_equal(a, b)
     for r in results[1] + results[2]:
         np.testing.assert_array_equal(r, predicted_alone)
+
+
+def _dense_model(seed):
+    from fastconv import keras
+    from fastconv.keras import layers
+    from fastconv.utils import set_random_seed
+
+    set_random_seed(seed)
+    model = keras.Sequential([keras.Input((3000,)), layers.Dense(64, activation="relu"),
+                              layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_dense_products_are_bit_stable_under_threads_and_thread_counts(rng):
+    # A (256, 3000) @ (3000, 64) product: NumPy's OpenBLAS gives it other bits on 1 and
+    # on 2 threads (3e-5 apart, measured here). A convolution on the im2col path holds
+    # every BLAS to one thread while it runs, and OpenBLAS applies a limit set from the
+    # main thread to all threads: 58 of 60 such NumPy products in two worker threads
+    # came out with other bits than alone while the main thread held the limit, and this
+    # test fails with Dense on NumPy's matmul (both measured here). The Dense layer's
+    # blocked products depend on neither.
+    model = _dense_model(3)
+    x = rng.standard_normal((512, 3000)).astype(np.float32)
+    y = np.arange(512) % 10
+    alone = model.predict(x, batch_size=256)
+    convs = _calls(rng)
+    got = []
+
+    def serve():
+        for _ in range(6):
+            got.append(model.predict(x, batch_size=256))
+
+    workers = [threading.Thread(target=serve) for _ in range(2)]
+    for t in workers:
+        t.start()
+    while any(t.is_alive() for t in workers):  # convolutions in the main thread meanwhile
+        for job in convs:
+            job()
+    for t in workers:
+        t.join()
+    assert len(got) == 12
+    for g in got:
+        np.testing.assert_array_equal(g, alone)
+    outcomes = []
+    try:
+        for n in (1, 2):
+            fastconv.set_num_threads(n)
+            m = _dense_model(4)
+            m.fit(x, y, epochs=1, batch_size=256, shuffle=False, verbose=0)
+            outcomes.append(m.get_weights() + [m.predict(x, batch_size=256)])
+    finally:
+        fastconv.set_num_threads(None)
+    for a, b in zip(*outcomes):
+        np.testing.assert_array_equal(a, b)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import fastconv
 from fastconv import _conv
 from fastconv.backends import cython as fast
+from fastconv.backends import dispatch
 from fastconv.backends import numpy as ref
 from fastconv.testing import assert_close
 
@@ -207,15 +208,15 @@ def test_wide_blocks_match_reference(case, relu, seed, dtype, threads, conv_path
 ])
 @pytest.mark.parametrize("avx512", [True, False])  # (AVX2 twice on a CPU without it)
 def test_wide_blocks_with_taps_only_in_the_padding(xs, ks, dilation, padding, dtype, avx512,
-                                                   threads, monkeypatch):
+                                                   threads):
     # With finite weights the wide blocks skip the taps outside the image (outside
     # dout for dx); windows left with no tap at all get the bias, ReLU'd. (dx takes
     # the wide blocks here whatever the image's size against dout's.)
-    monkeypatch.setattr(fast, "_WIDE_DX_MAX_AREA", 100.0)
     before = _conv.simd().startswith("AVX-512")
     _conv.set_wide_avx512(avx512)
     try:
-        _check_taps_only_in_the_padding(xs, ks, dilation, padding, dtype)
+        with dispatch.force("dx", "wide"):
+            _check_taps_only_in_the_padding(xs, ks, dilation, padding, dtype)
     finally:
         _conv.set_wide_avx512(before)
 
@@ -283,7 +284,7 @@ def test_padded_wide_layers_in_chunks_of_images(dtype, rng, monkeypatch):
     # first chunk's groups of partial weight gradients)
     for tile in (64, 2 * 11 * 12 * 16 * x.itemsize // 4):
         monkeypatch.setattr(fast, "_TILE_BYTES", tile)
-        assert fast._wide_forward(fast.conv2d_forward(x, w, b, 1, "same")[1].geom, dtype)
+        assert dispatch.wide_forward(fast.conv2d_forward(x, w, b, 1, "same")[1].geom, dtype)
         np.testing.assert_array_equal(fast.conv2d_forward(x, w, b, 1, "same")[0], whole)
         np.testing.assert_array_equal(fast.conv2d_forward(x, w_inf, b, 1, "same")[0],
                                       whole_inf)
@@ -408,12 +409,8 @@ def test_fused_first_layer_backward_gives_the_separate_bits(n, h, w, c, f, k, pa
     out, cache = fast.conv2d_forward(x, wt, b, 1, padding, dilation)
     dout = rng.standard_normal(out.shape).astype(dtype)
     fused = fast.conv2d_backward(dout, cache)
-    # (not monkeypatch: its undoing would come after all of hypothesis's examples)
-    fast.FUSE_BACKWARD = False
-    try:
+    with dispatch.force("dw", "direct"):
         separate = fast.conv2d_backward(dout, cache)
-    finally:
-        fast.FUSE_BACKWARD = True
     for a, b_ in zip(fused, separate):
         assert (a is None) == (b_ is None)
         if a is not None:
@@ -649,9 +646,13 @@ FUSED_2X2 = [  # (x shape, w shape, stride, padding, dilation): 2x2 pooling, F %
 
 
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation", FUSED_2X2)
-def test_conv_relu_maxpool_2x2_cases(xs, ws, stride, padding, dilation, threads, rng,
-                                     monkeypatch):
-    monkeypatch.setattr(fast, "_force_path", "direct")  # also for K > _DIRECT_MAX_K
+def test_conv_relu_maxpool_2x2_cases(xs, ws, stride, padding, dilation, threads, rng):
+    with dispatch.force("relu_maxpool", "fused-direct"), \
+            dispatch.force("dw", "direct"):  # also for K > DIRECT_MAX_K
+        _check_relu_maxpool_2x2(xs, ws, stride, padding, dilation, rng)
+
+
+def _check_relu_maxpool_2x2(xs, ws, stride, padding, dilation, rng):
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
     b = rng.standard_normal(ws[-1]).astype(np.float32)
@@ -751,3 +752,59 @@ def test_pixel_vectorised_input_gradient_same_bits_any_threads(c, rng):
     assert np.array_equal(many[:1], results[0]) and np.array_equal(many[5:], results[0])
     assert_close(results[0], ref.conv2d_backward(
         dout, ref.conv2d_forward(x, w, None, 1, "same", 2)[1])[0], np.float32)
+
+
+# -- matmul (the Dense layer's forward) ------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(shape=st.tuples(st.integers(0, 150), st.integers(0, 90), st.integers(0, 300)),
+       seed=st.integers(0, 2**16))
+def test_matmul_matches_reference(shape, seed, dtype, threads):
+    m, k, n = shape
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    got = fast.matmul(a, b)
+    want = ref.matmul(a, b)
+    assert got.dtype == dtype and got.shape == want.shape == (m, n)
+    if got.size:
+        # Judged against the sum of |terms| of each entry, as the convolutions are, and
+        # against a float64 product of the same numbers.
+        scale = ref.matmul(np.abs(a), np.abs(b))
+        assert_close(got, want, dtype, scale=scale)
+        assert_close(got, a.astype(np.float64) @ b.astype(np.float64), dtype, scale=scale)
+
+
+def test_matmul_by_hand():
+    a = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], np.float32)   # (3, 2)
+    b = np.array([[1.0, 0.0, -1.0], [2.0, 1.0, 0.5]], np.float32)    # (2, 3)
+    want = [[5.0, 2.0, 0.0], [11.0, 4.0, -1.0], [17.0, 6.0, -2.0]]
+    for be in (fast, ref):
+        assert be.matmul(a, b).tolist() == want
+        out = np.full((3, 3), np.nan, np.float32)
+        assert be.matmul(a, b, out=out) is out and out.tolist() == want
+        # float64 with float32 computes in float64; a float32 `out` takes the cast
+        assert be.matmul(a.astype(np.float64), b).dtype == np.float64
+        out64 = np.zeros((3, 3), np.float64)[:, ::-1]  # not contiguous: computed aside
+        assert be.matmul(a, b, out=out64).tolist() == want
+        assert be.matmul(np.zeros((2, 0)), np.zeros((0, 3))).tolist() == [[0.0] * 3] * 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_bit_identical_across_thread_counts(dtype, rng):
+    # The lecture model's Dense(128) on 5408 inputs, a product NumPy's OpenBLAS gives
+    # other bits on 1 and 2 threads ((256, 3000) @ (3000, 64)), and small ones.
+    cases = [((32, 5408), (5408, 128)), ((256, 3000), (3000, 64)), ((300, 70), (70, 600)),
+             ((7, 5), (5, 3)), ((1, 10), (10, 1))]
+    operands = [(rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype))
+                for sa, sb in cases]
+    runs = []
+    try:
+        for n in (1, 2, 2, 1):
+            fastconv.set_num_threads(n)
+            runs.append([fast.matmul(a, b) for a, b in operands])
+    finally:
+        fastconv.set_num_threads(None)
+    for other in runs[1:]:
+        for u, v in zip(runs[0], other):
+            np.testing.assert_array_equal(u, v)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from fastconv import distributed as dist
 from fastconv import optimizers
@@ -131,6 +133,96 @@ def test_bad_arguments():
         dist.DistributedOptimizer("sgd")._pack([np.zeros(2, np.float32), np.zeros(2)], 1, 0.0)
 
 
+# -- DistributedSampler, shard_dataset: the split itself, without MPI -----------------
+def test_sampler_by_hand():
+    # 7 samples over 3 ranks: padded order 0..6 0 1 (wraps around), every 3rd from r.
+    split = [dist.DistributedSampler(7, 3, r, shuffle=False).indices().tolist()
+             for r in range(3)]
+    assert split == [[0, 3, 6], [1, 4, 0], [2, 5, 1]]
+    # drop_last: the order is cut to 6 instead.
+    split = [list(dist.DistributedSampler(7, 3, r, shuffle=False, drop_last=True))
+             for r in range(3)]
+    assert split == [[0, 3], [1, 4], [2, 5]]
+    # Fewer samples than ranks: the padding wraps around as often as needed.
+    assert [dist.DistributedSampler(1, 3, r, shuffle=False).indices().tolist()
+            for r in range(3)] == [[0], [0], [0]]
+    s = dist.DistributedSampler(10, 4, 1)
+    assert (len(s), s.total_size) == (3, 12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), p=st.integers(1, 5), drop_last=st.booleans(),
+       shuffle=st.booleans(), seed=st.integers(0, 3), epoch=st.integers(0, 3))
+def test_sampler_properties(n, p, drop_last, shuffle, seed, epoch):
+    assume(not drop_last or n >= p)
+    samplers = [dist.DistributedSampler(n, p, r, shuffle=shuffle, seed=seed,
+                                        drop_last=drop_last) for r in range(p)]
+    for s in samplers:
+        s.set_epoch(epoch)
+    parts = [s.indices() for s in samplers]
+    m = n // p if drop_last else -(-n // p)
+    assert all(len(a) == m for a in parts)
+    # Interleaving the ranks (step k: rank 0's k-th, rank 1's k-th, ...) gives one
+    # order of the samples: a permutation of them cut to m*p or padded by wrapping.
+    order = np.empty(m * p, np.int64)
+    for r, a in enumerate(parts):
+        order[r::p] = a
+    base = order[:min(n, m * p)]
+    assert len(set(base.tolist())) == len(base)
+    if not shuffle:
+        assert base.tolist() == list(range(len(base)))
+    if not drop_last:
+        assert sorted(base.tolist()) == list(range(n))
+        assert order[n:].tolist() == [base[i % n] for i in range(m * p - n)]
+
+
+def test_sampler_permutation_is_shared_and_changes_per_epoch():
+    a = dist.DistributedSampler(50, 2, 0, seed=3)
+    b = dist.DistributedSampler(50, 2, 1, seed=3)
+    first = np.concatenate([a.indices(), b.indices()])
+    assert sorted(first.tolist()) == list(range(50))   # the ranks share one permutation
+    a.set_epoch(1)
+    assert a.indices().tolist() != first[:25].tolist()
+    a.set_epoch(0)
+    assert a.indices().tolist() == first[:25].tolist()  # and it is reproducible
+    other_seed = dist.DistributedSampler(50, 2, 0, seed=4)
+    assert other_seed.indices().tolist() != first[:25].tolist()
+
+
+def test_sharded_dataset_batches():
+    x = np.arange(10)[:, None] * np.ones((1, 3))
+    y = np.arange(10) * 10
+    ds = dist.shard_dataset(x, y, batch_size=2, shuffle=False, num_replicas=2, rank=1)
+    assert len(ds) == 3
+    assert [yb.tolist() for _, yb in (ds[i] for i in range(len(ds)))] == \
+        [[10, 30], [50, 70], [90]]
+    np.testing.assert_array_equal(ds[-1][0], x[[9]])
+    with pytest.raises(IndexError):
+        ds[3]
+    shuffled = dist.shard_dataset([x, x], None, batch_size=5, seed=1, num_replicas=2, rank=0)
+    first = shuffled[0]
+    assert isinstance(first, list) and len(first) == 2
+    shuffled.on_epoch_end()
+    assert shuffled.epoch == 1
+    shuffled.set_epoch(0)
+    np.testing.assert_array_equal(shuffled[0][0], first[0])
+
+
+def test_sampler_bad_arguments():
+    with pytest.raises(ValueError, match="rank"):
+        dist.DistributedSampler(4, 2, 2)
+    with pytest.raises(ValueError, match="num_replicas"):
+        dist.DistributedSampler(4, 0, 0)
+    with pytest.raises(ValueError, match="n"):
+        dist.DistributedSampler(1, 2, 0, drop_last=True)
+    with pytest.raises(ValueError, match="epoch"):
+        dist.DistributedSampler(4, 1, 0).set_epoch(-1)
+    with pytest.raises(ValueError, match="batch_size"):
+        dist.shard_dataset(np.zeros((4, 1)), batch_size=0)
+    with pytest.raises(ValueError, match="same number of samples"):
+        dist.shard_dataset(np.zeros((4, 1)), np.zeros(3))
+
+
 # -- two MPI ranks --------------------------------------------------------------------
 def test_broadcast_allreduce_shard_evaluate_predict(mpiexec, tmp_path):
     checked(run_mpi(mpiexec, "collectives.py", tmp_path, cwd=tmp_path))
@@ -151,39 +243,53 @@ def test_broadcast_allreduce_shard_evaluate_predict(mpiexec, tmp_path):
         # 3 samples of gradient 1 and loss 2 on rank 0, 1 of gradient 5 and loss 3 on rank 1.
         assert info["weighted"] == [-2.0] * 3
         assert info["weighted_loss"] == pytest.approx((3 * 2.0 + 3.0) / 4)
-    # 7 samples over 2 ranks: 4 + 3, disjoint, in order, each once.
-    assert r0["shard_x"] == [0, 1, 2, 3] and r1["shard_x"] == [4, 5, 6]
-    assert r0["shard_y"] == [0, 10, 20, 30] and r1["shard_y"] == [40, 50, 60]
-    # evaluate over shards = one process on all the data, on both ranks; predict
-    # gathers on the root only, in the original order.
+    # 7 samples over 2 ranks, strided as DistributedSampler: every 2nd from the rank,
+    # padded to 8 by wrapping around to sample 0.
+    assert r0["shard_x"] == [0, 2, 4, 6] and r1["shard_x"] == [1, 3, 5, 0]
+    assert r0["shard_y"] == [0, 20, 40, 60] and r1["shard_y"] == [10, 30, 50, 0]
+    # 25 samples with drop_last: 12 each.
+    assert r0["dropped"] == r1["dropped"] == 12
+    # evaluate over shards = one process on all the (24) samples, on both ranks; predict
+    # gathers on the root only, in the original order; padded: then sample 0 again.
     model = common.build_model()
     model.set_weights(r0["weights"])
     x, y = common.data()
-    expected = model.evaluate(x, y, verbose=0, return_dict=True)
+    expected = model.evaluate(x[:24], y[:24], verbose=0, return_dict=True)
     for info in (r0, r1):
         assert info["evaluate"]["loss"] == pytest.approx(expected["loss"], rel=1e-6)
         assert info["evaluate"]["accuracy"] == pytest.approx(expected["accuracy"])
-    np.testing.assert_allclose(r0["predict"], model.predict(x), rtol=1e-6, atol=1e-7)
-    assert r1["predict"] is None
+    np.testing.assert_allclose(r0["predict"], model.predict(x[:24]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(r0["predict_padded"], model.predict(x[np.r_[0:25, 0]]),
+                               rtol=1e-6, atol=1e-7)
+    assert r1["predict"] is None and r1["predict_padded"] is None
 
 
-def _one_process_reference(dtype, epochs):
-    """Batch 2 * BATCH in one process over the samples the two ranks use in each step.
-
-    Rank 0 holds samples 0..12 and rank 1 13..24 (see shard); step k of the job uses
-    rank 0's k-th batch of BATCH and rank 1's k-th, so the one process takes them
-    together, in that order, as its k-th batch of 2 * BATCH.
-    """
+def _one_process_reference(dtype, epochs, order):
+    """One process at batch 2 * BATCH on the samples ``order``, without shuffling."""
     x, y = common.data(dtype)
+    model = common.build_model(dtype)
+    history = model.fit(x[order], y[order], batch_size=2 * common.BATCH, epochs=epochs,
+                        shuffle=False, verbose=0)
+    return model, history.history
+
+
+def _strided_order():
+    # dist.shard gives rank r the samples r, r + 2, ... of 0..24 padded to 26 with
+    # sample 0, so step k of the job takes samples 8k .. 8k + 7 of that padded order:
+    # the k-th batch of 8 of one process on it.
+    return np.r_[0:common.SAMPLES, 0]
+
+
+def _uneven_order():
+    # Rank 0 holds samples 0..12 and rank 1 13..24 (split by hand); step k takes rank
+    # 0's k-th batch of BATCH and rank 1's k-th (rank 1 has none in the last step), so
+    # the one process takes them together, in that order, as its k-th batch of 8.
     b = common.BATCH
     first, second = np.arange(13), np.arange(13, common.SAMPLES)
     order = np.concatenate([np.concatenate([first[k * b:(k + 1) * b], second[k * b:(k + 1) * b]])
                             for k in range(-(-13 // b))])
     assert sorted(order.tolist()) == list(range(common.SAMPLES))
-    model = common.build_model(dtype)
-    history = model.fit(x[order], y[order], batch_size=2 * b, epochs=epochs, shuffle=False,
-                        verbose=0)
-    return model, history
+    return order
 
 
 # Tolerance for "the same weights up to float reassociation": the job sums each
@@ -191,19 +297,45 @@ def _one_process_reference(dtype, epochs):
 # one process over 8 samples at once; each of the 12 SGD steps adds a few rounding
 # errors of the dtype. Measured here: 3e-7 (float32) and 4e-16 (float64) relative to the
 # largest weight; the bound is 64 eps of the dtype relative to the largest weight.
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_two_ranks_equal_one_process_with_twice_the_batch(mpiexec, tmp_path, dtype):
-    proc = checked(run_mpi(mpiexec, "train.py", tmp_path, dtype, 3, cwd=tmp_path))
-    reference, history = _one_process_reference(dtype, 3)
+def _shuffled_reference(dtype, epochs):
+    # shard_dataset's epoch e: all ranks draw one permutation of the 25 samples from
+    # seed 3 and epoch e, padded to 26 by wrapping, and rank r takes every 2nd from r;
+    # step k of the job is then batch k of 8 of one process on that padded order.
+    # (DistributedSampler's permutation itself is tested by hand above.)
+    x, y = common.data(dtype)
+    model = common.build_model(dtype)
+    losses = []
+    for epoch in range(epochs):
+        parts = [dist.DistributedSampler(common.SAMPLES, 2, r, seed=3) for r in range(2)]
+        order = np.empty(26, np.int64)
+        for r, sampler in enumerate(parts):
+            sampler.set_epoch(epoch)
+            order[r::2] = sampler.indices()
+        h = model.fit(x[order], y[order], batch_size=2 * common.BATCH, epochs=1,
+                      shuffle=False, verbose=0)
+        losses.append(h.history)
+    return model, {k: [h[k][0] for h in losses] for k in losses[0]}
+
+
+@pytest.mark.parametrize("dtype,mode", [("float32", None), ("float64", None),
+                                        ("float32", "--uneven"), ("float32", "--shuffle"),
+                                        ("float64", "--shuffle")])
+def test_two_ranks_equal_one_process_with_twice_the_batch(mpiexec, tmp_path, dtype, mode):
+    args = [tmp_path, dtype, 3] + ([mode] if mode else [])
+    proc = checked(run_mpi(mpiexec, "train.py", *args, cwd=tmp_path))
+    if mode == "--shuffle":
+        reference, history = _shuffled_reference(dtype, 3)
+    else:
+        order = _uneven_order() if mode == "--uneven" else _strided_order()
+        reference, history = _one_process_reference(dtype, 3, order)
     eps = np.finfo(dtype).eps
     for info in ranks(tmp_path):
         for got, ref in zip(info["weights"], reference.get_weights()):
             assert got.dtype == np.dtype(dtype)
             assert np.abs(got - ref).max() <= 64 * eps * np.abs(ref).max()
         # Epoch logs are averaged over all samples of both ranks.
-        np.testing.assert_allclose(info["history"]["loss"], history.history["loss"],
-                                   rtol=64 * eps)
-        assert info["history"]["accuracy"] == history.history["accuracy"]
+        np.testing.assert_allclose(info["history"]["loss"], history["loss"], rtol=64 * eps)
+        assert info["history"]["accuracy"] == history["accuracy"]
     # Only the root prints progress.
     assert proc.stdout.count("Epoch 1/3") == 1
 

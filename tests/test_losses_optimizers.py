@@ -131,8 +131,10 @@ def test_rmsprop_by_hand():
 def test_optimizer_strings_and_errors():
     assert isinstance(optimizers.get("adam"), optimizers.Adam)
     assert optimizers.get("sgd").learning_rate == 0.01
-    with pytest.raises(ValueError, match="`optimizer` must be 'sgd', 'adam'"):
-        optimizers.get("adamw")
+    assert isinstance(optimizers.get("adamw"), optimizers.AdamW)
+    assert isinstance(optimizers.get("Nadam"), optimizers.Nadam)
+    with pytest.raises(ValueError, match="`optimizer` must be one of \\['adadelta'"):
+        optimizers.get("adamx")
     with pytest.raises(ValueError, match="`learning_rate` must be a finite number > 0"):
         optimizers.SGD(learning_rate=-1)
 

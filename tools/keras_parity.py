@@ -11,7 +11,8 @@ The test suite runs the comparison on ``tests/data/keras3_parity.npz``, written 
 first step (Keras 3.15.1 on JAX) for the smaller models:
 
     anchor-venv/bin/python tools/keras_parity.py keras tests/data/keras3_parity.npz \
-        residual_inception two_inputs subclassed_resnet global_pooling
+        residual_inception two_inputs subclassed_resnet global_pooling decoder separable \
+        sequence
 
 and, for issue 16's layers, on ``tests/data/keras3_layers.npz``:
 
@@ -125,6 +126,28 @@ def global_pooling(keras):
     return keras.Model(inputs, outputs)
 
 
+def decoder(keras):
+    """A U-Net-like decoder: transposed convolutions (both paddings, output_padding,
+    stride 1 and 2, dilation), upsampling (nearest, bilinear), padding and cropping."""
+    layers = keras.layers
+    inputs = keras.Input(shape=(5, 6, 3))
+    x = layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(inputs)
+    y = layers.Conv2DTranspose(4, 3, strides=2, padding="valid", output_padding=1)(inputs)
+    y = layers.Cropping2D(((1, 1), (1, 1)))(y)
+    x = layers.concatenate([x, y])
+    x = layers.Conv2DTranspose(3, (2, 3), strides=1, padding="same", dilation_rate=1)(x)
+    x = layers.UpSampling2D((2, 1))(x)
+    z = layers.UpSampling2D((4, 2), interpolation="bilinear")(inputs)
+    z = layers.ZeroPadding2D(((0, 0), (1, 1)))(z)
+    x = layers.Conv2D(4, 3, padding="same")(x)
+    z = layers.Conv2D(4, 3, padding="same")(layers.Cropping2D(((0, 0), (1, 1)))(z))
+    x = layers.add([x, z])
+    x = layers.Conv2DTranspose(2, 3, strides=(1, 2), padding="valid", use_bias=False)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(3, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
 def upsampling_normalization(keras):
     """Issue 16's layers with numbers of their own: bilinear and nearest UpSampling2D,
     the normalizations with their options, pooling 'same' with pools of 3 at stride 2."""
@@ -149,6 +172,40 @@ def upsampling_normalization(keras):
     x = layers.Flatten()(x)
     outputs = layers.Dense(3, activation="softmax")(x)
     return keras.Model(inputs, outputs)
+
+
+def separable(keras):
+    """Xception/MobileNet blocks: depthwise (multiplier 2, strides, dilation) and
+    separable convolutions, LayerNormalization, reshaping."""
+    layers = keras.layers
+    inputs = keras.Input(shape=(11, 10, 3))
+    x = layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu")(inputs)
+    x = layers.SeparableConv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.DepthwiseConv2D((3, 2), strides=(1, 2), dilation_rate=1, use_bias=False)(x)
+    x = layers.SeparableConv2D(6, 3, dilation_rate=2, padding="same", depth_multiplier=2)(x)
+    x = layers.LayerNormalization()(x)
+    x = layers.Permute((2, 1, 3))(x)
+    x = layers.Reshape((-1, 6))(x)
+    x = layers.GlobalMaxPooling1D()(x)
+    outputs = layers.Dense(4, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def sequence(keras):
+    """An audio/text CNN: Conv1D (valid, same, causal with dilation, strides) and 1-D
+    pooling."""
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input(shape=(20, 3)),
+        layers.Conv1D(6, 3, activation="relu"),
+        layers.MaxPooling1D(2),
+        layers.Conv1D(6, 3, padding="causal", dilation_rate=2, activation="relu"),
+        layers.Conv1D(5, 2, strides=2, padding="same"),
+        layers.AveragePooling1D(2, strides=1, padding="same"),
+        layers.LayerNormalization(),
+        layers.GlobalAveragePooling1D(),
+        layers.Dense(3, activation="softmax"),
+    ])
 
 
 def activity_regularization(keras):
@@ -181,7 +238,8 @@ def resizing_crops(keras):
 MODELS = {"residual_inception": residual_inception, "two_inputs": two_inputs,
           "global_pooling": global_pooling, "upsampling_normalization": upsampling_normalization,
           "activity_regularization": activity_regularization, "resizing_crops": resizing_crops,
-          "sequential_lecture": sequential_lecture, "subclassed_resnet": make_subclassed}
+          "sequential_lecture": sequential_lecture, "subclassed_resnet": make_subclassed,
+          "decoder": decoder, "separable": separable, "sequence": sequence}
 
 
 def data_for(name, model, rng):

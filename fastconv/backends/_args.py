@@ -25,12 +25,15 @@ __all__ = [
     "as_float_array",
     "pair",
     "conv_args",
+    "depthwise_args",
+    "conv_geometry",
     "pool_args",
     "conv_pool_args",
     "ResizeGeometry",
     "resize_args",
     "check_dout",
     "check_cache",
+    "matmul_args",
 ]
 
 
@@ -189,33 +192,36 @@ def _check_ndim(a: np.ndarray, name: str, ndim: int, layout: str) -> None:
         raise fail(name, f"a {ndim}-D array {layout}", a)
 
 
-def conv_args(x, w, b, stride, padding, dilation):
-    """Validate the arguments of ``conv2d_forward``.
-
-    Returns
-    -------
-    x : ndarray (N, H, W, C), float32 or float64, C-contiguous
-    w : ndarray (KH, KW, C, F), x's dtype, C-contiguous
-    b : ndarray (F,) or None, x's dtype
-    geom : ConvGeometry
-    """
+def _image_and_filters(x, w, w_axes):
+    """x (N, H, W, C) and w (KH, KW, C, K) as arrays of one float dtype, all sizes of w
+    >= 1 and w.shape[2] equal to C; ``w_axes`` names w's four axes for the messages."""
     x = as_float_array(x, "x")
     _check_ndim(x, "x", 4, "(N, H, W, C)")
     w = as_float_array(w, "w", x.dtype)
-    _check_ndim(w, "w", 4, "(KH, KW, C_in, C_out)")
-    N, H, W, C = x.shape
-    KH, KW, C_in, F = w.shape
-    if C < 1 or F < 1 or KH < 1 or KW < 1:
-        raise fail("w", "an array with KH, KW, C_in and C_out all >= 1", w)
-    if C_in != C:
+    _check_ndim(w, "w", 4, "(" + ", ".join(w_axes) + ")")
+    C = x.shape[3]
+    if C < 1 or min(w.shape) < 1:
+        raise fail("w", f"an array with {', '.join(w_axes[:3])} and {w_axes[3]} all >= 1", w)
+    if w.shape[2] != C:
         raise ValueError(
-            f"`w` must have C_in = w.shape[2] equal to the channels of x, x.shape[3] = {C}. "
-            f"Received: w with shape {w.shape} (C_in = {C_in})"
+            f"`w` must have {w_axes[2]} = w.shape[2] equal to the channels of x, "
+            f"x.shape[3] = {C}. Received: w with shape {w.shape} ({w_axes[2]} = {w.shape[2]})"
         )
-    if b is not None:
-        b = as_float_array(b, "b", x.dtype)
-        if b.shape != (F,):
-            raise fail("b", f"None or an array of shape (C_out,) = ({F},)", b)
+    return x, w
+
+
+def _bias(b, size, layout, dtype):
+    """None, or b as an array of ``dtype`` and shape (size,)."""
+    if b is None:
+        return None
+    b = as_float_array(b, "b", dtype)
+    if b.shape != (size,):
+        raise fail("b", f"None or an array of shape {layout} = ({size},)", b)
+    return b
+
+
+def _conv_geometry(N, H, W, C, KH, KW, F, stride, padding, dilation) -> ConvGeometry:
+    """Validate stride, padding and dilation of a KH x KW window over (N, H, W, C)."""
     sh, sw = pair(stride, "stride")
     dh, dw = pair(dilation, "dilation")
     eh, ew = dh * (KH - 1) + 1, dw * (KW - 1) + 1  # effective (dilated) window
@@ -238,8 +244,63 @@ def conv_args(x, w, b, stride, padding, dilation):
             f"H, W = {H}, {W}, padding (top, bottom, left, right) = {(pt, pb, pl, pr)} and "
             f"w with a {KH}x{KW} window (dilation {dh}x{dw}, effective {eh}x{ew})"
         )
-    geom = ConvGeometry(N, H, W, C, KH, KW, F, sh, sw, dh, dw, pt, pb, pl, pr, OH, OW)
-    return x, w, b, geom
+    return ConvGeometry(N, H, W, C, KH, KW, F, sh, sw, dh, dw, pt, pb, pl, pr, OH, OW)
+
+
+def conv_args(x, w, b, stride, padding, dilation):
+    """Validate the arguments of ``conv2d_forward``.
+
+    Returns
+    -------
+    x : ndarray (N, H, W, C), float32 or float64, C-contiguous
+    w : ndarray (KH, KW, C, F), x's dtype, C-contiguous
+    b : ndarray (F,) or None, x's dtype
+    geom : ConvGeometry
+    """
+    x, w = _image_and_filters(x, w, ("KH", "KW", "C_in", "C_out"))
+    N, H, W, C = x.shape
+    KH, KW, _, F = w.shape
+    b = _bias(b, F, "(C_out,)", x.dtype)
+    return x, w, b, _conv_geometry(N, H, W, C, KH, KW, F, stride, padding, dilation)
+
+
+def depthwise_args(x, w, b, stride, padding, dilation):
+    """Validate the arguments of ``depthwise_conv2d_forward``.
+
+    Returns
+    -------
+    x : ndarray (N, H, W, C), float32 or float64, C-contiguous
+    w : ndarray (KH, KW, C, M), x's dtype, C-contiguous (M: the depth multiplier)
+    b : ndarray (C * M,) or None, x's dtype
+    geom : ConvGeometry
+        With ``F = C * M`` output channels; output channel ``c * M + m`` is input
+        channel c's m-th filter.
+    """
+    x, w = _image_and_filters(x, w, ("KH", "KW", "C", "depth_multiplier"))
+    N, H, W, C = x.shape
+    KH, KW, _, M = w.shape
+    b = _bias(b, C * M, "(C * depth_multiplier,)", x.dtype)
+    return x, w, b, _conv_geometry(N, H, W, C, KH, KW, C * M, stride, padding, dilation)
+
+
+def conv_geometry(x_shape, w_shape, stride, padding, dilation, w=None) -> ConvGeometry:
+    """Validate the sizes of a convolution and return its geometry.
+
+    ``x_shape`` (N, H, W, C) and ``w_shape`` (KH, KW, C_in, F) are tuples of 4 ints;
+    ``w``, when given, is the array named in error messages (else its shape is). The
+    checks of :func:`conv_args` on shapes alone (``fastconv.explain_conv`` uses them).
+    """
+    w = w_shape if w is None else w
+    N, H, W, C = x_shape
+    KH, KW, C_in, F = w_shape
+    if C < 1 or F < 1 or KH < 1 or KW < 1:
+        raise fail("w", "an array with KH, KW, C_in and C_out all >= 1", w)
+    if C_in != C:
+        raise ValueError(
+            f"`w` must have C_in = w.shape[2] equal to the channels of x, x.shape[3] = {C}. "
+            f"Received: w with shape {tuple(w_shape)} (C_in = {C_in})"
+        )
+    return _conv_geometry(N, H, W, C, KH, KW, F, stride, padding, dilation)
 
 
 def pool_args(x, pool_size, strides, padding):
@@ -405,3 +466,33 @@ def check_dout(dout: Any, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray
     if d.shape != tuple(shape):
         raise fail("dout", f"an array of the forward output's shape {tuple(shape)}", d)
     return d
+
+
+def matmul_args(a: Any, b: Any, out: Any):
+    """Check a matrix product's arguments; return ``(a, b, out_shape, direct)``.
+
+    ``a`` (m, k) and ``b`` (k, n) become C-contiguous arrays of their common float dtype
+    (float32 with float64 gives float64, as in NumPy). ``out``, when given, must be a
+    writeable float32/float64 array of shape (m, n); ``direct`` says whether the result
+    can be written into it as it is (same dtype, C-contiguous) or must be cast into it.
+    """
+    a = as_float_array(a, "a")
+    b = as_float_array(b, "b")
+    if a.dtype != b.dtype:
+        a, b = a.astype(np.float64), b.astype(np.float64)
+    for name, arr in (("a", a), ("b", b)):
+        if arr.ndim != 2:
+            raise fail(name, "a 2-D array (a matrix)", arr)
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"`a` and `b` must agree on the reduction axis: a is (m, k) and b "
+                         f"is (k, n). Received: a with shape {a.shape}, b with shape "
+                         f"{b.shape}")
+    shape = (a.shape[0], b.shape[1])
+    direct = False
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise fail("out", "a NumPy array", out, TypeError)
+        if out.shape != shape or out.dtype not in (_F32, _F64) or not out.flags.writeable:
+            raise fail("out", f"a writeable float32 or float64 array of shape {shape}", out)
+        direct = out.dtype == a.dtype and out.flags.c_contiguous
+    return a, b, shape, direct

@@ -32,12 +32,15 @@ __all__ = [
     "conv2d_relu_backward",
     "conv2d_relu_maxpool_forward",
     "conv2d_relu_maxpool_backward",
+    "depthwise_conv2d_forward",
+    "depthwise_conv2d_backward",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
     "avgpool2d_backward",
     "relu_forward",
     "relu_backward",
+    "matmul",
     "resize2d_forward",
     "resize2d_backward",
 ]
@@ -194,6 +197,82 @@ def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
     return conv2d_relu_backward(dz, cache.arrays["conv_relu"], input_grad)
 
 
+# ------------------------------------------------------------------ depthwise conv
+
+
+def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    """Depthwise 2-D convolution: each input channel convolved with its own M filters.
+
+    ``out[n, oh, ow, c*M + m] = b[c*M + m]
+    + sum_{i, j} xp[n, oh*sh + i*dh, ow*sw + j*dw, c] * w[i, j, c, m]``,
+    xp being x with zero padding. Computed tap by tap as :func:`conv2d_forward` is,
+    with a broadcast product in place of the matrix product.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, H, W, C)
+    w : array_like, shape (KH, KW, C, M)
+        M filters per input channel (Keras's ``depth_multiplier``).
+    b : array_like, shape (C * M,), optional
+    stride, padding, dilation
+        As :func:`conv2d_forward`.
+
+    Returns
+    -------
+    out : ndarray, shape (N, OH, OW, C * M), x's dtype
+        OH and OW as :func:`conv2d_forward`'s.
+    cache : Cache
+    """
+    x, w, b, g = _args.depthwise_args(x, w, b, stride, padding, dilation)
+    xp = _pad(x, g)
+    out = np.zeros((g.N, g.OH, g.OW, g.C, g.F // g.C), dtype=x.dtype)
+    for i in range(g.KH):
+        for j in range(g.KW):
+            out += xp[_tap(g, i, j, (g.dh, g.dw))][..., None] * w[i, j]
+    out = out.reshape(g.out_shape)
+    if b is not None:
+        out += b
+    cache = Cache("depthwise_conv2d", NAME, g, x.dtype,
+                  {"x": x, "w": w, "has_bias": b is not None})
+    return out, cache
+
+
+def depthwise_conv2d_backward(dout, cache, input_grad=True):
+    """Gradients of :func:`depthwise_conv2d_forward`.
+
+    Parameters
+    ----------
+    dout : array_like, shape (N, OH, OW, C * M)
+    cache : Cache
+        From :func:`depthwise_conv2d_forward`.
+    input_grad : bool, default True
+        False skips dx (returned as None).
+
+    Returns
+    -------
+    dx : ndarray, shape (N, H, W, C), or None when ``input_grad`` is False
+    dw : ndarray, shape (KH, KW, C, M)
+    db : ndarray, shape (C * M,), or None when the forward pass had no bias
+    """
+    cache = _args.check_cache(cache, "depthwise_conv2d", NAME)
+    g = cache.geom
+    dout = _args.check_dout(dout, g.out_shape, cache.dtype)
+    x, w = cache.arrays["x"], cache.arrays["w"]
+    d5 = dout.reshape(g.N, g.OH, g.OW, g.C, g.F // g.C)
+    xp = _pad(x, g)
+    dxp = np.zeros_like(xp)
+    dw = np.empty_like(w)
+    for i in range(g.KH):
+        for j in range(g.KW):
+            tap = _tap(g, i, j, (g.dh, g.dw))
+            dw[i, j] = np.einsum("nhwc,nhwcm->cm", xp[tap], d5)
+            if input_grad:
+                dxp[tap] += (d5 * w[i, j]).sum(axis=-1)
+    db = dout.sum(axis=(0, 1, 2)) if cache.arrays["has_bias"] else None
+    dx = np.ascontiguousarray(_crop(dxp, g)) if input_grad else None
+    return dx, dw, db
+
+
 # ------------------------------------------------------------------------ pooling
 
 
@@ -297,6 +376,33 @@ def relu_backward(dout, cache):
     cache = _args.check_cache(cache, "relu", NAME)
     dout = _args.check_dout(dout, cache.geom, cache.dtype)
     return np.where(cache.arrays["x"] > 0, dout, 0).astype(cache.dtype, copy=False)
+
+
+def matmul(a, b, out=None):
+    """Matrix product ``a @ b``: the Dense layer's forward.
+
+    Parameters
+    ----------
+    a : array (m, k)
+    b : array (k, n)
+    out : array (m, n), optional
+        Writeable float32/float64: the result is written there (cast if its dtype
+        differs).
+
+    Returns
+    -------
+    array (m, n)
+        In the common dtype of ``a`` and ``b`` (float32, or float64 if either is), or
+        ``out``. The compiled backend runs it as a 1x1 convolution, whose bits do not
+        depend on the thread count; this reference is NumPy's ``matmul`` (BLAS), equal
+        to it within rounding.
+    """
+    a, b, shape, direct = _args.matmul_args(a, b, out)
+    result = np.matmul(a, b, out=out if direct else None)
+    if out is not None and not direct:
+        np.copyto(out, result, casting="same_kind")
+        return out
+    return result
 
 
 # ------------------------------------------------------------------------- resize

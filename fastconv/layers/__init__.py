@@ -40,7 +40,17 @@ from .base import (  # noqa: F401
     _snake,
     _unique_name,
 )
-from .convolutional import Conv2D, Convolution2D
+from .convolutional import (
+    Conv1D,
+    Conv2D,
+    Conv2DTranspose,
+    Convolution1D,
+    Convolution2D,
+    Convolution2DTranspose,
+    DepthwiseConv2D,
+    SeparableConv2D,
+    SeparableConvolution2D,
+)
 from .core import ELU, Activation, Dense, Dropout, Flatten, Lambda, LeakyReLU, Maxout, ReLU, Softmax
 from .fused import _ConvReLUMaxPool  # noqa: F401
 from .intensity import RandomBrightness, RandomContrast
@@ -62,13 +72,21 @@ from .merging import (
 )
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
 from .pooling import (
+    AveragePooling1D,
     AveragePooling2D,
+    AvgPool1D,
     AvgPool2D,
+    GlobalAveragePooling1D,
     GlobalAveragePooling2D,
+    GlobalAvgPool1D,
     GlobalAvgPool2D,
+    GlobalMaxPool1D,
     GlobalMaxPool2D,
+    GlobalMaxPooling1D,
     GlobalMaxPooling2D,
+    MaxPool1D,
     MaxPool2D,
+    MaxPooling1D,
     MaxPooling2D,
 )
 from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling
@@ -89,10 +107,15 @@ __all__ = [
     "minimum", "concatenate", "Rescaling", "RandomFlip", "RandomTranslation",
     "RandomRotation", "Convolution2D", "MaxPool2D", "AvgPool2D", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "get_layer_class",
-    "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape", "Permute",
-    "LayerNormalization", "GroupNormalization", "SpatialDropout2D", "GaussianNoise",
-    "GaussianDropout", "ActivityRegularization", "RandomZoom", "RandomContrast",
-    "RandomBrightness", "RandomCrop", "CenterCrop", "Resizing",
+    "Conv2DTranspose", "Convolution2DTranspose", "DepthwiseConv2D", "SeparableConv2D",
+    "SeparableConvolution2D", "Conv1D", "Convolution1D", "MaxPooling1D", "AveragePooling1D",
+    "MaxPool1D", "AvgPool1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
+    "GlobalAvgPool1D", "GlobalMaxPool1D", "LayerNormalization", "SpatialDropout2D",
+    "GaussianNoise", "GaussianDropout", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
+    "Reshape", "Permute",
+    "GroupNormalization", "ActivityRegularization",
+    "RandomZoom", "RandomContrast", "RandomBrightness", "RandomCrop", "CenterCrop",
+    "Resizing",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -100,10 +123,11 @@ _LAYERS = {c.__name__: c for c in (
     ReLU, LeakyReLU, ELU, Softmax, BatchNormalization, Maxout, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D,
     Rescaling, RandomFlip, RandomTranslation,
-    RandomRotation, UpSampling2D, ZeroPadding2D, Cropping2D, Reshape, Permute,
-    LayerNormalization, GroupNormalization, SpatialDropout2D, GaussianNoise, GaussianDropout,
-    ActivityRegularization, RandomZoom, RandomContrast, RandomBrightness, RandomCrop,
-    CenterCrop, Resizing)}
+    RandomRotation, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, Conv1D, MaxPooling1D,
+    AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, LayerNormalization,
+    SpatialDropout2D, GaussianNoise, GaussianDropout, ZeroPadding2D, Cropping2D, UpSampling2D,
+    Reshape, Permute, GroupNormalization, ActivityRegularization, RandomZoom, RandomContrast,
+    RandomBrightness, RandomCrop, CenterCrop, Resizing)}
 
 
 def get_layer_class(class_name: str) -> type:

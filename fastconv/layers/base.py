@@ -57,6 +57,15 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _single(name: str, value: Any) -> int:
+    """A positive int, or a tuple/list of one (Keras's 1-D sizes and strides)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise fail(name, "a positive int or a tuple of one", value)
+        value = value[0]
+    return _positive_int(name, value)
+
+
 def _padding(value: Any) -> str:
     if not isinstance(value, str) or value.lower() not in ("valid", "same"):
         raise fail("padding", "'valid' or 'same'", value)
@@ -109,8 +118,8 @@ class Layer:
     batch_size : int, optional
         Fixes the batch axis of ``input_shape`` (informational).
 
-    Subclassing
-    -----------
+    Notes
+    -----
     A subclass may create sublayers in ``__init__`` (as attributes, or lists and dicts
     of them), weights in ``build(input_shape)`` with :meth:`add_weight`, and compose
     them in ``call(inputs, training=None)``; fastconv traces ``call`` on symbolic
@@ -630,6 +639,18 @@ class _KernelBias:
                 "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
                 "kernel_constraint": _constraints.serialize(self.kernel_constraint),
                 "bias_constraint": _constraints.serialize(self.bias_constraint)}
+
+    def _kernel_and_bias(self, input_shape, channels, kernel_shape, n_bias,
+                         kernel_name="kernel"):
+        """Create the kernel and (with ``use_bias``) the bias, in Keras's order."""
+        if channels is None:
+            raise self._shape_error(input_shape, "the number of channels must be known.")
+        self.add_weight(name=kernel_name, shape=kernel_shape,
+                        initializer=self.kernel_initializer,
+                        regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight(name="bias", shape=(n_bias,), initializer=self.bias_initializer,
+                            regularizer=self.bias_regularizer)
 
     def _dense_shape(self, input_shape):
         """``(..., in) -> (..., units)``, as Dense and Maxout compute it."""

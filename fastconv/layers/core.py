@@ -55,9 +55,14 @@ class Flatten(Layer):
         return config
 
 
-# Dense's matrix products: BLAS, through NumPy. A module attribute so that
-# benchmarks/train_compare.py --overhead can count their time as kernel time.
-_matmul = np.matmul
+# Dense's matrix products. The forward runs on the active backend (the compiled one
+# as a 1x1 convolution, whose bits do not depend on the thread count or on concurrent
+# calls, so predict is bit-stable however it is called); the two products of the
+# backward are NumPy's BLAS (faster there than the convolution's gradient kernels for
+# these shapes; their bits follow NumPy's BLAS thread count). Module attributes so
+# that benchmarks/train_compare.py --overhead can count their time as kernel time.
+_matmul = ops.matmul
+_matmul_blas = np.matmul
 
 
 class Dense(_ActivationMixin, _KernelBias, Layer):
@@ -139,7 +144,7 @@ class Dense(_ActivationMixin, _KernelBias, Layer):
     def _backward_z(self, dz, ctx, need_dx, db=None):
         d2 = dz.reshape(-1, self.units)
         dk = empty(ctx.ws, "dkernel", self.kernel.shape, self.kernel.dtype)
-        _matmul(ctx.x2.T, d2, out=dk)
+        _matmul_blas(ctx.x2.T, d2, out=dk)
         wg = [(self.kernel, dk)]
         if self.use_bias:
             if db is None:
@@ -152,7 +157,7 @@ class Dense(_ActivationMixin, _KernelBias, Layer):
         if not need_dx:
             return None, wg
         dx = empty(ctx.ws, "dx", (d2.shape[0], self.kernel.shape[0]), d2.dtype)
-        return _matmul(d2, self.kernel.T, out=dx).reshape(ctx.x_shape), wg
+        return _matmul_blas(d2, self.kernel.T, out=dx).reshape(ctx.x_shape), wg
 
     def get_config(self):
         config = super().get_config()

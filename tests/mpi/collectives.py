@@ -39,11 +39,14 @@ loss = dist.DistributedOptimizer(optimizers.SGD(1.0)).apply_step(
 x_idx = np.arange(7)
 shard_x, shard_y = dist.shard(x_idx, x_idx * 10)
 
-# evaluate/predict on shards of the test data.
+# evaluate/predict on shards of the test data: 24 of the 25 samples divide evenly; all
+# 25 are padded to 26 by repeating sample 0 on rank 1.
 x, y = common.data()
-xs, ys = dist.shard(x, y)
+xs, ys = dist.shard(x[:24], y[:24])
 ev = model.evaluate(xs, ys, verbose=0, return_dict=True)
 pred = model.predict(xs)
+pred_padded = model.predict(dist.shard(x))
+dropped = dist.shard(x, drop_last=True)
 
 common.dump(out_dir, r, after,
             rank=r, size=p, root=dist.is_root(),
@@ -52,4 +55,6 @@ common.dump(out_dir, r, after,
             grad_after=[g.ravel().tolist() for g in grad],
             weighted=weighted[0].tolist(), weighted_loss=loss,
             shard_x=shard_x.tolist(), shard_y=shard_y.tolist(),
-            evaluate=ev, predict=None if pred is None else pred.tolist())
+            evaluate=ev, predict=None if pred is None else pred.tolist(),
+            predict_padded=None if pred_padded is None else pred_padded.tolist(),
+            dropped=len(dropped))

@@ -12,7 +12,7 @@ import numpy as np
 from fastconv import layers, models, optimizers, utils
 
 BATCH = 4          # per rank
-SAMPLES = 25       # 2 ranks x 4 x 3 steps + 1: rank 0 has one more step than rank 1
+SAMPLES = 25       # odd: dist.shard pads it to 26; split by hand, 13 + 12 (uneven steps)
 
 
 def data(dtype="float32"):

@@ -1,8 +1,16 @@
-"""Data-parallel fit on shards; optionally with checkpoints, or resuming from one.
+"""Data-parallel fit; optionally on uneven blocks, with checkpoints, or resuming.
 
-Usage: mpiexec -n 2 python train.py OUT_DIR DTYPE EPOCHS [--checkpoint | --resume FILE]
+Usage: mpiexec -n 2 python train.py OUT_DIR DTYPE EPOCHS [MODE [FILE]]
 
-Counts, per rank, the model files written through fastconv's atomic writer.
+MODE:
+- none: ``dist.shard`` (every 2nd sample from the rank, padded to 26 by wrapping);
+- ``--uneven``: contiguous blocks split by hand, 13 and 12 samples, so rank 1 runs out
+  of batches first and takes an empty step;
+- ``--checkpoint``: as none, with ModelCheckpoint and CSVLogger; counts, per rank, the
+  model files written through fastconv's atomic writer;
+- ``--resume FILE``: as none, loading FILE and training the last epoch only;
+- ``--shuffle``: ``dist.shard_dataset`` on all the data, reshuffled globally each
+  epoch from seed 3.
 """
 
 import os
@@ -30,7 +38,14 @@ _saving._atomic_write = counting_write
 
 model = common.build_model(dtype, optimizer=dist.DistributedOptimizer(optimizers.SGD(0.1)))
 dist.broadcast_weights(model)
-x, y = dist.shard(*common.data(dtype))
+x, y = common.data(dtype)
+if mode == "--uneven":
+    block = slice(0, 13) if dist.rank() == 0 else slice(13, None)
+    x, y = x[block], y[block]
+elif mode == "--shuffle":
+    x, y = dist.shard_dataset(x, y, batch_size=common.BATCH, shuffle=True, seed=3), None
+else:
+    x, y = dist.shard(x, y)
 cbs, initial_epoch = [], 0
 if mode == "--checkpoint":
     cbs = [callbacks.ModelCheckpoint(os.path.join(out_dir, "w-{epoch}.fcw"),
