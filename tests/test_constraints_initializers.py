@@ -127,3 +127,22 @@ def test_initializer_values_and_seeds():
 def test_initializer_bad_input(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: layers.Conv2D(2, 3, kernel_constraint="non_neg", bias_constraint="max_norm"),
+     (None, 5, 5, 2)),
+    (lambda: layers.Conv1D(2, 3, kernel_constraint="non_neg", bias_constraint="max_norm"),
+     (None, 6, 2)),
+    (lambda: layers.Conv2DTranspose(2, 3, kernel_constraint="non_neg",
+                                    bias_constraint="max_norm"), (None, 4, 4, 2)),
+    (lambda: layers.Maxout(2, kernel_constraint="non_neg", bias_constraint="max_norm"),
+     (None, 3)),
+])
+def test_kernel_layers_register_and_save_their_constraints(make, shape):
+    layer = make()
+    layer.build_for(shape)
+    assert set(layer.constraints) == {"kernel", "bias"}
+    again = type(layer).from_config(layer.get_config())
+    assert isinstance(again.kernel_constraint, constraints.NonNeg)
+    assert isinstance(again.bias_constraint, constraints.MaxNorm)

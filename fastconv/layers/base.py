@@ -647,10 +647,11 @@ class _KernelBias:
             raise self._shape_error(input_shape, "the number of channels must be known.")
         self.add_weight(name=kernel_name, shape=kernel_shape,
                         initializer=self.kernel_initializer,
-                        regularizer=self.kernel_regularizer)
+                        regularizer=self.kernel_regularizer,
+                        constraint=self.kernel_constraint)
         if self.use_bias:
             self.add_weight(name="bias", shape=(n_bias,), initializer=self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+                            regularizer=self.bias_regularizer, constraint=self.bias_constraint)
 
     def _dense_shape(self, input_shape):
         """``(..., in) -> (..., units)``, as Dense and Maxout compute it."""
