@@ -38,7 +38,7 @@ import numpy as np
 from . import _info, _threads, ops
 from .backends import use_backend
 
-__all__ = ["CONV_LAYERS", "POOL_LAYERS", "FAMILY_LAYERS", "main", "run"]
+__all__ = ["CONV_LAYERS", "POOL_LAYERS", "FAMILY_LAYERS", "UPSAMPLE_LAYERS", "main", "run"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,30 @@ FAMILY_LAYERS = [
 
 
 @dataclass(frozen=True)
+class UpsampleLayer:
+    """UpSampling2D by 2 of x (N, H, W, C): :func:`fastconv.ops.resize2d_forward` against
+    PyTorch's ``interpolate(scale_factor=2)`` (the same half-pixel rule)."""
+
+    name: str
+    mode: str  # 'nearest' or 'bilinear'
+    N: int
+    H: int
+    W: int
+    C: int
+
+    def shape(self) -> str:
+        return f"up2 {self.mode} ({self.N},{self.H},{self.W},{self.C})"
+
+
+# U-Net-like decoder stages.
+UPSAMPLE_LAYERS = [
+    UpsampleLayer(f"u{i}{mode[0]}", mode, *shape)
+    for i, shape in enumerate([(8, 32, 32, 64), (8, 64, 64, 32)], start=1)
+    for mode in ("nearest", "bilinear")
+]
+
+
+@dataclass(frozen=True)
 class CourseLayer:
     """CS231n's own timing shapes, NCHW, run through fastconv.compat.cs231n in float64."""
 
@@ -295,6 +319,10 @@ def torch_fwd_bwd(torch, layer, dtype) -> dict:
             return F.max_pool2d(F.relu(z), 2) if layer.block else z
     elif isinstance(layer, FamilyLayer):
         op = _torch_family_op(torch, layer, tdt)
+    elif isinstance(layer, UpsampleLayer):
+        def op(t):
+            return F.interpolate(t, scale_factor=2, mode=layer.mode, **(
+                {"align_corners": False} if layer.mode == "bilinear" else {}))
     else:
         pool = F.max_pool2d if layer.op == "max" else F.avg_pool2d
 
@@ -395,6 +423,22 @@ def pool_fns(layer: PoolLayer, dtype):
     return (lambda: forward(x, 2)), (lambda: backward(dout, cache)), fwd_bwd, keep
 
 
+def upsample_fns(layer: UpsampleLayer, dtype):
+    """As :func:`conv_fns`, for an upsampling by 2."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((layer.N, layer.H, layer.W, layer.C)).astype(dtype)
+    size = (2 * layer.H, 2 * layer.W)
+    out, cache = ops.resize2d_forward(x, size, layer.mode)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+
+    def fwd_bwd():
+        o, c = ops.resize2d_forward(x, size, layer.mode)
+        return o, ops.resize2d_backward(dout, c)
+
+    return (lambda: ops.resize2d_forward(x, size, layer.mode)), (
+        lambda: ops.resize2d_backward(dout, cache)), fwd_bwd, out.nbytes + x.nbytes
+
+
 def family_fns(layer: FamilyLayer, dtype):
     """As :func:`conv_fns`, through the layer's forward and backward."""
     rng = np.random.default_rng(0)
@@ -452,6 +496,8 @@ def _fns(layer, dtype):
         return course_fns(layer, dtype)
     if isinstance(layer, FamilyLayer):
         return family_fns(layer, dtype)
+    if isinstance(layer, UpsampleLayer):
+        return upsample_fns(layer, dtype)
     return pool_fns(layer, dtype)
 
 
@@ -473,7 +519,7 @@ def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_re
     log(f"# numpy sgemm on {threads} threads: {peak:.0f} GFLOP/s")
     wanted = set(layers) if layers else None
     rows = []
-    for layer in CONV_LAYERS + POOL_LAYERS + FAMILY_LAYERS + COURSE_LAYERS:
+    for layer in CONV_LAYERS + POOL_LAYERS + FAMILY_LAYERS + UPSAMPLE_LAYERS + COURSE_LAYERS:
         if wanted is not None and layer.name not in wanted:
             continue
         if batch is not None and getattr(layer, "N", 1) > 1:

@@ -20,7 +20,7 @@ from .backends._args import fail
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform",
     "TruncatedNormal", "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeNormal",
-    "HeUniform", "LecunNormal", "LecunUniform", "get", "serialize",
+    "HeUniform", "LecunNormal", "LecunUniform", "Orthogonal", "Identity", "get", "serialize",
 ]
 
 
@@ -178,22 +178,73 @@ LecunNormal = _preset("LecunNormal", 1.0, "fan_in", "truncated_normal",
 LecunUniform = _preset("LecunUniform", 1.0, "fan_in", "uniform",
                        "Uniform, limit ``sqrt(3 / fan_in)``.")
 
+class Orthogonal(Initializer):
+    """``gain`` times a random orthogonal matrix: the Q of the QR factorisation of a
+    standard normal (max(rows, cols), min(rows, cols)) matrix, its columns' signs fixed
+    by R's diagonal, transposed when rows < cols; rows = the product of all but the last
+    axis, cols = the last axis (so convolution kernels work)."""
+
+    def __init__(self, gain: float = 1.0, seed: Optional[int] = None):
+        self.gain, self.seed = float(gain), seed
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise fail("shape", "at least 2-D for an Orthogonal initializer", shape)
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+        rng = get_rng() if self.seed is None else np.random.default_rng(self.seed)
+        a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q.reshape(shape)).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+
+class Identity(Initializer):
+    """``gain`` times the identity matrix (2-D shapes only; rectangular allowed)."""
+
+    def __init__(self, gain: float = 1.0):
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) != 2:
+            raise fail("shape", "2-D for an Identity initializer", shape)
+        return (self.gain * np.eye(*shape)).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
 _CLASSES = {c.__name__: c for c in (
     Zeros, Ones, Constant, RandomNormal, RandomUniform, TruncatedNormal, VarianceScaling,
-    GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNormal, LecunUniform)}
+    GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNormal, LecunUniform, Orthogonal,
+    Identity)}
 _ALIASES = {
     "zeros": Zeros, "ones": Ones, "constant": Constant, "random_normal": RandomNormal,
     "random_uniform": RandomUniform, "truncated_normal": TruncatedNormal,
     "variance_scaling": VarianceScaling, "glorot_uniform": GlorotUniform,
     "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform,
-    "lecun_normal": LecunNormal, "lecun_uniform": LecunUniform,
+    "lecun_normal": LecunNormal, "lecun_uniform": LecunUniform, "orthogonal": Orthogonal,
+    "identity": Identity,
+    # Keras's other spellings
+    "zero": Zeros, "one": Ones, "normal": RandomNormal, "uniform": RandomUniform,
+    "IdentityInitializer": Identity, "OrthogonalInitializer": Orthogonal,
 }
+
+# Keras's lower-case function-style names of the classes.
+
 
 
 def get(identifier: Any, name: str = "initializer"):
     """An initializer from a name ('glorot_uniform', ...), a config dict or a callable."""
     if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier.lower()) or _CLASSES.get(identifier)
+        cls = _ALIASES.get(identifier) or _ALIASES.get(identifier.lower()) \
+            or _CLASSES.get(identifier)
         if cls is None:
             raise fail(name, f"one of {sorted(_ALIASES)} or a callable(shape, dtype=None)",
                        identifier)

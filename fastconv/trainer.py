@@ -35,6 +35,7 @@ from . import optimizers as _optimizers
 from ._activity import activity_loss
 from ._progress import Progbar
 from .backends._args import fail
+from .constraints import apply_constraints
 from .data_adapters import PyDataset, get_adapter, is_array_data, split_batch
 from .graph import Workspace
 
@@ -372,14 +373,19 @@ class Trainer:
             apply_step = getattr(self.optimizer, "apply_step", None)
             if apply_step is None:
                 self.optimizer.apply(params, grads)
-                return value, out, value
-            return value, out, apply_step(params, grads, len(xs[0]), value)
+                step_loss = value
+            else:
+                step_loss = apply_step(params, grads, len(xs[0]), value)
+            apply_constraints(self._train_items())  # after the update, as Keras
+            return value, out, step_loss
 
     def _empty_step(self):
         """Take part in a distributed step with no samples (this rank's shard ran out)."""
         items = self._train_items()
-        return self.optimizer.apply_step([arr for _, _, arr in items],
+        loss = self.optimizer.apply_step([arr for _, _, arr in items],
                                          [np.zeros_like(arr) for _, _, arr in items], 0, 0.0)
+        apply_constraints(items)
+        return loss
 
     def _batch_loss_and_output(self, xs, y, sw=None):
         """Inference-mode loss (without regularization; weighted by ``sw`` when given)

@@ -135,3 +135,21 @@ def test_relu_on_odd_shapes_and_layouts(shape, layout, seed, dtype, threads):
     want, wc = ref.relu_forward(x)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(fast.relu_backward(x, gc), ref.relu_backward(x, wc))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(n=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
+       c=st.sampled_from([1, 3, 7, 8, 17]), oh=st.integers(1, 23), ow=st.integers(1, 23),
+       how=st.sampled_from(["nearest", "bilinear"]), layout=st.sampled_from(sorted(LAYOUTS)),
+       seed=st.integers(0, 2**16))
+def test_resize_on_odd_shapes_and_layouts(n, h, w, c, oh, ow, how, layout, seed, dtype,
+                                          threads):
+    rng = np.random.default_rng(seed)
+    x = LAYOUTS[layout](rng.standard_normal((n, h, w, c)).astype(dtype))
+    got, gc = fast.resize2d_forward(x, (oh, ow), how)
+    want, wc = ref.resize2d_forward(x, (oh, ow), how)
+    assert_close(got, want, dtype, scale=np.abs(x).max() + 1)
+    d = LAYOUTS[layout](rng.standard_normal(want.shape).astype(dtype))
+    assert_close(fast.resize2d_backward(d, gc), ref.resize2d_backward(d, wc), dtype,
+                 scale=np.abs(d).max() * (oh * ow) / (h * w) + 1)

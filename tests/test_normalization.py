@@ -115,7 +115,8 @@ def test_issue16_layers_match_keras():
     """UpSampling2D (bilinear, nearest), LayerNormalization, GroupNormalization,
     BatchNormalization (center=False, scale=False, axis=1, momentum), pooling 'same' with
     pools of 3 at stride 2, ZeroPadding2D, Cropping2D, Permute, Reshape; activity
-    regularizers (Conv2D, Dense, ActivityRegularization): Keras 3.15's predictions, loss
+    regularizers (Conv2D, Dense, ActivityRegularization); Resizing (bilinear, nearest,
+    crop_to_aspect_ratio) and CenterCrop: Keras 3.15's predictions, loss
     and weights after one SGD step, from the committed fixture."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.spec_from_file_location(
@@ -123,9 +124,11 @@ def test_issue16_layers_match_keras():
     parity = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(parity)
     results = parity.compare(os.path.join(root, "tests", "data", "keras3_layers.npz"))
-    assert set(results) == {"upsampling_normalization", "activity_regularization"}
+    counts = {"upsampling_normalization": 17, "activity_regularization": 6,
+              "resizing_crops": 4}
+    assert set(results) == set(counts)
     for name, (err_pred, loss, keras_loss, err_step, n) in results.items():
-        assert n == {"upsampling_normalization": 17, "activity_regularization": 6}[name]
+        assert n == counts[name]
         assert err_pred < 1e-6, name
         assert abs(loss - keras_loss) < 1e-5 * max(1.0, keras_loss), name
         assert err_step < 1e-5, name

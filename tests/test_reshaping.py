@@ -235,3 +235,15 @@ def test_reshaping_layers_train_in_sequential_and_functional_and_save(tmp_path, 
         model.save(path)
         again = keras.models.load_model(path)
         np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_bench_upsampling_rows_run_the_resize_ops():
+    from fastconv import bench
+
+    assert [u.name for u in bench.UPSAMPLE_LAYERS] == ["u1n", "u1b", "u2n", "u2b"]
+    layer = bench.UpsampleLayer("t", "bilinear", 1, 3, 4, 2)
+    fwd, bwd, fwd_bwd, keep = bench.upsample_fns(layer, np.float32)
+    out, dx = fwd_bwd()
+    assert out.shape == (1, 6, 8, 2) and dx.shape == (1, 3, 4, 2) and keep > 0
+    np.testing.assert_array_equal(fwd()[0], out)
+    np.testing.assert_array_equal(bwd(), dx)

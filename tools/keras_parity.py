@@ -17,7 +17,7 @@ first step (Keras 3.15.1 on JAX) for the smaller models:
 and, for issue 16's layers, on ``tests/data/keras3_layers.npz``:
 
     anchor-venv/bin/python tools/keras_parity.py keras tests/data/keras3_layers.npz \
-        upsampling_normalization activity_regularization
+        upsampling_normalization activity_regularization resizing_crops
 
 and on ``tests/data/keras3_parity_conv.npz`` for the convolution family and the 1-D
 layers (issue 16):
@@ -283,9 +283,24 @@ def sequence_cnn(keras):
     return keras.Model(inputs, layers.Dense(3, activation="softmax")(x))
 
 
+def resizing_crops(keras):
+    """Resizing (bilinear, nearest, crop_to_aspect_ratio) and CenterCrop (crop, and the
+    resize of an image smaller than the box); no randomness, so values compare."""
+    layers = keras.layers
+    inputs = keras.Input(shape=(9, 11, 2))
+    x = layers.Resizing(6, 8)(inputs)
+    x = layers.CenterCrop(4, 6)(x)
+    x = layers.Resizing(7, 5, interpolation="nearest")(x)
+    x = layers.Resizing(4, 4, crop_to_aspect_ratio=True)(x)
+    x = layers.CenterCrop(6, 5)(x)
+    x = layers.Conv2D(3, 2, activation="relu")(x)
+    outputs = layers.Dense(3, activation="softmax")(layers.Flatten()(x))
+    return keras.Model(inputs, outputs)
+
+
 MODELS = {"residual_inception": residual_inception, "two_inputs": two_inputs,
           "global_pooling": global_pooling, "upsampling_normalization": upsampling_normalization,
-          "activity_regularization": activity_regularization,
+          "activity_regularization": activity_regularization, "resizing_crops": resizing_crops,
           "sequential_lecture": sequential_lecture, "subclassed_resnet": make_subclassed,
           "decoder": decoder, "separable": separable, "sequence": sequence,
           "mobilenet_blocks": mobilenet_blocks, "xception_blocks": xception_blocks,

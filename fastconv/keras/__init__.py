@@ -3,8 +3,8 @@
 Mirrors the ``keras`` namespace for everything fastconv has: ``keras.Input``,
 ``keras.Model``, ``keras.Sequential`` and the modules ``layers``, ``models``,
 ``optimizers``, ``losses``, ``metrics``, ``callbacks``, ``activations``,
-``initializers``, ``regularizers``, ``utils``, ``datasets``, ``ops``, ``saving`` and
-``backend``. A Keras name fastconv lacks raises AttributeError (ImportError in a
+``initializers``, ``regularizers``, ``constraints``, ``utils``, ``datasets``, ``ops``,
+``saving`` and ``backend``. A Keras name fastconv lacks raises AttributeError (ImportError in a
 ``from ... import``) that says so.
 """
 
@@ -16,6 +16,7 @@ from . import (
     activations,
     backend,
     callbacks,
+    constraints,
     datasets,
     initializers,
     layers,
@@ -33,8 +34,8 @@ from ._namespace import module_getattr
 __version__ = "3.0.0-fastconv"
 
 __all__ = ["Input", "Layer", "Model", "Sequential", "activations", "backend", "callbacks",
-           "datasets", "initializers", "layers", "losses", "metrics", "models", "ops",
-           "optimizers", "regularizers", "saving", "utils"]
+           "constraints", "datasets", "initializers", "layers", "losses", "metrics", "models",
+           "ops", "optimizers", "regularizers", "saving", "utils"]
 
 
 __getattr__ = module_getattr(__name__)

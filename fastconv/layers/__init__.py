@@ -53,6 +53,7 @@ from .convolutional import (
 )
 from .core import ELU, Activation, Dense, Dropout, Flatten, Lambda, LeakyReLU, Maxout, ReLU, Softmax
 from .fused import _ConvReLUMaxPool  # noqa: F401
+from .intensity import RandomBrightness, RandomContrast
 from .merging import (
     Add,
     Average,
@@ -88,7 +89,7 @@ from .pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
-from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, Rescaling
+from .preprocessing import RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling
 from .regularization import (
     ActivityRegularization,
     GaussianDropout,
@@ -96,6 +97,7 @@ from .regularization import (
     SpatialDropout2D,
 )
 from .reshaping import Cropping2D, Permute, Reshape, UpSampling2D, ZeroPadding2D
+from .resizing import CenterCrop, RandomCrop, Resizing
 
 __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten",
@@ -112,6 +114,8 @@ __all__ = [
     "GaussianNoise", "GaussianDropout", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
     "Reshape", "Permute",
     "GroupNormalization", "ActivityRegularization",
+    "RandomZoom", "RandomContrast", "RandomBrightness", "RandomCrop", "CenterCrop",
+    "Resizing",
 ]
 
 _LAYERS = {c.__name__: c for c in (
@@ -122,7 +126,8 @@ _LAYERS = {c.__name__: c for c in (
     RandomRotation, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, Conv1D, MaxPooling1D,
     AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, LayerNormalization,
     SpatialDropout2D, GaussianNoise, GaussianDropout, ZeroPadding2D, Cropping2D, UpSampling2D,
-    Reshape, Permute, GroupNormalization, ActivityRegularization)}
+    Reshape, Permute, GroupNormalization, ActivityRegularization, RandomZoom, RandomContrast,
+    RandomBrightness, RandomCrop, CenterCrop, Resizing)}
 
 
 def get_layer_class(class_name: str) -> type:

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import activations as _activations
+from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from ..backends._args import fail
@@ -169,6 +170,8 @@ class Layer:
         self._weight_trainable: List[bool] = []
         self._weight_store: Dict[str, np.ndarray] = {}
         self.regularizers: Dict[str, Any] = {}
+        # Projections applied after each optimizer step (fastconv.constraints).
+        self.constraints: Dict[str, Any] = {}
         self._inbound_nodes: List[Node] = []
         self._traced: Dict[tuple, tuple] = {}
         self._build_lock = threading.RLock()
@@ -202,9 +205,6 @@ class Layer:
         kwargs.pop("autocast", None)
         if kwargs:
             raise TypeError(f"add_weight got unexpected keyword argument(s) {sorted(kwargs)}")
-        if constraint is not None:
-            raise NotImplementedError("fastconv does not implement weight constraints yet "
-                                      f"(add_weight(constraint={constraint!r}))")
         shape = () if shape is None else tuple(int(s) for s in shape)
         if name is None:
             name = "variable" if not self._weight_names else \
@@ -230,6 +230,8 @@ class Layer:
         self._weight_trainable.append(bool(trainable))
         if regularizer is not None:
             self.regularizers[name] = _regularizers.get(regularizer, "regularizer")
+        if constraint is not None:
+            self.constraints[name] = _constraints.get(constraint, "constraint")
         return value
 
     def _weight(self, name: str) -> np.ndarray:
@@ -546,8 +548,9 @@ class Layer:
                   "dtype": None if self.dtype is None else self.dtype.name}
         if self._batch_input_shape is not None:
             config["batch_input_shape"] = list(self._batch_input_shape)
-        if self.activity_regularizer is not None:
-            config["activity_regularizer"] = _regularizers.serialize(self.activity_regularizer)
+        activity = getattr(self, "activity_regularizer", None)
+        if activity is not None:
+            config["activity_regularizer"] = _regularizers.serialize(activity)
         return config
 
     @classmethod
@@ -621,17 +624,21 @@ class _KernelBias:
     the same way by each such layer."""
 
     def _weight_args(self, kernel_initializer, bias_initializer, kernel_regularizer,
-                     bias_regularizer):
+                     bias_regularizer, kernel_constraint=None, bias_constraint=None):
         self.kernel_initializer = _initializers.get(kernel_initializer, "kernel_initializer")
         self.bias_initializer = _initializers.get(bias_initializer, "bias_initializer")
         self.kernel_regularizer = _regularizers.get(kernel_regularizer, "kernel_regularizer")
         self.bias_regularizer = _regularizers.get(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = _constraints.get(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = _constraints.get(bias_constraint, "bias_constraint")
 
     def _weight_config(self) -> dict:
         return {"kernel_initializer": _initializers.serialize(self.kernel_initializer),
                 "bias_initializer": _initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": _regularizers.serialize(self.bias_regularizer)}
+                "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": _constraints.serialize(self.kernel_constraint),
+                "bias_constraint": _constraints.serialize(self.bias_constraint)}
 
     def _kernel_and_bias(self, input_shape, channels, kernel_shape, n_bias,
                          kernel_name="kernel"):
@@ -640,10 +647,11 @@ class _KernelBias:
             raise self._shape_error(input_shape, "the number of channels must be known.")
         self.add_weight(name=kernel_name, shape=kernel_shape,
                         initializer=self.kernel_initializer,
-                        regularizer=self.kernel_regularizer)
+                        regularizer=self.kernel_regularizer,
+                        constraint=self.kernel_constraint)
         if self.use_bias:
             self.add_weight(name="bias", shape=(n_bias,), initializer=self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+                            regularizer=self.bias_regularizer, constraint=self.bias_constraint)
 
     def _dense_shape(self, input_shape):
         """``(..., in) -> (..., units)``, as Dense and Maxout compute it."""

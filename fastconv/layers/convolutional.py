@@ -100,10 +100,10 @@ class _ConvWindow:
 def _add_kernel_and_bias(layer, kernel_shape):
     """The ``kernel`` of ``kernel_shape`` and, with use_bias, the ``bias`` (filters,)."""
     layer.add_weight(name="kernel", shape=kernel_shape, initializer=layer.kernel_initializer,
-                     regularizer=layer.kernel_regularizer)
+                     regularizer=layer.kernel_regularizer, constraint=layer.kernel_constraint)
     if layer.use_bias:
         layer.add_weight(name="bias", shape=(layer.filters,), initializer=layer.bias_initializer,
-                         regularizer=layer.bias_regularizer)
+                         regularizer=layer.bias_regularizer, constraint=layer.bias_constraint)
 
 
 def _conv_forward(layer, x, kernel, strides, padding, dilation):
@@ -150,14 +150,15 @@ class Conv2D(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
                  padding: str = "valid", data_format: Optional[str] = None,
                  dilation_rate: Any = (1, 1), activation: Any = None, use_bias: bool = True,
                  kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any):
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 kernel_constraint: Any = None, bias_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
         self._window_args(kernel_size, strides, padding, data_format, dilation_rate)
         self.activation = _activations.get(activation)
         self.use_bias = bool(use_bias)
         self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
-                          bias_regularizer)
+                          bias_regularizer, kernel_constraint, bias_constraint)
 
     def compute_output_shape(self, input_shape):
         return self._output_shape(input_shape, self.filters)
@@ -433,7 +434,8 @@ class Conv1D(_ActivationMixin, _KernelBias, Layer):
                  dilation_rate: Any = 1, groups: int = 1, activation: Any = None,
                  use_bias: bool = True, kernel_initializer: Any = "glorot_uniform",
                  bias_initializer: Any = "zeros", kernel_regularizer: Any = None,
-                 bias_regularizer: Any = None, **kwargs: Any):
+                 bias_regularizer: Any = None, kernel_constraint: Any = None,
+                 bias_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
         self.kernel_size = (_single("kernel_size", kernel_size),)
@@ -450,7 +452,7 @@ class Conv1D(_ActivationMixin, _KernelBias, Layer):
         self.activation = _activations.get(activation)
         self.use_bias = bool(use_bias)
         self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
-                          bias_regularizer)
+                          bias_regularizer, kernel_constraint, bias_constraint)
 
     @property
     def _window(self):
@@ -551,7 +553,8 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
                  data_format: Optional[str] = None, dilation_rate: Any = (1, 1),
                  activation: Any = None, use_bias: bool = True,
                  kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any):
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 kernel_constraint: Any = None, bias_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
         self._window_args(kernel_size, strides, padding, data_format, dilation_rate)
@@ -567,7 +570,7 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
         self.activation = _activations.get(activation)
         self.use_bias = bool(use_bias)
         self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
-                          bias_regularizer)
+                          bias_regularizer, kernel_constraint, bias_constraint)
 
     def _pads(self):
         ops_ = self.output_padding or (None, None)

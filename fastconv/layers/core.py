@@ -75,13 +75,14 @@ class Dense(_ActivationMixin, _KernelBias, Layer):
 
     def __init__(self, units: int, activation: Any = None, use_bias: bool = True,
                  kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any):
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 kernel_constraint: Any = None, bias_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.units = _positive_int("units", units)
         self.activation = _activations.get(activation)
         self.use_bias = bool(use_bias)
         self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
-                          bias_regularizer)
+                          bias_regularizer, kernel_constraint, bias_constraint)
 
     def compute_output_shape(self, input_shape):
         return self._dense_shape(input_shape)
@@ -91,10 +92,12 @@ class Dense(_ActivationMixin, _KernelBias, Layer):
     def build(self, input_shape):
         self.add_weight(name="kernel", shape=(input_shape[-1], self.units),
                         initializer=self.kernel_initializer,
-                        regularizer=self.kernel_regularizer)
+                        regularizer=self.kernel_regularizer,
+                        constraint=self.kernel_constraint)
         if self.use_bias:
             self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+                            regularizer=self.bias_regularizer,
+                            constraint=self.bias_constraint)
 
     def forward(self, x, training=False, workspace=None):
         ctx = Ctx()
@@ -359,13 +362,14 @@ class Maxout(_KernelBias, Layer):
 
     def __init__(self, units: int, num_pieces: int = 2, use_bias: bool = True,
                  kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 kernel_regularizer: Any = None, bias_regularizer: Any = None, **kwargs: Any):
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 kernel_constraint: Any = None, bias_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.units = _positive_int("units", units)
         self.num_pieces = _positive_int("num_pieces", num_pieces)
         self.use_bias = bool(use_bias)
         self._weight_args(kernel_initializer, bias_initializer, kernel_regularizer,
-                          bias_regularizer)
+                          bias_regularizer, kernel_constraint, bias_constraint)
 
     def compute_output_shape(self, input_shape):
         return self._dense_shape(input_shape)
@@ -377,10 +381,12 @@ class Maxout(_KernelBias, Layer):
         kernel = np.stack([np.asarray(init((n, u), dtype=self.dtype)) for _ in range(p)])
         self.add_weight(name="kernel", shape=(p, n, u),
                         initializer=lambda shape, dtype=None: kernel,
-                        regularizer=self.kernel_regularizer)
+                        regularizer=self.kernel_regularizer,
+                        constraint=self.kernel_constraint)
         if self.use_bias:
             self.add_weight(name="bias", shape=(p, u), initializer=self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+                            regularizer=self.bias_regularizer,
+                            constraint=self.bias_constraint)
 
     _feature_axis = -1
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from ..backends._args import fail
@@ -42,20 +43,24 @@ class _ScaleCenter:
     """The per-feature ``gamma`` (scale) and ``beta`` (center) of a normalization."""
 
     def _scale_center_args(self, center, scale, beta_initializer, gamma_initializer,
-                           beta_regularizer, gamma_regularizer):
+                           beta_regularizer, gamma_regularizer, beta_constraint,
+                           gamma_constraint):
         self.center, self.scale = bool(center), bool(scale)
         self.beta_initializer = _initializers.get(beta_initializer, "beta_initializer")
         self.gamma_initializer = _initializers.get(gamma_initializer, "gamma_initializer")
         self.beta_regularizer = _regularizers.get(beta_regularizer, "beta_regularizer")
         self.gamma_regularizer = _regularizers.get(gamma_regularizer, "gamma_regularizer")
+        self.beta_constraint = _constraints.get(beta_constraint, "beta_constraint")
+        self.gamma_constraint = _constraints.get(gamma_constraint, "gamma_constraint")
 
     def _add_scale_center(self, shape):
         if self.scale:
             self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer,
-                            regularizer=self.gamma_regularizer)
+                            regularizer=self.gamma_regularizer,
+                            constraint=self.gamma_constraint)
         if self.center:
             self.add_weight(name="beta", shape=shape, initializer=self.beta_initializer,
-                            regularizer=self.beta_regularizer)
+                            regularizer=self.beta_regularizer, constraint=self.beta_constraint)
 
     def _affine(self, xhat, bs):
         """``gamma * xhat + beta``, gamma and beta reshaped to ``bs``."""
@@ -85,6 +90,8 @@ class _ScaleCenter:
             "gamma_initializer": _initializers.serialize(self.gamma_initializer),
             "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
             "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": _constraints.serialize(self.beta_constraint),
+            "gamma_constraint": _constraints.serialize(self.gamma_constraint),
         }
 
 
@@ -108,7 +115,8 @@ class BatchNormalization(_ScaleCenter, Layer):
                  center: bool = True, scale: bool = True, beta_initializer: Any = "zeros",
                  gamma_initializer: Any = "ones", moving_mean_initializer: Any = "zeros",
                  moving_variance_initializer: Any = "ones", beta_regularizer: Any = None,
-                 gamma_regularizer: Any = None, **kwargs: Any):
+                 gamma_regularizer: Any = None, beta_constraint: Any = None,
+                 gamma_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
             raise fail("axis", "an int", axis, TypeError)
@@ -116,7 +124,8 @@ class BatchNormalization(_ScaleCenter, Layer):
             raise fail("momentum", "a number in [0, 1]", momentum)
         self.axis, self.momentum, self.epsilon = int(axis), float(momentum), _epsilon(epsilon)
         self._scale_center_args(center, scale, beta_initializer, gamma_initializer,
-                                beta_regularizer, gamma_regularizer)
+                                beta_regularizer, gamma_regularizer, beta_constraint,
+                                gamma_constraint)
         self.moving_mean_initializer = _initializers.get(moving_mean_initializer,
                                                          "moving_mean_initializer")
         self.moving_variance_initializer = _initializers.get(moving_variance_initializer,
@@ -207,7 +216,8 @@ class LayerNormalization(_ScaleCenter, Layer):
     def __init__(self, axis: Any = -1, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer: Any = "zeros",
                  gamma_initializer: Any = "ones", beta_regularizer: Any = None,
-                 gamma_regularizer: Any = None, **kwargs: Any):
+                 gamma_regularizer: Any = None, beta_constraint: Any = None,
+                 gamma_constraint: Any = None, **kwargs: Any):
         if kwargs.pop("rms_scaling", False):
             raise NotImplementedError("fastconv does not implement LayerNormalization's "
                                       "deprecated rms_scaling=True")
@@ -215,7 +225,8 @@ class LayerNormalization(_ScaleCenter, Layer):
         self.axis = _axis_list(axis)
         self.epsilon = _epsilon(epsilon)
         self._scale_center_args(center, scale, beta_initializer, gamma_initializer,
-                                beta_regularizer, gamma_regularizer)
+                                beta_regularizer, gamma_regularizer, beta_constraint,
+                                gamma_constraint)
 
     def _axes(self, ndim):
         return tuple(sorted(a % ndim for a in self.axis))
@@ -267,18 +278,20 @@ class GroupNormalization(_ScaleCenter, Layer):
     def __init__(self, groups: int = 32, axis: int = -1, epsilon: float = 1e-3,
                  center: bool = True, scale: bool = True, beta_initializer: Any = "zeros",
                  gamma_initializer: Any = "ones", beta_regularizer: Any = None,
-                 gamma_regularizer: Any = None, **kwargs: Any):
+                 gamma_regularizer: Any = None, beta_constraint: Any = None,
+                 gamma_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or (
                 groups < 1 and groups != -1):
             raise fail("groups", "a positive int, or -1 (one group per channel)", groups)
         self.groups = int(groups)
-        self.axis = _axis_list(axis)[0] if not isinstance(axis, (list, tuple)) else None
-        if self.axis is None:
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise fail("axis", "an int", axis, TypeError)
+        self.axis = int(axis)
         self.epsilon = _epsilon(epsilon)
         self._scale_center_args(center, scale, beta_initializer, gamma_initializer,
-                                beta_regularizer, gamma_regularizer)
+                                beta_regularizer, gamma_regularizer, beta_constraint,
+                                gamma_constraint)
 
     @property
     def _feature_axis(self):

@@ -45,7 +45,7 @@ try:
 except ImportError:  # no compiled extensions: the NumPy gather below
     _image = None
 
-__all__ = ["Rescaling", "RandomFlip", "RandomTranslation", "RandomRotation"]
+__all__ = ["Rescaling", "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom"]
 
 _FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 _INTERPOLATIONS = ("nearest", "bilinear")
@@ -521,3 +521,68 @@ class RandomRotation(_RandomGather):
         config = super().get_config()
         config["factor"] = list(self.factor)
         return config
+
+
+class RandomZoom(_RandomGather):
+    """Zoom each image about its centre by a random factor (training only).
+
+    Parameters
+    ----------
+    height_factor : float or (float, float)
+        Drawn per image from ``(lower, upper)`` (a single ``f`` means ``(-f, f)``), each
+        bound in (-1, 1]: the source spans ``1 + factor`` times the image's height, so a
+        positive factor zooms out and a negative one zooms in (Keras's convention).
+    width_factor : float or (float, float), optional
+        The same for the width; None (the default) zooms the width as the height, which
+        keeps the aspect ratio.
+    fill_mode, interpolation, seed, fill_value, data_format
+        As :class:`RandomTranslation`.
+
+    Notes
+    -----
+    Output pixel ``(i, j)`` reads the input at ``(cy + zy * (i - cy), cx + zx * (j -
+    cx))`` with ``cy = (H - 1) / 2``, ``cx = (W - 1) / 2`` (Keras's zoom matrix).
+    """
+
+    def __init__(self, height_factor: Factor, width_factor: Optional[Factor] = None,
+                 fill_mode: str = "reflect", interpolation: str = "bilinear",
+                 seed: Optional[int] = None, fill_value: float = 0.0,
+                 data_format: Optional[str] = None, **kwargs: Any):
+        super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
+                         fill_value=fill_value, data_format=data_format, **kwargs)
+        self.height_factor = _zoom_factor("height_factor", height_factor)
+        self.width_factor = None if width_factor is None else _zoom_factor(
+            "width_factor", width_factor)
+
+    def _is_identity(self):
+        return self.height_factor == (0.0, 0.0) and self.width_factor in (None, (0.0, 0.0))
+
+    def _source(self, n, h, w):
+        zy = 1 + self._rng.uniform(*self.height_factor, size=n)
+        zx = zy if self.width_factor is None else 1 + self._rng.uniform(
+            *self.width_factor, size=n)
+        rows, cols = _grid(n, h, w)
+        cy, cx = (h - 1) / 2, (w - 1) / 2
+        return cy + zy[:, None, None] * (rows - cy), cx + zx[:, None, None] * (cols - cx)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"height_factor": list(self.height_factor),
+                       "width_factor": None if self.width_factor is None
+                       else list(self.width_factor)})
+        return config
+
+
+def _zoom_factor(name: str, value: Any) -> Tuple[float, float]:
+    """Keras's zoom factor: each bound in (-1, 1]; a pair is sorted."""
+    expected = "a number in (-1, 1] or a pair of them"
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(items) not in (1, 2):
+        raise fail(name, expected, value)
+    nums = [_number(name, v) for v in items]
+    if any(not -1 < v <= 1 for v in nums):
+        raise fail(name, expected, value)
+    if len(nums) == 1:
+        return -abs(nums[0]), abs(nums[0])
+    lower, upper = sorted(nums)
+    return lower, upper
