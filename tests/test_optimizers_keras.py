@@ -1,6 +1,6 @@
 """fastconv's optimizers and schedules against Keras 3's, from a committed fixture.
 
-tests/data/keras_optimizers.json was written by tools/keras_optimizers_fixture.py under
+tests/data/keras_optimizers.json was written by tools/keras_optimizers_json.py under
 Keras 3: several steps of each optimizer (and of the base options: weight decay, the
 three clippings, EMA, a schedule) on fixed float32 weights and gradients, and each
 schedule's values over 40 steps. Keras is not needed here.
