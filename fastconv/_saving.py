@@ -20,6 +20,7 @@ target with ``os.replace``, so a crash never leaves a half-written file in its p
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -285,7 +286,24 @@ def _model_info(model) -> dict:
     return info
 
 
+def _keras_named(filepath, suffix: str) -> bool:
+    return os.fspath(filepath).lower().endswith(suffix)
+
+
+def _is_hdf5(filepath) -> bool:
+    try:
+        with open(os.fspath(filepath), "rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
 def save_model(model, filepath, overwrite: bool = True) -> None:
+    """Save ``model``: Keras 3's format when the name ends in ``.keras``, else fastconv's."""
+    if _keras_named(filepath, ".keras"):
+        from . import _keras_format
+
+        return _keras_format.save_keras(model, filepath, overwrite=overwrite)
     model._require_built()
     header = {"format": "fastconv-model", "format_version": FORMAT_VERSION,
               "model": _model_info(model), "compile": _compile_config(model),
@@ -294,6 +312,11 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
 
 
 def save_weights(model, filepath, overwrite: bool = True) -> None:
+    """Save the weights: Keras's HDF5 layout when the name ends in ``.h5``, else fastconv's."""
+    if _keras_named(filepath, ".h5"):
+        from . import _keras_format
+
+        return _keras_format.save_weights_h5(model, filepath, overwrite=overwrite)
     model._require_built()
     header = {"format": "fastconv-weights", "format_version": FORMAT_VERSION,
               "weights": _weight_entries(model)}
@@ -378,31 +401,38 @@ def _entries(header: Any, what: str) -> list:
     return entries
 
 
+@contextlib.contextmanager
+def zip_errors(what: str, json_member: str):
+    """Turn what zipfile, zlib and json raise on a damaged archive into one ValueError
+    that starts with ``what``."""
+    try:
+        yield
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"{what} (not a zip archive, truncated or corrupt: {e}).") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{what}: its {json_member} is not valid JSON ({e}).") from None
+    except (OSError, EOFError, zlib.error, NotImplementedError) as e:
+        raise ValueError(f"{what} (truncated or corrupt: {e}).") from None
+
+
 def _read(filepath):
     path = os.fspath(filepath)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such file: {path!r}")
     what = f"{path!r} is not a readable fastconv model file"
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if _JSON not in names or _NPZ not in names:
-                raise ValueError(f"{what}: it is a zip archive without {_JSON} and {_NPZ}.")
-            header = json.loads(_member(z, _JSON, what).decode("utf-8"))
-            entries = _entries(header, what)
-            # The weights may take what their entries declare, and the npz's own bytes.
-            declared = sum(8 * int(np.prod(e["shape"], dtype=np.int64)) + 1024
-                           for e in entries) + 1024
-            if z.getinfo(_NPZ).file_size > declared:
-                raise ValueError(f"{what}: {_NPZ} declares {z.getinfo(_NPZ).file_size:,} "
-                                 f"bytes for weights that take at most {declared:,}.")
-            npz_bytes = _member(z, _NPZ, what)
-    except zipfile.BadZipFile as e:
-        raise ValueError(f"{what} (not a zip archive, truncated or corrupt: {e}).") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{what}: its {_JSON} is not valid JSON ({e}).") from None
-    except (OSError, EOFError, zlib.error, NotImplementedError) as e:
-        raise ValueError(f"{what} (truncated or corrupt: {e}).") from None
+    with zip_errors(what, _JSON), zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        if _JSON not in names or _NPZ not in names:
+            raise ValueError(f"{what}: it is a zip archive without {_JSON} and {_NPZ}.")
+        header = json.loads(_member(z, _JSON, what).decode("utf-8"))
+        entries = _entries(header, what)
+        # The weights may take what their entries declare, and the npz's own bytes.
+        declared = sum(8 * int(np.prod(e["shape"], dtype=np.int64)) + 1024
+                       for e in entries) + 1024
+        if z.getinfo(_NPZ).file_size > declared:
+            raise ValueError(f"{what}: {_NPZ} declares {z.getinfo(_NPZ).file_size:,} "
+                             f"bytes for weights that take at most {declared:,}.")
+        npz_bytes = _member(z, _NPZ, what)
     try:
         weights = _safe_npz(npz_bytes, entries, what)
     except ValueError:
@@ -419,9 +449,12 @@ def _read(filepath):
 
 
 def load_model(filepath, compile: bool = True, custom_objects: Optional[dict] = None):
-    from . import losses, optimizers
+    from . import _keras_format, losses, optimizers
     from .models import Model
 
+    # By content, not by name: fastconv 0.1 wrote its own zip under ".keras" names.
+    if _keras_format.is_keras_archive(filepath):
+        return _keras_format.load_keras(filepath, compile=compile)
     header, weights = _read(filepath)
     if header["format"] != "fastconv-model":
         raise ValueError(f"{os.fspath(filepath)!r} holds only weights (saved by save_weights); "
@@ -450,6 +483,10 @@ def load_model(filepath, compile: bool = True, custom_objects: Optional[dict] = 
 
 
 def load_weights(model, filepath) -> None:
+    if _is_hdf5(filepath):
+        from . import _keras_format
+
+        return _keras_format.load_weights_h5(model, filepath)
     header, weights = _read(filepath)
     model._require_built()
     mine = model.weights

@@ -315,18 +315,19 @@ def load_img(path: str, color_mode: str = "rgb", target_size: Optional[Sequence[
     Image = _pil()
     if color_mode not in _MODES:
         raise fail("color_mode", "'grayscale', 'rgb' or 'rgba'", color_mode)
+    methods = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR,
+               "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS, "box": Image.BOX,
+               "hamming": Image.HAMMING}
+    if interpolation not in methods:
+        raise fail("interpolation", f"one of {sorted(methods)}", interpolation)
+    target = None if target_size is None else _pair("target_size", target_size)
     try:
         with Image.open(path) as img:
             img = img.convert(_MODES[color_mode][0])
     except Exception as exc:
         raise ValueError(f"The image file {os.fspath(path)!r} cannot be decoded: {exc}") from exc
-    if target_size is not None:
-        th, tw = _pair("target_size", target_size)
-        methods = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR,
-                   "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS, "box": Image.BOX,
-                   "hamming": Image.HAMMING}
-        if interpolation not in methods:
-            raise fail("interpolation", f"one of {sorted(methods)}", interpolation)
+    if target is not None:
+        th, tw = target
         if keep_aspect_ratio:
             top, left, ch, cw = _crop_box(img.height, img.width, (th, tw))
             img = img.crop((left, top, left + cw, top + ch))
@@ -349,7 +350,8 @@ def img_to_array(img, data_format: Optional[str] = None, dtype: Any = "float32")
 def array_to_img(x, data_format: Optional[str] = None, scale: bool = True,
                  dtype: Any = "float32"):
     """An array (height, width, channels) of 1, 3 or 4 channels as a PIL image; with
-    ``scale`` its values are stretched to 0-255 first (Keras's rule)."""
+    ``scale`` its values are stretched to 0-255 first; then truncated to uint8, as
+    Keras does."""
     Image = _pil()
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 3:
@@ -365,7 +367,7 @@ def array_to_img(x, data_format: Optional[str] = None, scale: bool = True,
     channels = arr.shape[2]
     if channels not in (1, 3, 4):
         raise fail("x", "1, 3 or 4 channels", arr)
-    arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    arr = np.clip(arr, 0, 255).astype(np.uint8)
     if channels == 1:
         return Image.fromarray(arr[:, :, 0], "L")
     return Image.fromarray(arr, "RGB" if channels == 3 else "RGBA")
@@ -378,6 +380,9 @@ def save_img(path: str, x, data_format: Optional[str] = None, file_format: Optio
     img = array_to_img(x, data_format=data_format, scale=scale)
     path = os.fspath(path)
     fmt = file_format or os.path.splitext(path)[1].lstrip(".").upper() or None
+    if fmt is None:
+        raise fail("path", "a file name with an image extension (.png, .jpg, ...), or "
+                           "file_format", path)
     if fmt == "JPG":
         fmt = "JPEG"
     if fmt == "JPEG" and img.mode == "RGBA":

@@ -474,17 +474,21 @@ class Model(Trainer, Layer):
 
     def save(self, filepath: Union[str, os.PathLike], overwrite: bool = True,
              **kwargs: Any) -> None:
-        """Save architecture, weights and compile settings; see :mod:`fastconv._saving`."""
+        """Save architecture, weights and compile settings: Keras 3's format when the name
+        ends in ``.keras`` (:mod:`fastconv._keras_format`), else fastconv's
+        (:mod:`fastconv._saving`)."""
         save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath: Union[str, os.PathLike], overwrite: bool = True) -> None:
-        """Save only the weights (same safe zip format, no architecture)."""
+        """Save only the weights: Keras's HDF5 layout when the name ends in ``.h5``, else
+        fastconv's zip format."""
         from . import _saving
 
         _saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath: Union[str, os.PathLike], **kwargs: Any) -> None:
-        """Load weights saved by ``save_weights`` or ``save`` into this built model."""
+        """Load weights saved by ``save_weights`` or ``save`` (fastconv's or Keras's
+        ``.weights.h5``, told apart by content) into this built model."""
         from . import _saving
 
         _saving.load_weights(self, filepath)
