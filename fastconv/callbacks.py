@@ -183,8 +183,9 @@ class ModelCheckpoint(_Monitor):
     ``filepath`` may contain ``{epoch}`` (1-based) and log keys, e.g.
     ``'ckpt-{epoch:02d}-{val_loss:.2f}.fcm'``. ``save_freq='epoch'`` saves at each
     epoch's end; an int saves every that many batches (with the batch's logs, so
-    monitor ``'loss'`` then). ``initial_value_threshold`` is the value ``monitor`` must
-    beat first with ``save_best_only``. Files are written atomically.
+    monitor ``'loss'`` then; ``{batch}`` is the 1-based batch). ``initial_value_threshold``
+    is the value ``monitor`` must beat first with ``save_best_only``. Files are written
+    atomically.
     """
 
     def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0,
@@ -213,13 +214,13 @@ class ModelCheckpoint(_Monitor):
             return
         self._batches_seen += 1
         if self._batches_seen % self.save_freq == 0:
-            self._save(self._epoch, logs or {})
+            self._save(self._epoch, logs or {}, batch)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch":
             self._save(epoch, logs or {})
 
-    def _save(self, epoch, logs):
+    def _save(self, epoch, logs, batch=None):
         if not _distributed.is_root():
             return
         if self.save_best_only:
@@ -227,7 +228,10 @@ class ModelCheckpoint(_Monitor):
             if current is None or not self._improved(current, self.best):
                 return
             self.best = current
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        fields = dict(logs, epoch=epoch + 1)
+        if batch is not None:
+            fields["batch"] = batch + 1  # Keras: the 1-based batch within the epoch
+        path = self.filepath.format(**fields)
         if self.verbose > 0:
             print(f"Epoch {epoch + 1}: saving model to {path}")
         if self.save_weights_only:
