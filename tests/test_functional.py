@@ -503,13 +503,16 @@ def test_random_graphs_backends_agree_and_gradients_match(case):
             runs[backend] = out, dx, wg
     ref, fast = runs["numpy"], runs["cython"]
     assert_close(fast[0], ref[0], rtol=1e-9)
+    # Gradients: 1e-9 relative, or 1e-12 absolute where a gradient is all rounding noise
+    # (a ReLU after the layer closed for every sample: both backends then give values
+    # of order 1e-16 whose relative difference means nothing).
     for a, b in zip(fast[1] if isinstance(fast[1], list) else [fast[1]],
                     ref[1] if isinstance(ref[1], list) else [ref[1]]):
-        assert_close(a, b, rtol=1e-9)
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     g_ref = _grads_by_id(ref[2])
     assert len(fast[2]) == len(ref[2]) == len(model.trainable_weights)
     for w, g in fast[2]:
-        assert_close(g, g_ref[id(w)], rtol=1e-9)
+        np.testing.assert_allclose(g, g_ref[id(w)], rtol=1e-9, atol=1e-12)
     # Whole-model gradients against central differences (six entries of each weight, to
     # bound the cost), on a random projection of the output.
     out, ctx = model.forward(x)
