@@ -75,7 +75,12 @@ def test_conv_on_odd_shapes_and_layouts(case, dtype, threads):
     pool = min(2, out.shape[1], out.shape[2])
     got, gc = fast.conv2d_relu_maxpool_forward(x, wt, b, *args, pool)
     want, wc = ref.conv2d_relu_maxpool_forward(x, wt, b, *args, pool)
-    assert_close(got, want, dtype)
+    # judged against the sum of |terms|, as _conv_compare does (an output that cancels
+    # to nearly zero carries the rounding of its terms)
+    scale = ref.conv2d_relu_maxpool_forward(np.abs(np.ascontiguousarray(x)),
+                                            np.abs(np.ascontiguousarray(wt)),
+                                            None if b is None else np.abs(b), *args, pool)[0]
+    assert_close(got, want, dtype, scale=scale)
     d = rng.standard_normal(want.shape).astype(dtype)
     for a, e in zip(fast.conv2d_relu_maxpool_backward(d, gc),
                     ref.conv2d_relu_maxpool_backward(d, wc)):

@@ -640,19 +640,6 @@ class _KernelBias:
                 "kernel_constraint": _constraints.serialize(self.kernel_constraint),
                 "bias_constraint": _constraints.serialize(self.bias_constraint)}
 
-    def _kernel_and_bias(self, input_shape, channels, kernel_shape, n_bias,
-                         kernel_name="kernel"):
-        """Create the kernel and (with ``use_bias``) the bias, in Keras's order."""
-        if channels is None:
-            raise self._shape_error(input_shape, "the number of channels must be known.")
-        self.add_weight(name=kernel_name, shape=kernel_shape,
-                        initializer=self.kernel_initializer,
-                        regularizer=self.kernel_regularizer,
-                        constraint=self.kernel_constraint)
-        if self.use_bias:
-            self.add_weight(name="bias", shape=(n_bias,), initializer=self.bias_initializer,
-                            regularizer=self.bias_regularizer, constraint=self.bias_constraint)
-
     def _dense_shape(self, input_shape):
         """``(..., in) -> (..., units)``, as Dense and Maxout compute it."""
         if len(input_shape) < 2 or input_shape[-1] is None:

@@ -219,6 +219,15 @@ def _weight_options_config(layer, *keys) -> dict:
         getattr(layer, key)) for key in keys}
 
 
+def _depthwise_args(layer, kernel_size, strides, padding, data_format, dilation_rate,
+                    depth_multiplier, activation, use_bias) -> None:
+    """The arguments DepthwiseConv2D and SeparableConv2D share, checked, on ``layer``."""
+    layer._window_args(kernel_size, strides, padding, data_format, dilation_rate)
+    layer.depth_multiplier = _positive_int("depth_multiplier", depth_multiplier)
+    layer.activation = _activations.get(activation)
+    layer.use_bias = bool(use_bias)
+
+
 class DepthwiseConv2D(_ConvWindow, _ActivationMixin, Layer):
     """Depthwise 2-D convolution: each input channel convolved with its own
     ``depth_multiplier`` filters, ``out = activation(depthwise(x, kernel) + bias)``.
@@ -247,10 +256,8 @@ class DepthwiseConv2D(_ConvWindow, _ActivationMixin, Layer):
                  depthwise_regularizer: Any = None, bias_regularizer: Any = None,
                  **kwargs: Any):
         super().__init__(**kwargs)
-        self._window_args(kernel_size, strides, padding, data_format, dilation_rate)
-        self.depth_multiplier = _positive_int("depth_multiplier", depth_multiplier)
-        self.activation = _activations.get(activation)
-        self.use_bias = bool(use_bias)
+        _depthwise_args(self, kernel_size, strides, padding, data_format, dilation_rate,
+                        depth_multiplier, activation, use_bias)
         _weight_options(self, depthwise_initializer=depthwise_initializer,
                         bias_initializer=bias_initializer,
                         depthwise_regularizer=depthwise_regularizer,
@@ -328,10 +335,8 @@ class SeparableConv2D(_ConvWindow, _ActivationMixin, Layer):
                  bias_regularizer: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
-        self._window_args(kernel_size, strides, padding, data_format, dilation_rate)
-        self.depth_multiplier = _positive_int("depth_multiplier", depth_multiplier)
-        self.activation = _activations.get(activation)
-        self.use_bias = bool(use_bias)
+        _depthwise_args(self, kernel_size, strides, padding, data_format, dilation_rate,
+                        depth_multiplier, activation, use_bias)
         _weight_options(self, depthwise_initializer=depthwise_initializer,
                         pointwise_initializer=pointwise_initializer,
                         bias_initializer=bias_initializer,
