@@ -50,6 +50,7 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from . import schedules as _schedules
+from ._names import snake_case as _snake
 from ._threads import get_num_threads
 from .backends._args import fail
 
@@ -263,6 +264,67 @@ class Optimizer:
     def _update(self, p, g, state, lr):
         raise NotImplementedError
 
+    # -- Keras's optimizer variables --------------------------------------------------
+    def _keras_slots(self) -> List[tuple]:
+        """The state entries Keras 3 keeps as optimizer variables, in its order: one
+        tuple of keys per group; a group's entries are interleaved over the weight
+        arrays (Adam: kernel momentum, kernel velocity, bias momentum, ...). The key
+        None is the state itself."""
+        return []
+
+    def _keras_scalars(self) -> List[str]:
+        """Attributes Keras keeps as scalar variables after the slots (Nadam's)."""
+        return []
+
+    def keras_variables(self, params: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """This optimizer's state as Keras 3's ``optimizer.variables`` for the weight
+        arrays ``params`` (the model's trainable weights in Keras's order): the
+        iteration count, the learning rate (unless it is a schedule), with
+        ``use_ema`` the moving averages, then the rule's slots (zeros before the
+        first step) and scalars. This is what ``optimizer/vars/`` of a ``.keras`` file
+        holds."""
+        state = (self._state if len(self._state) == len(params)
+                 else [self._new_state(p) for p in params])
+        out = [np.asarray(self.iterations, np.int64)]
+        if not isinstance(self._learning_rate, _schedules.LearningRateSchedule):
+            out.append(np.asarray(self._learning_rate, np.float32))
+        if self.use_ema:
+            out += (self._ema if self._ema is not None and len(self._ema) == len(params)
+                    else [np.zeros_like(p) for p in params])
+        for group in self._keras_slots():
+            out += [s if key is None else s[key] for s in state for key in group]
+        out += [np.asarray(getattr(self, name), np.float32) for name in self._keras_scalars()]
+        return out
+
+    def set_keras_variables(self, values: Sequence[np.ndarray],
+                            params: Sequence[np.ndarray]) -> None:
+        """Take the state :meth:`keras_variables` describes from ``values`` (read from
+        a Keras file). ValueError, changing nothing, if their number or shapes are not
+        those of this optimizer on ``params``."""
+        saved = self._state, self._ema
+        self._state = [self._new_state(p) for p in params]
+        self._ema = [np.zeros_like(p) for p in params] if self.use_ema else None
+        try:
+            targets = self.keras_variables(params)  # views of the new state arrays
+            if len(values) != len(targets):
+                raise ValueError(f"optimizer {self.name!r} has {len(targets)} variables "
+                                 f"for this model; the file holds {len(values)}")
+            for i, (t, v) in enumerate(zip(targets, values)):
+                if np.shape(v) != t.shape:
+                    raise ValueError(f"optimizer variable {i} has shape {np.shape(v)}; "
+                                     f"{self.name!r} expects {t.shape}")
+        except ValueError:
+            self._state, self._ema = saved
+            raise
+        for t, v in zip(targets, values):
+            t[...] = v
+        self.iterations = int(targets[0])
+        if not isinstance(self._learning_rate, _schedules.LearningRateSchedule):
+            self._learning_rate = float(targets[1])
+        names = self._keras_scalars()
+        for name, v in zip(names, targets[len(targets) - len(names):]):
+            setattr(self, name, float(v))
+
     # -- config and state -------------------------------------------------------------
     def _base_config(self) -> dict:
         lr = self._learning_rate
@@ -322,11 +384,6 @@ class Optimizer:
         return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"
 
 
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower()
-                   for i, c in enumerate(name))
-
-
 def _clip_by_norm(g, clipnorm):
     # Keras: g * clipnorm / max(||g||, clipnorm), with a zero gradient left alone.
     norm = math.sqrt(float(np.vdot(g, g)))
@@ -384,6 +441,9 @@ class SGD(Optimizer):
         else:
             p += v
 
+    def _keras_slots(self):
+        return [(None,)] if self.momentum else []
+
     def get_config(self):
         return {**self._base_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -433,6 +493,9 @@ class Adam(Optimizer):
         np.divide(m, tmp, out=tmp)
         tmp *= dt(self._alpha)
         p -= tmp
+
+    def _keras_slots(self):
+        return [(0, 1)] + ([(3,)] if self.amsgrad else [])
 
     def get_config(self):
         return {**_adam_config(self), "amsgrad": self.amsgrad}
@@ -495,6 +558,12 @@ class Nadam(Optimizer):
     def _set_extra_state(self, extra):
         self._u_product = float(extra.get("u_product", 1.0))
 
+    def _keras_slots(self):
+        return [(0, 1)]
+
+    def _keras_scalars(self):
+        return ["_u_product"]
+
     def get_config(self):
         return _adam_config(self)
 
@@ -521,6 +590,9 @@ class Adamax(Optimizer):
         np.maximum(dt(self.beta_2) * u, np.abs(g), out=u)
         p -= dt(lr) * m / (dt(1 - self.beta_1 ** (self.iterations + 1)) * (u + dt(self.epsilon)))
 
+    def _keras_slots(self):
+        return [(0, 1)]
+
     def get_config(self):
         return _adam_config(self)
 
@@ -545,6 +617,9 @@ class Adagrad(Optimizer):
         dt = p.dtype.type
         acc += g * g
         p -= dt(lr) * g / np.sqrt(acc + dt(self.epsilon))
+
+    def _keras_slots(self):
+        return [(None,)]
 
     def get_config(self):
         return {**self._base_config(),
@@ -577,6 +652,9 @@ class Adadelta(Optimizer):
         acc_delta[...] = rho * acc_delta + (1 - rho) * (delta * delta)
         p += dt(lr) * delta
 
+    def _keras_slots(self):
+        return [(0, 1)]
+
     def get_config(self):
         return {**self._base_config(), "rho": self.rho, "epsilon": self.epsilon}
 
@@ -602,6 +680,9 @@ class Lion(Optimizer):
         dt = p.dtype.type
         p -= dt(lr) * np.sign(m * dt(self.beta_1) + g * dt(1 - self.beta_1))
         m[...] = m * dt(self.beta_2) + g * dt(1 - self.beta_2)
+
+    def _keras_slots(self):
+        return [(None,)]
 
     def get_config(self):
         return {**self._base_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
@@ -658,6 +739,10 @@ class RMSprop(Optimizer):
             p -= mom
         else:
             p -= tmp
+
+    def _keras_slots(self):
+        return ([("v",)] + ([("mom",)] if self.momentum else [])
+                + ([("mg",)] if self.centered else []))
 
     def get_config(self):
         return {**self._base_config(), "rho": self.rho, "momentum": self.momentum,
