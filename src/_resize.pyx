@@ -23,13 +23,13 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 cdef extern from "_resize_inner.h" nogil:
-    void fc_rs_init()
+    void fc_isa_init()
     void fc_bilinear_f32(float* o, const float* a, const float* b, const float* c,
                          const float* d, Py_ssize_t n, float wq, float wr)
     void fc_bilinear_f64(double* o, const double* a, const double* b, const double* c,
                          const double* d, Py_ssize_t n, double wq, double wr)
 
-fc_rs_init()
+fc_isa_init()
 
 
 cdef inline floating _weight(Py_ssize_t a, Py_ssize_t r0, Py_ssize_t r1,

@@ -11,23 +11,7 @@
 
 #include <stddef.h>
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define FC_RS_X86 1
-#define FC_RS_AVX2 __attribute__((target("avx2")))
-#else
-#define FC_RS_X86 0
-#define FC_RS_AVX2
-#endif
-
-static int fc_rs_use_avx2 = 0;
-
-static void fc_rs_init(void)
-{
-#if FC_RS_X86
-    __builtin_cpu_init();
-    fc_rs_use_avx2 = __builtin_cpu_supports("avx2");
-#endif
-}
+#include "_isa.h"
 
 #define FC_RS_LOOP(SUFFIX, ATTR, T)                                                   \
 ATTR static void fc_bilinear_##SUFFIX(T *restrict o, const T *restrict a,             \
@@ -44,11 +28,11 @@ ATTR static void fc_bilinear_##SUFFIX(T *restrict o, const T *restrict a,       
 
 FC_RS_LOOP(f32_base, , float)
 FC_RS_LOOP(f64_base, , double)
-#if FC_RS_X86
-FC_RS_LOOP(f32_avx2, FC_RS_AVX2, float)
-FC_RS_LOOP(f64_avx2, FC_RS_AVX2, double)
+#if FC_ISA_X86
+FC_RS_LOOP(f32_avx2, FC_ISA_AVX2, float)
+FC_RS_LOOP(f64_avx2, FC_ISA_AVX2, double)
 #define FC_RS_PICK(T, ...) \
-    (fc_rs_use_avx2 ? fc_bilinear_##T##_avx2(__VA_ARGS__) : fc_bilinear_##T##_base(__VA_ARGS__))
+    (fc_isa_use_avx2 ? fc_bilinear_##T##_avx2(__VA_ARGS__) : fc_bilinear_##T##_base(__VA_ARGS__))
 #else
 #define FC_RS_PICK(T, ...) fc_bilinear_##T##_base(__VA_ARGS__)
 #endif
