@@ -29,6 +29,8 @@ __all__ = [
     "resize2d_backward",
     "channel_sums",
     "channel_affine",
+    "layernorm_forward",
+    "layernorm_backward",
 ]
 
 
@@ -139,3 +141,15 @@ def channel_affine(u, p, r, v=None, q=None):
     """``p * u + q * v + r`` per channel of u (A, R, B); see
     :func:`fastconv.backends.numpy.channel_affine`."""
     return active_module().channel_affine(u, p, r, v, q)
+
+
+def layernorm_forward(x, gamma=None, beta=None, epsilon=1e-3):
+    """Layer normalisation of the rows of x (M, C): ``(out, mean, inv)``; see
+    :func:`fastconv.backends.numpy.layernorm_forward`."""
+    return active_module().layernorm_forward(x, gamma, beta, epsilon)
+
+
+def layernorm_backward(dout, x, mean, inv, gamma=None):
+    """``(dx, dgamma, dbeta)`` of :func:`layernorm_forward`; see
+    :func:`fastconv.backends.numpy.layernorm_backward`."""
+    return active_module().layernorm_backward(dout, x, mean, inv, gamma)

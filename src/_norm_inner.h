@@ -13,6 +13,7 @@
 #ifndef FASTCONV_NORM_INNER_H
 #define FASTCONV_NORM_INNER_H
 
+#include <math.h>
 #include <stddef.h>
 
 #include "_isa.h"
@@ -58,6 +59,79 @@ ATTR static void fc_affine_##SUFFIX(const T *restrict u, const T *restrict v,   
     }                                                                                 \
 }
 
+/* Layer normalisation of the rows of x (rows, C) (fc_ln_fwd) and its gradient
+ * (fc_ln_bwd), each row on its own: statistics from shifted sums in double,
+ * mean[i] = (T) (x[i,0] + s1/C), var = (T) max(s2/C - (s1/C)^2, 0),
+ * inv[i] = 1 / sqrt(var + eps) in T; xhat = (x - mean) * inv, out = xhat * g + b.
+ * Backward, with dxhat = dout * g: a = sum dxhat, s = sum dxhat * xhat (double),
+ * dx = (dxhat - (T)(a/C) - xhat * (T)(s/C)) * inv; and the rows' sums of dout * xhat
+ * and dout added, in row order, to dg and db (double). g, b, dg, db may be NULL. */
+#define FC_LN_LOOPS(SUFFIX, ATTR, T, SQRT)                                            \
+ATTR static void fc_ln_fwd_##SUFFIX(const T *restrict x, const T *restrict g,         \
+                                    const T *restrict b, T *restrict out,             \
+                                    T *restrict mean, T *restrict inv, ptrdiff_t rows, \
+                                    ptrdiff_t C, T eps)                               \
+{                                                                                     \
+    for (ptrdiff_t i = 0; i < rows; i++) {                                            \
+        const T *restrict xi = x + i * C;                                             \
+        T *restrict oi = out + i * C;                                                 \
+        const double shift = (double) xi[0];                                          \
+        double s1 = 0, s2 = 0;                                                        \
+        for (ptrdiff_t c = 0; c < C; c++) {                                           \
+            const double d = (double) xi[c] - shift;                                  \
+            s1 += d;                                                                  \
+            s2 += d * d;                                                              \
+        }                                                                             \
+        s1 /= (double) C;                                                             \
+        s2 /= (double) C;                                                             \
+        const double var = s2 - s1 * s1 > 0 ? s2 - s1 * s1 : 0.0;                     \
+        const T m = (T) (shift + s1), v = (T) var;                                    \
+        const T r = (T) 1 / SQRT(v + eps);                                            \
+        mean[i] = m;                                                                  \
+        inv[i] = r;                                                                   \
+        for (ptrdiff_t c = 0; c < C; c++) {                                           \
+            const T xh = (xi[c] - m) * r;                                             \
+            const T y = g ? xh * g[c] : xh;                                           \
+            oi[c] = b ? y + b[c] : y;                                                 \
+        }                                                                             \
+    }                                                                                 \
+}                                                                                     \
+ATTR static void fc_ln_bwd_##SUFFIX(const T *restrict dout, const T *restrict x,      \
+                                    const T *restrict mean, const T *restrict inv,    \
+                                    const T *restrict g, T *restrict dx,              \
+                                    double *restrict dg, double *restrict db,         \
+                                    ptrdiff_t rows, ptrdiff_t C)                      \
+{                                                                                     \
+    for (ptrdiff_t i = 0; i < rows; i++) {                                            \
+        const T *restrict di = dout + i * C;                                          \
+        const T *restrict xi = x + i * C;                                             \
+        T *restrict dxi = dx + i * C;                                                 \
+        const T m = mean[i], r = inv[i];                                              \
+        double a = 0, s = 0;                                                          \
+        for (ptrdiff_t c = 0; c < C; c++) {                                           \
+            const T xh = (xi[c] - m) * r;                                             \
+            const T dxh = g ? di[c] * g[c] : di[c];                                   \
+            a += (double) dxh;                                                        \
+            s += (double) dxh * (double) xh;                                          \
+            if (dg) dg[c] += (double) di[c] * (double) xh;                            \
+            if (db) db[c] += (double) di[c];                                          \
+        }                                                                             \
+        const T ka = (T) (a / (double) C), ks = (T) (s / (double) C);                 \
+        for (ptrdiff_t c = 0; c < C; c++) {                                           \
+            const T xh = (xi[c] - m) * r;                                             \
+            const T dxh = g ? di[c] * g[c] : di[c];                                   \
+            dxi[c] = (dxh - ka - xh * ks) * r;                                        \
+        }                                                                             \
+    }                                                                                 \
+}
+
+FC_LN_LOOPS(f32_base, , float, sqrtf)
+FC_LN_LOOPS(f64_base, , double, sqrt)
+#if FC_ISA_X86
+FC_LN_LOOPS(f32_avx2, FC_ISA_AVX2, float, sqrtf)
+FC_LN_LOOPS(f64_avx2, FC_ISA_AVX2, double, sqrt)
+#endif
+
 FC_NM_LOOPS(f32_base, , float)
 FC_NM_LOOPS(f64_base, , double)
 #if FC_ISA_X86
@@ -77,6 +151,17 @@ static void fc_affine_##T(const CT *u, const CT *v, const CT *p, const CT *q,   
                           const CT *r, CT *out, ptrdiff_t rows, ptrdiff_t B)          \
 { FC_NM_PICK(fc_affine, T, u, v, p, q, r, out, rows, B); }
 
+#define FC_LN_ENTRIES(T, CT)                                                          \
+static void fc_ln_fwd_##T(const CT *x, const CT *g, const CT *b, CT *out, CT *mean,     \
+                          CT *inv, ptrdiff_t rows, ptrdiff_t C, CT eps)               \
+{ FC_NM_PICK(fc_ln_fwd, T, x, g, b, out, mean, inv, rows, C, eps); }                   \
+static void fc_ln_bwd_##T(const CT *dout, const CT *x, const CT *mean, const CT *inv,   \
+                          const CT *g, CT *dx, double *dg, double *db, ptrdiff_t rows, \
+                          ptrdiff_t C)                                                \
+{ FC_NM_PICK(fc_ln_bwd, T, dout, x, mean, inv, g, dx, dg, db, rows, C); }
+
+FC_LN_ENTRIES(f32, float)
+FC_LN_ENTRIES(f64, double)
 FC_NM_ENTRIES(f32, float)
 FC_NM_ENTRIES(f64, double)
 

@@ -109,6 +109,8 @@ def test_rows_per_task_is_fixed():
     (lambda: layers.BatchNormalization(center=False), (300, 33)),
     (lambda: layers.GroupNormalization(groups=4), (3, 6, 5, 8)),
     (lambda: layers.GroupNormalization(groups=-1, scale=False), (2, 9, 4, 6)),
+    (lambda: layers.LayerNormalization(), (3, 5, 4, 12)),
+    (lambda: layers.LayerNormalization(center=False), (300, 7)),
 ])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_layers_on_the_kernels_agree_across_backends(make, shape, dtype, rng):
@@ -130,3 +132,88 @@ def test_layers_on_the_kernels_agree_across_backends(make, shape, dtype, rng):
     for a, b in zip(results[:2], results[2:]):
         for u, v in zip(a[:2] + tuple(a[2]) + tuple(a[3]), b[:2] + tuple(b[2]) + tuple(b[3])):
             np.testing.assert_allclose(u, v, rtol=tol, atol=tol)
+
+
+def test_layernorm_reference_by_hand():
+    # Row [1, 2, 3, 6]: mean 3, deviations -2, -1, 0, 3, variance 14/4 = 3.5; with
+    # epsilon 0.5 inv = 1/2: xhat = -1, -0.5, 0, 1.5; gamma 2, beta 1: -1, 0, 1, 4.
+    x = np.array([[1.0, 2.0, 3.0, 6.0]])
+    out, mean, inv = ref.layernorm_forward(x, np.full(4, 2.0), np.ones(4), 0.5)
+    np.testing.assert_array_equal(mean, [3.0])
+    np.testing.assert_array_equal(inv, [0.5])
+    np.testing.assert_array_equal(out, [[-1.0, 0.0, 1.0, 4.0]])
+    # dout = 1 everywhere: dxhat = 2, mean(dxhat) = 2, mean(dxhat * xhat) = 0: dx = 0;
+    # dgamma = xhat, dbeta = 1.
+    dx, dgamma, dbeta = ref.layernorm_backward(np.ones((1, 4)), x, mean, inv, np.full(4, 2.0))
+    np.testing.assert_array_equal(dx, np.zeros((1, 4)))
+    np.testing.assert_array_equal(dgamma, [-1.0, -0.5, 0.0, 1.5])
+    np.testing.assert_array_equal(dbeta, np.ones(4))
+
+
+def test_layernorm_reference_gradients_numerically(rng):
+    from fastconv.testing import numerical_gradient, relative_error
+
+    x = rng.standard_normal((5, 7))
+    g, b = rng.standard_normal(7), rng.standard_normal(7)
+    out, mean, inv = ref.layernorm_forward(x, g, b, 1e-3)
+    dout = rng.standard_normal(out.shape)
+    dx, dg, db = ref.layernorm_backward(dout, x, mean, inv, g)
+
+    def f():
+        return ref.layernorm_forward(x, g, b, 1e-3)[0]
+
+    assert relative_error(dx, numerical_gradient(f, x, dout)) < 1e-7
+    assert relative_error(dg, numerical_gradient(f, g, dout)) < 1e-7
+    assert relative_error(db, numerical_gradient(f, b, dout)) < 1e-7
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None)
+@given(m=st.one_of(st.integers(1, 9), st.integers(250, 600)),
+       c=st.one_of(st.integers(1, 9), st.sampled_from([16, 33, 96])),
+       affine=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_layernorm_compiled_matches_reference_and_threads(m, c, affine, seed, dtype):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((m, c)) * 2 + 3).astype(dtype)
+    g = rng.standard_normal(c).astype(dtype) if affine else None
+    b = rng.standard_normal(c).astype(dtype) if affine else None
+    dout = rng.standard_normal((m, c)).astype(dtype)
+    want_f = ref.layernorm_forward(x, g, b, 1e-3)
+    want_b = ref.layernorm_backward(dout, x, want_f[1], want_f[2], g)
+    before = fastconv._threads._num_threads
+    runs = []
+    try:
+        for n in (1, 2):
+            fastconv.set_num_threads(n)
+            f = fast.layernorm_forward(x, g, b, 1e-3)
+            runs.append(f + fast.layernorm_backward(dout, x, f[1], f[2], g))
+    finally:
+        fastconv.set_num_threads(before)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for got, want in zip(runs[0], want_f + want_b):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * (1 + np.abs(want).max()))
+    for u, v in zip(*runs):
+        np.testing.assert_array_equal(u, v)
+
+
+LN_BAD = [
+    (lambda be: be.layernorm_forward(np.zeros((2, 3, 4))), ValueError, "`x`"),
+    (lambda be: be.layernorm_forward(np.zeros((2, 3)), np.zeros(4)), ValueError, "`gamma`"),
+    (lambda be: be.layernorm_forward(np.zeros((2, 3)), None, np.zeros((3, 1))), ValueError,
+     "`beta`"),
+    (lambda be: be.layernorm_forward(np.zeros((2, 3)), epsilon=0), ValueError, "`epsilon`"),
+    (lambda be: be.layernorm_backward(np.zeros((2, 4)), np.zeros((2, 3)), np.zeros(2),
+                                      np.ones(2)), ValueError, "`dout`"),
+    (lambda be: be.layernorm_backward(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros(3),
+                                      np.ones(2)), ValueError, "`mean`"),
+    (lambda be: be.layernorm_backward(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros(2),
+                                      None), TypeError, "`inv`"),
+]
+
+
+@pytest.mark.parametrize("be", [ref, fast], ids=["numpy", "cython"])
+@pytest.mark.parametrize("call, exc, match", LN_BAD)
+def test_layernorm_bad_arguments(be, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(be)

@@ -538,3 +538,43 @@ def channel_affine_args(u: Any, p: Any, r: Any, v: Any, q: Any):
                          f"q={'None' if q is None else 'an array'}")
     u, v, (p, q, r) = channel_args(u, v, (p, q, r), ("p", "q", "r"))
     return u, v, p, q, r
+
+
+def _row_vector(a: Any, name: str, size: int, dtype: np.dtype,
+                optional: bool = True) -> Optional[np.ndarray]:
+    if a is None:
+        if not optional:
+            raise fail(name, f"an array of shape ({size},)", a, TypeError)
+        return None
+    a = as_float_array(a, name, dtype)
+    if a.shape != (size,):
+        raise fail(name, f"an array of shape ({size},)", a)
+    return a
+
+
+def layernorm_args(x: Any, gamma: Any, beta: Any, epsilon: Any):
+    """Check ``layernorm_forward``'s arguments; return ``(x, gamma, beta, epsilon)``:
+    x (M, C) a C-contiguous float32/float64 array, gamma and beta None or (C,) in its
+    dtype, epsilon a number > 0."""
+    x = as_float_array(x, "x")
+    if x.ndim != 2:
+        raise fail("x", "a 2-D array (rows, features)", x)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating)) \
+            or not epsilon > 0:
+        raise fail("epsilon", "a number > 0", epsilon)
+    C = x.shape[1]
+    return x, _row_vector(gamma, "gamma", C, x.dtype), _row_vector(beta, "beta", C,
+                                                                   x.dtype), float(epsilon)
+
+
+def layernorm_backward_args(dout: Any, x: Any, mean: Any, inv: Any, gamma: Any):
+    """Check ``layernorm_backward``'s arguments; return them as arrays in x's dtype."""
+    x = as_float_array(x, "x")
+    if x.ndim != 2:
+        raise fail("x", "a 2-D array (rows, features)", x)
+    dout = as_float_array(dout, "dout", x.dtype)
+    if dout.shape != x.shape:
+        raise fail("dout", f"an array of x's shape {x.shape}", dout)
+    M, C = x.shape
+    return (dout, x, _row_vector(mean, "mean", M, x.dtype, False),
+            _row_vector(inv, "inv", M, x.dtype, False), _row_vector(gamma, "gamma", C, x.dtype))

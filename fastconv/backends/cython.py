@@ -51,6 +51,8 @@ __all__ = [
     "resize2d_backward",
     "channel_sums",
     "channel_affine",
+    "layernorm_forward",
+    "layernorm_backward",
 ]
 
 # Bytes of im2col workspace per thread (so memory does not grow with the batch).
@@ -725,6 +727,35 @@ def channel_affine(u, p, r, v=None, q=None):
     with kernel_threads(u.shape[0] * max(1, -(-u.shape[1] // _norm.ROWS))) as threads:
         _norm.channel_affine(u, v, p, q, r, out, threads)
     return out
+
+
+def layernorm_forward(x, gamma=None, beta=None, epsilon=1e-3):
+    """Layer normalisation of the rows of x (M, C); see
+    :func:`fastconv.backends.numpy.layernorm_forward`. Blocks of ``_norm.ROWS`` rows in
+    parallel, each row on its own."""
+    x, gamma, beta, epsilon = _args.layernorm_args(x, gamma, beta, epsilon)
+    M = x.shape[0]
+    out = np.empty_like(x)
+    mean = np.empty(M, x.dtype)
+    inv = np.empty(M, x.dtype)
+    with kernel_threads(max(1, -(-M // _norm.ROWS))) as threads:
+        _norm.layernorm_forward(x, gamma, beta, out, mean, inv, epsilon, threads)
+    return out, mean, inv
+
+
+def layernorm_backward(dout, x, mean, inv, gamma=None):
+    """Gradients of :func:`layernorm_forward`; see
+    :func:`fastconv.backends.numpy.layernorm_backward`. dgamma and dbeta are summed per
+    block of rows and the blocks added in order: the same for any thread count."""
+    dout, x, mean, inv, gamma = _args.layernorm_backward_args(dout, x, mean, inv, gamma)
+    M, C = x.shape
+    T = max(1, -(-M // _norm.ROWS))
+    dx = np.empty_like(x)
+    dg = np.zeros((T, C))
+    db = np.zeros((T, C))
+    with kernel_threads(T) as threads:
+        _norm.layernorm_backward(dout, x, mean, inv, gamma, dx, dg, db, threads)
+    return dx, dg.sum(axis=0), db.sum(axis=0)
 
 
 # ------------------------------------------------------------------ depthwise conv

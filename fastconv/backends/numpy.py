@@ -45,6 +45,8 @@ __all__ = [
     "resize2d_backward",
     "channel_sums",
     "channel_affine",
+    "layernorm_forward",
+    "layernorm_backward",
 ]
 
 
@@ -456,6 +458,69 @@ def channel_affine(u, p, r, v=None, q=None):
         out += q[:, None, :] * v
     out += r[:, None, :]
     return out
+
+
+def layernorm_forward(x, gamma=None, beta=None, epsilon=1e-3):
+    """Layer normalisation of each row of x: ``xhat * gamma + beta`` with
+    ``xhat = (x - mean) * inv`` over the row's C values.
+
+    Parameters
+    ----------
+    x : array (M, C)
+    gamma, beta : arrays (C,), optional
+    epsilon : float > 0
+
+    Returns
+    -------
+    out : array (M, C), x's dtype
+    mean, inv : arrays (M,), x's dtype
+        The row's mean and ``1 / sqrt(var + epsilon)`` (biased variance), from sums in
+        double shifted by the row's first value, rounded to x's dtype; the compiled
+        backend gives the same up to the order of those sums.
+    """
+    x, gamma, beta, epsilon = _args.layernorm_args(x, gamma, beta, epsilon)
+    dt = x.dtype.type
+    first = x[:, :1].astype(np.float64)
+    d = x.astype(np.float64) - first
+    s1 = d.sum(axis=1) / x.shape[1]
+    s2 = (d * d).sum(axis=1) / x.shape[1]
+    mean = (first[:, 0] + s1).astype(x.dtype)
+    var = np.maximum(s2 - s1 * s1, 0.0).astype(x.dtype)
+    inv = (dt(1) / np.sqrt(var + dt(epsilon))).astype(x.dtype)
+    out = (x - mean[:, None]) * inv[:, None]
+    if gamma is not None:
+        out = out * gamma
+    if beta is not None:
+        out = out + beta
+    return out, mean, inv
+
+
+def layernorm_backward(dout, x, mean, inv, gamma=None):
+    """Gradients of :func:`layernorm_forward`.
+
+    Parameters
+    ----------
+    dout, x : arrays (M, C)
+    mean, inv : arrays (M,), as the forward returned them
+    gamma : array (C,), optional
+
+    Returns
+    -------
+    dx : array (M, C), x's dtype
+        ``(dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) * inv`` per row, with
+        ``dxhat = dout * gamma`` and both means from sums in double.
+    dgamma, dbeta : arrays (C,), float64
+        The column sums of ``dout * xhat`` and ``dout``.
+    """
+    dout, x, mean, inv, gamma = _args.layernorm_backward_args(dout, x, mean, inv, gamma)
+    C = x.shape[1]
+    xhat = (x - mean[:, None]) * inv[:, None]
+    dxhat = dout * gamma if gamma is not None else dout
+    a = (dxhat.astype(np.float64).sum(axis=1) / C).astype(x.dtype)
+    s = ((dxhat.astype(np.float64) * xhat).sum(axis=1) / C).astype(x.dtype)
+    dx = (dxhat - a[:, None] - xhat * s[:, None]) * inv[:, None]
+    dgamma = (dout.astype(np.float64) * xhat).sum(axis=0)
+    return dx.astype(x.dtype, copy=False), dgamma, dout.astype(np.float64).sum(axis=0)
 
 
 # ------------------------------------------------------------------------- resize

@@ -8,8 +8,9 @@ With the features on the last axis (channels-last images, Dense outputs), batch 
 group normalisation run on two kernels of :mod:`fastconv.ops` (compiled, with a NumPy
 twin): ``channel_sums`` for the statistics (one pass, in double) and
 ``channel_affine`` for ``y = scale * x + shift`` and the input gradient
-``dx = k * dout + p * x + q`` (one pass each), all per channel. Other layouts, and
-layer normalisation, run in NumPy.
+``dx = k * dout + p * x + q`` (one pass each), all per channel. Layer normalisation
+over the last axis runs on ``ops.layernorm_forward``/``layernorm_backward`` (each
+row on its own). Other layouts run in NumPy.
 """
 
 from __future__ import annotations
@@ -362,11 +363,24 @@ class LayerNormalization(_ScaleCenter, Layer):
 
     def forward(self, x, training=False, workspace=None):
         axes = self._axes(x.ndim)
+        if axes == (x.ndim - 1,) and x.size:  # each row of features: the row kernel
+            x2 = x.reshape(-1, x.shape[-1])
+            out, mean, inv = ops.layernorm_forward(
+                x2, self.gamma if self.scale else None, self.beta if self.center else None,
+                self.epsilon)
+            return out.reshape(x.shape), ("rows", x2, mean, inv)
         xhat, inv = _standardize(x, axes, self.epsilon)
         bs = self._bshape(x.shape)
         return self._affine(xhat, bs), (xhat, inv, axes, bs)
 
     def backward(self, dout, ctx, need_dx=True):
+        if isinstance(ctx[0], str):
+            _, x2, mean, inv = ctx
+            dx, dgamma, dbeta = ops.layernorm_backward(
+                dout.reshape(x2.shape), x2, mean, inv, self.gamma if self.scale else None)
+            wg = ([(self.gamma, dgamma.astype(self.gamma.dtype))] if self.scale else []) + (
+                [(self.beta, dbeta.astype(self.beta.dtype))] if self.center else [])
+            return dx.reshape(dout.shape), wg
         xhat, inv, axes, bs = ctx
         dxhat, wg = self._affine_backward(dout, xhat, bs)
         return _standardize_backward(dxhat, xhat, inv, axes), wg
