@@ -146,3 +146,32 @@ def test_kernel_layers_register_and_save_their_constraints(make, shape):
     again = type(layer).from_config(layer.get_config())
     assert isinstance(again.kernel_constraint, constraints.NonNeg)
     assert isinstance(again.bias_constraint, constraints.MaxNorm)
+
+
+@pytest.mark.parametrize("make, names", [
+    (lambda: layers.DepthwiseConv2D(3, depthwise_constraint="non_neg",
+                                    bias_constraint="max_norm"), {"kernel": "depthwise", "bias": "bias"}),
+    (lambda: layers.SeparableConv2D(4, 3, depthwise_constraint="non_neg",
+                                    pointwise_constraint="unit_norm",
+                                    bias_constraint="max_norm"),
+     {"depthwise_kernel": "depthwise", "pointwise_kernel": "pointwise", "bias": "bias"}),
+])
+def test_depthwise_layers_take_keras_constraints(make, names, rng):
+    # Keras's depthwise_constraint / pointwise_constraint / bias_constraint: registered
+    # on the weights, kept by get_config, applied after each update in fit.
+    layer = make()
+    layer.build_for((None, 6, 6, 2))
+    assert set(layer.constraints) == set(names)
+    again = type(layer).from_config(layer.get_config())
+    for weight, option in names.items():
+        assert type(getattr(again, f"{option}_constraint")) is type(layer.constraints[weight])
+    model = keras.Sequential([keras.Input((6, 6, 2)), make(), layers.Flatten(), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(rng.normal(size=(8, 6, 6, 2)), rng.normal(size=(8, 1)), epochs=2, verbose=0)
+    conv = model.layers[0]
+    kernel = conv.kernel if hasattr(conv, "kernel") else conv.depthwise_kernel
+    assert (kernel >= 0).all()
+    if hasattr(conv, "pointwise_kernel"):
+        # unit_norm's default axis is 0, of length 1 in a (1, 1, C, F) kernel (as in
+        # Keras): every entry becomes +-1
+        np.testing.assert_allclose(np.abs(conv.pointwise_kernel), 1, rtol=1e-5)

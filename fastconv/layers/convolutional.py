@@ -8,6 +8,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import activations as _activations
+from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import ops
 from .. import regularizers as _regularizers
@@ -207,16 +208,22 @@ class Conv2D(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
 Convolution2D = Conv2D
 
 
+def _option_module(key: str):
+    """The module that reads a ``<weight>_initializer|_regularizer|_constraint`` option."""
+    if key.endswith("_initializer"):
+        return _initializers
+    return _regularizers if key.endswith("_regularizer") else _constraints
+
+
 def _weight_options(layer, **options):
-    """Set each ``<weight>_initializer`` / ``<weight>_regularizer`` option on ``layer``."""
+    """Set each ``<weight>_initializer`` / ``_regularizer`` / ``_constraint`` option on
+    ``layer``."""
     for key, value in options.items():
-        module = _initializers if key.endswith("_initializer") else _regularizers
-        setattr(layer, key, module.get(value, key))
+        setattr(layer, key, _option_module(key).get(value, key))
 
 
 def _weight_options_config(layer, *keys) -> dict:
-    return {key: (_initializers if key.endswith("_initializer") else _regularizers).serialize(
-        getattr(layer, key)) for key in keys}
+    return {key: _option_module(key).serialize(getattr(layer, key)) for key in keys}
 
 
 def _depthwise_args(layer, kernel_size, strides, padding, data_format, dilation_rate,
@@ -241,7 +248,7 @@ class DepthwiseConv2D(_ConvWindow, _ActivationMixin, Layer):
         Filters per input channel, M.
     data_format : None, 'channels_last' or 'channels_first'
     activation, use_bias, depthwise_initializer, bias_initializer, depthwise_regularizer,
-    bias_regularizer : as in Keras.
+    bias_regularizer, depthwise_constraint, bias_constraint : as in Keras.
 
     Weights (Keras's names and order): ``kernel`` (KH, KW, C, M) and ``bias`` (C * M,).
     Input (N, H, W, C) -> output (N, OH, OW, C * M), output channel ``c * M + m`` from
@@ -254,6 +261,7 @@ class DepthwiseConv2D(_ConvWindow, _ActivationMixin, Layer):
                  dilation_rate: Any = (1, 1), activation: Any = None, use_bias: bool = True,
                  depthwise_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
                  depthwise_regularizer: Any = None, bias_regularizer: Any = None,
+                 depthwise_constraint: Any = None, bias_constraint: Any = None,
                  **kwargs: Any):
         super().__init__(**kwargs)
         _depthwise_args(self, kernel_size, strides, padding, data_format, dilation_rate,
@@ -261,7 +269,9 @@ class DepthwiseConv2D(_ConvWindow, _ActivationMixin, Layer):
         _weight_options(self, depthwise_initializer=depthwise_initializer,
                         bias_initializer=bias_initializer,
                         depthwise_regularizer=depthwise_regularizer,
-                        bias_regularizer=bias_regularizer)
+                        bias_regularizer=bias_regularizer,
+                        depthwise_constraint=depthwise_constraint,
+                        bias_constraint=bias_constraint)
 
     def compute_output_shape(self, input_shape):
         C = self._hwc(input_shape)[2] if len(input_shape) == 4 else None
@@ -271,11 +281,12 @@ class DepthwiseConv2D(_ConvWindow, _ActivationMixin, Layer):
         C = self._in_channels(input_shape)
         self.add_weight(name="kernel", shape=self.kernel_size + (C, self.depth_multiplier),
                         initializer=self.depthwise_initializer,
-                        regularizer=self.depthwise_regularizer)
+                        regularizer=self.depthwise_regularizer,
+                        constraint=self.depthwise_constraint)
         if self.use_bias:
             self.add_weight(name="bias", shape=(C * self.depth_multiplier,),
                             initializer=self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+                            regularizer=self.bias_regularizer, constraint=self.bias_constraint)
 
     def forward(self, x, training=False, workspace=None):
         ctx = Ctx()
@@ -296,7 +307,8 @@ class DepthwiseConv2D(_ConvWindow, _ActivationMixin, Layer):
             **self._window_config(), "depth_multiplier": self.depth_multiplier,
             "activation": _activations.serialize(self.activation), "use_bias": self.use_bias,
             **_weight_options_config(self, "depthwise_initializer", "bias_initializer",
-                                     "depthwise_regularizer", "bias_regularizer"),
+                                     "depthwise_regularizer", "bias_regularizer",
+                                     "depthwise_constraint", "bias_constraint"),
         })
         return config
 
@@ -316,7 +328,8 @@ class SeparableConv2D(_ConvWindow, _ActivationMixin, Layer):
     data_format : None, 'channels_last' or 'channels_first'
     depth_multiplier : int, default 1
     activation, use_bias, depthwise_initializer, pointwise_initializer, bias_initializer,
-    depthwise_regularizer, pointwise_regularizer, bias_regularizer : as in Keras.
+    depthwise_regularizer, pointwise_regularizer, bias_regularizer,
+    depthwise_constraint, pointwise_constraint, bias_constraint : as in Keras.
 
     Weights (Keras's names and order): ``depthwise_kernel`` (KH, KW, C, M),
     ``pointwise_kernel`` (1, 1, C * M, filters), ``bias`` (filters,). Input
@@ -332,7 +345,8 @@ class SeparableConv2D(_ConvWindow, _ActivationMixin, Layer):
                  depthwise_initializer: Any = "glorot_uniform",
                  pointwise_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
                  depthwise_regularizer: Any = None, pointwise_regularizer: Any = None,
-                 bias_regularizer: Any = None, **kwargs: Any):
+                 bias_regularizer: Any = None, depthwise_constraint: Any = None,
+                 pointwise_constraint: Any = None, bias_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
         _depthwise_args(self, kernel_size, strides, padding, data_format, dilation_rate,
@@ -342,7 +356,10 @@ class SeparableConv2D(_ConvWindow, _ActivationMixin, Layer):
                         bias_initializer=bias_initializer,
                         depthwise_regularizer=depthwise_regularizer,
                         pointwise_regularizer=pointwise_regularizer,
-                        bias_regularizer=bias_regularizer)
+                        bias_regularizer=bias_regularizer,
+                        depthwise_constraint=depthwise_constraint,
+                        pointwise_constraint=pointwise_constraint,
+                        bias_constraint=bias_constraint)
 
     def compute_output_shape(self, input_shape):
         return self._output_shape(input_shape, self.filters)
@@ -352,14 +369,16 @@ class SeparableConv2D(_ConvWindow, _ActivationMixin, Layer):
         M = self.depth_multiplier
         self.add_weight(name="depthwise_kernel", shape=self.kernel_size + (C, M),
                         initializer=self.depthwise_initializer,
-                        regularizer=self.depthwise_regularizer)
+                        regularizer=self.depthwise_regularizer,
+                        constraint=self.depthwise_constraint)
         self.add_weight(name="pointwise_kernel", shape=(1, 1, C * M, self.filters),
                         initializer=self.pointwise_initializer,
-                        regularizer=self.pointwise_regularizer)
+                        regularizer=self.pointwise_regularizer,
+                        constraint=self.pointwise_constraint)
         if self.use_bias:
             self.add_weight(name="bias", shape=(self.filters,),
                             initializer=self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+                            regularizer=self.bias_regularizer, constraint=self.bias_constraint)
 
     def forward(self, x, training=False, workspace=None):
         ctx = Ctx()
@@ -385,7 +404,9 @@ class SeparableConv2D(_ConvWindow, _ActivationMixin, Layer):
             "activation": _activations.serialize(self.activation), "use_bias": self.use_bias,
             **_weight_options_config(self, "depthwise_initializer", "pointwise_initializer",
                                      "bias_initializer", "depthwise_regularizer",
-                                     "pointwise_regularizer", "bias_regularizer"),
+                                     "pointwise_regularizer", "bias_regularizer",
+                                     "depthwise_constraint", "pointwise_constraint",
+                                     "bias_constraint"),
         })
         return config
 
