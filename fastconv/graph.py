@@ -35,9 +35,11 @@ from ._activity import Penalised, penalise
 __all__ = ["KerasTensor", "Node", "Graph", "Workspace", "is_symbolic", "FUSE_LAYERS"]
 
 #: Whether graphs run a ``Conv2D(activation='relu')`` followed by a ``MaxPooling2D``
-#: (channels-last, strides equal to the pool size, 'valid'), where the convolution's
-#: output has no other reader, as one fused op. Set to False to run every layer on its
-#: own, e.g. to compare the two. (``fastconv.models.FUSE_LAYERS`` is the same switch.)
+#: (channels-last, strides equal to the pool size, 'valid'), and a linear ``Conv2D``
+#: followed by a ``BatchNormalization`` (folded into the convolution outside
+#: training), where the convolution's output has no other reader, as one fused op. Set
+#: to False to run every layer on its own, e.g. to compare the two.
+#: (``fastconv.models.FUSE_LAYERS`` is the same switch.)
 FUSE_LAYERS = True
 
 _NUMPY_MESSAGE = (
@@ -355,7 +357,10 @@ class _Step:
 def _has_trainable(op) -> bool:
     """Whether ``op`` has a weight the optimizer trains (asked on every backward pass:
     a primitive layer answers from its flags, without walking sublayers)."""
-    layer = getattr(op, "conv", op)  # a fused pair trains its convolution's weights
+    pair = getattr(op, "layers", None)
+    if pair is not None:  # a fused pair: either layer's weights
+        return any(_has_trainable(layer) for layer in pair)
+    layer = op
     flags = getattr(layer, "_weight_trainable", None)
     if flags is not None and not layer._composite():
         return layer.trainable and True in flags
@@ -495,7 +500,7 @@ class Graph:
             return self._plan
 
     def _make_plan(self) -> _Plan:
-        from .layers import _ConvReLUMaxPool
+        from .layers import _ConvBatchNorm, _ConvReLUMaxPool
 
         out_ids = {id(t) for t in self.outputs}
         consumer: Dict[int, Node] = {}
@@ -509,16 +514,21 @@ class Graph:
                 nxt = consumer.get(id(t))
                 if len(node.outputs) == 1 and node.structure is None and nxt is not None \
                         and self._readers.get(id(t)) == 1 and id(t) not in out_ids \
-                        and len(nxt.inputs) == 1 and nxt.structure is None \
-                        and _ConvReLUMaxPool.fits(node.layer, nxt.layer):
-                    fused_into[id(node)] = nxt
+                        and len(nxt.inputs) == 1 and nxt.structure is None:
+                    for pair in (_ConvReLUMaxPool, _ConvBatchNorm):
+                        # (a normalisation's training flag must be the call's own)
+                        if pair.fits(node.layer, nxt.layer) and (
+                                pair is _ConvReLUMaxPool
+                                or node.training is None and nxt.training is None):
+                            fused_into[id(node)] = (nxt, pair)
+                            break
         steps, fused_pairs, skip = [], [], set()
         for node in self.nodes:
             if id(node) in skip:
                 continue
-            nxt = fused_into.get(id(node))
+            nxt, pair = fused_into.get(id(node), (None, None))
             if nxt is not None:
-                op = _ConvReLUMaxPool(node.layer, nxt.layer)
+                op = pair(node.layer, nxt.layer)
                 fused_pairs.append(op)
                 skip.add(id(nxt))
                 outs, nodes = nxt.outputs, (node, nxt)

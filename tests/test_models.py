@@ -598,3 +598,84 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_file(tmp_path, monk
     monkeypatch.undo()
     assert open(path, "rb").read() == before
     assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]  # no temporary left
+
+
+def _conv_bn_model(use_bias, scale=True, center=True):
+    from fastconv.layers import BatchNormalization, ReLU
+
+    return Sequential([Conv2D(8, 3, padding="same", use_bias=use_bias, input_shape=(9, 9, 3)),
+                       BatchNormalization(scale=scale, center=center), ReLU(),
+                       Conv2D(4, 3), BatchNormalization(), Flatten(),
+                       Dense(3, activation="softmax")])
+
+
+@pytest.mark.parametrize("use_bias, scale, center", [(False, True, True), (True, True, True),
+                                                     (True, False, False)])
+def test_conv_batchnorm_folds_outside_training(fuse_layers, rng, use_bias, scale, center):
+    # Conv2D -> BatchNormalization runs as one op: in training the two layers one after
+    # the other (the same bits as unfused); in inference the normalisation folded into
+    # the convolution (equal to rounding); an inference-mode backward (input and weight
+    # gradients, as a saliency map asks) equal to the unfused one.
+    x = rng.normal(size=(16, 9, 9, 3)).astype(np.float32)
+    y = rng.integers(0, 3, size=16)
+    runs = {}
+    for fuse in (True, False):
+        models.FUSE_LAYERS = fuse
+        set_random_seed(2)
+        model = _conv_bn_model(use_bias, scale, center)
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        graph = model._graph
+        (out,), tape = graph.forward([x], training=False)
+        dx, wg = graph.backward(tape, [np.ones_like(out)])
+        runs[fuse] = ([type(s).__name__ for s in model._steps()], history.history["loss"],
+                      model.get_weights(), model.predict(x, verbose=0), dx[0],
+                      {id(w): g for w, g in wg}, [id(w) for w in model.trainable_weights])
+    assert runs[True][0][:3] == ["_ConvBatchNorm", "ReLU", "_ConvBatchNorm"]
+    assert runs[False][0][:3] == ["Conv2D", "BatchNormalization", "ReLU"]
+    assert runs[True][1] == runs[False][1]  # training: the unfused computation
+    for a, b in zip(runs[True][2], runs[False][2]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(runs[True][3], runs[False][3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(runs[True][4], runs[False][4], rtol=1e-4, atol=1e-6)
+    for wid_t, wid_f in zip(runs[True][6], runs[False][6]):
+        np.testing.assert_allclose(runs[True][5][wid_t], runs[False][5][wid_f], rtol=1e-4,
+                                   atol=1e-5)
+    assert len(runs[True][5]) == len(runs[False][5])
+
+
+def test_conv_batchnorm_fusion_only_where_it_folds(fuse_layers):
+    from fastconv.layers import BatchNormalization
+
+    def steps(*layer_list):
+        return [type(s).__name__ for s in Sequential(list(layer_list))._steps()]
+
+    assert steps(Conv2D(8, 3, input_shape=(9, 9, 1)), BatchNormalization())[0] == \
+        "_ConvBatchNorm"
+    assert steps(Conv2D(8, 3, activation="relu", input_shape=(9, 9, 1)),
+                 BatchNormalization())[0] == "Conv2D"  # a ReLU between them
+    assert steps(Conv2D(8, 3, input_shape=(1, 9, 9), data_format="channels_first"),
+                 BatchNormalization(axis=1))[0] == "Conv2D"
+    models.FUSE_LAYERS = False
+    assert steps(Conv2D(8, 3, input_shape=(9, 9, 1)), BatchNormalization())[0] == "Conv2D"
+
+
+def test_frozen_batchnorm_folds_in_fine_tuning(fuse_layers, rng):
+    # A frozen normalisation (trainable=False) runs in inference mode during fit, as
+    # in Keras: folded, and the convolution before it trains the same as unfused.
+    x = rng.normal(size=(16, 9, 9, 3)).astype(np.float32)
+    y = rng.integers(0, 3, size=16)
+    weights = {}
+    for fuse in (True, False):
+        models.FUSE_LAYERS = fuse
+        set_random_seed(4)
+        model = _conv_bn_model(True)
+        for layer in model.layers:
+            if type(layer).__name__ == "BatchNormalization":
+                layer.moving_variance[...] = 2.0
+                layer.trainable = False
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        weights[fuse] = model.get_weights()
+    for a, b in zip(weights[True], weights[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

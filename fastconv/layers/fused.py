@@ -77,3 +77,88 @@ class _ConvReLUMaxPool:
 
     def backward(self, dout, ctx, need_dx=True):
         return self.conv._grads(*ops.conv2d_relu_maxpool_backward(dout, ctx, need_dx))
+
+
+class _ConvBatchNorm:
+    """A linear ``Conv2D`` and the ``BatchNormalization`` that alone reads its output
+    (channels-last, normalising the channels), run by a model's plan as one op.
+
+    In training (with the normalisation trainable) it runs the two layers one after the
+    other, as unfused. Otherwise the normalisation is an affine map per filter,
+    ``s * z + t`` with ``s = gamma / sqrt(moving_variance + epsilon)`` and
+    ``t = beta - moving_mean * s``, and it folds into the convolution: one
+    convolution with the kernel times s and the bias ``b * s + t``, no pass over its
+    output. The backward pass of a folded call gives the convolution's gradients (the
+    folded ones times s) and dx; the normalisation's own (inference-mode backward with
+    a trainable normalisation, as an input-gradient map asks) recompute the
+    convolution's output once.
+    """
+
+    def __init__(self, conv: Conv2D, bn: Any):
+        self.conv, self.bn = conv, bn
+        self.layers = (conv, bn)
+        self.name = f"{conv.name}+{bn.name}"
+
+    @staticmethod
+    def fits(conv: Any, bn: Any) -> bool:
+        from .normalization import BatchNormalization
+
+        return (isinstance(conv, Conv2D) and type(bn) is BatchNormalization
+                and conv.activation is _activations.linear
+                and conv.data_format == "channels_last" and bn.axis in (-1, 3)
+                and not conv.activity_regularizer and not bn.activity_regularizer)
+
+    def still_fits(self) -> bool:
+        return self.fits(self.conv, self.bn)
+
+    @property
+    def trainable_weights(self):
+        return self.conv.trainable_weights + self.bn.trainable_weights
+
+    def _scale_shift(self, dtype):
+        bn = self.bn
+        var = bn.moving_variance.astype(np.float64)
+        s = 1 / np.sqrt(var + bn.epsilon)
+        if bn.scale:
+            s = s * bn.gamma
+        t = -bn.moving_mean.astype(np.float64) * s
+        if bn.center:
+            t = t + bn.beta
+        return s, t
+
+    def forward(self, x, training=False, workspace=None):
+        conv, bn = self.conv, self.bn
+        if training and bn.trainable:
+            z, c1 = conv.forward(x, True, workspace)
+            y, c2 = bn.forward(z, True)
+            return y, ("train", c1, c2)
+        s, t = self._scale_shift(np.float64)
+        dt = conv.kernel.dtype
+        w = (conv.kernel * s).astype(dt)
+        b = ((conv.bias * s if conv.use_bias else 0) + t).astype(dt)
+        out, cache = ops.conv2d_forward(x, w, b, conv.strides, conv.padding,
+                                        conv.dilation_rate)
+        return out, ("fold", cache, s, x)
+
+    def backward(self, dout, ctx, need_dx=True):
+        conv, bn = self.conv, self.bn
+        if ctx[0] == "train":
+            dz, wg_bn = bn.backward(dout, ctx[2])
+            dx, wg = conv.backward(dz, ctx[1], need_dx)
+            return dx, wg + wg_bn
+        _, cache, s, x = ctx
+        dx, dw, db = ops.conv2d_backward(dout, cache, need_dx)
+        dt = conv.kernel.dtype
+        _, wg = conv._grads(None, (dw * s).astype(dt), None if db is None else (db * s).astype(dt))
+        if bn.trainable and (bn.scale or bn.center):
+            # inference-mode gradients of gamma and beta: from the unnormalised output
+            z, _ = ops.conv2d_forward(x, conv.kernel, conv.bias if conv.use_bias else None,
+                                      conv.strides, conv.padding, conv.dilation_rate)
+            inv = 1 / np.sqrt(bn.moving_variance.astype(np.float64) + bn.epsilon)
+            d2 = dout.reshape(-1, dout.shape[-1])
+            if bn.scale:
+                xhat = (z.reshape(d2.shape) - bn.moving_mean) * inv.astype(dt)
+                wg.append((bn.gamma, (d2 * xhat).sum(axis=0).astype(bn.gamma.dtype)))
+            if bn.center:
+                wg.append((bn.beta, d2.sum(axis=0).astype(bn.beta.dtype)))
+        return dx, wg
