@@ -193,17 +193,20 @@ def flatten(x: Any) -> list:
 
 def pack(structure: Any, leaves: list) -> Any:
     """Rebuild ``structure`` (as given to :func:`flatten`) from ``leaves``."""
-    it = iter(leaves)
+    return _build(structure, iter(leaves))
 
-    def build(s):
-        if isinstance(s, (list, tuple)):
-            return type(s)(build(v) for v in s) if isinstance(s, tuple) else [build(v)
-                                                                            for v in s]
-        if isinstance(s, dict):
-            return {k: build(s[k]) for k in sorted(s)}
-        return next(it)
 
-    return build(structure)
+def _build(s: Any, it) -> Any:
+    # (A module-level function, not a closure over the iterator: a closure that calls
+    # itself is a reference cycle, which would keep the leaves, a step's input arrays,
+    # alive until the cyclic garbage collector happened to run.)
+    if isinstance(s, tuple):
+        return tuple(_build(v, it) for v in s)
+    if isinstance(s, list):
+        return [_build(v, it) for v in s]
+    if isinstance(s, dict):
+        return {k: _build(s[k], it) for k in sorted(s)}
+    return next(it)
 
 
 class Node:
