@@ -103,7 +103,8 @@ class _ConvBatchNorm:
     def fits(conv: Any, bn: Any) -> bool:
         from .normalization import BatchNormalization
 
-        return (isinstance(conv, Conv2D) and type(bn) is BatchNormalization
+        # (the classes themselves: a subclass may compute something else)
+        return (type(conv) is Conv2D and type(bn) is BatchNormalization
                 and conv.activation is _activations.linear
                 and conv.data_format == "channels_last" and bn.axis in (-1, 3)
                 and not conv.activity_regularizer and not bn.activity_regularizer)
