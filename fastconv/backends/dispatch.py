@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tu
 import numpy as np
 
 from .. import _conv
-from . import _args
+from . import _algorithm, _args
 from ._args import ConvGeometry, fail
 
 __all__ = [
@@ -186,6 +186,29 @@ def _always(g, dtype, finite) -> bool:
     return True
 
 
+# ------------------------------------------------------------------------ Winograd
+# The Winograd F(2x2, 3x3) candidates ('winograd' in forward, dx, dw) are skipped under
+# fastconv.set_conv_algorithm('direct') and taken wherever valid under 'winograd';
+# under 'auto' (the default) where faster. Their rounding differs from the direct
+# kernels' (bound: fastconv.backends.winograd.error_bound).
+WINOGRAD = "winograd"
+WINOGRAD_AUTO = False
+
+
+def winograd_geometry(g: ConvGeometry, dtype) -> bool:
+    """3x3 filters, stride 1, dilation 1, float32/float64, a non-empty output."""
+    return ((g.KH, g.KW, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1)
+            and dtype in (np.float32, np.float64) and g.N * g.OH * g.OW * g.C * g.F > 0)
+
+
+def winograd_faster(g: ConvGeometry, dtype) -> bool:
+    """Where 'auto' takes Winograd (measured: WINOGRAD_MEASURED)."""
+    return WINOGRAD_AUTO
+
+
+WINOGRAD_MEASURED = "not yet measured"
+
+
 class Candidate(NamedTuple):
     """One kernel of a pass: when it can run, when it is chosen, and why."""
 
@@ -201,6 +224,14 @@ class Candidate(NamedTuple):
 
 
 FORWARD = [
+    Candidate(
+        WINOGRAD,
+        lambda g, dt, fin: winograd_geometry(g, dt) and bool(fin),
+        lambda g, dt, fin: winograd_faster(g, dt),
+        "3x3, stride 1, dilation 1, finite weights, where measured faster: Winograd "
+        "F(2x2, 3x3), 16 GEMMs over channels per chunk of tiles",
+        WINOGRAD_MEASURED,
+    ),
     Candidate(
         "direct-padded-filters",
         lambda g, dt, fin: HAVE_AVX2 and g.F % lanes(dt) != 0,
@@ -254,6 +285,14 @@ FORWARD = [
 
 DX = [
     Candidate(
+        WINOGRAD,
+        lambda g, dt, fin: winograd_geometry(g, dt) and bool(fin),
+        lambda g, dt, fin: winograd_faster(g._replace(C=g.F, F=g.C), dt),
+        "3x3, stride 1, dilation 1, finite weights, where measured faster: the Winograd "
+        "forward on dout with the filters flipped and transposed",
+        WINOGRAD_MEASURED,
+    ),
+    Candidate(
         "planar",
         lambda g, dt, fin: (g.sh == g.sw == 1 and _conv.dx_planar_width(g.C) > 0
                             and on_lanes(dt, g.F, float32_only=True) and fin),
@@ -302,6 +341,14 @@ DX = [
 ]
 
 DW = [
+    Candidate(
+        WINOGRAD,
+        lambda g, dt, fin: winograd_geometry(g, dt),
+        lambda g, dt, fin: winograd_faster(g, dt),
+        "3x3, stride 1, dilation 1, where measured faster: G^T [sum over tiles of "
+        "(B^T d B) . (A dy A^T)] G, 16 GEMMs over tiles in 16 fixed groups",
+        WINOGRAD_MEASURED,
+    ),
     Candidate(
         "direct-fused",
         lambda g, dt, fin: (on_lanes(dt, g.F) and g.N >= FUSE_MIN_IMAGES and g.OH * g.OW > 0
@@ -392,15 +439,23 @@ class FiniteWeights:
 
 def choose(pass_: str, g, dtype, finite, exclude: Tuple[str, ...] = ()) -> Candidate:
     """The candidate of ``pass_`` that runs: the forced one where it is valid (see
-    :func:`force`), else the first that applies and is not in ``exclude``."""
+    :func:`force`), else the first that applies and is not in ``exclude`` (with the
+    Winograd candidates as the conv algorithm says: skipped under 'direct', applying
+    wherever valid under 'winograd')."""
     table = CANDIDATES[pass_]
     name = _forced.get(pass_)
     if name is not None and name not in exclude:
         for c in table:
             if c.name == name and c.valid(g, dtype, finite):
                 return c
+    algorithm = _algorithm.get_conv_algorithm()
     for c in table:
-        if c.name not in exclude and c.applies(g, dtype, finite):
+        if c.name in exclude or (c.name == WINOGRAD and algorithm == "direct"):
+            continue
+        if c.name == WINOGRAD and algorithm == "winograd":
+            if c.valid(g, dtype, finite):
+                return c
+        elif c.applies(g, dtype, finite):
             return c
     raise AssertionError(f"no {pass_} candidate applies to {g}")  # the last always does
 
@@ -488,7 +543,8 @@ def plan_backward(g: ConvGeometry, dtype, finite, input_grad: bool = True
     (or a forced dx/dw candidate is a direct one); dx and dw are then chosen on the
     padded filter count. dw's 'direct-fused' runs only with dx on 'direct'/'planar'."""
     short = short_reduction(g) or any(
-        _forced.get(p) not in (None, "im2col-gemm", "col2im", "flip") for p in ("dx", "dw"))
+        _forced.get(p) not in (None, "im2col-gemm", "col2im", "flip", WINOGRAD)
+        for p in ("dx", "dw"))
     fp = padded_width(g, dtype) if pad_filters(g, dtype, short) else 0
     gb = g._replace(F=fp) if fp else g
     dx = choose("dx", gb, dtype, finite) if input_grad else None
