@@ -26,6 +26,7 @@ FC_ATTR static void FC_NAME(fc_wg_filter)(const FC_T *restrict w, ptrdiff_t C, p
 {
     const ptrdiff_t CF = C * F;
     const FC_T h = (FC_T)0.5;
+#pragma GCC ivdep
     for (ptrdiff_t e = 0; e < CF; e++) {
         FC_T t[4][3];
         for (int j = 0; j < 3; j++) {
@@ -53,6 +54,8 @@ FC_ATTR static void FC_NAME(fc_wg_input_tile)(const FC_T *const *p, ptrdiff_t C,
     const FC_T *p4 = p[4], *p5 = p[5], *p6 = p[6], *p7 = p[7];
     const FC_T *p8 = p[8], *p9 = p[9], *p10 = p[10], *p11 = p[11];
     const FC_T *p12 = p[12], *p13 = p[13], *p14 = p[14], *p15 = p[15];
+    /* (ivdep: v never overlaps the rows read; without it GCC does not vectorise) */
+#pragma GCC ivdep
     for (ptrdiff_t c = 0; c < C; c++) {
         /* rows: s[r][.] = d[r][.] B */
         FC_T s[4][4];
@@ -119,6 +122,7 @@ FC_ATTR static void FC_NAME(fc_wg_output)(const FC_T *M, ptrdiff_t m, ptrdiff_t 
         FC_T *restrict o0 = o[0], *restrict o1 = o[1], *restrict o2 = o[2];
         FC_T *restrict o3 = o[3];
         const FC_T *mk = M + r * F;
+#pragma GCC ivdep
         for (ptrdiff_t f = 0; f < F; f++) {
             FC_T u[2][4];
             for (int j = 0; j < 4; j++) {  /* rows: A^T M */
@@ -132,14 +136,19 @@ FC_ATTR static void FC_NAME(fc_wg_output)(const FC_T *M, ptrdiff_t m, ptrdiff_t 
                 y[a * 2] = (u[a][0] + u[a][1]) + u[a][2];
                 y[a * 2 + 1] = (u[a][1] - u[a][2]) - u[a][3];
             }
-            for (int k = 0; k < 4; k++) {
-                if (bias) y[k] = y[k] + bias[f];
-                if (relu && y[k] <= 0) y[k] = 0;
-            }
             o0[f] = y[0];
             o1[f] = y[1];
             o2[f] = y[2];
             o3[f] = y[3];
+        }
+        /* (a second pass over the tile's rows, in L1, so that both loops vectorise) */
+        for (int k = 0; bias && k < 4; k++) {
+            FC_T *restrict ok = o[k];
+            for (ptrdiff_t f = 0; f < F; f++) ok[f] = ok[f] + bias[f];
+        }
+        for (int k = 0; relu && k < 4; k++) {
+            FC_T *restrict ok = o[k];
+            for (ptrdiff_t f = 0; f < F; f++) ok[f] = ok[f] <= 0 ? 0 : ok[f];
         }
     }
 }
@@ -164,6 +173,7 @@ FC_ATTR static void FC_NAME(fc_wg_dout)(const FC_T *dout, ptrdiff_t OH, ptrdiff_
                                    ? dout + ((n * OH + oh + a) * OW + ow + b) * F : zeros;
         const FC_T *y0 = y[0], *y1 = y[1], *y2 = y[2], *y3 = y[3];
         FC_T *e = E + (t - t0) * F;
+#pragma GCC ivdep
         for (ptrdiff_t f = 0; f < F; f++) {
             /* rows, A dy, then columns, (A dy) A^T; A = [1 0; 1 1; 1 -1; 0 -1] */
             const FC_T r0[2] = {y0[f], y1[f]};
@@ -194,6 +204,7 @@ FC_ATTR static void FC_NAME(fc_wg_filter_grad)(const FC_T *restrict S, ptrdiff_t
     const FC_T h = (FC_T)0.5;
     /* G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1], halved last (exact), so that no
      * product feeds an addition */
+#pragma GCC ivdep
     for (ptrdiff_t e = 0; e < CF; e++) {
         FC_T t[3][4];
         for (int b = 0; b < 4; b++) {

@@ -66,6 +66,7 @@ __all__ = [
     "rounding_depth",
     "error_bound",
     "extended_scale",
+    "extended_scale_at",
     "extended_dw_scale",
 ]
 
@@ -258,18 +259,26 @@ def error_bound(m: int, reduction: int, dtype, kind: str = "forward") -> float:
 def extended_scale(x, w, b=None, padding=0, m=2) -> np.ndarray:
     """The sum of |terms| (float64) of every output and virtual output the error
     bound refers to: the correlation of |x| with |w| (+|b|) over output rows
-    ``lo .. m*(TH-1) + hi`` (:func:`offsets`), columns likewise."""
+    ``lo .. m*(TH-1) + hi`` (:func:`offsets`), columns likewise; shape (N, rows, cols,
+    F)."""
     x, w, b, g = _args.conv_args(x, w, b, 1, padding, 1)
+    out = extended_scale_at(x, w, g.pt, g.pl, g.OH, g.OW, m)
+    return out + (0 if b is None else np.abs(b))
+
+
+def extended_scale_at(x, w, top, left, oh, ow, m=2) -> np.ndarray:
+    """:func:`extended_scale` without bias, of the (oh, ow) outputs of x padded by
+    (top, left) (signed, as the input gradient's forward pass needs)."""
     lo, hi = offsets(m)
-    rows = m * (-(-g.OH // m) - 1) + hi - lo + 1
-    cols = m * (-(-g.OW // m) - 1) + hi - lo + 1
-    xa = _placed(np.abs(x).astype(np.float64), g.pt - lo, g.pl - lo, rows + 2, cols + 2)
+    rows = m * (-(-oh // m) - 1) + hi - lo + 1
+    cols = m * (-(-ow // m) - 1) + hi - lo + 1
+    xa = _placed(np.abs(x).astype(np.float64), top - lo, left - lo, rows + 2, cols + 2)
     wa = np.abs(w).astype(np.float64)
-    out = np.zeros((g.N, rows, cols, g.F))
+    out = np.zeros((x.shape[0], rows, cols, w.shape[3]))
     for i in range(3):
         for j in range(3):
             out += xa[:, i:i + rows, j:j + cols] @ wa[i, j]
-    return out + (0 if b is None else np.abs(b))
+    return out
 
 
 def extended_dw_scale(x, dout, padding=0, m=2) -> np.ndarray:
