@@ -1,8 +1,9 @@
 """Winograd F(2x2, 3x3) against fastconv's direct kernels and PyTorch, per pass.
 
 For each 3x3 stride-1 layer: forward, backward (dx and dw) and weight gradient alone
-(dw, as a first layer's backward) milliseconds of fastconv with the Winograd candidates forced, of fastconv under
-``set_conv_algorithm('direct')`` (the table's other choice), and of PyTorch in
+(dw, as a first layer's backward) milliseconds of fastconv with the Winograd
+candidates forced, of fastconv under ``set_conv_algorithm('direct')`` (the table's
+other choice), and of PyTorch in
 channels_last (``aten.convolution_backward`` with one output each for dx and dw), the
 three measured in turns in one process: each round times every variant (median of
 ``--reps`` calls after warm-up), and the table gives the median over rounds of each
@@ -38,6 +39,13 @@ LAYERS = [
     ("fm128-128/128", 128, 14, 14, 128, 128, "same"),
     ("fm128-256/128", 128, 7, 7, 128, 256, "same"),
     ("fm256-256/128", 128, 7, 7, 256, 256, "same"),
+    # around the crossover: bench layers e and f1, small maps, few channels
+    ("e", 128, 6, 6, 64, 64, "valid"),
+    ("f1", 1, 56, 56, 64, 64, "same"),
+    ("s8-32-128", 32, 8, 8, 32, 128, "same"),
+    ("s4-64-64", 64, 4, 4, 64, 64, "same"),
+    ("s14-64-32", 64, 14, 14, 64, 32, "same"),
+    ("s14-32-64", 64, 14, 14, 32, 64, "same"),
 ]
 PASSES = ("forward", "dx", "dw")
 
@@ -69,7 +77,7 @@ def torch_fns(torch, x, w, padding):
         memory_format=torch.channels_last)
     pad = 1 if padding == "same" else 0
     out = torch.nn.functional.conv2d(tx, tw, None, 1, pad)
-    g = torch.randn(out.shape).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(out.shape, dtype=out.dtype).contiguous(memory_format=torch.channels_last)
     back = torch.ops.aten.convolution_backward
 
     def run(mask):
@@ -88,6 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", help="comma-separated layer names")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = p.parse_args(argv)
     fastconv.set_num_threads(args.threads)
     torch = _torch()
@@ -98,8 +107,8 @@ def main(argv=None) -> int:
           f"{'direct/wino':>11s} {'torch/wino':>10s}  direct kernel")
     for name, n, h, wd, c, f, padding in layers:
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((n, h, wd, c)).astype(np.float32)
-        w = rng.standard_normal((3, 3, c, f)).astype(np.float32)
+        x = rng.standard_normal((n, h, wd, c)).astype(args.dtype)
+        w = rng.standard_normal((3, 3, c, f)).astype(args.dtype)
         g = fast._args.conv_args(x, w, None, 1, padding, 1)[3]
         with fastconv.conv_algorithm("direct"):
             _, dx_c, dw_c = dispatch.plan_backward(g, x.dtype, True)

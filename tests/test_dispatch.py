@@ -140,7 +140,8 @@ def test_explain_conv_long_reduction_of_few_filters_takes_gemm():
     got = fastconv.explain_conv((8, 16, 16, 8), (3, 3, 8, 8))  # K = 72, C = 8, F = 8
     assert (got["forward"].kernel, got["dw"].kernel) == ("im2col-gemm", "im2col-gemm")
     assert got["forward"].passed_over == (
-        "winograd", "direct-padded-filters", "direct-wide-skip", "direct-wide-padded-copy", "direct")
+        "winograd", "direct-padded-filters", "direct-wide-skip", "direct-wide-padded-copy",
+        "direct")
 
 
 def test_explain_conv_reports_padded_filters():

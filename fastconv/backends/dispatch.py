@@ -192,7 +192,23 @@ def _always(g, dtype, finite) -> bool:
 # under 'auto' (the default) where faster. Their rounding differs from the direct
 # kernels' (bound: fastconv.backends.winograd.error_bound).
 WINOGRAD = "winograd"
-WINOGRAD_AUTO = False
+# Where 'auto' takes Winograd: both channel counts at least this many (the GEMMs over
+# channels need a reduction long enough to run well), and for dw C at least
+# WINOGRAD_DW_MIN_C. Measured 2026-12-04 (benchmarks/winograd_compare.py, float32,
+# 2 threads, Winograd forced against set_conv_algorithm('direct'), side by side in one
+# process, 5 rounds of medians of 5, another job on one of the 2 cores; direct time /
+# Winograd time, forward / backward (dx + dw) / dw alone): bench b (32 -> 64 on 26x26)
+# 1.26-1.33 / 0.99-1.32 / 0.99-1.00; d (32 -> 64, 15x15) 1.01-1.37 / 1.00 / 0.88-0.96;
+# e (64 -> 64, 6x6) 1.47 / 0.97-1.03 / 1.10-1.57; f (64 -> 64, 56x56 'same') 1.41-1.80
+# / 1.36-1.67 / 1.19-1.90; f1 (batch 1) 1.31 / 1.11 / 1.03; 32 -> 128 on 8x8 2.05 /
+# 1.53 / 0.94; 64 -> 32 on 14x14 1.50 / 1.35 / 1.49; the deeper Fashion-MNIST CNN's
+# 'same' layers at batch 64 and 128: 64 -> 128 on 14x14 1.28-2.24 / 1.62-1.79 /
+# 1.68-2.00, 128 -> 128 1.64-2.10 / 1.47-2.23 / 2.03-2.25, 128 -> 256 on 7x7 1.08-1.76 /
+# 1.15-1.51 / 1.10-1.26, 256 -> 256 1.81-3.02 / 1.71-1.98 / 1.44-1.65. float64: b 1.09 /
+# 0.99 / 0.99, 128 -> 128 2.03 / 1.92 / 1.52, 256 -> 256 3.40 / 2.56 / 1.87. Channel
+# counts below 32 were not measured and keep the direct kernels.
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_DW_MIN_C = 64
 
 
 def winograd_geometry(g: ConvGeometry, dtype) -> bool:
@@ -201,12 +217,18 @@ def winograd_geometry(g: ConvGeometry, dtype) -> bool:
             and dtype in (np.float32, np.float64) and g.N * g.OH * g.OW * g.C * g.F > 0)
 
 
-def winograd_faster(g: ConvGeometry, dtype) -> bool:
-    """Where 'auto' takes Winograd (measured: WINOGRAD_MEASURED)."""
-    return WINOGRAD_AUTO
+def winograd_faster(g: ConvGeometry, min_c: int = WINOGRAD_MIN_CHANNELS) -> bool:
+    """Where 'auto' takes Winograd (measured: see WINOGRAD_MIN_CHANNELS): at least
+    ``min_c`` input and 32 output channels (for dx, of the swapped problem)."""
+    return g.C >= min_c and g.F >= WINOGRAD_MIN_CHANNELS
 
 
-WINOGRAD_MEASURED = "not yet measured"
+WINOGRAD_MEASURED = (
+    "direct time / Winograd time, float32, 2 threads, forward / backward / dw alone: bench "
+    "b 1.26-1.33 / 0.99-1.32 / 0.99-1.00, d 1.01-1.37 / 1.00 / 0.88-0.96, f 1.41-1.80 / "
+    "1.36-1.67 / 1.19-1.90; Fashion-MNIST CNN 'same' layers 128 -> 128 on 14x14 "
+    "1.64-2.10 / 1.47-2.23 / 2.03-2.25, 256 -> 256 on 7x7 1.81-3.02 / 1.71-1.98 / "
+    "1.44-1.65 (benchmarks/winograd_compare.py; see WINOGRAD_MIN_CHANNELS)")
 
 
 class Candidate(NamedTuple):
@@ -227,8 +249,8 @@ FORWARD = [
     Candidate(
         WINOGRAD,
         lambda g, dt, fin: winograd_geometry(g, dt) and bool(fin),
-        lambda g, dt, fin: winograd_faster(g, dt),
-        "3x3, stride 1, dilation 1, finite weights, where measured faster: Winograd "
+        lambda g, dt, fin: winograd_faster(g),
+        "3x3, stride 1, dilation 1, finite weights, C >= 32 and F >= 32: Winograd "
         "F(2x2, 3x3), 16 GEMMs over channels per chunk of tiles",
         WINOGRAD_MEASURED,
     ),
@@ -287,8 +309,8 @@ DX = [
     Candidate(
         WINOGRAD,
         lambda g, dt, fin: winograd_geometry(g, dt) and bool(fin),
-        lambda g, dt, fin: winograd_faster(g._replace(C=g.F, F=g.C), dt),
-        "3x3, stride 1, dilation 1, finite weights, where measured faster: the Winograd "
+        lambda g, dt, fin: winograd_faster(g._replace(C=g.F, F=g.C)),
+        "3x3, stride 1, dilation 1, finite weights, C >= 32 and F >= 32: the Winograd "
         "forward on dout with the filters flipped and transposed",
         WINOGRAD_MEASURED,
     ),
@@ -344,8 +366,8 @@ DW = [
     Candidate(
         WINOGRAD,
         lambda g, dt, fin: winograd_geometry(g, dt),
-        lambda g, dt, fin: winograd_faster(g, dt),
-        "3x3, stride 1, dilation 1, where measured faster: G^T [sum over tiles of "
+        lambda g, dt, fin: winograd_faster(g, WINOGRAD_DW_MIN_C),
+        "3x3, stride 1, dilation 1, C >= 64 and F >= 32: G^T [sum over tiles of "
         "(B^T d B) . (A dy A^T)] G, 16 GEMMs over tiles in 16 fixed groups",
         WINOGRAD_MEASURED,
     ),
