@@ -4,6 +4,8 @@ reference convolution, within the error bound the twin's module derives; bit-ide
 across thread counts and instruction sets; NaN and Inf; the conv-algorithm switch.
 """
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -286,6 +288,36 @@ def test_relu_forward_on_winograd(winograd):
     z = fast.conv2d_forward(x, w, b, 1, "same")[0]
     out = fast.conv2d_relu_forward(x, w, b, 1, "same")[0]
     np.testing.assert_array_equal(out, np.where(z <= 0, 0, z))
+
+
+def _peak_extra(fn, keep):
+    """Peak bytes ``fn()`` allocates through NumPy beyond ``keep(result)``."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak - keep(result)
+
+
+def test_workspace_does_not_grow_with_the_batch(winograd):
+    # Forward and backward on 64 and 256 images: the extra memory (beyond the results)
+    # is the per-thread chunk workspace, the transformed filters and the 16 dw groups,
+    # the same for both batches.
+    peaks = []
+    for n in (64, 256):
+        x, w, _ = _arrays((n, 14, 14, 32), (3, 3, 32, 64), False, 0, np.float32)
+        out, cache = fast.conv2d_forward(x, w, None, 1, "same")
+        fwd = _peak_extra(lambda: fast.conv2d_forward(x, w, None, 1, "same")[0],
+                          lambda r: r.nbytes)
+        bwd = _peak_extra(lambda: fast.conv2d_backward(out, cache),
+                          lambda r: r[0].nbytes + r[1].nbytes)
+        peaks.append((fwd, bwd))
+    (f64_, b64), (f256, b256) = peaks
+    assert f256 <= 1.1 * f64_ + 65536 and b256 <= 1.1 * b64 + 65536, peaks
+    assert f256 < 4 * 2**20 and b256 < 4 * 2**20, peaks  # (out: 12.8 MB at 256 images)
 
 
 # ------------------------------------------------------------------------ NaN, Inf
