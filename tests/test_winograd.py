@@ -434,7 +434,8 @@ def test_explain_conv_names_winograd(capsys):
     with fastconv.conv_algorithm("winograd"):
         choices = fastconv.explain_conv((64, 14, 14, 128), (3, 3, 128, 128), padding="same")
     assert [c.kernel for c in choices.values()] == [dispatch.WINOGRAD] * 3
-    assert "Winograd" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "Winograd" in text and "conv algorithm: winograd" in text
 
 
 # ------------------------------------------------------------------------- training

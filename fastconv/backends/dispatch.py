@@ -636,7 +636,8 @@ def format_explanation(g: ConvGeometry, dtype, choices: Dict[str, Choice]) -> st
     lines = [f"conv2d x=(N, H, W, C)={(g.N, g.H, g.W, g.C)} w={(g.KH, g.KW, g.C, g.F)} "
              f"stride={(g.sh, g.sw)} pad(t, b, l, r)={(g.pt, g.pb, g.pl, g.pr)} "
              f"dilation={(g.dh, g.dw)} {np.dtype(dtype).name}, out={g.out_shape}, "
-             f"K = KH*KW*C = {reduction(g)} (simd: {_conv.simd()})"]
+             f"K = KH*KW*C = {reduction(g)} (simd: {_conv.simd()}, conv algorithm: "
+             f"{_algorithm.get_conv_algorithm()})"]
     for pass_, c in choices.items():
         lines.append(f"  {pass_:8s} {c.kernel}" + (f" ({c.note})" if c.note else ""))
         lines.append(f"           rule: {c.rule}")
