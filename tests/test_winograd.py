@@ -310,9 +310,9 @@ def test_workspace_does_not_grow_with_the_batch(winograd):
     for n in (64, 256):
         x, w, _ = _arrays((n, 14, 14, 32), (3, 3, 32, 64), False, 0, np.float32)
         out, cache = fast.conv2d_forward(x, w, None, 1, "same")
-        fwd = _peak_extra(lambda: fast.conv2d_forward(x, w, None, 1, "same")[0],
+        fwd = _peak_extra(lambda x=x, w=w: fast.conv2d_forward(x, w, None, 1, "same")[0],
                           lambda r: r.nbytes)
-        bwd = _peak_extra(lambda: fast.conv2d_backward(out, cache),
+        bwd = _peak_extra(lambda out=out, cache=cache: fast.conv2d_backward(out, cache),
                           lambda r: r[0].nbytes + r[1].nbytes)
         peaks.append((fwd, bwd))
     (f64_, b64), (f256, b256) = peaks
