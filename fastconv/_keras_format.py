@@ -15,8 +15,11 @@ A ``.keras`` file is a zip archive with three members:
     layer's weight order, where ``<path>`` is ``layers/<name>`` and ``<name>`` is the
     snake-case *class* name of the layer made unique in the order of ``model.layers``
     (``conv2d``, ``conv2d_1``, ...), not the layer's own name. A nested model's layers sit
-    under ``<path>/layers/``. ``optimizer/vars/`` holds the optimizer's state, which
-    fastconv neither reads nor writes (a loaded model starts its optimizer afresh).
+    under ``<path>/layers/``. ``optimizer/vars/0, 1, ...`` hold the optimizer's state
+    in Keras's order (:meth:`fastconv.optimizers.Optimizer.keras_variables`): written
+    for a compiled model, and read into the loaded model's optimizer, so that
+    training goes on where it stopped; a file whose optimizer variables do not fit
+    the optimizer is loaded with a fresh optimizer and a warning, as Keras does.
 
 Keras's configs map to fastconv's through :data:`KERAS_LAYERS`: one entry per layer
 class, a function from Keras's config to fastconv's, by default the identity when the
@@ -37,10 +40,13 @@ import io
 import json
 import os
 import re
+import warnings
 import zipfile
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+
+from ._names import snake_case
 
 _CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 KERAS_VERSION = "3.15.1"  # the version written in metadata.json; the format is Keras 3's
@@ -140,13 +146,6 @@ def _need_h5py():
         raise ImportError("Keras's .keras and .weights.h5 files need h5py: "
                           "pip install 'fastconv[keras]' (or pip install h5py).") from None
     return h5py
-
-
-def snake_case(class_name: str) -> str:
-    """Keras's name for a class in its weight files: ``MaxPooling2D`` -> ``max_pooling2d``."""
-    s = re.sub(r"\W+", "", class_name)
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", s)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def _weight_paths(model, prefix: str = "layers") -> List[Tuple[Any, str]]:
@@ -438,9 +437,60 @@ def _read_h5_weights(model, h5, what: str) -> None:
         w[...] = value
 
 
+def _optimizer_params(model) -> List[np.ndarray]:
+    return [arr for _, _, arr in model._train_items()]
+
+
+def _write_h5_optimizer(model, h5) -> None:
+    """``optimizer/vars/i``: the compiled model's optimizer state in Keras's order."""
+    vars_ = h5.create_group("optimizer").create_group("vars")
+    opt = getattr(model, "optimizer", None)
+    if opt is None or not hasattr(opt, "keras_variables"):
+        return
+    vars_.attrs["name"] = opt.name
+    for i, v in enumerate(opt.keras_variables(_optimizer_params(model))):
+        vars_.create_dataset(str(i), data=np.asarray(v))
+
+
+def _read_h5_optimizer(model, h5, what: str) -> None:
+    """Restore the model's optimizer from ``optimizer/vars``; a set that does not fit
+    it leaves the optimizer fresh, with Keras's warning."""
+    h5py = _need_h5py()
+    opt = getattr(model, "optimizer", None)
+    group = h5.get("optimizer/vars") if "optimizer" in h5 else None
+    if opt is None or not hasattr(opt, "set_keras_variables") or not isinstance(
+            group, h5py.Group) or not len(group):
+        return
+    names = sorted(group.keys(), key=lambda s: (len(s), s))
+    params = _optimizer_params(model)
+    expected = opt.keras_variables(params)
+    problem = None
+    if names != [str(i) for i in range(len(names))]:
+        problem = f"its datasets are named {names[:4]}..., not 0, 1, ..."
+    elif len(names) != len(expected):
+        problem = (f"it has {len(expected)} variables whereas the saved optimizer has "
+                   f"{len(names)} variables")
+    else:
+        for i, t in enumerate(expected):
+            ds = group[str(i)]
+            if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "fiu":
+                raise ValueError(f"{what}: optimizer/vars/{i} is not a numeric dataset.")
+            if tuple(ds.shape) != t.shape:
+                problem = (f"its variable {i} has shape {t.shape} whereas the saved one "
+                           f"has {tuple(ds.shape)}")
+                break
+    if problem is not None:
+        warnings.warn(f"Skipping variable loading for optimizer '{opt.name}', because "
+                      f"{problem}.", stacklevel=3)
+        return
+    opt.set_keras_variables([np.asarray(group[str(i)][()]) for i in range(len(names))],
+                            params)
+
+
 def _write_h5_weights(model, h5) -> None:
     from .models import Model
 
+    _write_h5_optimizer(model, h5)
     h5.create_group("vars")
     for layer, path in _weight_paths(model):
         group = h5.create_group(path)
@@ -459,6 +509,7 @@ def load_weights_h5(model, filepath) -> None:
     try:
         with h5py.File(os.fspath(filepath), "r") as h5:
             _read_h5_weights(model, h5, what)
+            _read_h5_optimizer(model, h5, what)
     except FileNotFoundError:
         raise
     except (OSError, RuntimeError, KeyError, TypeError) as e:  # h5py on damaged HDF5
@@ -532,10 +583,11 @@ def load_keras(filepath, compile: bool = True):
                              f"{z.getinfo(_CONFIG).file_size:,} bytes (a zip bomb?).")
         config = json.loads(_member(z, _CONFIG, what).decode("utf-8"))
         model = _model_of(config, what)
-        # The weights, the optimizer's state (a few times the weights) and HDF5's
-        # bookkeeping; a member declaring more is refused before it is inflated.
+        # The weights, the optimizer's state (at most four arrays per weight: AMSGrad
+        # with EMA) and HDF5's bookkeeping; a member declaring more is refused before
+        # it is inflated.
         arrays = [w for _, _, w in model._weight_items()]
-        limit = 4 * sum(w.nbytes for w in arrays) + 16384 * (len(arrays) + len(
+        limit = 6 * sum(w.nbytes for w in arrays) + 16384 * (len(arrays) + len(
             model.layers)) + (1 << 20)
         declared = z.getinfo(_WEIGHTS).file_size
         if declared > limit:
@@ -552,6 +604,11 @@ def load_keras(filepath, compile: bool = True):
             _compile_from_keras(model, config.get("compile_config"), what)
         except (KeyError, TypeError) as e:
             raise ValueError(f"{what}: its compile_config is damaged ({e}).") from None
+        try:
+            with h5py.File(io.BytesIO(weights), "r") as h5:
+                _read_h5_optimizer(model, h5, what)
+        except (OSError, RuntimeError, KeyError, TypeError) as e:
+            raise ValueError(f"{what}: its {_WEIGHTS} cannot be read ({e}).") from None
     return model
 
 

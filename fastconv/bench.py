@@ -39,7 +39,8 @@ import numpy as np
 from . import _info, _threads, ops
 from .backends import use_backend
 
-__all__ = ["CONV_LAYERS", "POOL_LAYERS", "FAMILY_LAYERS", "UPSAMPLE_LAYERS", "main", "run"]
+__all__ = ["CONV_LAYERS", "POOL_LAYERS", "FAMILY_LAYERS", "UPSAMPLE_LAYERS",
+           "GLOBAL_POOL_LAYERS", "main", "run"]
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,30 @@ UPSAMPLE_LAYERS = [
 
 
 @dataclass(frozen=True)
+class GlobalPoolLayer:
+    """GlobalAveragePooling2D of x (N, H, W, C) through the layer's forward and backward,
+    against PyTorch's ``adaptive_avg_pool2d(x, 1)``."""
+
+    name: str
+    N: int
+    H: int
+    W: int
+    C: int
+    note: str = ""
+
+    def shape(self) -> str:
+        return f"global avg pool ({self.N},{self.H},{self.W},{self.C})"
+
+
+# Classifier heads: MobileNet's last map, a ResNet-like 14x14 stage, a wide early map.
+GLOBAL_POOL_LAYERS = [
+    GlobalPoolLayer("gap1", 32, 7, 7, 1280, note="MobileNet head"),
+    GlobalPoolLayer("gap2", 64, 14, 14, 512, note="ResNet-like head"),
+    GlobalPoolLayer("gap3", 16, 56, 56, 64, note="large map"),
+]
+
+
+@dataclass(frozen=True)
 class CourseLayer:
     """CS231n's own timing shapes, NCHW, run through fastconv.compat.cs231n in float64."""
 
@@ -320,6 +345,9 @@ def torch_fwd_bwd(torch, layer, dtype) -> dict:
             return F.max_pool2d(F.relu(z), 2) if layer.block else z
     elif isinstance(layer, FamilyLayer):
         op = _torch_family_op(torch, layer, tdt)
+    elif isinstance(layer, GlobalPoolLayer):
+        def op(t):
+            return F.adaptive_avg_pool2d(t, 1)
     elif isinstance(layer, UpsampleLayer):
         def op(t):
             return F.interpolate(t, scale_factor=2, mode=layer.mode, **(
@@ -440,11 +468,14 @@ def upsample_fns(layer: UpsampleLayer, dtype):
         lambda: ops.resize2d_backward(dout, cache)), fwd_bwd, out.nbytes + x.nbytes
 
 
-def family_fns(layer: FamilyLayer, dtype):
-    """As :func:`conv_fns`, through the layer's forward and backward."""
+def family_fns(layer, dtype):
+    """As :func:`conv_fns`, through the layer's forward and backward (a
+    :class:`FamilyLayer` or :class:`GlobalPoolLayer`)."""
+    from . import layers
+
     rng = np.random.default_rng(0)
     x = rng.standard_normal((layer.N, layer.H, layer.W, layer.C)).astype(dtype)
-    lay = layer.make()
+    lay = layers.GlobalAveragePooling2D() if isinstance(layer, GlobalPoolLayer) else layer.make()
     lay.build_for((None, layer.H, layer.W, layer.C), dtype)
     out, ctx = lay.forward(x, True)
     dout = rng.standard_normal(out.shape).astype(dtype)
@@ -495,7 +526,7 @@ def _fns(layer, dtype):
         return conv_fns(layer, dtype)
     if isinstance(layer, CourseLayer):
         return course_fns(layer, dtype)
-    if isinstance(layer, FamilyLayer):
+    if isinstance(layer, (FamilyLayer, GlobalPoolLayer)):
         return family_fns(layer, dtype)
     if isinstance(layer, UpsampleLayer):
         return upsample_fns(layer, dtype)
@@ -520,7 +551,8 @@ def run(layers=None, threads: int = 2, dtype="float32", reps: int = 20, numpy_re
     log(f"# numpy sgemm on {threads} threads: {peak:.0f} GFLOP/s")
     wanted = set(layers) if layers else None
     rows = []
-    for layer in CONV_LAYERS + POOL_LAYERS + FAMILY_LAYERS + UPSAMPLE_LAYERS + COURSE_LAYERS:
+    for layer in (CONV_LAYERS + POOL_LAYERS + FAMILY_LAYERS + UPSAMPLE_LAYERS
+                  + GLOBAL_POOL_LAYERS + COURSE_LAYERS):
         if wanted is not None and layer.name not in wanted:
             continue
         if batch is not None and getattr(layer, "N", 1) > 1:

@@ -122,8 +122,12 @@ class _Monitor(Callback):
 class EarlyStopping(_Monitor):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
-    With ``restore_best_weights=True`` the weights of the best epoch are put back when
-    training stops (also when it ends without stopping early).
+    As in Keras 3: the first monitored epoch (from ``start_from_epoch``) is the best so
+    far; a later one is better when it improves on the best by more than
+    ``min_delta``. The wait starts again only at an epoch that is better than the best
+    and, with ``baseline``, also better than the baseline. With
+    ``restore_best_weights=True`` the weights of the best epoch are put back when
+    training ends, whether it stopped early or not.
     """
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
@@ -131,15 +135,14 @@ class EarlyStopping(_Monitor):
                  restore_best_weights: bool = False, start_from_epoch: int = 0):
         super().__init__(monitor, mode, min_delta)
         self.patience, self.verbose = int(patience), verbose
-        self.baseline, self.restore_best_weights = baseline, bool(restore_best_weights)
+        self.baseline = None if baseline is None else float(baseline)
+        self.restore_best_weights = bool(restore_best_weights)
         self.start_from_epoch = int(start_from_epoch)
 
     def on_train_begin(self, logs=None):
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = math.inf if self.mode == "min" else -math.inf
-        if self.baseline is not None:
-            self.best = float(self.baseline)
+        self.best = None
         self.best_weights = None
         self.best_epoch = 0
 
@@ -149,11 +152,14 @@ class EarlyStopping(_Monitor):
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
         self.wait += 1
-        if self._improved(current, self.best):
-            self.best, self.best_epoch, self.wait = current, epoch, 0
+        if self.best is None or self._improved(current, self.best):
+            self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improved(current, self.baseline):
+                self.wait = 0
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
@@ -164,7 +170,8 @@ class EarlyStopping(_Monitor):
                 "stopped_epoch": self.stopped_epoch}
 
     def _restore(self, state):
-        self.wait, self.best = int(state["wait"]), float(state["best"])
+        self.wait = int(state["wait"])
+        self.best = None if state["best"] is None else float(state["best"])
         self.best_epoch, self.stopped_epoch = int(state["best_epoch"]), int(state["stopped_epoch"])
 
     def on_train_end(self, logs=None):

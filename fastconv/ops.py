@@ -27,6 +27,8 @@ __all__ = [
     "matmul",
     "resize2d_forward",
     "resize2d_backward",
+    "channel_sums",
+    "channel_affine",
 ]
 
 
@@ -125,3 +127,15 @@ def resize2d_forward(x, size, interpolation="bilinear"):
 def resize2d_backward(dout, cache):
     """``dx``; see :func:`fastconv.backends.numpy.resize2d_backward`."""
     return _cache_module(cache, "resize2d").resize2d_backward(dout, cache)
+
+
+def channel_sums(u, v=None, shift=None):
+    """Per-channel sums over rows of u (A, R, B), in float64; see
+    :func:`fastconv.backends.numpy.channel_sums`."""
+    return active_module().channel_sums(u, v, shift)
+
+
+def channel_affine(u, p, r, v=None, q=None):
+    """``p * u + q * v + r`` per channel of u (A, R, B); see
+    :func:`fastconv.backends.numpy.channel_affine`."""
+    return active_module().channel_affine(u, p, r, v, q)

@@ -36,8 +36,10 @@ updated in place afterwards. One step, as Keras 3 orders it:
    ``ema_overwrite_frequency`` steps and at the end of ``fit``
    (:meth:`Optimizer.finalize_variable_values`).
 
-Adam's update runs as one compiled call over all the weight arrays; the other rules
-run on NumPy.
+Each rule above is also a compiled kernel (``fastconv._elementwise``) that updates
+every weight array in one call, in the same operation order as the NumPy code here
+(so the same bits, for any thread count); the NumPy code runs where the compiled call
+does not take the arrays (mixed dtypes, non-contiguous or shared arrays).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from . import schedules as _schedules
+from ._names import snake_case as _snake
 from ._threads import get_num_threads
 from .backends._args import fail
 
@@ -170,20 +173,56 @@ class Optimizer:
         """Update each ``params[i]`` in place from ``grads[i]`` (same shape and dtype)."""
         if not self._state or len(self._state) != len(params):
             self._state = [self._new_state(p) for p in params]
-            self._after_set_state()
         lr = self.learning_rate
         grads = self._clip(grads)
-        if self.weight_decay:
-            for p in params:
-                p -= p * p.dtype.type(self.weight_decay) * p.dtype.type(lr)
         self._update_all(params, grads, lr)
         if self.use_ema:
             self._update_ema(params)
         self.iterations += 1
 
     def _update_all(self, params, grads, lr) -> None:
+        self._begin_step(lr)
+        if _compiled is not None and len(params) and self._compiled_step(params, grads, lr):
+            return
+        if self.weight_decay:
+            for p in params:
+                p -= p * p.dtype.type(self.weight_decay) * p.dtype.type(lr)
         for p, g, s in zip(params, grads, self._state):
             self._update(p, g, s, lr)
+
+    def _compiled_step(self, params, grads, lr) -> bool:
+        """Weight decay and the update of every array in one compiled call; False
+        (nothing changed) where the call does not take these arrays."""
+        dt = params[0].dtype.type
+        rule = self._rule(lr, dt)
+        if rule is None:
+            return False
+        name, slots, coeffs, extra = rule
+        decay = bool(self.weight_decay)
+        c = [float(x) for x in coeffs] + [0.0] * (6 - len(coeffs))
+        c += [float(dt(self.weight_decay)), float(dt(lr))] if decay else [0.0, 0.0]
+        c += [float(x) for x in extra]
+        try:
+            _compiled.optimizer_update_many(
+                name, params if type(params) is list else list(params),
+                grads if type(grads) is list else list(grads), slots, tuple(c), decay,
+                get_num_threads())
+        except (TypeError, ValueError):  # checked before any array was changed
+            return False
+        return True
+
+    def _begin_step(self, lr) -> None:
+        """Compute the constants of this step that every array's update shares."""
+
+    def _rule(self, lr, dt):
+        """``(name, slots, coefficients, extra)`` of the compiled rule that does what
+        :meth:`_update` does (see ``fastconv._elementwise.optimizer_update_many``), the
+        coefficients rounded to ``dt`` as the NumPy code rounds them; None for none."""
+        return None
+
+    def _slots(self, *indices):
+        """The lists, over the weight arrays, of the state entries ``indices``."""
+        return [[s[i] for s in self._state] for i in indices]
 
     def _clip(self, grads):
         if self.clipnorm:
@@ -224,6 +263,67 @@ class Optimizer:
 
     def _update(self, p, g, state, lr):
         raise NotImplementedError
+
+    # -- Keras's optimizer variables --------------------------------------------------
+    def _keras_slots(self) -> List[tuple]:
+        """The state entries Keras 3 keeps as optimizer variables, in its order: one
+        tuple of keys per group; a group's entries are interleaved over the weight
+        arrays (Adam: kernel momentum, kernel velocity, bias momentum, ...). The key
+        None is the state itself."""
+        return []
+
+    def _keras_scalars(self) -> List[str]:
+        """Attributes Keras keeps as scalar variables after the slots (Nadam's)."""
+        return []
+
+    def keras_variables(self, params: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """This optimizer's state as Keras 3's ``optimizer.variables`` for the weight
+        arrays ``params`` (the model's trainable weights in Keras's order): the
+        iteration count, the learning rate (unless it is a schedule), with
+        ``use_ema`` the moving averages, then the rule's slots (zeros before the
+        first step) and scalars. This is what ``optimizer/vars/`` of a ``.keras`` file
+        holds."""
+        state = (self._state if len(self._state) == len(params)
+                 else [self._new_state(p) for p in params])
+        out = [np.asarray(self.iterations, np.int64)]
+        if not isinstance(self._learning_rate, _schedules.LearningRateSchedule):
+            out.append(np.asarray(self._learning_rate, np.float32))
+        if self.use_ema:
+            out += (self._ema if self._ema is not None and len(self._ema) == len(params)
+                    else [np.zeros_like(p) for p in params])
+        for group in self._keras_slots():
+            out += [s if key is None else s[key] for s in state for key in group]
+        out += [np.asarray(getattr(self, name), np.float32) for name in self._keras_scalars()]
+        return out
+
+    def set_keras_variables(self, values: Sequence[np.ndarray],
+                            params: Sequence[np.ndarray]) -> None:
+        """Take the state :meth:`keras_variables` describes from ``values`` (read from
+        a Keras file). ValueError, changing nothing, if their number or shapes are not
+        those of this optimizer on ``params``."""
+        saved = self._state, self._ema
+        self._state = [self._new_state(p) for p in params]
+        self._ema = [np.zeros_like(p) for p in params] if self.use_ema else None
+        try:
+            targets = self.keras_variables(params)  # views of the new state arrays
+            if len(values) != len(targets):
+                raise ValueError(f"optimizer {self.name!r} has {len(targets)} variables "
+                                 f"for this model; the file holds {len(values)}")
+            for i, (t, v) in enumerate(zip(targets, values)):
+                if np.shape(v) != t.shape:
+                    raise ValueError(f"optimizer variable {i} has shape {np.shape(v)}; "
+                                     f"{self.name!r} expects {t.shape}")
+        except ValueError:
+            self._state, self._ema = saved
+            raise
+        for t, v in zip(targets, values):
+            t[...] = v
+        self.iterations = int(targets[0])
+        if not isinstance(self._learning_rate, _schedules.LearningRateSchedule):
+            self._learning_rate = float(targets[1])
+        names = self._keras_scalars()
+        for name, v in zip(names, targets[len(targets) - len(names):]):
+            setattr(self, name, float(v))
 
     # -- config and state -------------------------------------------------------------
     def _base_config(self) -> dict:
@@ -273,7 +373,6 @@ class Optimizer:
         ema = extra.pop("ema", None)
         self._ema = None if ema is None else [np.array(e, copy=True) for e in ema]
         self._set_extra_state(extra)
-        self._after_set_state()
 
     def _extra_state(self) -> dict:
         return {}
@@ -281,16 +380,8 @@ class Optimizer:
     def _set_extra_state(self, extra: dict) -> None:
         """Restore :meth:`_extra_state`."""
 
-    def _after_set_state(self) -> None:
-        """Rebuild views of ``_state`` a subclass keeps (Adam's moment lists)."""
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"
-
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower()
-                   for i, c in enumerate(name))
 
 
 def _clip_by_norm(g, clipnorm):
@@ -330,6 +421,12 @@ class SGD(Optimizer):
     def _new_state(self, p):
         return np.zeros_like(p) if self.momentum else None
 
+    def _rule(self, lr, dt):
+        if not self.momentum:
+            return "sgd", [], (dt(lr),), ()
+        return ("nesterov" if self.nesterov else "momentum", [list(self._state)],
+                (dt(lr), dt(self.momentum)), ())
+
     def _update(self, p, g, v, lr):
         lr = p.dtype.type(lr)
         if v is None:
@@ -344,6 +441,9 @@ class SGD(Optimizer):
         else:
             p += v
 
+    def _keras_slots(self):
+        return [(None,)] if self.momentum else []
+
     def get_config(self):
         return {**self._base_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -357,44 +457,24 @@ class Adam(Optimizer):
         super().__init__(learning_rate, **kwargs)
         _adam_args(self, beta_1, beta_2, epsilon)
         self.amsgrad = bool(amsgrad)
-        self._moments: tuple = ([], [])  # the m and v arrays of _state, for the compiled call
 
     def _new_state(self, p):
         if self.amsgrad:
             return np.zeros_like(p), np.zeros_like(p), np.empty_like(p), np.zeros_like(p)
         return np.zeros_like(p), np.zeros_like(p), np.empty_like(p)
 
-    def _after_set_state(self):
-        self._moments = ([s[0] for s in self._state], [s[1] for s in self._state])
-
-    def _update_all(self, params, grads, lr):
+    def _begin_step(self, lr):
         t = self.iterations + 1
         self._alpha = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        if _compiled is not None and not self.amsgrad:
-            # Every array in one compiled call (one parallel region per step). It checks
-            # all of them before changing any; arrays it does not take (another dtype,
-            # not contiguous) go through _update below, one by one.
-            try:
-                _compiled.adam_update_many(
-                    params if type(params) is list else list(params),
-                    grads if type(grads) is list else list(grads),
-                    self._moments[0], self._moments[1], 1 - self.beta_1, 1 - self.beta_2,
-                    self.epsilon, self._alpha, get_num_threads())
-            except (TypeError, ValueError):
-                pass
-            else:
-                return
-        super()._update_all(params, grads, lr)
+
+    def _rule(self, lr, dt):
+        coeffs = (dt(1 - self.beta_1), dt(1 - self.beta_2), dt(self.epsilon), dt(self._alpha))
+        if self.amsgrad:
+            return "amsgrad", self._slots(0, 1, 3), coeffs, ()
+        return "adam", self._slots(0, 1), coeffs, ()
 
     def _update(self, p, g, state, lr):
         m, v, tmp = state[:3]
-        if _compiled is not None and not self.amsgrad and p.flags.c_contiguous \
-                and g.flags.c_contiguous and g.dtype == p.dtype:
-            # The same arithmetic in one compiled pass instead of eleven NumPy passes.
-            _compiled.adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                                  1 - self.beta_1, 1 - self.beta_2, self.epsilon,
-                                  self._alpha, get_num_threads())
-            return
         dt = p.dtype.type
         np.subtract(g, m, out=tmp)
         tmp *= dt(1 - self.beta_1)
@@ -413,6 +493,9 @@ class Adam(Optimizer):
         np.divide(m, tmp, out=tmp)
         tmp *= dt(self._alpha)
         p -= tmp
+
+    def _keras_slots(self):
+        return [(0, 1)] + ([(3,)] if self.amsgrad else [])
 
     def get_config(self):
         return {**_adam_config(self), "amsgrad": self.amsgrad}
@@ -443,26 +526,43 @@ class Nadam(Optimizer):
     def _new_state(self, p):
         return np.zeros_like(p), np.zeros_like(p)
 
-    def _update_all(self, params, grads, lr):
+    def _begin_step(self, lr):
         t = self.iterations + 1
-        b1, b2 = self.beta_1, self.beta_2
-        u_t = b1 * (1.0 - 0.5 * 0.96 ** t)
-        u_t1 = b1 * (1.0 - 0.5 * 0.96 ** (t + 1))
-        self._u_product *= u_t            # the product of u_1 .. u_t
-        u_prod, u_prod_1 = self._u_product, self._u_product * u_t1
-        for p, g, (m, v) in zip(params, grads, self._state):
-            dt = p.dtype.type
-            m += (g - m) * dt(1 - b1)
-            v += (g * g - v) * dt(1 - b2)
-            m_hat = dt(u_t1) * m / dt(1 - u_prod_1) + dt(1 - u_t) * g / dt(1 - u_prod)
-            v_hat = v / dt(1 - b2 ** t)
-            p -= m_hat * dt(lr) / (np.sqrt(v_hat) + dt(self.epsilon))
+        b1 = self.beta_1
+        self._u_t = b1 * (1.0 - 0.5 * 0.96 ** t)
+        self._u_t1 = b1 * (1.0 - 0.5 * 0.96 ** (t + 1))
+        self._u_product *= self._u_t            # the product of u_1 .. u_t
+
+    def _coeffs(self, lr, dt):
+        u_prod, u_prod_1 = self._u_product, self._u_product * self._u_t1
+        t = self.iterations + 1
+        return ((dt(1 - self.beta_1), dt(1 - self.beta_2), dt(self._u_t1), dt(1 - self._u_t),
+                 dt(1 - u_prod_1), dt(1 - u_prod)),
+                (dt(1 - self.beta_2 ** t), dt(lr), dt(self.epsilon)))
+
+    def _rule(self, lr, dt):
+        return ("nadam", self._slots(0, 1)) + self._coeffs(lr, dt)
+
+    def _update(self, p, g, state, lr):
+        m, v = state
+        (c1, c2, u_t1, one_minus_u_t, d1, d0), (bc2, lr, eps) = self._coeffs(lr, p.dtype.type)
+        m += (g - m) * c1
+        v += (g * g - v) * c2
+        m_hat = u_t1 * m / d1 + one_minus_u_t * g / d0
+        v_hat = v / bc2
+        p -= m_hat * lr / (np.sqrt(v_hat) + eps)
 
     def _extra_state(self):
         return {"u_product": self._u_product}
 
     def _set_extra_state(self, extra):
         self._u_product = float(extra.get("u_product", 1.0))
+
+    def _keras_slots(self):
+        return [(0, 1)]
+
+    def _keras_scalars(self):
+        return ["_u_product"]
 
     def get_config(self):
         return _adam_config(self)
@@ -479,12 +579,19 @@ class Adamax(Optimizer):
     def _new_state(self, p):
         return np.zeros_like(p), np.zeros_like(p)
 
+    def _rule(self, lr, dt):
+        return ("adamax", self._slots(0, 1), (dt(1 - self.beta_1), dt(self.beta_2), dt(lr),
+                dt(1 - self.beta_1 ** (self.iterations + 1)), dt(self.epsilon)), ())
+
     def _update(self, p, g, state, lr):
         m, u = state
         dt = p.dtype.type
         m += (g - m) * dt(1 - self.beta_1)
         np.maximum(dt(self.beta_2) * u, np.abs(g), out=u)
         p -= dt(lr) * m / (dt(1 - self.beta_1 ** (self.iterations + 1)) * (u + dt(self.epsilon)))
+
+    def _keras_slots(self):
+        return [(0, 1)]
 
     def get_config(self):
         return _adam_config(self)
@@ -503,10 +610,16 @@ class Adagrad(Optimizer):
     def _new_state(self, p):
         return np.full_like(p, self.initial_accumulator_value)
 
+    def _rule(self, lr, dt):
+        return "adagrad", [list(self._state)], (dt(lr), dt(self.epsilon)), ()
+
     def _update(self, p, g, acc, lr):
         dt = p.dtype.type
         acc += g * g
         p -= dt(lr) * g / np.sqrt(acc + dt(self.epsilon))
+
+    def _keras_slots(self):
+        return [(None,)]
 
     def get_config(self):
         return {**self._base_config(),
@@ -526,6 +639,10 @@ class Adadelta(Optimizer):
     def _new_state(self, p):
         return np.zeros_like(p), np.zeros_like(p)
 
+    def _rule(self, lr, dt):
+        rho = dt(self.rho)
+        return "adadelta", self._slots(0, 1), (rho, 1 - rho, dt(self.epsilon), dt(lr)), ()
+
     def _update(self, p, g, state, lr):
         acc_grad, acc_delta = state
         dt = p.dtype.type
@@ -534,6 +651,9 @@ class Adadelta(Optimizer):
         delta = -(np.sqrt(acc_delta + eps) * g) / np.sqrt(acc_grad + eps)
         acc_delta[...] = rho * acc_delta + (1 - rho) * (delta * delta)
         p += dt(lr) * delta
+
+    def _keras_slots(self):
+        return [(0, 1)]
 
     def get_config(self):
         return {**self._base_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -552,10 +672,17 @@ class Lion(Optimizer):
     def _new_state(self, p):
         return np.zeros_like(p)
 
+    def _rule(self, lr, dt):
+        return ("lion", [list(self._state)], (dt(lr), dt(self.beta_1), dt(1 - self.beta_1),
+                                               dt(self.beta_2), dt(1 - self.beta_2)), ())
+
     def _update(self, p, g, m, lr):
         dt = p.dtype.type
         p -= dt(lr) * np.sign(m * dt(self.beta_1) + g * dt(1 - self.beta_1))
         m[...] = m * dt(self.beta_2) + g * dt(1 - self.beta_2)
+
+    def _keras_slots(self):
+        return [(None,)]
 
     def get_config(self):
         return {**self._base_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
@@ -579,6 +706,12 @@ class RMSprop(Optimizer):
             "mom": np.zeros_like(p) if self.momentum else None,
             "tmp": np.empty_like(p),
         }
+
+    def _rule(self, lr, dt):
+        slots = [[s[key] for s in self._state] if use else None
+                 for key, use in (("v", True), ("mg", self.centered), ("mom", self.momentum))]
+        return ("rmsprop", slots, (dt(self.rho), dt(1 - self.rho), dt(self.epsilon), dt(lr),
+                                   dt(self.momentum)), ())
 
     def _update(self, p, g, s, lr):
         dt = p.dtype.type
@@ -606,6 +739,10 @@ class RMSprop(Optimizer):
             p -= mom
         else:
             p -= tmp
+
+    def _keras_slots(self):
+        return ([("v",)] + ([("mom",)] if self.momentum else [])
+                + ([("mg",)] if self.centered else []))
 
     def get_config(self):
         return {**self._base_config(), "rho": self.rho, "momentum": self.momentum,

@@ -23,12 +23,70 @@ channels (and vectorises):
   (G chosen by the caller from the shapes only); each group accumulates its own
   partial gradient and the caller sums the partials in group order.
 
-All three compute each result in an order that does not depend on the thread
+With a depth multiplier of 1 and at most 25 taps, on a CPU with AVX-512F, each pass
+runs the row kernels of ``_depthwise_inner.h`` instead (the same loops, each channel
+block's taps held in registers, fused multiply-adds); elsewhere, the loops here.
+
+All of them compute each result in an order that does not depend on the thread
 count, so results are bit-identical for any number of threads.
 """
 
 from cython cimport floating
 from cython.parallel cimport prange
+
+cdef extern from "_depthwise_inner.h" nogil:
+    int FC_DW_MAX_TAPS
+    int fc_dw_have_avx512()
+    void fc_dw_fwd_row_f32(const float* x, const float* w, const float* bias, float* out,
+                           Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Py_ssize_t KH,
+                           Py_ssize_t KW, Py_ssize_t OW, Py_ssize_t oh, Py_ssize_t sh,
+                           Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt,
+                           Py_ssize_t pl)
+    void fc_dw_fwd_row_f64(const double* x, const double* w, const double* bias,
+                           double* out, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OW, Py_ssize_t oh,
+                           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                           Py_ssize_t pt, Py_ssize_t pl)
+    void fc_dw_dx_row_f32(const float* dout, const float* w, float* dx, Py_ssize_t W,
+                          Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH,
+                          Py_ssize_t OW, Py_ssize_t ih, Py_ssize_t sh, Py_ssize_t sw,
+                          Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl)
+    void fc_dw_dx_row_f64(const double* dout, const double* w, double* dx, Py_ssize_t W,
+                          Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH,
+                          Py_ssize_t OW, Py_ssize_t ih, Py_ssize_t sh, Py_ssize_t sw,
+                          Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl)
+    void fc_dw_dw_rows_f32(const float* x, const float* dout, float* dwp, float* db,
+                           Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t H, Py_ssize_t W,
+                           Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH,
+                           Py_ssize_t OW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                           Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl)
+    void fc_dw_dw_rows_f64(const double* x, const double* dout, double* dwp, double* db,
+                           Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t H, Py_ssize_t W,
+                           Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH,
+                           Py_ssize_t OW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                           Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl)
+
+# Whether the AVX-512 row kernels run where they apply; tests switch it to compare
+# them with the loops below (set_row_kernels).
+cdef bint _use_rows = fc_dw_have_avx512()
+
+
+def have_row_kernels():
+    """Whether this CPU can run the AVX-512 row kernels."""
+    return bool(fc_dw_have_avx512())
+
+
+def set_row_kernels(bint on):
+    """Use the AVX-512 row kernels where they apply (on) or the baseline loops (off);
+    returns the previous setting. Between kernel calls only (the tests compare both)."""
+    global _use_rows
+    previous = _use_rows
+    _use_rows = on and fc_dw_have_avx512()
+    return previous
+
+
+cdef inline bint _rows_apply(Py_ssize_t M, Py_ssize_t KH, Py_ssize_t KW) noexcept nogil:
+    return _use_rows and M == 1 and KH * KW <= FC_DW_MAX_TAPS
 
 
 cdef inline void _tap_product(floating* o, const floating* s, const floating* k,
@@ -72,6 +130,18 @@ def depthwise_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef Py_ssize_t row, n, oh, ow, ih, iw, ki, kj, f
     cdef bint has_bias = bias is not None
     cdef floating* o
+    cdef const floating* bp = &bias[0] if has_bias else NULL
+    if _rows_apply(M, KH, KW):
+        for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
+            n = row // OH
+            oh = row - n * OH
+            if floating is float:
+                fc_dw_fwd_row_f32(&x[n, 0, 0, 0], &w[0, 0, 0, 0], bp, &out[n, oh, 0, 0],
+                                  H, W, C, KH, KW, OW, oh, sh, sw, dh, dw, pt, pl)
+            else:
+                fc_dw_fwd_row_f64(&x[n, 0, 0, 0], &w[0, 0, 0, 0], bp, &out[n, oh, 0, 0],
+                                  H, W, C, KH, KW, OW, oh, sh, sw, dh, dw, pt, pl)
+        return
     for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
         n = row // OH
         oh = row - n * OH
@@ -99,6 +169,17 @@ def depthwise_input_grad(const floating[:, :, :, ::1] dout,  # IN  (N, OH, OW, C
     cdef Py_ssize_t OH = dout.shape[1], OW = dout.shape[2]
     cdef Py_ssize_t row, n, ih, iw, ki, kj, th, tw, oh, ow, c
     cdef floating* g
+    if _rows_apply(M, KH, KW):
+        for row in prange(N * H, nogil=True, schedule="static", num_threads=n_threads):
+            n = row // H
+            ih = row - n * H
+            if floating is float:
+                fc_dw_dx_row_f32(&dout[n, 0, 0, 0], &w[0, 0, 0, 0], &dx[n, ih, 0, 0], W, C,
+                                 KH, KW, OH, OW, ih, sh, sw, dh, dw, pt, pl)
+            else:
+                fc_dw_dx_row_f64(&dout[n, 0, 0, 0], &w[0, 0, 0, 0], &dx[n, ih, 0, 0], W, C,
+                                 KH, KW, OH, OW, ih, sh, sw, dh, dw, pt, pl)
+        return
     for row in prange(N * H, nogil=True, schedule="static", num_threads=n_threads):
         n = row // H
         ih = row - n * H
@@ -137,6 +218,19 @@ def depthwise_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, H, W, C
     cdef Py_ssize_t grp, row, n, oh, ow, ih, iw, ki, kj, f
     cdef bint has_bias = db_part is not None
     cdef const floating* d
+    if _rows_apply(M, KH, KW):
+        for grp in prange(G, nogil=True, schedule="static", num_threads=n_threads):
+            if floating is float:
+                fc_dw_dw_rows_f32(&x[0, 0, 0, 0], &dout[0, 0, 0, 0], &dw_part[grp, 0, 0, 0, 0],
+                                  &db_part[grp, 0] if has_bias else NULL,
+                                  grp * rows // G, (grp + 1) * rows // G, H, W, C, KH, KW,
+                                  OH, OW, sh, sw, dh, dw, pt, pl)
+            else:
+                fc_dw_dw_rows_f64(&x[0, 0, 0, 0], &dout[0, 0, 0, 0], &dw_part[grp, 0, 0, 0, 0],
+                                  &db_part[grp, 0] if has_bias else NULL,
+                                  grp * rows // G, (grp + 1) * rows // G, H, W, C, KH, KW,
+                                  OH, OW, sh, sw, dh, dw, pt, pl)
+        return
     for grp in prange(G, nogil=True, schedule="static", num_threads=n_threads):
         for row in range(grp * rows // G, (grp + 1) * rows // G):
             n = row // OH

@@ -5,7 +5,7 @@
 # indices stay in range; chunk sizes are positive.
 """The model layer's kernels besides convolution and pooling, float32/float64.
 
-Element-wise: ReLU, bias (+ReLU), dropout and the Adam update; row-wise: column sums
+Element-wise: ReLU, bias (+ReLU), dropout and the optimizers' update rules; row-wise: column sums
 (a Dense layer's bias gradient, +ReLU backward), softmax, softmax cross-entropy from
 logits, and the argmax hits behind the accuracy metric.
 
@@ -18,7 +18,7 @@ is computed on its own, so results are the same for any number of threads.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, qsort
+from libc.stdlib cimport calloc, free, malloc, qsort
 
 cimport numpy as cnp
 
@@ -55,10 +55,10 @@ cdef extern from "_ew_inner.h" nogil:
                                   Py_ssize_t rows, Py_ssize_t k)
     Py_ssize_t fc_argmax_hits_f64(const double* z, const Py_ssize_t* labels,
                                   Py_ssize_t rows, Py_ssize_t k)
-    void fc_adam_f32(float* p, const float* g, float* m, float* v, Py_ssize_t n,
-                     float c1, float c2, float eps, float a)
-    void fc_adam_f64(double* p, const double* g, double* m, double* v, Py_ssize_t n,
-                     double c1, double c2, double eps, double a)
+    void fc_opt_f32(int rule, float* p, const float* g, float* s0, float* s1, float* s2,
+                    Py_ssize_t n, const float* c, int decay)
+    void fc_opt_f64(int rule, double* p, const double* g, double* s0, double* s1,
+                    double* s2, Py_ssize_t n, const double* c, int decay)
 
 fc_ew_init()
 
@@ -121,30 +121,6 @@ def bias_act(floating[:, ::1] z,          # IN/OUT (rows, cols)
             fc_bias_act_f32(&z[r0, 0], bp, min(step, rows - r0), cols, relu)
         else:
             fc_bias_act_f64(&z[r0, 0], bp, min(step, rows - r0), cols, relu)
-
-
-def adam_update(floating[::1] p,          # IN/OUT (n,) parameters
-                const floating[::1] g,    # IN     (n,) gradient
-                floating[::1] m,          # IN/OUT (n,) first moment
-                floating[::1] v,          # IN/OUT (n,) second moment
-                double one_minus_b1, double one_minus_b2, double eps, double alpha,
-                int n_threads):
-    """One Adam step in one pass, in the same operation order as the NumPy version
-    in fastconv.optimizers (so the results are the same bits):
-    m += (1-b1)*(g-m); v += (1-b2)*(g*g-v); p -= (m / (sqrt(v) + eps)) * alpha."""
-    cdef Py_ssize_t n = p.shape[0], c, i0
-    if n == 0:
-        return
-    for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
-                    num_threads=_threads(n, n_threads)):
-        i0 = c * CHUNK
-        if floating is float:
-            fc_adam_f32(&p[i0], &g[i0], &m[i0], &v[i0], min(CHUNK, n - i0),
-                        <float> one_minus_b1, <float> one_minus_b2, <float> eps,
-                        <float> alpha)
-        else:
-            fc_adam_f64(&p[i0], &g[i0], &m[i0], &v[i0], min(CHUNK, n - i0),
-                        one_minus_b1, one_minus_b2, eps, alpha)
 
 
 # Columns per task of column_sum: tasks own whole columns, so each column is summed
@@ -289,31 +265,89 @@ cdef int _check_flat(object a, str what, Py_ssize_t i, int typenum, Py_ssize_t s
     return 0
 
 
+# The rules of optimizer_update_many (fc_opt's switch in _ew_inner.h).
+OPT_RULES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3, "amsgrad": 4, "nadam": 5,
+             "adamax": 6, "adagrad": 7, "adadelta": 8, "lion": 9, "rmsprop": 10}
+# How many of the slots s0, s1, s2 each rule reads (RMSprop's s1 and s2 may be None).
+cdef int[11] _RULE_SLOTS = [0, 1, 1, 2, 3, 2, 2, 1, 2, 1, 3]
+# Entries of the coefficient vector c that fc_opt reads.
+cdef Py_ssize_t N_COEFFS = 11
+
+
 def adam_update_many(list params,    # IN/OUT k arrays, parameters
                      list grads,     # IN     k arrays, gradients (params' sizes)
                      list ms,        # IN/OUT k arrays, first moments
                      list vs,        # IN/OUT k arrays, second moments
                      double one_minus_b1, double one_minus_b2, double eps, double alpha,
                      int n_threads):
-    """:func:`adam_update` on every ``(params[i], grads[i], ms[i], vs[i])``, all in one
-    parallel region (an optimizer step is one call, not one per weight array).
+    """One Adam step on every ``(params[i], grads[i], ms[i], vs[i])``, in the operation
+    order of fastconv.optimizers.Adam: m += (1-b1)*(g-m); v += (1-b2)*(g*g-v);
+    p -= (m / (sqrt(v) + eps)) * alpha. :func:`optimizer_update_many` with the rule
+    ``'adam'``."""
+    _update_many(3, params, grads, [ms, vs, None], ("ms", "vs", ""),
+                 (one_minus_b1, one_minus_b2, eps, alpha), False, n_threads)
 
-    Every array is checked before any is changed: one dtype (float32 or float64, that
-    of ``params[0]``) throughout, C-contiguous, aligned, the sizes of ``params``,
-    params, ms and vs writable, and none of these three overlapping any other array
-    (the same array passed twice, a view of another); otherwise TypeError or
-    ValueError and nothing is updated. The work is cut into chunks of each array, so, as in adam_update, the
-    result does not depend on the thread count.
+
+def optimizer_update_many(str rule,     # a key of OPT_RULES
+                          list params,  # IN/OUT k arrays, parameters
+                          list grads,   # IN     k arrays, gradients (params' sizes)
+                          list slots,   # IN/OUT up to 3 lists of k arrays (or None)
+                          tuple coeffs,  # the rule's coefficients (see _ew_inner.h)
+                          bint decay,   # weight decay first: p -= p*coeffs[6]*coeffs[7]
+                          int n_threads):
+    """One optimizer step on every ``params[i]``, all in one parallel region (an
+    optimizer step is one call, not one per weight array), in the operation order of
+    the rule's NumPy version in :mod:`fastconv.optimizers`, so with the same bits.
+
+    ``slots[j][i]`` is the j-th state array of ``params[i]`` (moments, accumulators);
+    the rule reads the first 0-3 of them (RMSprop's second and third may be None:
+    not centered, no momentum). Every array is checked before any is changed: one
+    dtype (float32 or float64, that of ``params[0]``) throughout, C-contiguous,
+    aligned, the sizes of ``params``, params and slots writable, and none of these
+    overlapping any other array (the same array passed twice, a view of another);
+    otherwise TypeError or ValueError and nothing is updated. The work is cut into
+    fixed chunks of each array, so the result does not depend on the thread count.
     """
-    cdef Py_ssize_t k = len(params), i, t, n_tasks = 0, total = 0, n, off
-    cdef int typenum
+    if rule not in OPT_RULES:
+        raise ValueError(f"`rule` must be one of {sorted(OPT_RULES)}. Received: {rule!r}")
+    if len(slots) > 3:
+        raise ValueError(f"`slots` must hold at most 3 lists. Received: {len(slots)}")
+    slots = list(slots) + [None] * (3 - len(slots))
+    _update_many(OPT_RULES[rule], params, grads, slots, ("slots[0]", "slots[1]", "slots[2]"),
+                 coeffs, decay, n_threads)
+
+
+# Pointers per array in the task tables: p, g, s0, s1, s2.
+cdef enum:
+    NPTR = 5
+
+
+cdef _update_many(int rule, list params, list grads, list slots, tuple names, tuple coeffs,
+                  bint decay, int n_threads):
+    cdef Py_ssize_t k = len(params), i, j, t, n_tasks = 0, total = 0, n, off
+    cdef int typenum, used = _RULE_SLOTS[rule]
     cdef char** ptr = NULL
     cdef Py_ssize_t* sizes = NULL
     cdef Py_ssize_t* task_array = NULL
     cdef Py_ssize_t* task_offset = NULL
-    if len(grads) != k or len(ms) != k or len(vs) != k:
-        raise ValueError("`params`, `grads`, `ms` and `vs` must have the same length. "
-                         f"Received: {k}, {len(grads)}, {len(ms)}, {len(vs)}")
+    cdef double[11] c
+    cdef float[11] c32
+    if len(coeffs) > N_COEFFS:
+        raise ValueError(f"`coeffs` must hold at most {N_COEFFS} numbers. Received: "
+                         f"{len(coeffs)}")
+    for j in range(N_COEFFS):
+        c[j] = float(coeffs[j]) if j < len(coeffs) else 0.0
+        c32[j] = <float> c[j]
+    for j in range(3):
+        if j < used and slots[j] is None and not (rule == 10 and j > 0):
+            raise ValueError(f"`{names[j]}` must be a list of arrays for this rule. "
+                             "Received: None")
+        if slots[j] is not None and len(slots[j]) != k:
+            raise ValueError(f"`params`, `grads` and `{names[j]}` must have the same "
+                             f"length. Received: {k}, {len(grads)}, {len(slots[j])}")
+    if len(grads) != k:
+        raise ValueError(f"`params` and `grads` must have the same length. Received: "
+                         f"{k}, {len(grads)}")
     if k == 0:
         return
     if not isinstance(params[0], cnp.ndarray):
@@ -324,7 +358,7 @@ def adam_update_many(list params,    # IN/OUT k arrays, parameters
         raise TypeError(f"`params[0]` must be float32 or float64. Received: dtype "
                         f"{params[0].dtype}")
     try:
-        ptr = <char**> malloc(4 * k * sizeof(char*))
+        ptr = <char**> calloc(NPTR * k, sizeof(char*))
         sizes = <Py_ssize_t*> malloc(k * sizeof(Py_ssize_t))
         if ptr == NULL or sizes == NULL:
             raise MemoryError()
@@ -333,18 +367,20 @@ def adam_update_many(list params,    # IN/OUT k arrays, parameters
                 params[i], cnp.ndarray) else 0
             _check_flat(params[i], "params", i, typenum, n, True)
             _check_flat(grads[i], "grads", i, typenum, n, False)
-            _check_flat(ms[i], "ms", i, typenum, n, True)
-            _check_flat(vs[i], "vs", i, typenum, n, True)
             sizes[i] = n
-            ptr[4 * i] = <char*> cnp.PyArray_DATA(<cnp.ndarray> params[i])
-            ptr[4 * i + 1] = <char*> cnp.PyArray_DATA(<cnp.ndarray> grads[i])
-            ptr[4 * i + 2] = <char*> cnp.PyArray_DATA(<cnp.ndarray> ms[i])
-            ptr[4 * i + 3] = <char*> cnp.PyArray_DATA(<cnp.ndarray> vs[i])
+            ptr[NPTR * i] = <char*> cnp.PyArray_DATA(<cnp.ndarray> params[i])
+            ptr[NPTR * i + 1] = <char*> cnp.PyArray_DATA(<cnp.ndarray> grads[i])
+            for j in range(used):
+                if slots[j] is not None:
+                    _check_flat(slots[j][i], names[j], i, typenum, n, True)
+                    ptr[NPTR * i + 2 + j] = <char*> cnp.PyArray_DATA(
+                        <cnp.ndarray> slots[j][i])
             n_tasks += (n + CHUNK - 1) // CHUNK
             total += n
         if n_tasks == 0:
             return
-        _check_disjoint(ptr, sizes, k, cnp.PyArray_ITEMSIZE(<cnp.ndarray> params[0]))
+        _check_disjoint(ptr, sizes, k, cnp.PyArray_ITEMSIZE(<cnp.ndarray> params[0]),
+                        names)
         task_array = <Py_ssize_t*> malloc(n_tasks * sizeof(Py_ssize_t))
         task_offset = <Py_ssize_t*> malloc(n_tasks * sizeof(Py_ssize_t))
         if task_array == NULL or task_offset == NULL:
@@ -358,11 +394,11 @@ def adam_update_many(list params,    # IN/OUT k arrays, parameters
                 off += CHUNK
                 t += 1
         if typenum == cnp.NPY_FLOAT32:
-            _adam_tasks(<float*> NULL, ptr, sizes, task_array, task_offset, n_tasks,
-                        one_minus_b1, one_minus_b2, eps, alpha, _threads(total, n_threads))
+            _opt_tasks(c32, rule, ptr, sizes, task_array, task_offset, n_tasks, decay,
+                       _threads(total, n_threads))
         else:
-            _adam_tasks(<double*> NULL, ptr, sizes, task_array, task_offset, n_tasks,
-                        one_minus_b1, one_minus_b2, eps, alpha, _threads(total, n_threads))
+            _opt_tasks(c, rule, ptr, sizes, task_array, task_offset, n_tasks, decay,
+                       _threads(total, n_threads))
     finally:
         free(ptr)
         free(sizes)
@@ -373,7 +409,7 @@ def adam_update_many(list params,    # IN/OUT k arrays, parameters
 cdef struct _Span:
     size_t lo, hi       # byte addresses [lo, hi)
     int written
-    Py_ssize_t slot     # index into ptr: 4 * array + (0 p, 1 g, 2 m, 3 v)
+    Py_ssize_t slot     # index into ptr: NPTR * array + (0 p, 1 g, 2-4 the slots)
 
 
 cdef int _span_order(const void* a, const void* b) noexcept nogil:
@@ -382,12 +418,12 @@ cdef int _span_order(const void* a, const void* b) noexcept nogil:
 
 
 cdef int _check_disjoint(char** ptr, const Py_ssize_t* sizes, Py_ssize_t k,
-                         Py_ssize_t itemsize) except -1:
-    """Raise ValueError if an array written by adam_update_many overlaps any other
-    array it reads or writes: its tasks run in parallel, so an overlap would race.
+                         Py_ssize_t itemsize, tuple slot_names) except -1:
+    """Raise ValueError if an array written by _update_many overlaps any other array
+    it reads or writes: its tasks run in parallel, so an overlap would race.
     (Gradients may overlap each other; they are only read.) Sort by start, then one
     sweep: a span overlaps an earlier one iff it starts before the furthest end so far."""
-    cdef _Span* spans = <_Span*> malloc(4 * k * sizeof(_Span))
+    cdef _Span* spans = <_Span*> malloc(NPTR * k * sizeof(_Span))
     cdef Py_ssize_t i, j, m = 0
     cdef size_t end_any = 0, end_written = 0
     cdef Py_ssize_t slot_any = -1, slot_written = -1, other
@@ -398,11 +434,13 @@ cdef int _check_disjoint(char** ptr, const Py_ssize_t* sizes, Py_ssize_t k,
         for i in range(k):
             if sizes[i] == 0:
                 continue
-            for j in range(4):
-                spans[m].lo = <size_t> ptr[4 * i + j]
+            for j in range(NPTR):
+                if ptr[NPTR * i + j] == NULL:
+                    continue
+                spans[m].lo = <size_t> ptr[NPTR * i + j]
                 spans[m].hi = spans[m].lo + <size_t> (sizes[i] * itemsize)
                 spans[m].written = j != 1
-                spans[m].slot = 4 * i + j
+                spans[m].slot = NPTR * i + j
                 m += 1
         qsort(spans, m, sizeof(_Span), _span_order)
         for i in range(m):
@@ -413,10 +451,10 @@ cdef int _check_disjoint(char** ptr, const Py_ssize_t* sizes, Py_ssize_t k,
             elif s.written and s.lo < end_any:
                 other = slot_any
             if other >= 0:
-                names = ("params", "grads", "ms", "vs")
+                names = ("params", "grads") + slot_names
                 raise ValueError(
-                    f"`{names[s.slot % 4]}[{s.slot // 4}]` and "
-                    f"`{names[other % 4]}[{other // 4}]` share memory; the arrays "
+                    f"`{names[s.slot % NPTR]}[{s.slot // NPTR}]` and "
+                    f"`{names[other % NPTR]}[{other // NPTR}]` share memory; the arrays "
                     "updated must not overlap any other array")
             if s.hi > end_any:
                 end_any, slot_any = s.hi, s.slot
@@ -427,25 +465,35 @@ cdef int _check_disjoint(char** ptr, const Py_ssize_t* sizes, Py_ssize_t k,
     return 0
 
 
-cdef void _adam_tasks(floating* kind,             # IN  NULL; only its type is used
-                      char** ptr,                 # IN  (4k,) p, g, m, v of each array
-                      const Py_ssize_t* sizes,    # IN  (k,)
-                      const Py_ssize_t* task_array, const Py_ssize_t* task_offset,
-                      Py_ssize_t n_tasks, double c1, double c2, double eps, double alpha,
-                      int n_threads) noexcept nogil:
-    cdef Py_ssize_t t, i, off, n
+cdef void _opt_tasks(floating* c,                 # IN  (N_COEFFS,) coefficients
+                     int rule,
+                     char** ptr,                  # IN  (NPTR k,) p, g, s0-s2 of each array
+                     const Py_ssize_t* sizes,     # IN  (k,)
+                     const Py_ssize_t* task_array, const Py_ssize_t* task_offset,
+                     Py_ssize_t n_tasks, bint decay, int n_threads) noexcept nogil:
+    cdef Py_ssize_t t, i, off, n, j
     for t in prange(n_tasks, schedule="static", num_threads=n_threads):
         i = task_array[t]
         off = task_offset[t]
         n = min(CHUNK, sizes[i] - off)
         if floating is float:
-            fc_adam_f32((<float*> ptr[4 * i]) + off, (<float*> ptr[4 * i + 1]) + off,
-                        (<float*> ptr[4 * i + 2]) + off, (<float*> ptr[4 * i + 3]) + off,
-                        n, <float> c1, <float> c2, <float> eps, <float> alpha)
+            fc_opt_f32(rule, (<float*> ptr[NPTR * i]) + off,
+                       (<float*> ptr[NPTR * i + 1]) + off,
+                       _at32(ptr[NPTR * i + 2], off), _at32(ptr[NPTR * i + 3], off),
+                       _at32(ptr[NPTR * i + 4], off), n, c, decay)
         else:
-            fc_adam_f64((<double*> ptr[4 * i]) + off, (<double*> ptr[4 * i + 1]) + off,
-                        (<double*> ptr[4 * i + 2]) + off, (<double*> ptr[4 * i + 3]) + off,
-                        n, c1, c2, eps, alpha)
+            fc_opt_f64(rule, (<double*> ptr[NPTR * i]) + off,
+                       (<double*> ptr[NPTR * i + 1]) + off,
+                       _at64(ptr[NPTR * i + 2], off), _at64(ptr[NPTR * i + 3], off),
+                       _at64(ptr[NPTR * i + 4], off), n, c, decay)
+
+
+cdef inline float* _at32(char* base, Py_ssize_t off) noexcept nogil:
+    return NULL if base == NULL else (<float*> base) + off
+
+
+cdef inline double* _at64(char* base, Py_ssize_t off) noexcept nogil:
+    return NULL if base == NULL else (<double*> base) + off
 
 
 cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:

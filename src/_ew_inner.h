@@ -49,6 +49,139 @@ static inline uint32_t fc_fmix32(uint32_t h)
     return h;
 }
 
+/* The optimizers' update rules, one loop per rule, each in the operation order of
+ * its NumPy version in fastconv.optimizers (same bits; no FMA contraction). p is
+ * updated from g with up to three slot arrays s0..s2 (a rule reads only those it
+ * has); c holds the rule's coefficients, already rounded to T by the caller. With
+ * decay, p = p - (p * c[6]) * c[7] comes first (weight decay, as the NumPy code). */
+enum { FC_OPT_SGD = 0, FC_OPT_MOMENTUM = 1, FC_OPT_NESTEROV = 2, FC_OPT_ADAM = 3,
+       FC_OPT_AMSGRAD = 4, FC_OPT_NADAM = 5, FC_OPT_ADAMAX = 6, FC_OPT_ADAGRAD = 7,
+       FC_OPT_ADADELTA = 8, FC_OPT_LION = 9, FC_OPT_RMSPROP = 10 };
+
+/* np.maximum: NaN if either is NaN. */
+#define FC_NANMAX(a, b) (((a) != (a) || (a) >= (b)) ? (a) : (b))
+/* np.sign: -1, 0 or 1, NaN for NaN. */
+#define FC_SIGN(T, a) ((a) > 0 ? (T)1 : ((a) < 0 ? (T)-1 : (a) == 0 ? (T)0 : (a)))
+
+#define FC_OPT_LOOPS(SUFFIX, ATTR, T)                                                 \
+ATTR static void fc_opt_##SUFFIX(int rule, T *restrict p, const T *restrict g,        \
+                                 T *restrict s0, T *restrict s1, T *restrict s2,      \
+                                 ptrdiff_t n, const T *c, int decay)                  \
+{                                                                                     \
+    const T c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3], c4 = c[4], c5 = c[5];         \
+    if (decay)                                                                        \
+        for (ptrdiff_t i = 0; i < n; i++) p[i] = p[i] - (p[i] * c[6]) * c[7];         \
+    switch (rule) {                                                                   \
+    case FC_OPT_SGD:              /* c0 lr */                                         \
+        for (ptrdiff_t i = 0; i < n; i++) p[i] = p[i] - c0 * g[i];                    \
+        break;                                                                        \
+    case FC_OPT_MOMENTUM:         /* s0 velocity; c0 lr, c1 momentum */               \
+        for (ptrdiff_t i = 0; i < n; i++) {                                           \
+            const T v = s0[i] * c1 - c0 * g[i];                                       \
+            s0[i] = v;                                                                \
+            p[i] = p[i] + v;                                                          \
+        }                                                                             \
+        break;                                                                        \
+    case FC_OPT_NESTEROV:                                                             \
+        for (ptrdiff_t i = 0; i < n; i++) {                                           \
+            const T v = s0[i] * c1 - c0 * g[i];                                       \
+            s0[i] = v;                                                                \
+            p[i] = p[i] + (c1 * v - c0 * g[i]);                                       \
+        }                                                                             \
+        break;                                                                        \
+    case FC_OPT_AMSGRAD:          /* s0 m, s1 v, s2 v_hat; c0 1-b1, c1 1-b2, c2 eps,  \
+                                     c3 alpha */                                      \
+        for (ptrdiff_t i = 0; i < n; i++) {                                           \
+            const T gi = g[i];                                                        \
+            const T mi = s0[i] + (gi - s0[i]) * c0;                                   \
+            const T vi = s1[i] + (gi * gi - s1[i]) * c1;                              \
+            const T hi = FC_NANMAX(s2[i], vi);                                        \
+            s0[i] = mi;                                                               \
+            s1[i] = vi;                                                               \
+            s2[i] = hi;                                                               \
+            p[i] = p[i] - (mi / (FC_SQRT_##SUFFIX(hi) + c2)) * c3;                    \
+        }                                                                             \
+        break;                                                                        \
+    case FC_OPT_NADAM:            /* s0 m, s1 v; c0 1-b1, c1 1-b2, c2 u_t1 / c4:      \
+                                     (1-u_prod_1), c3 1-u_t / c5: (1-u_prod),         \
+                                     c[8] 1-b2^t, c[9] lr, c[10] eps */               \
+    {                                                                                 \
+        const T bc2 = c[8], lr = c[9], eps = c[10];                                   \
+        for (ptrdiff_t i = 0; i < n; i++) {                                           \
+            const T gi = g[i];                                                        \
+            const T mi = s0[i] + (gi - s0[i]) * c0;                                   \
+            const T vi = s1[i] + (gi * gi - s1[i]) * c1;                              \
+            const T mh = (c2 * mi) / c4 + (c3 * gi) / c5;                             \
+            s0[i] = mi;                                                               \
+            s1[i] = vi;                                                               \
+            p[i] = p[i] - (mh * lr) / (FC_SQRT_##SUFFIX(vi / bc2) + eps);             \
+        }                                                                             \
+        break;                                                                        \
+    }                                                                                 \
+    case FC_OPT_ADAMAX:           /* s0 m, s1 u; c0 1-b1, c1 b2, c2 lr, c3 1-b1^t,    \
+                                     c4 eps */                                        \
+        for (ptrdiff_t i = 0; i < n; i++) {                                           \
+            const T gi = g[i];                                                        \
+            const T mi = s0[i] + (gi - s0[i]) * c0;                                   \
+            const T bu = c1 * s1[i], ag = gi < 0 ? -gi : gi;                          \
+            const T ui = FC_NANMAX(bu, ag);                                           \
+            s0[i] = mi;                                                               \
+            s1[i] = ui;                                                               \
+            p[i] = p[i] - (c2 * mi) / (c3 * (ui + c4));                               \
+        }                                                                             \
+        break;                                                                        \
+    case FC_OPT_ADAGRAD:          /* s0 accumulator; c0 lr, c1 eps */                 \
+        for (ptrdiff_t i = 0; i < n; i++) {                                           \
+            const T a = s0[i] + g[i] * g[i];                                          \
+            s0[i] = a;                                                                \
+            p[i] = p[i] - (c0 * g[i]) / FC_SQRT_##SUFFIX(a + c1);                     \
+        }                                                                             \
+        break;                                                                        \
+    case FC_OPT_ADADELTA:         /* s0 E[g^2], s1 E[dx^2]; c0 rho, c1 1-rho, c2 eps, \
+                                     c3 lr */                                         \
+        for (ptrdiff_t i = 0; i < n; i++) {                                           \
+            const T gi = g[i];                                                        \
+            const T ag = c0 * s0[i] + c1 * (gi * gi);                                 \
+            const T d = -(FC_SQRT_##SUFFIX(s1[i] + c2) * gi) / FC_SQRT_##SUFFIX(ag + c2); \
+            s0[i] = ag;                                                               \
+            s1[i] = c0 * s1[i] + c1 * (d * d);                                        \
+            p[i] = p[i] + c3 * d;                                                     \
+        }                                                                             \
+        break;                                                                        \
+    case FC_OPT_LION:             /* s0 m; c0 lr, c1 b1, c2 1-b1, c3 b2, c4 1-b2 */   \
+        for (ptrdiff_t i = 0; i < n; i++) {                                           \
+            const T gi = g[i], u = s0[i] * c1 + gi * c2;                              \
+            p[i] = p[i] - c0 * FC_SIGN(T, u);                                         \
+            s0[i] = s0[i] * c3 + gi * c4;                                             \
+        }                                                                             \
+        break;                                                                        \
+    case FC_OPT_RMSPROP:          /* s0 v, s1 mean g (centered) or NULL, s2 momentum  \
+                                     buffer or NULL; c0 rho, c1 1-rho, c2 eps, c3 lr, \
+                                     c4 momentum */                                   \
+        for (ptrdiff_t i = 0; i < n; i++) {                                           \
+            const T gi = g[i];                                                        \
+            const T v = s0[i] * c0 + (gi * gi) * c1;                                  \
+            T t = v;                                                                  \
+            s0[i] = v;                                                                \
+            if (s1) {                                                                 \
+                const T mg = s1[i] * c0 + c1 * gi;                                    \
+                s1[i] = mg;                                                           \
+                t = v - mg * mg;                                                      \
+            }                                                                         \
+            t = (gi / FC_SQRT_##SUFFIX(t + c2)) * c3;                                 \
+            if (s2) {                                                                 \
+                const T mo = s2[i] * c4 + t;                                          \
+                s2[i] = mo;                                                           \
+                t = mo;                                                               \
+            }                                                                         \
+            p[i] = p[i] - t;                                                          \
+        }                                                                             \
+        break;                                                                        \
+    default:                      /* FC_OPT_ADAM: s0 m, s1 v; as fc_adam */           \
+        fc_adam_##SUFFIX(p, g, s0, s1, n, c0, c1, c2, c3);                            \
+    }                                                                                 \
+}
+
 #define FC_EW_LOOPS(SUFFIX, ATTR, T)                                                  \
 ATTR static void fc_relu_fwd_##SUFFIX(const T *restrict x, T *restrict out, ptrdiff_t n) \
 {                                                                                     \
@@ -127,7 +260,8 @@ ATTR static void fc_adam_##SUFFIX(T *restrict p, const T *restrict g, T *restric
         v[i] = vi;                                                                    \
         p[i] = p[i] - (mi / (FC_SQRT_##SUFFIX(vi) + eps)) * a;                        \
     }                                                                                 \
-}
+}                                                                                     \
+FC_OPT_LOOPS(SUFFIX, ATTR, T)
 
 #define FC_SQRT_f32_base sqrtf
 #define FC_SQRT_f64_base sqrt
@@ -163,9 +297,9 @@ static void fc_bias_act_##T(CT *z, const CT *b, ptrdiff_t rows, ptrdiff_t cols, 
 static void fc_column_sum_##T(const CT *d, const CT *y, CT *dz, CT *db, ptrdiff_t rows, \
                              ptrdiff_t cols, ptrdiff_t ld)                            \
 { FC_EW_PICK(fc_column_sum, T, d, y, dz, db, rows, cols, ld); }                        \
-static void fc_adam_##T(CT *p, const CT *g, CT *m, CT *v, ptrdiff_t n, CT c1, CT c2,  \
-                        CT eps, CT a)                                                 \
-{ FC_EW_PICK(fc_adam, T, p, g, m, v, n, c1, c2, eps, a); }
+static void fc_opt_##T(int rule, CT *p, const CT *g, CT *s0, CT *s1, CT *s2,          \
+                       ptrdiff_t n, const CT *c, int decay)                           \
+{ FC_EW_PICK(fc_opt, T, rule, p, g, s0, s1, s2, n, c, decay); }
 
 FC_EW_ENTRIES(f32, float)
 FC_EW_ENTRIES(f64, double)

@@ -12,7 +12,8 @@ plans the taps: for output row i the two source rows ``r0[i] <= r1[i]`` and the 
 each source row ``a`` the range ``[rlo[a], rhi[a])`` of output rows that read it.
 
 Forward, bilinear: ``out = top * (1 - fr) + low * fr`` with
-``top = x[r0, q0] * (1 - fq) + x[r0, q1] * fq`` (``low`` likewise on row r1).
+``top = x[r0, q0] * (1 - fq) + x[r0, q1] * fq`` (``low`` likewise on row r1), the
+inner loop over channels in ``_resize_inner.h``.
 Backward is the transposed map, computed as a gather so that every element of the
 result is summed by one thread in a fixed order (bit-identical for any thread count):
 first along rows into ``tmp`` (N, H, OW, C), then along columns into ``dx``.
@@ -20,6 +21,15 @@ first along rows into ``tmp`` (N, H, OW, C), then along columns into ``dx``.
 
 from cython cimport floating
 from cython.parallel cimport prange
+
+cdef extern from "_resize_inner.h" nogil:
+    void fc_isa_init()
+    void fc_bilinear_f32(float* o, const float* a, const float* b, const float* c,
+                         const float* d, Py_ssize_t n, float wq, float wr)
+    void fc_bilinear_f64(double* o, const double* a, const double* b, const double* c,
+                         const double* d, Py_ssize_t n, double wq, double wr)
+
+fc_isa_init()
 
 
 cdef inline floating _weight(Py_ssize_t a, Py_ssize_t r0, Py_ssize_t r1,
@@ -52,7 +62,7 @@ def resize_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef const floating* c
     cdef const floating* d
     cdef floating* o
-    cdef floating top, low, wr, wq
+    cdef floating wr, wq
     for row in prange(N * OH, nogil=True, schedule="static", num_threads=n_threads):
         n = row // OH
         i = row - n * OH
@@ -68,10 +78,10 @@ def resize_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
             c = &x[n, r1[i], q0[j], 0]
             d = &x[n, r1[i], q1[j], 0]
             wq = fq[j]
-            for k in range(C):
-                top = a[k] * (1 - wq) + b[k] * wq
-                low = c[k] * (1 - wq) + d[k] * wq
-                o[k] = top * (1 - wr) + low * wr
+            if floating is float:
+                fc_bilinear_f32(o, a, b, c, d, C, wq, wr)
+            else:
+                fc_bilinear_f64(o, a, b, c, d, C, wq, wr)
 
 
 def resize_backward(const floating[:, :, :, ::1] dout,  # IN  (N, OH, OW, C)

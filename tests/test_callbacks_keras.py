@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from fastconv import callbacks
 from fastconv.callbacks import Callback, LambdaCallback, ReduceLROnPlateau
 from fastconv.keras import callbacks as keras_callbacks
 from fastconv.optimizers import SGD
@@ -82,3 +83,69 @@ def test_model_checkpoint_save_freq_threshold_and_templates(tmp_path):
     for bad in (0, "batch", True):
         with pytest.raises(ValueError, match="save_freq"):
             ModelCheckpoint(str(tmp_path / "x.fcm"), save_freq=bad)
+
+
+class _ScriptedModel:
+    """What EarlyStopping touches of a model: weights (here the epoch number) and
+    stop_training."""
+
+    def __init__(self):
+        self.stop_training = False
+        self.weights = [np.array(-1.0)]
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        self.weights = [np.array(w) for w in weights]
+
+
+def _early_stopping_run(losses, **kwargs):
+    """Drive EarlyStopping by hand on these val_loss values; return (epochs run,
+    callback, model)."""
+    stop = callbacks.EarlyStopping(**kwargs)
+    model = _ScriptedModel()
+    stop.set_model(model)
+    stop.on_train_begin()
+    ran = 0
+    for epoch, loss in enumerate(losses):
+        model.weights = [np.array(float(epoch))]
+        stop.on_epoch_end(epoch, {"val_loss": loss})
+        ran += 1
+        if model.stop_training:
+            break
+    stop.on_train_end()
+    return ran, stop, model
+
+
+def test_early_stopping_follows_keras_3_with_a_baseline():
+    # Keras 3's rules, worked by hand. Losses 0.9, 0.8, 0.7, 0.6 with baseline 0.5 and
+    # patience 1: each epoch improves on the best so far, so none reaches the
+    # patience check, though none beats the baseline (the wait is never reset and
+    # counts 1, 2, 3, 4); all four run, and epoch 3 is the best.
+    ran, stop, model = _early_stopping_run([0.9, 0.8, 0.7, 0.6], patience=1, baseline=0.5,
+                                           restore_best_weights=True)
+    assert ran == 4 and stop.wait == 4 and stop.best == 0.6 and stop.best_epoch == 3
+    assert stop.stopped_epoch == 0 and float(model.weights[0]) == 3.0
+    # 0.9, 0.95, 0.97 with the same baseline: epoch 0 is the best (the first always
+    # is); epoch 1 does not improve and the wait (2) reaches the patience: stop there,
+    # restore epoch 0.
+    ran, stop, model = _early_stopping_run([0.9, 0.95, 0.97], patience=2, baseline=0.5,
+                                           restore_best_weights=True)
+    assert ran == 2 and stop.stopped_epoch == 1 and float(model.weights[0]) == 0.0
+    # Beating the baseline resets the wait: 0.4, 0.45, 0.46 (baseline 0.5, patience
+    # 2): wait 0 after epoch 0, then 1, 2: stop at epoch 2.
+    ran, stop, _ = _early_stopping_run([0.4, 0.45, 0.46, 0.3], patience=2, baseline=0.5)
+    assert ran == 3 and stop.stopped_epoch == 2 and stop.best == 0.4
+
+
+def test_early_stopping_restores_the_best_weights_without_stopping_early():
+    # Keras 3 restores at the end of training whether it stopped early or not.
+    ran, stop, model = _early_stopping_run([0.5, 0.3, 0.4], patience=5,
+                                           restore_best_weights=True)
+    assert ran == 3 and stop.stopped_epoch == 0 and float(model.weights[0]) == 1.0
+    # start_from_epoch: epochs before it are not monitored (epoch 0's 0.1 is ignored).
+    ran, stop, model = _early_stopping_run([0.1, 0.5, 0.6, 0.7], patience=1,
+                                           start_from_epoch=1, restore_best_weights=True)
+    assert ran == 3 and stop.best == 0.5 and stop.best_epoch == 1
+    assert float(model.weights[0]) == 1.0

@@ -413,6 +413,11 @@ GRAD_CASES_T = [
      (1, 3, 3, 3)),
     (lambda: layers.Conv2DTranspose(3, 3, strides=(2, 3), output_padding=(1, 2)),
      (1, 3, 2, 2)),
+    # kernel shorter than the stride (outputs no tap reaches) and 'same' with
+    # output_padding: the strided backward's padding and cropping rules
+    (lambda: layers.Conv2DTranspose(2, 2, strides=3, padding="same"), (1, 3, 2, 2)),
+    (lambda: layers.Conv2DTranspose(2, (3, 2), strides=(2, 3), padding="same",
+                                    output_padding=(1, 2)), (2, 3, 2, 2)),
     (lambda: layers.Conv2DTranspose(2, 3, dilation_rate=2, padding="same", use_bias=False,
                                     data_format="channels_first"), (2, 2, 4, 3)),
 ]

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastconv
-from fastconv import ops
+from fastconv import _depthwise, ops
 from fastconv.backends import cython as fast
 from fastconv.backends import numpy as ref
 from fastconv.testing import assert_close, numerical_gradient, relative_error
@@ -147,6 +147,71 @@ def test_compiled_bit_identical_across_thread_counts(case, m, dtype):
         fastconv.set_num_threads(before)
     for a, e in zip(*runs):
         np.testing.assert_array_equal(a, e)
+
+
+ROW_FAMILIES = pytest.mark.parametrize("rows", [True, False], ids=["avx512-rows", "loops"])
+
+
+def _with_row_kernels(rows, run):
+    """run() with the AVX-512 row kernels on or off (skipped where the CPU lacks them)."""
+    if rows and not _depthwise.have_row_kernels():
+        pytest.skip("this CPU has no AVX-512F: the row kernels never run here")
+    previous = _depthwise.set_row_kernels(rows)
+    try:
+        return run()
+    finally:
+        _depthwise.set_row_kernels(previous)
+
+
+@ROW_FAMILIES
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None)
+@given(case=conv_cases(max_channels=40, max_batch=3))
+def test_each_kernel_family_matches_reference_on_wide_channels(case, rows, dtype):
+    # Depth multiplier 1 with up to 40 channels: several vector blocks of 16 floats or
+    # 8 doubles and a masked tail, for the AVX-512 row kernels and for the loops; on 1
+    # and 2 threads, with the same bits on both.
+    x, w4, b4, *args = case.arrays(dtype)
+    rng = np.random.default_rng(case.seed)
+    w = rng.standard_normal(w4.shape[:3] + (1,)).astype(dtype)
+    b = rng.standard_normal(x.shape[3]).astype(dtype) if b4 is not None else None
+    out_shape = ref.depthwise_conv2d_forward(x, w, b, *args)[0].shape
+    dout = rng.standard_normal(out_shape).astype(dtype)
+    want = _results(ref, x, w, b, dout, args)
+    scale = _results(ref, np.abs(x), np.abs(w), None if b is None else np.abs(b),
+                     np.abs(dout), args)
+    before = fastconv._threads._num_threads
+    runs = []
+    try:
+        for n in (1, 2):
+            fastconv.set_num_threads(n)
+            runs.append(_with_row_kernels(rows, lambda: _results(fast, x, w, b, dout, args)))
+    finally:
+        fastconv.set_num_threads(before)
+    for name, a, a2, e, sc in zip(["out", "dx", "dw", "db"], *runs, want, scale):
+        if e is None:
+            assert a is None and a2 is None, name
+            continue
+        assert a.dtype == dtype and a.shape == e.shape, name
+        assert_close(a, e, dtype, scale=sc)
+        np.testing.assert_array_equal(a, a2)
+
+
+@ROW_FAMILIES
+@pytest.mark.parametrize("kernel", [(7, 7), (5, 6), (5, 5)])
+def test_large_kernels_on_both_families(kernel, rows, rng):
+    # 49 and 30 taps are more than the row kernels hold (25): the loops run them; 25
+    # taps is the row kernels' largest. Both match the reference.
+    x = rng.standard_normal((2, 11, 10, 20)).astype(np.float32)
+    w = rng.standard_normal(kernel + (20, 1)).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32)
+    args = (1, "same", 1)
+    dout = rng.standard_normal((2, 11, 10, 20)).astype(np.float32)
+    got = _with_row_kernels(rows, lambda: _results(fast, x, w, b, dout, args))
+    want = _results(ref, x, w, b, dout, args)
+    scale = _results(ref, np.abs(x), np.abs(w), np.abs(b), np.abs(dout), args)
+    for a, e, sc in zip(got, want, scale):
+        assert_close(a, e, np.float32, scale=sc)
 
 
 @BACKENDS

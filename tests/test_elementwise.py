@@ -1,4 +1,5 @@
-"""Compiled element-wise kernels used by the model layer: Adam, dropout, bias (+ReLU)."""
+"""Compiled element-wise kernels used by the model layer: the optimizers, dropout, bias
+(+ReLU)."""
 
 import numpy as np
 import pytest
@@ -9,20 +10,115 @@ from fastconv import _elementwise, layers, losses, optimizers
 from fastconv.layers import Dense, Dropout
 
 
+# Every rule of the compiled optimizer kernel, with the options that change its loop.
+OPTIMIZER_CASES = {
+    "sgd": lambda: optimizers.SGD(0.1),
+    "sgd-momentum": lambda: optimizers.SGD(0.1, momentum=0.9),
+    "sgd-nesterov": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+    "adam": lambda: optimizers.Adam(0.01),
+    "adam-amsgrad": lambda: optimizers.Adam(0.01, amsgrad=True),
+    "adamw": lambda: optimizers.AdamW(0.01, weight_decay=0.05),
+    "nadam": lambda: optimizers.Nadam(0.01),
+    "adamax": lambda: optimizers.Adamax(0.01),
+    "adagrad": lambda: optimizers.Adagrad(0.05),
+    "adadelta": lambda: optimizers.Adadelta(1.0),
+    "lion": lambda: optimizers.Lion(0.01, weight_decay=0.1),
+    "rmsprop": lambda: optimizers.RMSprop(0.01),
+    "rmsprop-centered": lambda: optimizers.RMSprop(0.01, centered=True),
+    "rmsprop-momentum": lambda: optimizers.RMSprop(0.01, momentum=0.5),
+    "rmsprop-centered-momentum": lambda: optimizers.RMSprop(0.01, momentum=0.5,
+                                                            centered=True),
+}
+
+
+def _run_optimizer(make, params0, grads, compiled, monkeypatch):
+    monkeypatch.setattr(optimizers, "_compiled", compiled)
+    params = [p.copy() for p in params0]
+    opt = make()
+    with np.errstate(all="ignore"):  # the NaN gradient
+        for step in grads:
+            opt.apply(params, step)
+    return params
+
+
+@pytest.mark.parametrize("case", sorted(OPTIMIZER_CASES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_compiled_adam_is_bit_identical_to_numpy_adam(dtype, threads, rng, monkeypatch):
-    p0 = rng.standard_normal(70001).astype(dtype)  # above the parallel threshold
-    grads = [rng.standard_normal(p0.shape).astype(dtype) for _ in range(4)]
-    results = []
-    for compiled in (_elementwise, None):
-        monkeypatch.setattr(optimizers, "_compiled", compiled)
-        p = p0.copy()
-        opt = optimizers.Adam(learning_rate=0.01)
-        for g in grads:
-            opt.apply([p], [g])
-        results.append(p)
-    assert np.array_equal(results[0], results[1])
-    assert not np.array_equal(results[0], p0)
+def test_compiled_optimizer_is_bit_identical_to_its_numpy_rule(case, dtype, rng,
+                                                               monkeypatch):
+    # The NumPy rules in fastconv.optimizers are the specification (checked against
+    # Keras in test_optimizer_parity); the compiled kernel must give their bits, on 1
+    # and 2 threads, for arrays above the parallel threshold (several chunks), tiny
+    # ones, empty ones, and gradients with zeros, Inf and NaN.
+    make = OPTIMIZER_CASES[case]
+    shapes = [(70001,), (3, 5), (1,), (0,), (40, 40)]
+    params0 = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(4)]
+    grads[1][1][0, :3] = [0.0, np.inf, np.nan]
+    grads[2][4][:] = 0.0
+    calls = []
+    real = _elementwise.optimizer_update_many
+
+    def spy(*args):
+        calls.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(_elementwise, "optimizer_update_many", spy)
+    reference = _run_optimizer(make, params0, grads, None, monkeypatch)
+    assert not calls
+    for n in (1, 2):
+        fastconv.set_num_threads(n)
+        try:
+            got = _run_optimizer(make, params0, grads, _elementwise, monkeypatch)
+        finally:
+            fastconv.set_num_threads(None)
+        assert len(calls) == 4 * n  # one compiled call per step: the kernel ran
+        for a, b in zip(got, reference):
+            np.testing.assert_array_equal(a, b, strict=True)
+    assert all(not np.array_equal(a, b) for a, b in zip(reference[:3], params0[:3]))
+
+
+def test_compiled_optimizer_by_hand():
+    # SGD with Nesterov momentum 0.5, lr 0.1, g = 2 for two steps, by hand:
+    # v1 = -0.2, p1 = 1 + (0.5 * -0.2 - 0.2) = 0.7; v2 = -0.1 - 0.2 = -0.3,
+    # p2 = 0.7 + (0.5 * -0.3 - 0.2) = 0.35.
+    p = np.array([1.0])
+    v = np.zeros(1)
+    for _ in range(2):
+        _elementwise.optimizer_update_many("nesterov", [p], [np.array([2.0])], [[v]],
+                                           (0.1, 0.5), False, 1)
+    np.testing.assert_allclose(p, [0.35], rtol=1e-15)
+    np.testing.assert_allclose(v, [-0.3], rtol=1e-15)
+    # Adagrad from an accumulator of 0.1 with g = 3, lr 1, eps 0: acc = 9.1,
+    # p = 0 - 3 / sqrt(9.1); weight decay 0.5 first (lr 1) halves p = 4 to 2.
+    p = np.array([0.0, 4.0])
+    acc = np.full(2, 0.1)
+    _elementwise.optimizer_update_many("adagrad", [p], [np.array([3.0, 0.0])], [[acc]],
+                                       (1.0, 0.0, 0, 0, 0, 0, 0.5, 1.0), True, 1)
+    np.testing.assert_allclose(p, [-3 / np.sqrt(9.1), 2.0], rtol=1e-15)
+    # Lion: p -= lr * sign(b1 m + (1 - b1) g): a NaN gradient gives NaN, 0 gives no step.
+    p = np.ones(3)
+    m = np.zeros(3)
+    _elementwise.optimizer_update_many("lion", [p], [np.array([-5.0, 0.0, np.nan])], [[m]],
+                                       (0.25, 0.9, 0.1, 0.99, 0.01), False, 1)
+    np.testing.assert_array_equal(p, [1.25, 1.0, np.nan])
+
+
+def test_compiled_optimizer_refuses_bad_arguments():
+    p, g = [np.ones(4)], [np.ones(4)]
+    with pytest.raises(ValueError, match="`rule` must be one of"):
+        _elementwise.optimizer_update_many("sgdd", p, g, [], (0.1,), False, 1)
+    with pytest.raises(ValueError, match=r"`slots\[0\]` must be a list of arrays"):
+        _elementwise.optimizer_update_many("adagrad", p, g, [None], (0.1,), False, 1)
+    with pytest.raises(ValueError, match="same length"):
+        _elementwise.optimizer_update_many("adagrad", p, g, [[]], (0.1,), False, 1)
+    with pytest.raises(ValueError, match="at most 11 numbers"):
+        _elementwise.optimizer_update_many("sgd", p, g, [], (0.0,) * 12, False, 1)
+    with pytest.raises(ValueError, match=r"`slots\[0\]\[0\]` and `params\[0\]` share"):
+        _elementwise.optimizer_update_many("adagrad", p, g, [p], (0.1,), False, 1)
+    with pytest.raises(TypeError, match=r"`slots\[1\]\[0\]` must have the dtype"):
+        _elementwise.optimizer_update_many("adadelta", p, g, [[np.ones(4)],
+                                           [np.ones(4, np.float32)]], (0.1,), False, 1)
+    np.testing.assert_array_equal(p[0], np.ones(4))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -9,7 +9,19 @@ input and fastconv's predictions. ``--check`` (run with Keras) loads each with
 ``keras.models.load_model`` and ``load_weights`` into a model Keras rebuilt from the same
 file, and prints the largest difference from fastconv's predictions; it exits non-zero
 when one exceeds 1e-5.
+
+It also checks the optimizer's state: for each of several optimizers, fastconv trains
+a small CNN two full-batch steps and saves it (``train_<optimizer>.keras``), then takes
+a third step; Keras loads the file and takes the third step too, and the weights must
+agree to 1e-5 (relative to the largest weight).
 """
+
+TRAINED = {"adam": ("Adam", {"learning_rate": 0.01, "amsgrad": True}),
+           "nadam": ("Nadam", {"learning_rate": 0.01}),
+           "rmsprop": ("RMSprop", {"learning_rate": 0.01, "momentum": 0.5, "centered": True}),
+           "sgd": ("SGD", {"learning_rate": 0.05, "momentum": 0.9, "nesterov": True}),
+           "adamw_ema": ("AdamW", {"learning_rate": 0.01, "use_ema": True}),
+           "adadelta": ("Adadelta", {"learning_rate": 1.0})}
 
 import os
 import sys
@@ -59,6 +71,20 @@ def write(directory):
         arrays[f"{name}_y"] = model.predict(x, verbose=0)
         model.save(os.path.join(directory, f"{name}.keras"))
         model.save_weights(os.path.join(directory, f"{name}.weights.h5"))
+    x = rng.normal(size=(8, 6, 6, 2)).astype("float32")
+    y = rng.normal(size=(8, 3)).astype("float32")
+    arrays["train_x"], arrays["train_y"] = x, y
+    for name, (cls, config) in TRAINED.items():
+        model = keras.Sequential([keras.Input((6, 6, 2)),
+                                  layers.Conv2D(4, 3, activation="relu"),
+                                  layers.BatchNormalization(), layers.Flatten(),
+                                  layers.Dense(3)])
+        model.compile(optimizer=getattr(keras.optimizers, cls)(**config), loss="mse")
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        model.save(os.path.join(directory, f"train_{name}.keras"))
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        for i, w in enumerate(model.get_weights()):
+            arrays[f"train_{name}_{i}"] = w
     np.savez(os.path.join(directory, "io.npz"), **arrays)
 
 
@@ -79,6 +105,17 @@ def check(directory):
               f"{diff_w:.3g}, compiled: {model.optimizer is not None} "
               f"({type(model.optimizer).__name__}, {type(model.loss).__name__})")
         worst = max(worst, diff, diff_w)
+    for name in TRAINED:
+        model = keras.models.load_model(os.path.join(directory, f"train_{name}.keras"))
+        steps = int(model.optimizer.iterations.numpy())
+        model.fit(arrays["train_x"], arrays["train_y"], batch_size=8, epochs=1,
+                  shuffle=False, verbose=0)
+        diff = max(float(np.abs(np.asarray(w) - arrays[f"train_{name}_{i}"]).max()
+                         / max(1e-3, float(np.abs(arrays[f"train_{name}_{i}"]).max())))
+                   for i, w in enumerate(model.get_weights()))
+        print(f"train_{name}: Keras resumed at step {steps} ({type(model.optimizer).__name__});"
+              f" third step's weights max relative diff {diff:.3g}")
+        worst = max(worst, diff if steps == 2 else 1.0)
     return 0 if worst <= 1e-5 else 1
 
 

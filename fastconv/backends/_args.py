@@ -496,3 +496,45 @@ def matmul_args(a: Any, b: Any, out: Any):
             raise fail("out", f"a writeable float32 or float64 array of shape {shape}", out)
         direct = out.dtype == a.dtype and out.flags.c_contiguous
     return a, b, shape, direct
+
+
+def channel_args(u: Any, v: Any, coefficients: Any, names: Tuple[str, ...]):
+    """Check the arguments of the per-channel kernels (``channel_sums``,
+    ``channel_affine``); return ``(u, v, coefficients)``.
+
+    ``u`` (A, R, B) becomes a C-contiguous float32/float64 array; ``v``, when given,
+    must have its shape and is taken in its dtype; each coefficient (A, B) is taken
+    in ``u``'s dtype, except the first one of ``names`` when it is ``'shift'``, which is
+    float64 (the sums are in double).
+    """
+    u = as_float_array(u, "u")
+    if u.ndim != 3:
+        raise fail("u", "a 3-D array (groups, rows, channels)", u)
+    if v is not None:
+        v = as_float_array(v, "v", u.dtype)
+        if v.shape != u.shape:
+            raise fail("v", f"an array of u's shape {u.shape}", v)
+    A, _, B = u.shape
+    out = []
+    for name, c in zip(names, coefficients):
+        if c is None:
+            if name not in ("shift", "q"):  # the optional ones
+                raise fail(name, f"an array of shape (A, B) = {(A, B)}", c, TypeError)
+            out.append(None)
+            continue
+        c = as_float_array(c, name, _F64 if name == "shift" else u.dtype)
+        if c.shape != (A, B):
+            raise fail(name, f"an array of shape (A, B) = {(A, B)}", c)
+        out.append(c)
+    return u, v, out
+
+
+def channel_affine_args(u: Any, p: Any, r: Any, v: Any, q: Any):
+    """:func:`channel_args` for ``channel_affine``: ``v`` and ``q`` go together; returns
+    ``(u, v, p, q, r)``."""
+    if (v is None) != (q is None):
+        raise ValueError("`v` and `q` go together: give both or neither. Received: "
+                         f"v={'None' if v is None else 'an array'}, "
+                         f"q={'None' if q is None else 'an array'}")
+    u, v, (p, q, r) = channel_args(u, v, (p, q, r), ("p", "q", "r"))
+    return u, v, p, q, r

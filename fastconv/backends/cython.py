@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from .. import _conv, _depthwise, _elementwise, _pool, _resize, _winograd
+from .. import _conv, _depthwise, _elementwise, _norm, _pool, _resize, _winograd
 from .._threads import kernel_threads, pin_kernel_blas
 from . import _args, dispatch
 from ._args import Cache
@@ -49,6 +49,8 @@ __all__ = [
     "depthwise_conv2d_backward",
     "resize2d_forward",
     "resize2d_backward",
+    "channel_sums",
+    "channel_affine",
 ]
 
 # Bytes of im2col workspace per thread (so memory does not grow with the batch).
@@ -756,6 +758,35 @@ def matmul(a, b, out=None):
     if out is None:
         return result
     np.copyto(out, result, casting="same_kind")
+    return out
+
+
+# ------------------------------------------------------------- per-channel maps
+
+
+def channel_sums(u, v=None, shift=None):
+    """Per-channel sums over rows; see :func:`fastconv.backends.numpy.channel_sums`.
+    Each block of ``_norm.ROWS`` rows is summed by one task and the blocks' sums are
+    added in order, so the result is the same for any thread count."""
+    u, v, (shift,) = _args.channel_args(u, v, (shift,), ("shift",))
+    A, R, B = u.shape
+    if shift is None:
+        shift = np.zeros((A, B))
+    T = max(1, -(-R // _norm.ROWS))
+    s1 = np.zeros((A, T, B))
+    s2 = np.zeros((A, T, B))
+    with kernel_threads(A * T) as threads:
+        _norm.channel_sums(u, v, shift, s1, s2, threads)
+    return s1.sum(axis=1), s2.sum(axis=1)
+
+
+def channel_affine(u, p, r, v=None, q=None):
+    """``p * u + q * v + r`` per channel; see
+    :func:`fastconv.backends.numpy.channel_affine` (the same bits)."""
+    u, v, p, q, r = _args.channel_affine_args(u, p, r, v, q)
+    out = np.empty(u.shape, dtype=u.dtype)
+    with kernel_threads(u.shape[0] * max(1, -(-u.shape[1] // _norm.ROWS))) as threads:
+        _norm.channel_affine(u, v, p, q, r, out, threads)
     return out
 
 

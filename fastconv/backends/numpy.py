@@ -43,6 +43,8 @@ __all__ = [
     "matmul",
     "resize2d_forward",
     "resize2d_backward",
+    "channel_sums",
+    "channel_affine",
 ]
 
 
@@ -403,6 +405,57 @@ def matmul(a, b, out=None):
         np.copyto(out, result, casting="same_kind")
         return out
     return result
+
+
+# ------------------------------------------------------------- per-channel maps
+
+
+def channel_sums(u, v=None, shift=None):
+    """Per-channel sums over rows, in float64: the statistics of a normalisation.
+
+    Parameters
+    ----------
+    u : array (A, R, B)
+        A groups of R rows of B channels.
+    v : array (A, R, B), optional
+    shift : array (A, B), optional (zeros)
+
+    Returns
+    -------
+    (s1, s2) : arrays (A, B), float64
+        Without ``v``: ``s1 = sum_r (u - shift)``, ``s2 = sum_r (u - shift)**2`` (a
+        shift near the mean keeps the variance ``s2/R - (s1/R)**2`` accurate). With
+        ``v``: ``s1 = sum_r u``, ``s2 = sum_r u * (v - shift)``. The compiled backend
+        adds the rows in fixed blocks, so its sums equal these within double rounding.
+    """
+    u, v, (shift,) = _args.channel_args(u, v, (shift,), ("shift",))
+    if shift is None:
+        shift = np.zeros((u.shape[0], u.shape[2]))
+    d = u.astype(np.float64)
+    if v is None:
+        d = d - shift[:, None, :]
+        return d.sum(axis=1), (d * d).sum(axis=1)
+    return d.sum(axis=1), (d * (v.astype(np.float64) - shift[:, None, :])).sum(axis=1)
+
+
+def channel_affine(u, p, r, v=None, q=None):
+    """``out = p * u + q * v + r`` per channel (without ``v``, ``p * u + r``).
+
+    Parameters
+    ----------
+    u, v : arrays (A, R, B)
+    p, q, r : arrays (A, B), taken in u's dtype
+
+    Returns
+    -------
+    array (A, R, B), u's dtype. The compiled backend gives the same bits.
+    """
+    u, v, p, q, r = _args.channel_affine_args(u, p, r, v, q)
+    out = p[:, None, :] * u
+    if v is not None:
+        out += q[:, None, :] * v
+    out += r[:, None, :]
+    return out
 
 
 # ------------------------------------------------------------------------- resize

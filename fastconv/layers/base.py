@@ -5,7 +5,6 @@ symbolic tensors, tracing a subclass's ``call``), :class:`InputLayer` and
 from __future__ import annotations
 
 import inspect
-import re
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -15,6 +14,7 @@ from .. import activations as _activations
 from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
+from .._names import snake_case as _snake
 from ..backends._args import fail
 from ..graph import Graph, KerasTensor, Node, flatten, is_symbolic, pack, record, tracing
 
@@ -28,11 +28,6 @@ class Ctx:
     """What one call of a layer keeps for its backward pass (attributes per layer)."""
 
     __slots__ = ("__dict__",)
-
-
-def _snake(name: str) -> str:
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _unique_name(base: str) -> str:

@@ -548,7 +548,9 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
     (N*H*W, C_in) @ (C_in, KH*KW*filters), and the same two products as Dense backward.
     Other strided layers split the output into its s_h * s_w stride phases, each a
     stride-1 convolution of the input with a flipped sub-kernel on the existing kernels
-    (:meth:`_phases`), so no multiplication by inserted zeros. At stride 1 it is one
+    (:meth:`_phases`), so no multiplication by inserted zeros; their backward is one
+    strided Conv2D of the output gradient, whose output is dx and whose weight gradient
+    is dw (:meth:`_backward_strided`). At stride 1 it is one
     convolution with the flipped kernel, padded by :func:`_transpose_pads` (bias and
     ReLU fused).
     """
@@ -677,36 +679,49 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
         N, H, W, C = x.shape
         _, OH, OW, F = self.compute_output_shape((N, H, W, C))
         (sh, sw), k = self.strides, self.kernel
-        z = np.zeros((N, OH, OW, F), dtype=x.dtype)
-        ctx = Ctx()
-        ctx.phases, ctx.x_shape = [], x.shape
-        for rows, cols in self._phases(H, W, OH, OW):
-            (rh, oh0, _, hlo, hhi, hb, ha), (rw, ow0, _, wlo, whi, wb, wa) = rows, cols
-            if hlo >= hhi or wlo >= whi:
-                continue  # no tap reaches these outputs: zero before the bias
-            sub = np.ascontiguousarray(k[rh::sh, rw::sw][::-1, ::-1].transpose(0, 1, 3, 2))
-            out, cache = ops.conv2d_forward(x[:, hlo:hhi, wlo:whi], sub, None, 1,
-                                            ((hb, ha), (wb, wa)))
-            z[:, oh0::sh, ow0::sw] = out
-            ctx.phases.append((rows, cols, cache))
-        if self.use_bias:
+        phases = list(self._phases(H, W, OH, OW))
+        reached = [(rows, cols) for rows, cols in phases
+                   if rows[3] < rows[4] and cols[3] < cols[4]]
+        # Every output lies in exactly one phase; each phase's convolution adds the
+        # bias itself, and only outputs that no tap reaches need it set apart.
+        covered = len(reached) == len(phases)
+        z = np.empty((N, OH, OW, F), dtype=x.dtype) if covered else np.zeros(
+            (N, OH, OW, F), dtype=x.dtype)
+        if not covered and self.use_bias:
             z += self.bias
+        ctx = Ctx()
+        ctx.x = x
+        bias = self.bias if self.use_bias else None
+        for rows, cols in reached:
+            (rh, oh0, _, hlo, hhi, hb, ha), (rw, ow0, _, wlo, whi, wb, wa) = rows, cols
+            sub = np.ascontiguousarray(k[rh::sh, rw::sw][::-1, ::-1].transpose(0, 1, 3, 2))
+            out, _ = ops.conv2d_forward(x[:, hlo:hhi, wlo:whi], sub, bias, 1,
+                                        ((hb, ha), (wb, wa)))
+            z[:, oh0::sh, ow0::sw] = out
         return self._activate(z, ctx), ctx
 
-    def _backward_phases(self, dout, ctx, need_dx):
+    def _backward_strided(self, dout, ctx, need_dx):
+        """The gradients of a strided layer from one strided Conv2D of dz with the
+        kernel (KH, KW, filters, C_in) read as a convolution's: its output is dx (the
+        adjoint of the forward), and its weight gradient against x is dw. Per axis the
+        convolution pads dz by crop = e - 1 - left before (the rows the forward cropped)
+        and enough after for n outputs; output rows no input reaches (output_padding
+        past the last window) only have a bias gradient and are left out."""
         dz = self._deactivate(dout, ctx)
-        (sh, sw) = self.strides
-        dw = np.zeros_like(self.kernel)
-        dx = np.zeros(ctx.x_shape, dtype=dz.dtype) if need_dx else None
-        for rows, cols, cache in ctx.phases:
-            (rh, oh0, _, hlo, hhi, _, _), (rw, ow0, _, wlo, whi, _, _) = rows, cols
-            dsub_x, dsub, _ = ops.conv2d_backward(dz[:, oh0::sh, ow0::sw], cache, need_dx)
-            dw[rh::sh, rw::sw] = dsub[::-1, ::-1].transpose(0, 1, 3, 2)
-            if need_dx:
-                dx[:, hlo:hhi, wlo:whi] += dsub_x
+        x = ctx.x
+        pads, limits = [], []
+        for n, out, k, st, (left, _) in zip(x.shape[1:3], dz.shape[1:3], self.kernel_size,
+                                            self.strides, self._pads()):
+            crop = k - 1 - left  # (strided layers have dilation 1)
+            after = (n - 1) * st + k - 1 - crop - (out - 1)
+            pads.append((crop, max(after, 0)))
+            limits.append(out + min(after, 0))
+        dx, cache = ops.conv2d_forward(dz[:, :limits[0], :limits[1]], self.kernel, None,
+                                       self.strides, tuple(pads))
+        _, dw, _ = ops.conv2d_backward(x, cache, input_grad=False)
         wg = [(self.kernel, dw)] + ([(self.bias, dz.sum(axis=(0, 1, 2)))]
                                     if self.use_bias else [])
-        return (None if dx is None else self._from_nhwc(dx)), wg
+        return (self._from_nhwc(dx) if need_dx else None), wg
 
     def forward(self, x, training=False, workspace=None):
         x = self._to_nhwc(x)
@@ -724,7 +739,7 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
         if self._tiles:
             return self._backward_tiles(dout, ctx, need_dx)
         if self.strides != (1, 1):
-            return self._backward_phases(dout, ctx, need_dx)
+            return self._backward_strided(dout, ctx, need_dx)
         dz, dflipped, db = _conv_backward(self, dout, ctx, need_dx)
         dw = np.ascontiguousarray(dflipped[::-1, ::-1].transpose(0, 1, 3, 2))
         wg = [(self.kernel, dw)] + ([(self.bias, db)] if self.use_bias else [])

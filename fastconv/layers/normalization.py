@@ -2,10 +2,14 @@
 ``GroupNormalization``.
 
 Each standardises x over some axes, ``xhat = (x - mean) / sqrt(var + epsilon)`` (biased
-variance), then scales and shifts it per feature, ``gamma * xhat + beta``. They run in
-NumPy: per element a handful of operations that NumPy's reductions and broadcasts do in
-a few passes over memory, far below the cost of the convolutions around them; a
-compiled twin would save passes, not arithmetic.
+variance), then scales and shifts it per feature, ``gamma * xhat + beta``.
+
+With the features on the last axis (channels-last images, Dense outputs), batch and
+group normalisation run on two kernels of :mod:`fastconv.ops` (compiled, with a NumPy
+twin): ``channel_sums`` for the statistics (one pass, in double) and
+``channel_affine`` for ``y = scale * x + shift`` and the input gradient
+``dx = k * dout + p * x + q`` (one pass each), all per channel. Other layouts, and
+layer normalisation, run in NumPy.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 
 from .. import constraints as _constraints
 from .. import initializers as _initializers
+from .. import ops
 from .. import regularizers as _regularizers
 from ..backends._args import fail
 from .base import Layer
@@ -37,6 +42,80 @@ def _standardize_backward(dxhat, xhat, inv, axes):
     s1 = dxhat.sum(axis=axes, keepdims=True)
     s2 = (dxhat * xhat).sum(axis=axes, keepdims=True)
     return (inv / m) * (m * dxhat - s1 - xhat * s2)
+
+
+class _Grouped:
+    """Standardisation of u (A, R, B) over its rows and each group of B // G
+    consecutive channels, on ops.channel_sums and ops.channel_affine: batch
+    normalisation is A = 1 and G = B, group normalisation A = the batch."""
+
+    def __init__(self, u, groups, mean=None, var=None):
+        self.u, self.groups = u, groups
+        self.cg = u.shape[2] // groups
+        if mean is None:
+            mean, var = self._moments()
+        self.mean, self.var = mean, var  # float64 (A, G)
+
+    def _moments(self):
+        A, R, B = self.u.shape
+        cg = self.cg
+        # shifted by a value of each group, so that s2/m - (s1/m)^2 does not cancel
+        shift = np.repeat(self.u[:, 0, ::cg].astype(np.float64), cg, axis=1)
+        s1, s2 = ops.channel_sums(self.u, None, shift)
+        m = R * cg
+        s1 = s1.reshape(A, self.groups, cg).sum(axis=2) / m
+        s2 = s2.reshape(A, self.groups, cg).sum(axis=2) / m
+        return shift[:, ::cg] + s1, np.maximum(s2 - s1 * s1, 0.0)
+
+    def _wide(self, a):
+        """(A, G) -> (A, B): each group's value for each of its channels."""
+        return np.repeat(a, self.cg, axis=1)
+
+    inv = None          # (A, G), set by the layer: 1 / sqrt(var + epsilon)
+    batch_stats = True  # whether the mean and variance are the batch's own
+
+    def forward(self, inv, gamma, beta):
+        """``gamma * (u - mean) * inv + beta`` as ``scale * u + shift``; inv (A, G)."""
+        dt = self.u.dtype
+        scale = self._wide(inv).astype(dt)
+        if gamma is not None:
+            scale = scale * gamma
+        shift = -(self._wide(self.mean).astype(dt) * scale)
+        if beta is not None:
+            shift = shift + beta
+        return ops.channel_affine(self.u, scale, shift)
+
+    def backward(self, dout, inv, gamma, batch_stats):
+        """``(dx, dgamma (A, B), dbeta (A, B))`` for dout (A, R, B); with
+        ``batch_stats`` the mean and variance depend on u and are differentiated too."""
+        dt = self.u.dtype
+        A, R, B = self.u.shape
+        s_dy, s_dyx = ops.channel_sums(dout, self.u, self._wide(self.mean))
+        inv64 = self._wide(inv.astype(np.float64))
+        dgamma = inv64 * s_dyx          # sum dout * xhat
+        g = np.ones(B) if gamma is None else gamma.astype(np.float64)
+        k = g * inv64
+        if not batch_stats:
+            dx = ops.channel_affine(dout, k.astype(dt), np.zeros((A, B), dt))
+            return dx, dgamma, s_dy
+        m = R * self.cg
+
+        def group_sum(a):
+            return a.reshape(A, self.groups, self.cg).sum(axis=2)
+
+        s_dxhat = self._wide(group_sum(g * s_dy))          # sum of gamma * dout
+        s_dxhat_xhat = self._wide(group_sum(g * dgamma))   # sum of gamma * dout * xhat
+        p = -(inv64 * inv64) * s_dxhat_xhat / m
+        q = -inv64 * s_dxhat / m - p * self._wide(self.mean)
+        dx = ops.channel_affine(dout, k.astype(dt), q.astype(dt), v=self.u,
+                                q=p.astype(dt))
+        return dx, dgamma, s_dy
+
+
+def _inv_std(var, epsilon, dtype):
+    """``1 / sqrt(var + epsilon)`` in ``dtype``, var rounded to it first."""
+    var = np.asarray(var).astype(dtype)
+    return (1 / np.sqrt(var + dtype.type(epsilon))).astype(dtype)
 
 
 class _ScaleCenter:
@@ -160,6 +239,8 @@ class BatchNormalization(_ScaleCenter, Layer):
         # As in Keras, a frozen BatchNormalization (trainable=False) runs in inference
         # mode: fine-tuning leaves its statistics alone.
         training = training and self.trainable
+        if self.axis % x.ndim == x.ndim - 1 and x.size:
+            return self._forward_last(x, training)
         axes = tuple(i for i in range(x.ndim) if i != self.axis % x.ndim)
         bs = self._bshape(x)
         dt = x.dtype.type
@@ -177,7 +258,38 @@ class BatchNormalization(_ScaleCenter, Layer):
         xhat = (x - mean.reshape(bs)) * inv.reshape(bs)
         return self._affine(xhat, bs), (xhat, inv.reshape(bs), axes, bs, training)
 
+    def _forward_last(self, x, training):
+        """Channels last: the statistics and the map on the per-channel kernels."""
+        C = x.shape[-1]
+        dt = x.dtype.type
+        u = x.reshape(1, -1, C)
+        if training:
+            st = _Grouped(u, C)
+            m = dt(self.momentum)
+            self.moving_mean *= m
+            self.moving_mean += (1 - m) * st.mean[0].astype(x.dtype)
+            self.moving_variance *= m
+            self.moving_variance += (1 - m) * st.var[0].astype(x.dtype)
+        else:
+            st = _Grouped(u, C, self.moving_mean.astype(np.float64)[None],
+                          self.moving_variance.astype(np.float64)[None])
+        inv = _inv_std(st.var, self.epsilon, x.dtype)
+        out = st.forward(inv, self.gamma if self.scale else None,
+                         self.beta if self.center else None)
+        st.inv, st.batch_stats = inv, training
+        return out.reshape(x.shape), st
+
     def backward(self, dout, ctx, need_dx=True):
+        if isinstance(ctx, _Grouped):
+            st = ctx
+            C = dout.shape[-1]
+            dout = np.ascontiguousarray(dout, dtype=st.u.dtype)
+            dx, dgamma, dbeta = st.backward(dout.reshape(1, -1, C), st.inv,
+                                            self.gamma if self.scale else None,
+                                            st.batch_stats)
+            wg = ([(self.gamma, dgamma[0].astype(self.gamma.dtype))] if self.scale else []) \
+                + ([(self.beta, dbeta[0].astype(self.beta.dtype))] if self.center else [])
+            return dx.reshape(dout.shape), wg
         xhat, inv, axes, bs, training = ctx
         dxhat, wg = self._affine_backward(dout, xhat, bs)
         if not training:
@@ -321,12 +433,29 @@ class GroupNormalization(_ScaleCenter, Layer):
 
     def forward(self, x, training=False, workspace=None):
         gshape, a = self._group_shape(x.shape)
+        if a == x.ndim - 1 and x.size:
+            st = _Grouped(x.reshape(x.shape[0], -1, x.shape[-1]), gshape[a])
+            inv = _inv_std(st.var, self.epsilon, x.dtype)
+            out = st.forward(inv, self.gamma if self.scale else None,
+                             self.beta if self.center else None)
+            st.inv, st.batch_stats = inv, True
+            return out.reshape(x.shape), st
         axes = tuple(i for i in range(1, len(gshape)) if i != a)
         xhat, inv = _standardize(x.reshape(gshape), axes, self.epsilon)
         bs = tuple(s if i == a else 1 for i, s in enumerate(x.shape))
         return self._affine(xhat.reshape(x.shape), bs), (xhat, inv, axes, bs, gshape)
 
     def backward(self, dout, ctx, need_dx=True):
+        if isinstance(ctx, _Grouped):
+            st = ctx
+            shape = dout.shape
+            dout = np.ascontiguousarray(dout, dtype=st.u.dtype).reshape(st.u.shape)
+            dx, dgamma, dbeta = st.backward(dout, st.inv,
+                                            self.gamma if self.scale else None, True)
+            wg = ([(self.gamma, dgamma.sum(axis=0).astype(self.gamma.dtype))]
+                  if self.scale else []) + (
+                [(self.beta, dbeta.sum(axis=0).astype(self.beta.dtype))] if self.center else [])
+            return dx.reshape(shape), wg
         xhat, inv, axes, bs, gshape = ctx
         dxhat, wg = self._affine_backward(dout, xhat.reshape(dout.shape), bs)
         dx = _standardize_backward(dxhat.reshape(gshape), xhat, inv, axes)
