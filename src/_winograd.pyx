@@ -36,6 +36,7 @@ from _blas cimport gemm_rm
 
 
 cdef extern from "_winograd.h" nogil:
+    int fc_wg_isa
     int fc_wg_set_isa(int level)
     void fc_wg_filter_f32(const float* w, Py_ssize_t C, Py_ssize_t F, float* U)
     void fc_wg_filter_f64(const double* w, Py_ssize_t C, Py_ssize_t F, double* U)
@@ -71,6 +72,11 @@ def set_isa(int level):
 
 
 set_isa(2)
+
+
+def isa():
+    """The name of the transforms' copy in use: 'baseline', 'avx2' or 'avx512'."""
+    return ISA_NAMES[fc_wg_isa]
 
 
 def workspace(Py_ssize_t chunk, Py_ssize_t C, Py_ssize_t F):

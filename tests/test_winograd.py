@@ -430,6 +430,14 @@ def test_winograd_only_where_valid():
             dispatch.WINOGRAD
 
 
+def test_show_config_reports_the_algorithm_and_transforms(capsys):
+    with fastconv.conv_algorithm("direct"):
+        fastconv.show_config()
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("conv:")]
+    assert line == [f"conv:      algorithm 'direct', Winograd transforms: {_winograd.isa()}"]
+    assert _winograd.isa() in _winograd.ISA_NAMES
+
+
 def test_explain_conv_names_winograd(capsys):
     with fastconv.conv_algorithm("winograd"):
         choices = fastconv.explain_conv((64, 14, 14, 128), (3, 3, 128, 128), padding="same")
