@@ -43,8 +43,9 @@ C = 16 and 4e-4 for C = 256 in float32), ghost_factor(4) = 31 (961 in 2-D: 2.7e-
 for m = 2, 31.7 for m = 4), n counting the tiles summed instead of C, and its scale
 extended to virtual taps (:func:`extended_dw_scale`; for m = 2 there are none).
 This is a worst case (every rounding error of one sign, magnitudes arranged to
-maximise the cancelled terms); on random data the error of F(2x2, 3x3) is a few times
-that of direct convolution.
+maximise the cancelled terms). On random normal data (7x7 maps, 32-256 channels,
+float32) the measured errors were 7e-8 to 1.1e-7 for the compiled F(2x2, 3x3), 1.6e-7
+to 2.1e-7 for the direct kernels, and 0.9e-6 to 1.6e-6 for F(4x4, 3x3) here.
 """
 
 from __future__ import annotations
