@@ -254,6 +254,21 @@ def test_bits_do_not_depend_on_threads(shape, padding, dtype, winograd):
         np.testing.assert_array_equal(a, c)
 
 
+def test_concurrent_calls_get_the_bits_of_a_lone_call(winograd):
+    # Four Python threads share the kernel threads; chunks and groups are fixed by the
+    # shapes, so every call gives the lone call's bits (dw on Winograd too: C = 64).
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, w, b = _arrays((6, 12, 12, 64), (3, 3, 64, 32), True, 1, np.float32)
+    dout = _dout((6, 12, 12, 32), 1, np.float32)
+    alone = _all_passes(x, w, b, dout, "same")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: _all_passes(x, w, b, dout, "same"), range(8)))
+    for res in results:
+        for a, c in zip(alone, res):
+            np.testing.assert_array_equal(a, c)
+
+
 def test_an_image_gets_the_same_bits_alone_and_in_a_batch(winograd):
     # Chunks of tiles span images; the GEMM of a tile's row does not depend on its
     # neighbours, so an image's output does not depend on the batch around it.
