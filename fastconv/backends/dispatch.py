@@ -196,17 +196,21 @@ WINOGRAD = "winograd"
 # channels need a reduction long enough to run well), and for dw C at least
 # WINOGRAD_DW_MIN_C. Measured 2026-12-04 (benchmarks/winograd_compare.py, float32,
 # 2 threads, Winograd forced against set_conv_algorithm('direct'), side by side in one
-# process, 5 rounds of medians of 5, another job on one of the 2 cores; direct time /
-# Winograd time, forward / backward (dx + dw) / dw alone): bench b (32 -> 64 on 26x26)
-# 1.26-1.33 / 0.99-1.32 / 0.99-1.00; d (32 -> 64, 15x15) 1.01-1.37 / 1.00 / 0.88-0.96;
-# e (64 -> 64, 6x6) 1.47 / 0.97-1.03 / 1.10-1.57; f (64 -> 64, 56x56 'same') 1.41-1.80
-# / 1.36-1.67 / 1.19-1.90; f1 (batch 1) 1.31 / 1.11 / 1.03; 32 -> 128 on 8x8 2.05 /
-# 1.53 / 0.94; 64 -> 32 on 14x14 1.50 / 1.35 / 1.49; the deeper Fashion-MNIST CNN's
-# 'same' layers at batch 64 and 128: 64 -> 128 on 14x14 1.28-2.24 / 1.62-1.79 /
-# 1.68-2.00, 128 -> 128 1.64-2.10 / 1.47-2.23 / 2.03-2.25, 128 -> 256 on 7x7 1.08-1.76 /
-# 1.15-1.51 / 1.10-1.26, 256 -> 256 1.81-3.02 / 1.71-1.98 / 1.44-1.65. float64: b 1.09 /
-# 0.99 / 0.99, 128 -> 128 2.03 / 1.92 / 1.52, 256 -> 256 3.40 / 2.56 / 1.87. Channel
-# counts below 32 were not measured and keep the direct kernels.
+# process, 5-7 rounds of medians of 5, four runs (three for the last six layers), the
+# machine shared with another job; direct time / Winograd time, forward / backward
+# (dx + dw) / dw alone): bench b (32 -> 64 on 26x26) 1.26-1.42 / 0.99-1.32 / 0.98-1.01;
+# d (32 -> 64, 15x15) 0.93-1.37 / 1.00-1.02 / 0.87-0.96; e (64 -> 64, 6x6) 1.05-1.47 /
+# 0.63 in one run, 1.02-1.11 in two (1.03 paired by hand) / 1.01-1.26; f (64 -> 64,
+# 56x56 'same') 1.41-1.80 / 1.36-1.70 / 1.19-1.96; f1 (batch 1) 1.21-1.32 / 1.11-1.31 /
+# 1.03-1.32; 32 -> 128 on 8x8 1.16-2.05 / 1.05-1.53 / 0.87-0.98; 64 -> 64 on 4x4
+# 1.25-2.32 / 1.35-1.75 / 1.37-1.81; 64 -> 32 on 14x14 1.48-1.63 / 1.35-1.72 /
+# 1.49-1.80; 32 -> 64 on 14x14 1.37-1.51 / 1.38-1.71 / 1.55-2.70; the deeper
+# Fashion-MNIST CNN's 'same' layers at batch 64 and 128: 64 -> 128 on 14x14 1.26-2.24 /
+# 1.49-1.93 / 1.51-2.00, 128 -> 128 1.64-2.36 / 1.47-2.28 / 1.64-2.35, 128 -> 256 on
+# 7x7 1.08-1.76 / 1.15-1.51 / 1.06-1.26, 256 -> 256 1.81-3.02 / 1.52-1.98 / 1.44-1.65.
+# float64 (one run): b 1.09 / 0.99 / 0.99, 128 -> 128 2.03 / 1.92 / 1.52, 256 -> 256
+# 3.40 / 2.56 / 1.87. Channel counts below 32 were not measured and keep the direct
+# kernels; d's forward is at the crossover.
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_DW_MIN_C = 64
 
@@ -224,11 +228,12 @@ def winograd_faster(g: ConvGeometry, min_c: int = WINOGRAD_MIN_CHANNELS) -> bool
 
 
 WINOGRAD_MEASURED = (
-    "direct time / Winograd time, float32, 2 threads, forward / backward / dw alone: bench "
-    "b 1.26-1.33 / 0.99-1.32 / 0.99-1.00, d 1.01-1.37 / 1.00 / 0.88-0.96, f 1.41-1.80 / "
-    "1.36-1.67 / 1.19-1.90; Fashion-MNIST CNN 'same' layers 128 -> 128 on 14x14 "
-    "1.64-2.10 / 1.47-2.23 / 2.03-2.25, 256 -> 256 on 7x7 1.81-3.02 / 1.71-1.98 / "
-    "1.44-1.65 (benchmarks/winograd_compare.py; see WINOGRAD_MIN_CHANNELS)")
+    "direct time / Winograd time, float32, 2 threads, forward / backward / dw alone, four "
+    "runs: bench b 1.26-1.42 / 0.99-1.32 / 0.98-1.01, d 0.93-1.37 / 1.00-1.02 / "
+    "0.87-0.96, f 1.41-1.80 / 1.36-1.70 / 1.19-1.96; Fashion-MNIST CNN 'same' layers "
+    "128 -> 128 on 14x14 1.64-2.36 / 1.47-2.28 / 1.64-2.35, 256 -> 256 on 7x7 1.81-3.02 "
+    "/ 1.52-1.98 / 1.44-1.65 (benchmarks/winograd_compare.py; see "
+    "WINOGRAD_MIN_CHANNELS)")
 
 
 class Candidate(NamedTuple):
