@@ -228,7 +228,8 @@ def worker(args) -> None:
         import fastconv.keras as keras
 
         fastconv.set_num_threads(args.threads)
-        result = run_keras_style(keras, args)
+        with fastconv.conv_algorithm(args.conv_algorithm):
+            result = run_keras_style(keras, args)
     elif args.worker == "torch":
         result = run_torch(args)
     else:
@@ -258,6 +259,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=20, help="timed steps (and predict batches)")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--conv-algorithm", default="auto", choices=["auto", "direct", "winograd"],
+                   help="fastconv.set_conv_algorithm in fastconv's worker (default: auto)")
     p.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -277,7 +280,8 @@ def main(argv=None) -> int:
             print(f"# {f}: not importable here (Keras needs TensorFlow), skipped")
     env = dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "tensorflow"))
     print(f"# batch {a.batch_size}, {a.steps} timed steps after {a.warmup}, "
-          f"{a.threads} threads; images/s; ratio = fastconv / other")
+          f"{a.threads} threads, fastconv conv algorithm {a.conv_algorithm}; images/s; "
+          f"ratio = fastconv / other")
     print(f"{'model':13s} {'framework':9s} {'train img/s':>12s} {'predict img/s':>14s} "
           f"{'peak RSS MB':>12s} {'x train':>8s} {'x predict':>9s}")
     for m in models:
@@ -285,7 +289,8 @@ def main(argv=None) -> int:
         for f in frameworks:
             cmd = [sys.executable, __file__, "--worker", f, "--model", m, "--threads",
                    str(a.threads), "--batch-size", str(a.batch_size), "--steps",
-                   str(a.steps), "--warmup", str(a.warmup)]
+                   str(a.steps), "--warmup", str(a.warmup), "--conv-algorithm",
+                   a.conv_algorithm]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if out.returncode:
                 print(f"{m:13s} {f:9s} failed: {out.stderr.strip().splitlines()[-1:]}")

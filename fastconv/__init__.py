@@ -14,6 +14,11 @@ from . import backends, ops  # noqa: E402
 from ._info import show_config  # noqa: E402
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from .backends import get_backend, set_backend, use_backend  # noqa: E402
+from .backends._algorithm import (  # noqa: E402
+    conv_algorithm,
+    get_conv_algorithm,
+    set_conv_algorithm,
+)
 
 __version__ = "0.1.0"
 
@@ -36,5 +41,8 @@ __all__ = [
     "get_num_threads",
     "show_config",
     "explain_conv",
+    "set_conv_algorithm",
+    "get_conv_algorithm",
+    "conv_algorithm",
     "__version__",
 ]

@@ -40,6 +40,15 @@ def config() -> dict:
         info["compiler"] = f"compiled modules not importable: {exc}"
         info["openmp"] = "off"
     info["simd"] = simd()
+    from .backends._algorithm import get_conv_algorithm
+
+    try:
+        from . import _winograd
+
+        transforms = _winograd.isa()
+    except ImportError:
+        transforms = "not importable"
+    info["conv"] = f"algorithm {get_conv_algorithm()!r}, Winograd transforms: {transforms}"
     import numpy
 
     from . import _runtime

@@ -14,6 +14,7 @@ Examples
     python -m fastconv.bench --only a,b,g --reps 30
     python -m fastconv.bench --dtype float64 --json out.json --csv out.csv --plot out.png
     python -m fastconv.bench --sweep 24 --seed 1   # random layer shapes (fastconv._sweep)
+    python -m fastconv.bench --only b,d,f --conv-algorithm direct   # no Winograd
 
 Where torch lives in another environment, run the bench with that interpreter and
 fastconv on its path (``PYTHONPATH=/path/to/fastconv-checkout``), so that both are
@@ -677,9 +678,18 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", type=int, metavar="N",
                    help="instead of the table: N random layer shapes against PyTorch")
     p.add_argument("--seed", type=int, default=0, help="the sweep's random seed")
+    p.add_argument("--conv-algorithm", default="auto", choices=["auto", "direct", "winograd"],
+                   help="fastconv.set_conv_algorithm for the run (default: auto)")
     a = p.parse_args(argv)
     if a.threads < 1 or a.reps < 1:
         p.error("--threads and --reps must be >= 1")
+    from .backends._algorithm import conv_algorithm
+
+    with conv_algorithm(a.conv_algorithm):
+        return _main(p, a)
+
+
+def _main(p, a) -> int:
     if a.sweep is not None:
         return _sweep_main(p, a)
     torch_ok = not a.no_torch and _torch() is not None
@@ -688,7 +698,7 @@ def main(argv=None) -> int:
                      a.numpy_reps, not a.no_numpy, not a.no_torch, a.batch,
                      log=lambda s: print(s, flush=True))
     print(f"# {info['machine']}, {info['platform']}, torch {info['torch']}, "
-          f"fastconv kernels: {info['simd']}")
+          f"fastconv kernels: {info['simd']}, conv algorithm: {a.conv_algorithm}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"info": info, "rows": [asdict(r) for r in rows]}, f, indent=1)

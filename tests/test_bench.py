@@ -56,3 +56,27 @@ def test_bench_has_the_convolution_family_rows(tmp_path):
     assert [r["layer"] for r in rows] == names.split(",")
     for row in rows:
         assert row["fwd_bwd_ms"] > 0 and row["gflops"] > 0 and row["speedup_numpy"] > 0
+
+
+def test_bench_conv_algorithm_option():
+    res = subprocess.run(
+        [sys.executable, "-m", "fastconv.bench", "--only", "f1", "--batch", "1", "--reps",
+         "1", "--no-numpy", "--no-torch", "--threads", "1", "--conv-algorithm", "direct"],
+        capture_output=True, text=True, check=True, timeout=300)
+    assert "conv algorithm: direct" in res.stdout.splitlines()[-1]
+    bad = subprocess.run([sys.executable, "-m", "fastconv.bench", "--conv-algorithm", "fft"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--conv-algorithm" in bad.stderr
+
+
+def test_winograd_compare_runs():
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "winograd_compare.py"
+    res = subprocess.run([sys.executable, str(script), "--rounds", "1", "--reps", "1",
+                          "--only", "s4-64-64", "--threads", "1"],
+                         capture_output=True, text=True, check=True, timeout=300)
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:2] == ["layer", "pass"]
+    assert [ln.split()[:2] for ln in lines[1:]] == [
+        ["s4-64-64", p] for p in ("forward", "backward", "dw")]

@@ -23,6 +23,9 @@ from .test_cython_backend import _conv_compare
 
 # (pass, candidate, x shape, w shape, stride, padding, finite weights): float32.
 REACH = [
+    ("forward", "winograd", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", True),
+    ("dx", "winograd", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", True),
+    ("dw", "winograd", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", True),
     ("forward", "direct-padded-filters", (2, 8, 8, 3), (3, 3, 3, 6), 1, "valid", True),
     ("forward", "direct-wide-skip", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", True),
     ("forward", "direct-wide-padded-copy", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", False),
@@ -75,7 +78,13 @@ def test_candidate_is_reached_and_matches_reference(pass_, name, xs, ws, stride,
     if not dispatch.HAVE_AVX2 and name not in DIRECT_ONLY:
         pytest.skip("the direct kernels need AVX2 and FMA")
     x, w = _arrays(xs, ws, finite)
-    assert _chosen(pass_, x, w, stride, padding) == name
+    # (the Winograd rows under set_conv_algorithm("winograd"), the others under "direct")
+    with fastconv.conv_algorithm("winograd" if name == dispatch.WINOGRAD else "direct"):
+        assert _chosen(pass_, x, w, stride, padding) == name
+        _reached_matches_reference(x, w, ws, stride, padding, finite)
+
+
+def _reached_matches_reference(x, w, ws, stride, padding, finite):
     if not finite:  # (Inf and NaN against the reference: test_cython_backend)
         got = fast.conv2d_forward(x, w, None, stride, padding)[0]
         want = ref.conv2d_forward(x, w, None, stride, padding)[0]
@@ -101,7 +110,7 @@ def test_force_runs_a_valid_candidate_and_falls_back_otherwise():
 
 def test_force_rejects_unknown_names():
     with pytest.raises(ValueError, match="`name` must be None or a dx candidate"):
-        with dispatch.force("dx", "winograd"):
+        with dispatch.force("dx", "no-such-kernel"):
             pass
     with pytest.raises(ValueError, match="`pass_` must be one of"):
         with dispatch.force("backward", "direct"):
@@ -123,14 +132,16 @@ def test_explain_conv_first_layers_past_48_take_the_direct_kernels(xs, ws, paddi
         "forward": "direct", "dx": dx if xs[3] <= 4 else "col2im",
         "dw": "direct-fused" if xs[3] <= 4 else "direct"}
     text = capsys.readouterr().out
-    assert f"K = KH*KW*C = {k}" in text and "passed over: direct-padded-filters" in text
+    assert f"K = KH*KW*C = {k}" in text
+    assert "passed over: winograd, direct-padded-filters" in text
 
 
 def test_explain_conv_long_reduction_of_few_filters_takes_gemm():
     got = fastconv.explain_conv((8, 16, 16, 8), (3, 3, 8, 8))  # K = 72, C = 8, F = 8
     assert (got["forward"].kernel, got["dw"].kernel) == ("im2col-gemm", "im2col-gemm")
     assert got["forward"].passed_over == (
-        "direct-padded-filters", "direct-wide-skip", "direct-wide-padded-copy", "direct")
+        "winograd", "direct-padded-filters", "direct-wide-skip", "direct-wide-padded-copy",
+        "direct")
 
 
 def test_explain_conv_reports_padded_filters():

@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tu
 import numpy as np
 
 from .. import _conv
-from . import _args
+from . import _algorithm, _args
 from ._args import ConvGeometry, fail
 
 __all__ = [
@@ -186,6 +186,56 @@ def _always(g, dtype, finite) -> bool:
     return True
 
 
+# ------------------------------------------------------------------------ Winograd
+# The Winograd F(2x2, 3x3) candidates ('winograd' in forward, dx, dw) are skipped under
+# fastconv.set_conv_algorithm('direct') and taken wherever valid under 'winograd';
+# under 'auto' (the default) where faster. Their rounding differs from the direct
+# kernels' (bound: fastconv.backends.winograd.error_bound).
+WINOGRAD = "winograd"
+# Where 'auto' takes Winograd: both channel counts at least this many (the GEMMs over
+# channels need a reduction long enough to run well), and for dw C at least
+# WINOGRAD_DW_MIN_C. Measured 2026-12-04 (benchmarks/winograd_compare.py, float32,
+# 2 threads, Winograd forced against set_conv_algorithm('direct'), side by side in one
+# process, 5-7 rounds of medians of 5, four runs (three for the last six layers), the
+# machine shared with another job; direct time / Winograd time, forward / backward
+# (dx + dw) / dw alone): bench b (32 -> 64 on 26x26) 1.26-1.42 / 0.99-1.32 / 0.98-1.01;
+# d (32 -> 64, 15x15) 0.93-1.37 / 1.00-1.02 / 0.87-0.96; e (64 -> 64, 6x6) 1.05-1.47 /
+# 0.63 in one run, 1.02-1.11 in two (1.03 paired by hand) / 1.01-1.26; f (64 -> 64,
+# 56x56 'same') 1.41-1.80 / 1.36-1.70 / 1.19-1.96; f1 (batch 1) 1.21-1.32 / 1.11-1.31 /
+# 1.03-1.32; 32 -> 128 on 8x8 1.16-2.05 / 1.05-1.53 / 0.87-0.98; 64 -> 64 on 4x4
+# 1.25-2.32 / 1.35-1.75 / 1.37-1.81; 64 -> 32 on 14x14 1.48-1.63 / 1.35-1.72 /
+# 1.49-1.80; 32 -> 64 on 14x14 1.37-1.51 / 1.38-1.71 / 1.55-2.70; the deeper
+# Fashion-MNIST CNN's 'same' layers at batch 64 and 128: 64 -> 128 on 14x14 1.26-2.24 /
+# 1.49-1.93 / 1.51-2.00, 128 -> 128 1.64-2.36 / 1.47-2.28 / 1.64-2.35, 128 -> 256 on
+# 7x7 1.08-1.76 / 1.15-1.51 / 1.06-1.26, 256 -> 256 1.81-3.02 / 1.52-1.98 / 1.44-1.65.
+# float64 (one run): b 1.09 / 0.99 / 0.99, 128 -> 128 2.03 / 1.92 / 1.52, 256 -> 256
+# 3.40 / 2.56 / 1.87. Channel counts below 32 were not measured and keep the direct
+# kernels; d's forward is at the crossover.
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_DW_MIN_C = 64
+
+
+def winograd_geometry(g: ConvGeometry, dtype) -> bool:
+    """3x3 filters, stride 1, dilation 1, float32/float64, a non-empty output."""
+    return ((g.KH, g.KW, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1)
+            and dtype in (np.float32, np.float64) and g.N * g.OH * g.OW * g.C * g.F > 0)
+
+
+def winograd_faster(g: ConvGeometry, min_c: int = WINOGRAD_MIN_CHANNELS) -> bool:
+    """Where 'auto' takes Winograd (measured: see WINOGRAD_MIN_CHANNELS): at least
+    ``min_c`` input and 32 output channels (for dx, of the swapped problem)."""
+    return g.C >= min_c and g.F >= WINOGRAD_MIN_CHANNELS
+
+
+WINOGRAD_MEASURED = (
+    "direct time / Winograd time, float32, 2 threads, forward / backward / dw alone, four "
+    "runs: bench b 1.26-1.42 / 0.99-1.32 / 0.98-1.01, d 0.93-1.37 / 1.00-1.02 / "
+    "0.87-0.96, f 1.41-1.80 / 1.36-1.70 / 1.19-1.96; Fashion-MNIST CNN 'same' layers "
+    "128 -> 128 on 14x14 1.64-2.36 / 1.47-2.28 / 1.64-2.35, 256 -> 256 on 7x7 1.81-3.02 "
+    "/ 1.52-1.98 / 1.44-1.65 (benchmarks/winograd_compare.py; see "
+    "WINOGRAD_MIN_CHANNELS)")
+
+
 class Candidate(NamedTuple):
     """One kernel of a pass: when it can run, when it is chosen, and why."""
 
@@ -201,6 +251,14 @@ class Candidate(NamedTuple):
 
 
 FORWARD = [
+    Candidate(
+        WINOGRAD,
+        lambda g, dt, fin: winograd_geometry(g, dt) and bool(fin),
+        lambda g, dt, fin: winograd_faster(g),
+        "3x3, stride 1, dilation 1, finite weights, C >= 32 and F >= 32: Winograd "
+        "F(2x2, 3x3), 16 GEMMs over channels per chunk of tiles",
+        WINOGRAD_MEASURED,
+    ),
     Candidate(
         "direct-padded-filters",
         lambda g, dt, fin: HAVE_AVX2 and g.F % lanes(dt) != 0,
@@ -254,6 +312,14 @@ FORWARD = [
 
 DX = [
     Candidate(
+        WINOGRAD,
+        lambda g, dt, fin: winograd_geometry(g, dt) and bool(fin),
+        lambda g, dt, fin: winograd_faster(g._replace(C=g.F, F=g.C)),
+        "3x3, stride 1, dilation 1, finite weights, C >= 32 and F >= 32: the Winograd "
+        "forward on dout with the filters flipped and transposed",
+        WINOGRAD_MEASURED,
+    ),
+    Candidate(
         "planar",
         lambda g, dt, fin: (g.sh == g.sw == 1 and _conv.dx_planar_width(g.C) > 0
                             and on_lanes(dt, g.F, float32_only=True) and fin),
@@ -302,6 +368,14 @@ DX = [
 ]
 
 DW = [
+    Candidate(
+        WINOGRAD,
+        lambda g, dt, fin: winograd_geometry(g, dt),
+        lambda g, dt, fin: winograd_faster(g, WINOGRAD_DW_MIN_C),
+        "3x3, stride 1, dilation 1, C >= 64 and F >= 32: G^T [sum over tiles of "
+        "(B^T d B) . (A dy A^T)] G, 16 GEMMs over tiles in 16 fixed groups",
+        WINOGRAD_MEASURED,
+    ),
     Candidate(
         "direct-fused",
         lambda g, dt, fin: (on_lanes(dt, g.F) and g.N >= FUSE_MIN_IMAGES and g.OH * g.OW > 0
@@ -392,15 +466,23 @@ class FiniteWeights:
 
 def choose(pass_: str, g, dtype, finite, exclude: Tuple[str, ...] = ()) -> Candidate:
     """The candidate of ``pass_`` that runs: the forced one where it is valid (see
-    :func:`force`), else the first that applies and is not in ``exclude``."""
+    :func:`force`), else the first that applies and is not in ``exclude`` (with the
+    Winograd candidates as the conv algorithm says: skipped under 'direct', applying
+    wherever valid under 'winograd')."""
     table = CANDIDATES[pass_]
     name = _forced.get(pass_)
     if name is not None and name not in exclude:
         for c in table:
             if c.name == name and c.valid(g, dtype, finite):
                 return c
+    algorithm = _algorithm.get_conv_algorithm()
     for c in table:
-        if c.name not in exclude and c.applies(g, dtype, finite):
+        if c.name in exclude or (c.name == WINOGRAD and algorithm == "direct"):
+            continue
+        if c.name == WINOGRAD and algorithm == "winograd":
+            if c.valid(g, dtype, finite):
+                return c
+        elif c.applies(g, dtype, finite):
             return c
     raise AssertionError(f"no {pass_} candidate applies to {g}")  # the last always does
 
@@ -488,7 +570,8 @@ def plan_backward(g: ConvGeometry, dtype, finite, input_grad: bool = True
     (or a forced dx/dw candidate is a direct one); dx and dw are then chosen on the
     padded filter count. dw's 'direct-fused' runs only with dx on 'direct'/'planar'."""
     short = short_reduction(g) or any(
-        _forced.get(p) not in (None, "im2col-gemm", "col2im", "flip") for p in ("dx", "dw"))
+        _forced.get(p) not in (None, "im2col-gemm", "col2im", "flip", WINOGRAD)
+        for p in ("dx", "dw"))
     fp = padded_width(g, dtype) if pad_filters(g, dtype, short) else 0
     gb = g._replace(F=fp) if fp else g
     dx = choose("dx", gb, dtype, finite) if input_grad else None
@@ -558,7 +641,8 @@ def format_explanation(g: ConvGeometry, dtype, choices: Dict[str, Choice]) -> st
     lines = [f"conv2d x=(N, H, W, C)={(g.N, g.H, g.W, g.C)} w={(g.KH, g.KW, g.C, g.F)} "
              f"stride={(g.sh, g.sw)} pad(t, b, l, r)={(g.pt, g.pb, g.pl, g.pr)} "
              f"dilation={(g.dh, g.dw)} {np.dtype(dtype).name}, out={g.out_shape}, "
-             f"K = KH*KW*C = {reduction(g)} (simd: {_conv.simd()})"]
+             f"K = KH*KW*C = {reduction(g)} (simd: {_conv.simd()}, conv algorithm: "
+             f"{_algorithm.get_conv_algorithm()})"]
     for pass_, c in choices.items():
         lines.append(f"  {pass_:8s} {c.kernel}" + (f" ({c.note})" if c.note else ""))
         lines.append(f"           rule: {c.rule}")
