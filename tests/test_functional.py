@@ -514,13 +514,19 @@ def test_random_graphs_backends_agree_and_gradients_match(case):
     for w, g in fast[2]:
         np.testing.assert_allclose(g, g_ref[id(w)], rtol=1e-9, atol=1e-12)
     # Whole-model gradients against central differences (six entries of each weight, to
-    # bound the cost), on a random projection of the output.
+    # bound the cost), on a random projection of the output. Where the one-sided
+    # differences disagree, a kink (a ReLU, max or max-pooling switching) lies within h
+    # of the point and no difference measures the gradient: that entry is skipped, and
+    # most entries must be checked.
     out, ctx = model.forward(x)
     dout = rng.normal(size=out.shape)
     _, wg = model.backward(dout, ctx)
     h = 1e-6
+    base = np.sum(out * dout)
+    checked = skipped = 0
     for w, g in wg:
         flat = w.reshape(-1)
+        scale = max(1.0, np.abs(g).max())
         for i in rng.choice(flat.size, min(6, flat.size), replace=False):
             old = flat[i]
             flat[i] = old + h
@@ -528,8 +534,13 @@ def test_random_graphs_backends_agree_and_gradients_match(case):
             flat[i] = old - h
             minus = np.sum(model.forward(x)[0] * dout)
             flat[i] = old
+            if abs((plus - base) - (base - minus)) / h > 1e-3 * scale:
+                skipped += 1
+                continue
             num = (plus - minus) / (2 * h)
-            assert abs(g.reshape(-1)[i] - num) <= 1e-5 * max(1.0, np.abs(g).max()), (i, num)
+            assert abs(g.reshape(-1)[i] - num) <= 1e-5 * scale, (i, num)
+            checked += 1
+    assert checked >= 3 * skipped, (checked, skipped)
 
 
 def test_keras3_weights_give_keras3_predictions_and_one_sgd_step(monkeypatch):
