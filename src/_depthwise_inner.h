@@ -85,6 +85,32 @@ FC_DW_AVX512 static void fc_dw_fwd_row_##SFX(                                   
         for (ptrdiff_t t = 0; t < KH * KW; t++) wk[t] = MASKZ_LOAD(m, w + t * C + c0); \
         const V b = bias ? MASKZ_LOAD(m, bias + c0) : ZERO();                         \
         for (ptrdiff_t ow = 0; ow < OW; ow++) {                                       \
+            if (ow >= lo && ow + 4 <= hi) {                                           \
+                /* four interior columns at once: four independent sums (each in the  \
+                 * same order as alone), so the FMAs' latency overlaps */             \
+                V a0 = b, a1 = b, a2 = b, a3 = b;                                     \
+                const ptrdiff_t step = sw * C;                                        \
+                for (ptrdiff_t ki = 0; ki < KH; ki++) {                               \
+                    const ptrdiff_t ih = oh * sh + ki * dh - pt;                      \
+                    if (ih < 0 || ih >= H) continue;                                  \
+                    const T *xp = x + ih * W * C + c0 + (ow * sw - pl) * C;           \
+                    const V *wr = wk + ki * KW;                                       \
+                    for (ptrdiff_t kj = 0; kj < KW; kj++) {                           \
+                        const T *q = xp + kj * dw * C;                                \
+                        const V wv = wr[kj];                                          \
+                        a0 = FMA(MASKZ_LOAD(m, q), wv, a0);                           \
+                        a1 = FMA(MASKZ_LOAD(m, q + step), wv, a1);                    \
+                        a2 = FMA(MASKZ_LOAD(m, q + 2 * step), wv, a2);                \
+                        a3 = FMA(MASKZ_LOAD(m, q + 3 * step), wv, a3);                \
+                    }                                                                 \
+                }                                                                     \
+                MASK_STORE(out + ow * C + c0, m, a0);                                 \
+                MASK_STORE(out + (ow + 1) * C + c0, m, a1);                           \
+                MASK_STORE(out + (ow + 2) * C + c0, m, a2);                           \
+                MASK_STORE(out + (ow + 3) * C + c0, m, a3);                           \
+                ow += 3;                                                              \
+                continue;                                                             \
+            }                                                                         \
             V acc = b;                                                                \
             const int inside = ow >= lo && ow < hi;                                   \
             for (ptrdiff_t ki = 0; ki < KH; ki++) {                                   \
@@ -156,6 +182,29 @@ FC_DW_AVX512 static void fc_dw_dx_row_##SFX(                                    
         const MASK m = fc_dw_mask_##SFX(C - c0);                                      \
         for (ptrdiff_t t = 0; t < KH * KW; t++) wk[t] = MASKZ_LOAD(m, w + t * C + c0); \
         for (ptrdiff_t iw = 0; iw < W; iw++) {                                        \
+            if (iw >= lo && iw + 4 <= hi) {   /* four columns at once, as forward */  \
+                V a0 = ZERO(), a1 = ZERO(), a2 = ZERO(), a3 = ZERO();                 \
+                for (ptrdiff_t ki = 0; ki < KH; ki++) {                               \
+                    const ptrdiff_t oh = ih + pt - ki * dh;                           \
+                    if (oh < 0 || oh >= OH) continue;                                 \
+                    const T *dp = dout + oh * OW * C + c0 + (iw + pl) * C;            \
+                    const V *wr = wk + ki * KW;                                       \
+                    for (ptrdiff_t kj = 0; kj < KW; kj++) {                           \
+                        const T *q = dp - kj * dw * C;                                \
+                        const V wv = wr[kj];                                          \
+                        a0 = FMA(MASKZ_LOAD(m, q), wv, a0);                           \
+                        a1 = FMA(MASKZ_LOAD(m, q + C), wv, a1);                       \
+                        a2 = FMA(MASKZ_LOAD(m, q + 2 * C), wv, a2);                   \
+                        a3 = FMA(MASKZ_LOAD(m, q + 3 * C), wv, a3);                   \
+                    }                                                                 \
+                }                                                                     \
+                MASK_STORE(dx + iw * C + c0, m, a0);                                  \
+                MASK_STORE(dx + (iw + 1) * C + c0, m, a1);                            \
+                MASK_STORE(dx + (iw + 2) * C + c0, m, a2);                            \
+                MASK_STORE(dx + (iw + 3) * C + c0, m, a3);                            \
+                iw += 3;                                                              \
+                continue;                                                             \
+            }                                                                         \
             V acc = ZERO();                                                           \
             const int inside = iw >= lo && iw < hi;                                   \
             for (ptrdiff_t ki = 0; ki < KH; ki++) {                                   \
