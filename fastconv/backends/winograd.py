@@ -21,18 +21,18 @@ what :mod:`fastconv._winograd` compiles; F(4x4, 3x3) (m = 4, 4x fewer) is here f
 comparison: its transforms have larger constants and lose more accuracy
 (:func:`error_bound`).
 
-Error bound. Let u be the unit roundoff and S the sum of |terms| of an output (the
-same convolution on |x|, |w|, plus |b|). Each value the algorithm computes is a sum
-of products of transform coefficients, inputs and weights, each term perturbed by at
-most (1 + u)^n, with n = C + :func:`rounding_depth`: the channel sum (C terms) and
-the transforms' sums and coefficient products. So |y_computed - y| <= gamma_n T,
+Error bound. Let u be the unit roundoff and S the sum of ``|terms|`` of an output
+(the same convolution on ``|x|``, ``|w|``, plus ``|b|``). Each value the algorithm
+computes is a sum of products of transform coefficients, inputs and weights, each
+term perturbed by at most (1 + u)^n, with n = C + :func:`rounding_depth`: the channel sum (C terms) and
+the transforms' sums and coefficient products. So ``|y_computed - y|`` <= gamma_n T,
 gamma_n = n u / (1 - n u), where T is the same algorithm run on the absolute values
 of everything (:func:`abs_coefficients`). T contains, besides the output's own terms,
 terms that cancel exactly in y: products of an input and a filter tap that belong to
 a neighbouring output (offsets up to a tile away, possibly past the image's edge:
 "virtual" outputs). Grouping T's terms by the output they belong to gives
 T <= :func:`ghost_factor` ^ 2 * max S over the outputs and virtual outputs
-(:func:`extended_scale`). Hence, relative to the sum of |terms| as
+(:func:`extended_scale`). Hence, relative to the sum of ``|terms|`` as
 :mod:`fastconv.testing` measures it (the scale extended to the virtual outputs),
 
     error <= ghost_factor(m) ** 2 * gamma_(C + rounding_depth(m))
@@ -203,8 +203,9 @@ def winograd_conv2d_backward(dout, cache, input_grad=True):
 
 
 def abs_coefficients(m: int) -> np.ndarray:
-    """kappa[o, p, q] = Σ_k |A^T[o, k]| |B^T[k, p]| |G[k, q]|: the weight of
-    |d_p| |g_q| in output o of the one-dimensional F(m, 3) run on absolute values."""
+    """kappa[o, p, q] = Σ_k ``|A^T[o, k]|`` ``|B^T[k, p]|`` ``|G[k, q]|``: the weight
+    of ``|d_p|`` ``|g_q|`` in output o of the one-dimensional F(m, 3) run on absolute
+    values."""
     bt, g, at = (np.abs(a) for a in MATRICES[m])
     return np.einsum("ok,kp,kq->opq", at, bt, g)
 
@@ -229,7 +230,7 @@ def _grouped(m: int, kind: str):
 def ghost_factor(m: int, kind: str = "forward") -> float:
     """max over outputs (taps, for ``kind='dw'``) of Σ over the neighbouring outputs
     (taps) of the largest coefficient of their terms: the one-dimensional factor by
-    which the absolute-value computation can exceed the largest sum of |terms|."""
+    which the absolute-value computation can exceed the largest sum of ``|terms|``."""
     return max(sum(r.values()) for r in _grouped(m, kind))
 
 
@@ -250,7 +251,7 @@ def rounding_depth(m: int) -> int:
 
 def error_bound(m: int, reduction: int, dtype, kind: str = "forward") -> float:
     """The bound above: ghost_factor(m, kind)^2 * gamma_n, n = reduction +
-    rounding_depth(m), in relative error to the extended sum of |terms|.
+    rounding_depth(m), in relative error to the extended sum of ``|terms|``.
     ``reduction``: C (forward), F (dx) or the number of tiles (dw)."""
     u = np.finfo(dtype).eps / 2
     n = reduction + rounding_depth(m)
@@ -258,10 +259,10 @@ def error_bound(m: int, reduction: int, dtype, kind: str = "forward") -> float:
 
 
 def extended_scale(x, w, b=None, padding=0, m=2) -> np.ndarray:
-    """The sum of |terms| (float64) of every output and virtual output the error
-    bound refers to: the correlation of |x| with |w| (+|b|) over output rows
-    ``lo .. m*(TH-1) + hi`` (:func:`offsets`), columns likewise; shape (N, rows, cols,
-    F)."""
+    """The sum of ``|terms|`` (float64) of every output and virtual output the error
+    bound refers to: the correlation of ``|x|`` with ``|w|`` (plus ``|b|``) over output
+    rows ``lo .. m*(TH-1) + hi`` (:func:`offsets`), columns likewise; shape
+    (N, rows, cols, F)."""
     x, w, b, g = _args.conv_args(x, w, b, 1, padding, 1)
     out = extended_scale_at(x, w, g.pt, g.pl, g.OH, g.OW, m)
     return out + (0 if b is None else np.abs(b))
@@ -283,8 +284,8 @@ def extended_scale_at(x, w, top, left, oh, ow, m=2) -> np.ndarray:
 
 
 def extended_dw_scale(x, dout, padding=0, m=2) -> np.ndarray:
-    """The sum of |terms| (float64) of every weight-gradient tap and virtual tap
-    (``offsets(m, 'dw')``): Σ_n,o |x[o + q']| |dout[o]| over the outputs o."""
+    """The sum of ``|terms|`` (float64) of every weight-gradient tap and virtual tap
+    (``offsets(m, 'dw')``): Σ_n,o ``|x[o + q']|`` ``|dout[o]|`` over the outputs o."""
     x = _args.as_float_array(x, "x")
     dout = _args.as_float_array(dout, "dout")
     g = _args.conv_geometry(x.shape, (3, 3, x.shape[3], dout.shape[3]), 1, padding, 1)
