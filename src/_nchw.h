@@ -1,0 +1,180 @@
+/*
+ * Convolution kernels on the course layouts of fastconv.compat.cs231n: images
+ * x (N, C, H, W), filters w (F, C, HH, WW), output (N, F, OH, OW), row-major, so
+ * that no pass moves the channels last and back.
+ *
+ * Each pass is im2col of a tile of output positions into a small workspace and a
+ * product on the register-blocked kernel fc_nchw_gemm, whose rows are filters (or
+ * taps) and whose columns are output positions in the images' own order:
+ *
+ *   forward  out[n] (F, P)      = b + w (F, K) @ cols (K, P)
+ *   dw, db   part (F, K + 1)   += dout[n] (F, P) @ [cols^T (P, K) | 1]
+ *   dx       dcols (K, P)       = w^T (K, F) @ dout[n] (F, P), then col2im into dx[n]
+ *
+ * with K = C * HH * WW and P = OH * OW. Every output element is a start value and one
+ * FMA per term in a fixed order (the same for AVX2 and AVX-512 and any tile split),
+ * so results do not depend on the thread count or the instruction set.
+ *
+ * The extension is built for the baseline ISA; these functions alone are compiled
+ * for AVX2/FMA or AVX-512F through target attributes, and the Cython caller picks a
+ * copy from what the CPU has (fc_nchw_isa()); with neither, it says so and the
+ * Python side keeps the channels-last kernels.
+ */
+#ifndef FASTCONV_NCHW_H
+#define FASTCONV_NCHW_H
+
+#include <stddef.h>
+
+/* [lo, hi): the ow in [ow0, ow1) whose column ow * sw + kw - pl lies in 0 .. W - 1. */
+static inline void fc_nchw_cols_inside(ptrdiff_t W, int kw, int sw, int pl, ptrdiff_t ow0,
+                                       ptrdiff_t ow1, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    ptrdiff_t a = kw >= pl ? 0 : (pl - kw + sw - 1) / sw;
+    ptrdiff_t b = W - 1 + pl - kw < 0 ? 0 : (W - 1 + pl - kw) / sw + 1;
+    a = a < ow0 ? ow0 : a;
+    b = b > ow1 ? ow1 : b;
+    *lo = a;
+    *hi = b > a ? b : a;
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(FC_NO_SIMD)
+#define FC_NCHW_X86 1
+#include <immintrin.h>
+#else
+#define FC_NCHW_X86 0
+#endif
+
+/* 2 with AVX-512F, 1 with AVX2 and FMA, 0 without (or on another CPU). */
+static int fc_nchw_isa(void)
+{
+#if FC_NCHW_X86
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    return __builtin_cpu_supports("avx512f") ? 2 : 1;
+#else
+    return 0;
+#endif
+}
+
+#if FC_NCHW_X86
+
+/* AVX-512: 6 rows x 4 vectors, 24 of the 32 registers accumulate. */
+#define FC_T float
+#define FC_V __m512
+#define FC_L 16
+#define FC_M __mmask16
+#define FC_MASK(r) ((__mmask16)((1u << (r)) - 1u))
+#define FC_LOADU _mm512_loadu_ps
+#define FC_STOREU _mm512_storeu_ps
+#define FC_SET1 _mm512_set1_ps
+#define FC_ZERO _mm512_setzero_ps
+#define FC_FMA _mm512_fmadd_ps
+#define FC_LOADM(p, m) _mm512_maskz_loadu_ps(m, p)
+#define FC_STOREM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define FC_MR 6
+#define FC_NR 4
+#define FC_TARGET __attribute__((target("avx512f,avx2,fma")))
+#define FC_NAME(f) f##_512_f32
+#include "_nchw_tmpl.h"
+
+#define FC_T double
+#define FC_V __m512d
+#define FC_L 8
+#define FC_M __mmask8
+#define FC_MASK(r) ((__mmask8)((1u << (r)) - 1u))
+#define FC_LOADU _mm512_loadu_pd
+#define FC_STOREU _mm512_storeu_pd
+#define FC_SET1 _mm512_set1_pd
+#define FC_ZERO _mm512_setzero_pd
+#define FC_FMA _mm512_fmadd_pd
+#define FC_LOADM(p, m) _mm512_maskz_loadu_pd(m, p)
+#define FC_STOREM(p, m, v) _mm512_mask_storeu_pd(p, m, v)
+#define FC_MR 6
+#define FC_NR 4
+#define FC_TARGET __attribute__((target("avx512f,avx2,fma")))
+#define FC_NAME(f) f##_512_f64
+#include "_nchw_tmpl.h"
+
+/* AVX2: 4 rows x 3 vectors, 12 of the 16 registers accumulate. */
+#define FC_T float
+#define FC_V __m256
+#define FC_L 8
+#define FC_M __m256i
+#define FC_MASK(r) _mm256_cmpgt_epi32(_mm256_set1_epi32(r), \
+                                      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define FC_LOADU _mm256_loadu_ps
+#define FC_STOREU _mm256_storeu_ps
+#define FC_SET1 _mm256_set1_ps
+#define FC_ZERO _mm256_setzero_ps
+#define FC_FMA _mm256_fmadd_ps
+#define FC_LOADM(p, m) _mm256_maskload_ps(p, m)
+#define FC_STOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define FC_MR 4
+#define FC_NR 3
+#define FC_TARGET __attribute__((target("avx2,fma")))
+#define FC_NAME(f) f##_256_f32
+#include "_nchw_tmpl.h"
+
+#define FC_T double
+#define FC_V __m256d
+#define FC_L 4
+#define FC_M __m256i
+#define FC_MASK(r) _mm256_cmpgt_epi64(_mm256_set1_epi64x(r), _mm256_setr_epi64x(0, 1, 2, 3))
+#define FC_LOADU _mm256_loadu_pd
+#define FC_STOREU _mm256_storeu_pd
+#define FC_SET1 _mm256_set1_pd
+#define FC_ZERO _mm256_setzero_pd
+#define FC_FMA _mm256_fmadd_pd
+#define FC_LOADM(p, m) _mm256_maskload_pd(p, m)
+#define FC_STOREM(p, m, v) _mm256_maskstore_pd(p, m, v)
+#define FC_MR 4
+#define FC_NR 3
+#define FC_TARGET __attribute__((target("avx2,fma")))
+#define FC_NAME(f) f##_256_f64
+#include "_nchw_tmpl.h"
+
+#endif /* FC_NCHW_X86 */
+
+/* The entry points: the copy for isa (2 AVX-512, 1 AVX2; the caller passes only
+ * what fc_nchw_isa() allows). */
+#define FC_NCHW_ENTRY(T, SUF)                                                          \
+static void fc_nchw_forward_tile_##SUF(int isa, const T *x, const T *w, const T *b,   \
+    T *out, T *cols, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t F, int HH,      \
+    int WW, int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0,  \
+    ptrdiff_t p1)                                                                     \
+{                                                                                     \
+    if (isa == 2) fc_nchw_forward_tile_512_##SUF(x, w, b, out, cols, C, H, W, F, HH,  \
+                                                 WW, sh, sw, pt, pl, OW, P, p0, p1);  \
+    else if (isa == 1) fc_nchw_forward_tile_256_##SUF(x, w, b, out, cols, C, H, W, F, \
+                                                 HH, WW, sh, sw, pt, pl, OW, P, p0, p1); \
+}                                                                                     \
+static void fc_nchw_backward_tile_##SUF(int isa, const T *x, const T *w,              \
+    const T *dout, T *dx, T *dw_part, T *colsT, T *dcols, ptrdiff_t C, ptrdiff_t H,   \
+    ptrdiff_t W, ptrdiff_t F, int HH, int WW, int sh, int sw, int pt, int pl,         \
+    ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0, ptrdiff_t p1)                            \
+{                                                                                     \
+    if (isa == 2) fc_nchw_backward_tile_512_##SUF(x, w, dout, dx, dw_part, colsT,     \
+                         dcols, C, H, W, F, HH, WW, sh, sw, pt, pl, OW, P, p0, p1);   \
+    else if (isa == 1) fc_nchw_backward_tile_256_##SUF(x, w, dout, dx, dw_part,       \
+                         colsT, dcols, C, H, W, F, HH, WW, sh, sw, pt, pl, OW, P, p0, p1); \
+}
+
+#if FC_NCHW_X86
+FC_NCHW_ENTRY(float, f32)
+FC_NCHW_ENTRY(double, f64)
+#else
+/* (no SIMD copies: fc_nchw_isa() is 0 and the Python side never calls these) */
+#define FC_NCHW_NONE(T, SUF)                                                           \
+static void fc_nchw_forward_tile_##SUF(int isa, const T *x, const T *w, const T *b,   \
+    T *out, T *cols, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t F, int HH,      \
+    int WW, int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0,  \
+    ptrdiff_t p1) {}                                                                  \
+static void fc_nchw_backward_tile_##SUF(int isa, const T *x, const T *w,              \
+    const T *dout, T *dx, T *dw_part, T *colsT, T *dcols, ptrdiff_t C, ptrdiff_t H,   \
+    ptrdiff_t W, ptrdiff_t F, int HH, int WW, int sh, int sw, int pt, int pl,         \
+    ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0, ptrdiff_t p1) {}
+FC_NCHW_NONE(float, f32)
+FC_NCHW_NONE(double, f64)
+#endif
+
+#endif /* FASTCONV_NCHW_H */

@@ -1,0 +1,241 @@
+/*
+ * One copy of the NCHW convolution kernels (_nchw.h includes this file once per
+ * instruction set and dtype). The includer defines:
+ *
+ *   FC_T            float or double
+ *   FC_V, FC_L      the vector type and its lanes
+ *   FC_M            the lane-mask type; FC_MASK(r) the mask of the first r lanes
+ *   FC_LOADU, FC_STOREU, FC_SET1, FC_ZERO, FC_FMA
+ *   FC_LOADM(p, m)  load of the lanes in m (the others 0, nothing read past them)
+ *   FC_STOREM(p, m, v)  store of the lanes in m
+ *   FC_MR, FC_NR    the register block: FC_MR rows x FC_NR vectors of columns
+ *   FC_TARGET       the target attribute (instruction set) of these functions
+ *   FC_NAME(f)      the name of f in this copy
+ *
+ * and this file #undefs them at its end.
+ */
+
+/* The register block of fc_nchw_gemm: rows [0, MRc) of C, columns [0, NVc * L) plus,
+ * with TAIL, the lanes of mask m of the next vector. Every C element is its start
+ * value (C itself with acc, else bias[i], else 0) followed by one FMA per k in
+ * k order: the result does not depend on the block's shape or the instruction set.
+ * Called with literal MRc, NVc and TAIL, so that the loops unroll and c[][] lives in
+ * registers. */
+static inline __attribute__((always_inline)) FC_TARGET void FC_NAME(fc_nchw_block)(
+    const int MRc, const int NVc, const int TAIL, ptrdiff_t Kr,
+    const FC_T *A, ptrdiff_t ars, ptrdiff_t acs,   /* IN  A[i * ars + k * acs] */
+    const FC_T *B, ptrdiff_t ldb,                  /* IN  B[k * ldb + j] */
+    FC_T *Cp, ptrdiff_t ldc,                       /* IN/OUT C[i * ldc + j] */
+    const FC_T *bias, int acc, FC_M m)
+{
+    FC_V c[FC_MR][FC_NR + 1];
+    FC_V bv[FC_NR + 1];
+    for (int i = 0; i < MRc; i++)
+        for (int j = 0; j < NVc + TAIL; j++) {
+            if (acc)
+                c[i][j] = j < NVc ? FC_LOADU(Cp + i * ldc + j * FC_L)
+                                  : FC_LOADM(Cp + i * ldc + j * FC_L, m);
+            else
+                c[i][j] = bias ? FC_SET1(bias[i]) : FC_ZERO();
+        }
+    for (ptrdiff_t k = 0; k < Kr; k++) {
+        const FC_T *b = B + k * ldb;
+        for (int j = 0; j < NVc; j++) bv[j] = FC_LOADU(b + j * FC_L);
+        if (TAIL) bv[NVc] = FC_LOADM(b + NVc * FC_L, m);
+        for (int i = 0; i < MRc; i++) {
+            FC_V a = FC_SET1(A[i * ars + k * acs]);
+            for (int j = 0; j < NVc + TAIL; j++) c[i][j] = FC_FMA(a, bv[j], c[i][j]);
+        }
+    }
+    for (int i = 0; i < MRc; i++) {
+        for (int j = 0; j < NVc; j++) FC_STOREU(Cp + i * ldc + j * FC_L, c[i][j]);
+        if (TAIL) FC_STOREM(Cp + i * ldc + NVc * FC_L, m, c[i][NVc]);
+    }
+}
+
+/* One row count's cases of the block: a full panel, or nv < FC_NR full vectors and,
+ * with tail, a masked one (FC_NR is 3 or 4). */
+#if FC_NR > 3
+#define FC_NCHW_COLS_3(MRc)                                                           \
+    case 6: FC_NAME(fc_nchw_block)(MRc, 3, 0, ARGS); break;                           \
+    case 7: FC_NAME(fc_nchw_block)(MRc, 3, 1, ARGS); break;
+#else
+#define FC_NCHW_COLS_3(MRc)
+#endif
+#define FC_NCHW_COLS(MRc)                                                             \
+    if (nv == FC_NR) FC_NAME(fc_nchw_block)(MRc, FC_NR, 0, ARGS);                     \
+    else switch (nv * 2 + tail) {                                                     \
+    case 1: FC_NAME(fc_nchw_block)(MRc, 0, 1, ARGS); break;                           \
+    case 2: FC_NAME(fc_nchw_block)(MRc, 1, 0, ARGS); break;                           \
+    case 3: FC_NAME(fc_nchw_block)(MRc, 1, 1, ARGS); break;                           \
+    case 4: FC_NAME(fc_nchw_block)(MRc, 2, 0, ARGS); break;                           \
+    case 5: FC_NAME(fc_nchw_block)(MRc, 2, 1, ARGS); break;                           \
+    FC_NCHW_COLS_3(MRc)                                                               \
+    default: break;                                                                   \
+    }
+
+/* C (M, Ncol) = start + A (M, Kr) @ B (Kr, Ncol), start as in fc_nchw_block.
+ * A is read through strides (ars, acs), so that A may be a transposed matrix; B and
+ * C are row-major with leading dimensions ldb and ldc. The columns are taken in
+ * panels of FC_NR vectors (a panel of B stays in L1 while every row block uses it)
+ * and the rows in blocks of at most FC_MR, of near-equal sizes. Nothing is read or
+ * written outside the rows and columns given. */
+static FC_TARGET void FC_NAME(fc_nchw_gemm)(
+    ptrdiff_t M, ptrdiff_t Ncol, ptrdiff_t Kr,
+    const FC_T *A, ptrdiff_t ars, ptrdiff_t acs, const FC_T *B, ptrdiff_t ldb,
+    FC_T *C, ptrdiff_t ldc, const FC_T *bias, int acc)
+{
+    ptrdiff_t nb = (M + FC_MR - 1) / FC_MR;
+    for (ptrdiff_t j0 = 0; j0 < Ncol; j0 += FC_NR * FC_L) {
+        ptrdiff_t rem = Ncol - j0;
+        int nv = rem >= FC_NR * FC_L ? FC_NR : (int)(rem / FC_L);
+        int tail = rem < FC_NR * FC_L && rem % FC_L != 0;
+        FC_M m = FC_MASK(tail ? (int)(rem % FC_L) : FC_L);
+        for (ptrdiff_t ib = 0; ib < nb; ib++) {
+            ptrdiff_t i0 = ib * M / nb, i1 = (ib + 1) * M / nb;
+#define ARGS Kr, A + i0 * ars, ars, acs, B + j0, ldb, C + i0 * ldc + j0, ldc, \
+             bias ? bias + i0 : NULL, acc, m
+            switch (i1 - i0) {
+            case 1: FC_NCHW_COLS(1) break;
+            case 2: FC_NCHW_COLS(2) break;
+            case 3: FC_NCHW_COLS(3) break;
+            case 4: FC_NCHW_COLS(4) break;
+#if FC_MR > 4
+            case 5: FC_NCHW_COLS(5) break;
+            case 6: FC_NCHW_COLS(6) break;
+#endif
+            default: break;
+            }
+#undef ARGS
+        }
+    }
+}
+#undef FC_NCHW_COLS
+#undef FC_NCHW_COLS_3
+
+/* d[i * sp] = row[i * sw] for i < n: the cases the tiles take most, with constant
+ * strides, so that the compiler vectorises them. */
+static inline void FC_NAME(fc_nchw_copy)(FC_T *d, ptrdiff_t sp, const FC_T *row, int sw,
+                                         ptrdiff_t n)
+{
+    if (sp == 1 && sw == 1)
+        for (ptrdiff_t i = 0; i < n; i++) d[i] = row[i];
+    else if (sp == 1 && sw == 2)
+        for (ptrdiff_t i = 0; i < n; i++) d[i] = row[2 * i];
+    else
+        for (ptrdiff_t i = 0; i < n; i++) d[i * sp] = row[i * sw];
+}
+
+/* The receptive fields of output positions [p0, p1) of one image:
+ * cols[k * sk + (p - p0) * sp] = x[c, oh * sh + kh - pt, ow * sw + kw - pl], 0 where
+ * that falls outside the image, for k = (c * HH + kh) * WW + kw and p = oh * OW + ow.
+ * x is one image (C, H, W). sp = 1 gives (K, p1 - p0) rows for the forward, sk = 1
+ * the transposed (p1 - p0, K) layout for the weight gradient. Positions are walked as
+ * runs along output rows. */
+static void FC_NAME(fc_nchw_im2col)(
+    const FC_T *x, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, int HH, int WW,
+    int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1,
+    FC_T *cols, ptrdiff_t sk, ptrdiff_t sp)
+{
+    ptrdiff_t np = p1 - p0, oh_first = p0 / OW, ow_first = p0 - oh_first * OW;
+    for (ptrdiff_t c = 0; c < C; c++)
+        for (int kh = 0; kh < HH; kh++)
+            for (int kw = 0; kw < WW; kw++) {
+                FC_T *dst = cols + ((c * HH + kh) * WW + kw) * sk;
+                ptrdiff_t oh = oh_first, ow0 = ow_first;
+                for (ptrdiff_t done = 0; done < np; done += OW - ow0, oh++, ow0 = 0) {
+                    ptrdiff_t ow1 = OW - ow0 < np - done ? OW : ow0 + np - done;
+                    ptrdiff_t ih = oh * sh + kh - pt, lo = ow1, hi = ow1;
+                    FC_T *d = dst + done * sp;  /* d[(ow - ow0) * sp]: position ow */
+                    if (ih >= 0 && ih < H)
+                        fc_nchw_cols_inside(W, kw, sw, pl, ow0, ow1, &lo, &hi);
+                    if (hi > lo)
+                        FC_NAME(fc_nchw_copy)(d + (lo - ow0) * sp, sp,
+                                              x + (c * H + ih) * W + lo * sw + kw - pl,
+                                              sw, hi - lo);
+                    else
+                        lo = hi = ow1;
+                    for (ptrdiff_t ow = ow0; ow < lo; ow++) d[(ow - ow0) * sp] = 0;
+                    for (ptrdiff_t ow = hi; ow < ow1; ow++) d[(ow - ow0) * sp] = 0;
+                }
+            }
+}
+
+/* dx[c, oh * sh + kh - pt, ow * sw + kw - pl] += dcols[k * (p1 - p0) + (p - p0)] for
+ * the positions p = oh * OW + ow in [p0, p1) and taps k = (c, kh, kw) that land in
+ * the image (C, H, W); k outer, p inner, so every dx element sums in a fixed order. */
+static void FC_NAME(fc_nchw_col2im)(
+    const FC_T *dcols, FC_T *dx, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, int HH, int WW,
+    int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1)
+{
+    ptrdiff_t np = p1 - p0, oh_first = p0 / OW, ow_first = p0 - oh_first * OW;
+    for (ptrdiff_t c = 0; c < C; c++)
+        for (int kh = 0; kh < HH; kh++)
+            for (int kw = 0; kw < WW; kw++) {
+                const FC_T *src = dcols + ((c * HH + kh) * WW + kw) * np;
+                ptrdiff_t oh = oh_first, ow0 = ow_first;
+                for (ptrdiff_t done = 0; done < np; done += OW - ow0, oh++, ow0 = 0) {
+                    ptrdiff_t ow1 = OW - ow0 < np - done ? OW : ow0 + np - done;
+                    ptrdiff_t ih = oh * sh + kh - pt, lo, hi;
+                    if (ih < 0 || ih >= H) continue;
+                    fc_nchw_cols_inside(W, kw, sw, pl, ow0, ow1, &lo, &hi);
+                    if (hi == lo) continue;
+                    FC_T *row = dx + (c * H + ih) * W + lo * sw + kw - pl;
+                    const FC_T *s = src + done - ow0 + lo;  /* s[ow - lo]: position ow */
+                    if (sw == 1)
+                        for (ptrdiff_t i = 0; i < hi - lo; i++) row[i] += s[i];
+                    else
+                        for (ptrdiff_t i = 0; i < hi - lo; i++) row[i * sw] += s[i];
+                }
+            }
+}
+
+/* Forward of output positions [p0, p1) of one image x (C, H, W): out[f, p] =
+ * b[f] + sum_k w[f, k] * cols[k, p] (out (F, P), w (F, K), K = C * HH * WW, b (F,)
+ * or NULL), through the workspace cols (K, p1 - p0). */
+static void FC_NAME(fc_nchw_forward_tile)(
+    const FC_T *x, const FC_T *w, const FC_T *b, FC_T *out, FC_T *cols,
+    ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t F, int HH, int WW,
+    int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0, ptrdiff_t p1)
+{
+    ptrdiff_t K = C * HH * WW, np = p1 - p0;
+    FC_NAME(fc_nchw_im2col)(x, C, H, W, HH, WW, sh, sw, pt, pl, OW, p0, p1, cols, np, 1);
+    FC_NAME(fc_nchw_gemm)(F, np, K, w, K, 1, cols, np, out + p0, P, b, 0);
+}
+
+/* Backward of positions [p0, p1) of one image, through two workspaces:
+ * dw_part (F, K + 1) += dout[:, p0:p1] @ [cols^T | 1] (the last column the bias
+ * gradient), with colsT (p1 - p0, K + 1); dx (the image, zeroed by the caller)
+ * += col2im(w^T @ dout[:, p0:p1]), with dcols (K, p1 - p0). */
+static void FC_NAME(fc_nchw_backward_tile)(
+    const FC_T *x, const FC_T *w, const FC_T *dout, FC_T *dx, FC_T *dw_part,
+    FC_T *colsT, FC_T *dcols,
+    ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t F, int HH, int WW,
+    int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0, ptrdiff_t p1)
+{
+    ptrdiff_t K = C * HH * WW, np = p1 - p0;
+    FC_NAME(fc_nchw_im2col)(x, C, H, W, HH, WW, sh, sw, pt, pl, OW, p0, p1, colsT, 1,
+                            K + 1);
+    for (ptrdiff_t p = 0; p < np; p++) colsT[p * (K + 1) + K] = 1;
+    FC_NAME(fc_nchw_gemm)(F, K + 1, np, dout + p0, P, 1, colsT, K + 1, dw_part, K + 1,
+                          NULL, 1);
+    FC_NAME(fc_nchw_gemm)(K, np, F, w, 1, K, dout + p0, P, dcols, np, NULL, 0);
+    FC_NAME(fc_nchw_col2im)(dcols, dx, C, H, W, HH, WW, sh, sw, pt, pl, OW, p0, p1);
+}
+
+#undef FC_T
+#undef FC_V
+#undef FC_L
+#undef FC_M
+#undef FC_MASK
+#undef FC_LOADU
+#undef FC_STOREU
+#undef FC_SET1
+#undef FC_ZERO
+#undef FC_FMA
+#undef FC_LOADM
+#undef FC_STOREM
+#undef FC_MR
+#undef FC_NR
+#undef FC_TARGET
+#undef FC_NAME
