@@ -14,6 +14,7 @@ Examples
     python -m fastconv.bench --only a,b,g --reps 30
     python -m fastconv.bench --dtype float64 --json out.json --csv out.csv --plot out.png
     python -m fastconv.bench --sweep 24 --seed 1   # random layer shapes (fastconv._sweep)
+    python -m fastconv.bench --cs231n ~/assignment2  # against the course's fast layers
 
 Where torch lives in another environment, run the bench with that interpreter and
 fastconv on its path (``PYTHONPATH=/path/to/fastconv-checkout``), so that both are
@@ -645,9 +646,18 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", type=int, metavar="N",
                    help="instead of the table: N random layer shapes against PyTorch")
     p.add_argument("--seed", type=int, default=0, help="the sweep's random seed")
+    p.add_argument("--cs231n", metavar="PATH",
+                   help="instead of the table: the course's timing shapes against the "
+                        "course's own fast layers in the checkout at PATH")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="with --cs231n: rounds in which the implementations take turns")
     a = p.parse_args(argv)
-    if a.threads < 1 or a.reps < 1:
-        p.error("--threads and --reps must be >= 1")
+    if a.threads < 1 or a.reps < 1 or a.rounds < 1:
+        p.error("--threads, --reps and --rounds must be >= 1")
+    if a.cs231n is not None:
+        from . import _bench_cs231n
+
+        return _bench_cs231n.main(a.cs231n, a.threads, a.reps, a.rounds, a.json)
     if a.sweep is not None:
         return _sweep_main(p, a)
     torch_ok = not a.no_torch and _torch() is not None

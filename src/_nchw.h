@@ -25,17 +25,22 @@
 
 #include <stddef.h>
 
-/* [lo, hi): the ow in [ow0, ow1) whose column ow * sw + kw - pl lies in 0 .. W - 1. */
-static inline void fc_nchw_cols_inside(ptrdiff_t W, int kw, int sw, int pl, ptrdiff_t ow0,
-                                       ptrdiff_t ow1, ptrdiff_t *lo, ptrdiff_t *hi)
+/* [*lo, *hi): the output columns ow in [0, OW) whose input column ow * sw + kw - pl
+ * lies in 0 .. W - 1 (empty: *lo == *hi). Two divisions: once per tap, not per row. */
+static inline void fc_nchw_cols_inside(ptrdiff_t W, ptrdiff_t OW, int kw, int sw, int pl,
+                                       ptrdiff_t *lo, ptrdiff_t *hi)
 {
     ptrdiff_t a = kw >= pl ? 0 : (pl - kw + sw - 1) / sw;
     ptrdiff_t b = W - 1 + pl - kw < 0 ? 0 : (W - 1 + pl - kw) / sw + 1;
-    a = a < ow0 ? ow0 : a;
-    b = b > ow1 ? ow1 : b;
+    a = a < OW ? a : OW;
+    b = b < OW ? b : OW;
     *lo = a;
     *hi = b > a ? b : a;
 }
+
+/* The weight gradient's im2col rows hold K + FC_L elements, at most K + FC_NCHW_PAD
+ * (the widest vector, 16 floats). */
+#define FC_NCHW_PAD 16
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(FC_NO_SIMD)
 #define FC_NCHW_X86 1

@@ -29,6 +29,7 @@ from cython.parallel cimport prange, threadid
 from libc.string cimport memset
 
 cdef extern from "_nchw.h" nogil:
+    int FC_NCHW_PAD
     int fc_nchw_isa()
     void fc_nchw_forward_tile_f32(int isa, const float* x, const float* w,
                                   const float* b, float* out, float* cols, Py_ssize_t C,
@@ -55,6 +56,8 @@ cdef extern from "_nchw.h" nogil:
                                    Py_ssize_t P, Py_ssize_t p0, Py_ssize_t p1)
 
 cdef int _cpu_isa = fc_nchw_isa()
+# The backward's workspace per thread: (2K + PAD) * tile elements.
+PAD = FC_NCHW_PAD
 cdef int _isa = _cpu_isa
 
 
@@ -130,7 +133,7 @@ def backward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
              const floating[:, :, :, ::1] dout,   # IN  (N, F, OH, OW)
              floating[:, :, :, ::1] dx,           # OUT (N, C, H, W)
              floating[:, :, ::1] dw_part,         # OUT (G, F, K + 1): dw, db per group
-             floating[:, ::1] work,               # scratch (n_threads, (2K + 1) * tile)
+             floating[:, ::1] work,               # scratch (n_threads, (2K + PAD) * tile)
              int stride, int pad, Py_ssize_t tile, int n_threads):
     """Partial weight and bias gradients per group of images, and dx.
 
@@ -144,7 +147,7 @@ def backward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     cdef Py_ssize_t K = C * HH * WW, G = dw_part.shape[0]
     cdef Py_ssize_t g, n, p0, p1, tid, tl = min(tile, P)
     _check(N, C, H, W, F, HH, WW, OH, OW, stride, pad, tile, work.shape[0],
-           work.shape[1], (2 * K + 1) * tl, n_threads)
+           work.shape[1], (2 * K + FC_NCHW_PAD) * tl, n_threads)
     if (w.shape[1] != C or dout.shape[0] != N or dout.shape[1] != F
             or dx.shape[0] != N or dx.shape[1] != C or dx.shape[2] != H or dx.shape[3] != W
             or G < 1 or dw_part.shape[1] != F or dw_part.shape[2] != K + 1):
@@ -162,12 +165,14 @@ def backward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                     fc_nchw_backward_tile_f32(_isa, &x[n, 0, 0, 0], &w[0, 0, 0, 0],
                                               &dout[n, 0, 0, 0], &dx[n, 0, 0, 0],
                                               &dw_part[g, 0, 0], &work[tid, 0],
-                                              &work[tid, (K + 1) * tl], C, H, W, F, HH, WW,
+                                              &work[tid, (K + FC_NCHW_PAD) * tl], C, H, W,
+                                              F, HH, WW,
                                               stride, stride, pad, pad, OW, P, p0, p1)
                 else:
                     fc_nchw_backward_tile_f64(_isa, &x[n, 0, 0, 0], &w[0, 0, 0, 0],
                                               &dout[n, 0, 0, 0], &dx[n, 0, 0, 0],
                                               &dw_part[g, 0, 0], &work[tid, 0],
-                                              &work[tid, (K + 1) * tl], C, H, W, F, HH, WW,
+                                              &work[tid, (K + FC_NCHW_PAD) * tl], C, H, W,
+                                              F, HH, WW,
                                               stride, stride, pad, pad, OW, P, p0, p1)
                 p0 = p1

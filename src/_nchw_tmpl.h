@@ -115,8 +115,8 @@ static FC_TARGET void FC_NAME(fc_nchw_gemm)(
 
 /* d[i * sp] = row[i * sw] for i < n: the cases the tiles take most, with constant
  * strides, so that the compiler vectorises them. */
-static inline void FC_NAME(fc_nchw_copy)(FC_T *d, ptrdiff_t sp, const FC_T *row, int sw,
-                                         ptrdiff_t n)
+static inline FC_TARGET void FC_NAME(fc_nchw_copy)(FC_T *d, ptrdiff_t sp, const FC_T *row,
+                                                   int sw, ptrdiff_t n)
 {
     if (sp == 1 && sw == 1)
         for (ptrdiff_t i = 0; i < n; i++) d[i] = row[i];
@@ -129,10 +129,10 @@ static inline void FC_NAME(fc_nchw_copy)(FC_T *d, ptrdiff_t sp, const FC_T *row,
 /* The receptive fields of output positions [p0, p1) of one image:
  * cols[k * sk + (p - p0) * sp] = x[c, oh * sh + kh - pt, ow * sw + kw - pl], 0 where
  * that falls outside the image, for k = (c * HH + kh) * WW + kw and p = oh * OW + ow.
- * x is one image (C, H, W). sp = 1 gives (K, p1 - p0) rows for the forward, sk = 1
- * the transposed (p1 - p0, K) layout for the weight gradient. Positions are walked as
- * runs along output rows. */
-static void FC_NAME(fc_nchw_im2col)(
+ * x is one image (C, H, W). sp = 1 gives the forward's (K, p1 - p0) rows (sk =
+ * p1 - p0); other strides give other layouts. Positions are walked as runs along
+ * output rows. */
+static FC_TARGET void FC_NAME(fc_nchw_im2col)(
     const FC_T *x, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, int HH, int WW,
     int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1,
     FC_T *cols, ptrdiff_t sk, ptrdiff_t sp)
@@ -142,13 +142,16 @@ static void FC_NAME(fc_nchw_im2col)(
         for (int kh = 0; kh < HH; kh++)
             for (int kw = 0; kw < WW; kw++) {
                 FC_T *dst = cols + ((c * HH + kh) * WW + kw) * sk;
-                ptrdiff_t oh = oh_first, ow0 = ow_first;
+                ptrdiff_t oh = oh_first, ow0 = ow_first, in_lo, in_hi;
+                fc_nchw_cols_inside(W, OW, kw, sw, pl, &in_lo, &in_hi);
                 for (ptrdiff_t done = 0; done < np; done += OW - ow0, oh++, ow0 = 0) {
                     ptrdiff_t ow1 = OW - ow0 < np - done ? OW : ow0 + np - done;
                     ptrdiff_t ih = oh * sh + kh - pt, lo = ow1, hi = ow1;
                     FC_T *d = dst + done * sp;  /* d[(ow - ow0) * sp]: position ow */
-                    if (ih >= 0 && ih < H)
-                        fc_nchw_cols_inside(W, kw, sw, pl, ow0, ow1, &lo, &hi);
+                    if (ih >= 0 && ih < H) {
+                        lo = in_lo > ow0 ? in_lo : ow0;
+                        hi = in_hi < ow1 ? in_hi : ow1;
+                    }
                     if (hi > lo)
                         FC_NAME(fc_nchw_copy)(d + (lo - ow0) * sp, sp,
                                               x + (c * H + ih) * W + lo * sw + kw - pl,
@@ -161,10 +164,62 @@ static void FC_NAME(fc_nchw_im2col)(
             }
 }
 
+/* The weight gradient's layout of the same fields: colsT[(p - p0) * ldt + k] as
+ * cols[k, p] of fc_nchw_im2col, and colsT[(p - p0) * ldt + K] = 1 (the bias
+ * gradient's column), with rows of ldt = K + FC_L elements (the entries past K are
+ * scratch). Window rows (c, kh) outer, output positions inner: a window row inside
+ * the image is WW consecutive inputs copied to WW consecutive places, one masked
+ * vector load and one whole-vector store when WW fits a vector; the store's lanes
+ * past WW land on entries that a later window row (or the bias column, written
+ * last) overwrites, or on the row's scratch. */
+static FC_TARGET void FC_NAME(fc_nchw_im2col_t)(
+    const FC_T *x, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, int HH, int WW,
+    int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1,
+    FC_T *colsT)
+{
+    ptrdiff_t K = C * HH * WW, ldt = K + FC_L, np = p1 - p0;
+    ptrdiff_t oh_first = p0 / OW, ow_first = p0 - oh_first * OW;
+    /* [wlo, whi): the ow whose whole window row lies inside the image's columns */
+    ptrdiff_t wlo = (pl + sw - 1) / sw;
+    ptrdiff_t whi = W - WW + pl < 0 ? 0 : (W - WW + pl) / sw + 1;
+    wlo = wlo < OW ? wlo : OW;
+    whi = whi < OW ? (whi > wlo ? whi : wlo) : OW;
+    FC_M m = FC_MASK(WW <= FC_L ? WW : FC_L);
+    for (ptrdiff_t c = 0; c < C; c++)
+        for (int kh = 0; kh < HH; kh++) {
+            FC_T *dst = colsT + (c * HH + kh) * WW;
+            ptrdiff_t oh = oh_first, ow0 = ow_first;
+            for (ptrdiff_t done = 0; done < np; done += OW - ow0, oh++, ow0 = 0) {
+                ptrdiff_t ow1 = OW - ow0 < np - done ? OW : ow0 + np - done;
+                ptrdiff_t ih = oh * sh + kh - pt;
+                FC_T *d = dst + done * ldt;  /* + (ow - ow0) * ldt: position ow */
+                if (ih < 0 || ih >= H) {
+                    for (ptrdiff_t ow = ow0; ow < ow1; ow++)
+                        for (int kw = 0; kw < WW; kw++) d[(ow - ow0) * ldt + kw] = 0;
+                    continue;
+                }
+                const FC_T *row = x + (c * H + ih) * W;
+                ptrdiff_t lo = wlo > ow0 ? wlo : ow0, hi = whi < ow1 ? whi : ow1;
+                if (hi < lo || WW > FC_L) hi = lo;  /* (then all by the loop below) */
+                for (ptrdiff_t ow = lo; ow < hi; ow++)
+                    FC_STOREU(d + (ow - ow0) * ldt, FC_LOADM(row + ow * sw - pl, m));
+                for (ptrdiff_t ow = ow0; ow < ow1; ow++) {
+                    if (ow == lo) ow = hi;  /* the edges, one tap at a time */
+                    if (ow >= ow1) break;
+                    for (int kw = 0; kw < WW; kw++) {
+                        ptrdiff_t iw = ow * sw - pl + kw;
+                        d[(ow - ow0) * ldt + kw] = iw >= 0 && iw < W ? row[iw] : 0;
+                    }
+                }
+            }
+        }
+    for (ptrdiff_t p = 0; p < np; p++) colsT[p * ldt + K] = 1;
+}
+
 /* dx[c, oh * sh + kh - pt, ow * sw + kw - pl] += dcols[k * (p1 - p0) + (p - p0)] for
  * the positions p = oh * OW + ow in [p0, p1) and taps k = (c, kh, kw) that land in
  * the image (C, H, W); k outer, p inner, so every dx element sums in a fixed order. */
-static void FC_NAME(fc_nchw_col2im)(
+static FC_TARGET void FC_NAME(fc_nchw_col2im)(
     const FC_T *dcols, FC_T *dx, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, int HH, int WW,
     int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t p0, ptrdiff_t p1)
 {
@@ -173,13 +228,13 @@ static void FC_NAME(fc_nchw_col2im)(
         for (int kh = 0; kh < HH; kh++)
             for (int kw = 0; kw < WW; kw++) {
                 const FC_T *src = dcols + ((c * HH + kh) * WW + kw) * np;
-                ptrdiff_t oh = oh_first, ow0 = ow_first;
+                ptrdiff_t oh = oh_first, ow0 = ow_first, in_lo, in_hi;
+                fc_nchw_cols_inside(W, OW, kw, sw, pl, &in_lo, &in_hi);
                 for (ptrdiff_t done = 0; done < np; done += OW - ow0, oh++, ow0 = 0) {
                     ptrdiff_t ow1 = OW - ow0 < np - done ? OW : ow0 + np - done;
-                    ptrdiff_t ih = oh * sh + kh - pt, lo, hi;
-                    if (ih < 0 || ih >= H) continue;
-                    fc_nchw_cols_inside(W, kw, sw, pl, ow0, ow1, &lo, &hi);
-                    if (hi == lo) continue;
+                    ptrdiff_t ih = oh * sh + kh - pt;
+                    ptrdiff_t lo = in_lo > ow0 ? in_lo : ow0, hi = in_hi < ow1 ? in_hi : ow1;
+                    if (ih < 0 || ih >= H || hi <= lo) continue;
                     FC_T *row = dx + (c * H + ih) * W + lo * sw + kw - pl;
                     const FC_T *s = src + done - ow0 + lo;  /* s[ow - lo]: position ow */
                     if (sw == 1)
@@ -205,7 +260,7 @@ static void FC_NAME(fc_nchw_forward_tile)(
 
 /* Backward of positions [p0, p1) of one image, through two workspaces:
  * dw_part (F, K + 1) += dout[:, p0:p1] @ [cols^T | 1] (the last column the bias
- * gradient), with colsT (p1 - p0, K + 1); dx (the image, zeroed by the caller)
+ * gradient), with colsT (p1 - p0, K + FC_L); dx (the image, zeroed by the caller)
  * += col2im(w^T @ dout[:, p0:p1]), with dcols (K, p1 - p0). */
 static void FC_NAME(fc_nchw_backward_tile)(
     const FC_T *x, const FC_T *w, const FC_T *dout, FC_T *dx, FC_T *dw_part,
@@ -214,10 +269,8 @@ static void FC_NAME(fc_nchw_backward_tile)(
     int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0, ptrdiff_t p1)
 {
     ptrdiff_t K = C * HH * WW, np = p1 - p0;
-    FC_NAME(fc_nchw_im2col)(x, C, H, W, HH, WW, sh, sw, pt, pl, OW, p0, p1, colsT, 1,
-                            K + 1);
-    for (ptrdiff_t p = 0; p < np; p++) colsT[p * (K + 1) + K] = 1;
-    FC_NAME(fc_nchw_gemm)(F, K + 1, np, dout + p0, P, 1, colsT, K + 1, dw_part, K + 1,
+    FC_NAME(fc_nchw_im2col_t)(x, C, H, W, HH, WW, sh, sw, pt, pl, OW, p0, p1, colsT);
+    FC_NAME(fc_nchw_gemm)(F, K + 1, np, dout + p0, P, 1, colsT, K + FC_L, dw_part, K + 1,
                           NULL, 1);
     FC_NAME(fc_nchw_gemm)(K, np, F, w, 1, K, dout + p0, P, dcols, np, NULL, 0);
     FC_NAME(fc_nchw_col2im)(dcols, dx, C, H, W, HH, WW, sh, sw, pt, pl, OW, p0, p1);

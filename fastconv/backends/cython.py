@@ -629,7 +629,7 @@ def maxpool_planes_backward(dout, win, shape, pool_size):
 
 
 # The course-layout convolution (src/_nchw.pyx): im2col workspace per thread, in
-# elements (the forward's cols (K, tile), the backward's two (tile, K + 1) and
+# elements (the forward's cols (K, tile), the backward's two (tile, K + PAD) and
 # (K, tile)), so that a tile stays in L2; and a fixed number of image groups for the
 # weight gradient, whatever the threads (the bits do not depend on them).
 _NCHW_TILE_ELEMENTS = 32768
@@ -643,8 +643,8 @@ def nchw_available() -> bool:
 
 def _nchw_tile(k: int, positions: int) -> int:
     """Output positions per tile: a multiple of 64 (whole register panels), at most
-    ``_NCHW_TILE_ELEMENTS`` of (2K + 1)-wide workspace; the shapes alone decide."""
-    tile = max(64, _NCHW_TILE_ELEMENTS // (2 * k + 1) // 64 * 64)
+    ``_NCHW_TILE_ELEMENTS`` of (2K + PAD)-wide workspace; the shapes alone decide."""
+    tile = max(64, _NCHW_TILE_ELEMENTS // (2 * k + _nchw.PAD) // 64 * 64)
     return min(tile, positions)
 
 
@@ -685,7 +685,7 @@ def conv_nchw_backward(dout, cache):
     part = np.empty((groups, f, k + 1), dtype=x.dtype)
     total = np.empty((f, k + 1), dtype=x.dtype)
     with kernel_threads(groups) as threads:
-        work = np.empty((threads, (2 * k + 1) * tile), dtype=x.dtype)
+        work = np.empty((threads, (2 * k + _nchw.PAD) * tile), dtype=x.dtype)
         _nchw.backward(x, w, dout, dx, part, work, stride, pad, tile, threads)
     _sum_groups(part, None, total, None)
     dw = np.ascontiguousarray(total[:, :k]).reshape(w.shape)
