@@ -24,6 +24,7 @@
 #define FASTCONV_NCHW_H
 
 #include <stddef.h>
+#include <string.h>
 
 /* [*lo, *hi): the output columns ow in [0, OW) whose input column ow * sw + kw - pl
  * lies in 0 .. W - 1 (empty: *lo == *hi). Two divisions: once per tap, not per row. */
@@ -61,6 +62,32 @@ static int fc_nchw_isa(void)
 #endif
 }
 
+/* The spatial batch normalisation's partial sums per channel (see _nchw_tmpl.h):
+ * 8 doubles as a GCC vector, whatever the instruction set. */
+#define FC_BN_LANES 8
+typedef double fc_v8d __attribute__((vector_size(64)));
+typedef float fc_v8f __attribute__((vector_size(32)));
+
+static inline double fc_bn_lanes_total(const fc_v8d *a)
+{
+    return (((*a)[0] + (*a)[1]) + ((*a)[2] + (*a)[3]))
+           + (((*a)[4] + (*a)[5]) + ((*a)[6] + (*a)[7]));
+}
+
+/* *v = 8 consecutive values as doubles (unaligned loads; by pointer, so that no
+ * vector crosses a call boundary of the baseline ABI) */
+static inline __attribute__((always_inline)) void fc_load8_f64(fc_v8d *v, const double *p)
+{
+    memcpy(v, p, sizeof *v);
+}
+
+static inline __attribute__((always_inline)) void fc_load8_f32(fc_v8d *v, const float *p)
+{
+    fc_v8f f;
+    memcpy(&f, p, sizeof f);
+    *v = __builtin_convertvector(f, fc_v8d);
+}
+
 #if FC_NCHW_X86
 
 /* AVX-512: 6 rows x 4 vectors, 24 of the 32 registers accumulate. */
@@ -80,6 +107,7 @@ static int fc_nchw_isa(void)
 #define FC_NR 4
 #define FC_TARGET __attribute__((target("avx512f,avx2,fma")))
 #define FC_NAME(f) f##_512_f32
+#define FC_LOAD8 fc_load8_f32
 #include "_nchw_tmpl.h"
 
 #define FC_T double
@@ -98,6 +126,7 @@ static int fc_nchw_isa(void)
 #define FC_NR 4
 #define FC_TARGET __attribute__((target("avx512f,avx2,fma")))
 #define FC_NAME(f) f##_512_f64
+#define FC_LOAD8 fc_load8_f64
 #include "_nchw_tmpl.h"
 
 /* AVX2: 4 rows x 3 vectors, 12 of the 16 registers accumulate. */
@@ -118,6 +147,7 @@ static int fc_nchw_isa(void)
 #define FC_NR 3
 #define FC_TARGET __attribute__((target("avx2,fma")))
 #define FC_NAME(f) f##_256_f32
+#define FC_LOAD8 fc_load8_f32
 #include "_nchw_tmpl.h"
 
 #define FC_T double
@@ -136,50 +166,66 @@ static int fc_nchw_isa(void)
 #define FC_NR 3
 #define FC_TARGET __attribute__((target("avx2,fma")))
 #define FC_NAME(f) f##_256_f64
+#define FC_LOAD8 fc_load8_f64
 #include "_nchw_tmpl.h"
 
 #endif /* FC_NCHW_X86 */
 
 /* The entry points: the copy for isa (2 AVX-512, 1 AVX2; the caller passes only
- * what fc_nchw_isa() allows). */
+ * what fc_nchw_isa() allows; without x86 copies they do nothing and are never
+ * called). */
+#if FC_NCHW_X86
+#define FC_ON_ISA(f, suf, args)                                                        \
+    do {                                                                               \
+        if (isa == 2) f##_512_##suf args;                                              \
+        else if (isa == 1) f##_256_##suf args;                                         \
+    } while (0)
+#else
+#define FC_ON_ISA(f, suf, args) do { (void)isa; } while (0)
+#endif
+
 #define FC_NCHW_ENTRY(T, SUF)                                                          \
 static void fc_nchw_forward_tile_##SUF(int isa, const T *x, const T *w, const T *b,   \
     T *out, T *cols, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t F, int HH,      \
     int WW, int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0,  \
     ptrdiff_t p1)                                                                     \
 {                                                                                     \
-    if (isa == 2) fc_nchw_forward_tile_512_##SUF(x, w, b, out, cols, C, H, W, F, HH,  \
-                                                 WW, sh, sw, pt, pl, OW, P, p0, p1);  \
-    else if (isa == 1) fc_nchw_forward_tile_256_##SUF(x, w, b, out, cols, C, H, W, F, \
-                                                 HH, WW, sh, sw, pt, pl, OW, P, p0, p1); \
+    FC_ON_ISA(fc_nchw_forward_tile, SUF, (x, w, b, out, cols, C, H, W, F, HH, WW, sh, \
+                                          sw, pt, pl, OW, P, p0, p1));                \
 }                                                                                     \
 static void fc_nchw_backward_tile_##SUF(int isa, const T *x, const T *w,              \
     const T *dout, T *dx, T *dw_part, T *colsT, T *dcols, ptrdiff_t C, ptrdiff_t H,   \
     ptrdiff_t W, ptrdiff_t F, int HH, int WW, int sh, int sw, int pt, int pl,         \
     ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0, ptrdiff_t p1)                            \
 {                                                                                     \
-    if (isa == 2) fc_nchw_backward_tile_512_##SUF(x, w, dout, dx, dw_part, colsT,     \
-                         dcols, C, H, W, F, HH, WW, sh, sw, pt, pl, OW, P, p0, p1);   \
-    else if (isa == 1) fc_nchw_backward_tile_256_##SUF(x, w, dout, dx, dw_part,       \
-                         colsT, dcols, C, H, W, F, HH, WW, sh, sw, pt, pl, OW, P, p0, p1); \
+    FC_ON_ISA(fc_nchw_backward_tile, SUF, (x, w, dout, dx, dw_part, colsT, dcols, C,  \
+                                           H, W, F, HH, WW, sh, sw, pt, pl, OW, P, p0, \
+                                           p1));                                      \
+}                                                                                     \
+static void fc_bn_stats_##SUF(int isa, const T *x, ptrdiff_t N, ptrdiff_t cs,         \
+                              ptrdiff_t S, double *mean, double *var)                 \
+{                                                                                     \
+    FC_ON_ISA(fc_bn_stats, SUF, (x, N, cs, S, mean, var));                            \
+}                                                                                     \
+static void fc_bn_apply_##SUF(int isa, const T *x, T *out, ptrdiff_t N, ptrdiff_t cs, \
+                              ptrdiff_t S, double mu, double a, double shift)         \
+{                                                                                     \
+    FC_ON_ISA(fc_bn_apply, SUF, (x, out, N, cs, S, mu, a, shift));                    \
+}                                                                                     \
+static void fc_bn_grad_sums_##SUF(int isa, const T *dout, const T *x, ptrdiff_t N,    \
+                                  ptrdiff_t cs, ptrdiff_t S, double mu, double *sd,   \
+                                  double *sdx)                                        \
+{                                                                                     \
+    FC_ON_ISA(fc_bn_grad_sums, SUF, (dout, x, N, cs, S, mu, sd, sdx));                \
+}                                                                                     \
+static void fc_bn_dx_##SUF(int isa, const T *dout, const T *x, T *dx, ptrdiff_t N,    \
+                           ptrdiff_t cs, ptrdiff_t S, double mu, double k1,           \
+                           double k2, double k3)                                      \
+{                                                                                     \
+    FC_ON_ISA(fc_bn_dx, SUF, (dout, x, dx, N, cs, S, mu, k1, k2, k3));                \
 }
 
-#if FC_NCHW_X86
 FC_NCHW_ENTRY(float, f32)
 FC_NCHW_ENTRY(double, f64)
-#else
-/* (no SIMD copies: fc_nchw_isa() is 0 and the Python side never calls these) */
-#define FC_NCHW_NONE(T, SUF)                                                           \
-static void fc_nchw_forward_tile_##SUF(int isa, const T *x, const T *w, const T *b,   \
-    T *out, T *cols, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t F, int HH,      \
-    int WW, int sh, int sw, int pt, int pl, ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0,  \
-    ptrdiff_t p1) {}                                                                  \
-static void fc_nchw_backward_tile_##SUF(int isa, const T *x, const T *w,              \
-    const T *dout, T *dx, T *dw_part, T *colsT, T *dcols, ptrdiff_t C, ptrdiff_t H,   \
-    ptrdiff_t W, ptrdiff_t F, int HH, int WW, int sh, int sw, int pt, int pl,         \
-    ptrdiff_t OW, ptrdiff_t P, ptrdiff_t p0, ptrdiff_t p1) {}
-FC_NCHW_NONE(float, f32)
-FC_NCHW_NONE(double, f64)
-#endif
 
 #endif /* FASTCONV_NCHW_H */

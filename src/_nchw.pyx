@@ -26,6 +26,7 @@ caller, one row per thread.
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from libc.math cimport sqrt
 from libc.string cimport memset
 
 cdef extern from "_nchw.h" nogil:
@@ -54,6 +55,26 @@ cdef extern from "_nchw.h" nogil:
                                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, int HH,
                                    int WW, int sh, int sw, int pt, int pl, Py_ssize_t OW,
                                    Py_ssize_t P, Py_ssize_t p0, Py_ssize_t p1)
+    void fc_bn_stats_f32(int isa, const float* x, Py_ssize_t N, Py_ssize_t cs,
+                         Py_ssize_t S, double* mean, double* var)
+    void fc_bn_stats_f64(int isa, const double* x, Py_ssize_t N, Py_ssize_t cs,
+                         Py_ssize_t S, double* mean, double* var)
+    void fc_bn_apply_f32(int isa, const float* x, float* out, Py_ssize_t N, Py_ssize_t cs,
+                         Py_ssize_t S, double mu, double a, double shift)
+    void fc_bn_apply_f64(int isa, const double* x, double* out, Py_ssize_t N,
+                         Py_ssize_t cs, Py_ssize_t S, double mu, double a, double shift)
+    void fc_bn_grad_sums_f32(int isa, const float* dout, const float* x, Py_ssize_t N,
+                             Py_ssize_t cs, Py_ssize_t S, double mu, double* sd,
+                             double* sdx)
+    void fc_bn_grad_sums_f64(int isa, const double* dout, const double* x, Py_ssize_t N,
+                             Py_ssize_t cs, Py_ssize_t S, double mu, double* sd,
+                             double* sdx)
+    void fc_bn_dx_f32(int isa, const float* dout, const float* x, float* dx, Py_ssize_t N,
+                      Py_ssize_t cs, Py_ssize_t S, double mu, double k1, double k2,
+                      double k3)
+    void fc_bn_dx_f64(int isa, const double* dout, const double* x, double* dx,
+                      Py_ssize_t N, Py_ssize_t cs, Py_ssize_t S, double mu, double k1,
+                      double k2, double k3)
 
 cdef int _cpu_isa = fc_nchw_isa()
 # The backward's workspace per thread: (2K + PAD) * tile elements.
@@ -176,3 +197,85 @@ def backward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                                               F, HH, WW,
                                               stride, stride, pad, pad, OW, P, p0, p1)
                 p0 = p1
+
+
+# ------------------------------------------------------- spatial batch normalisation
+#
+# Per channel c of x (N, C, S), S = H * W, over its M = N * S values: each channel is
+# one task, its sums taken by one thread in a fixed order, in double (the C functions
+# fc_bn_* of _nchw.h), so the bits do not depend on the thread count.
+
+def spatial_bn_forward(const floating[:, :, ::1] x,   # IN  (N, C, S)
+                       const floating[::1] gamma,     # IN  (C,)
+                       const floating[::1] beta,      # IN  (C,)
+                       floating[:, :, ::1] out,       # OUT (N, C, S)
+                       double[::1] mean,              # IN/OUT (C,)
+                       double[::1] var,               # IN/OUT (C,)
+                       double eps, bint train, int n_threads):
+    """out = gamma * (x - mean) / sqrt(var + eps) + beta per channel. With ``train``
+    mean and var (the mean squared deviation) are first computed from x, in one pass
+    of shifted sums, and written out; else they are the given statistics."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2]
+    cdef Py_ssize_t c
+    cdef double a
+    if (_isa == 0 or N < 1 or S < 1 or gamma.shape[0] != C or beta.shape[0] != C
+            or mean.shape[0] != C or var.shape[0] != C or out.shape[0] != N
+            or out.shape[1] != C or out.shape[2] != S or n_threads < 1):
+        raise ValueError("fastconv._nchw.spatial_bn_forward: sizes that do not agree "
+                         "(or no AVX2 here)")
+    for c in prange(C, nogil=True, schedule="static", num_threads=n_threads):
+        if floating is float:
+            if train:
+                fc_bn_stats_f32(_isa, &x[0, c, 0], N, C * S, S, &mean[c], &var[c])
+            a = gamma[c] / sqrt(var[c] + eps)
+            fc_bn_apply_f32(_isa, &x[0, c, 0], &out[0, c, 0], N, C * S, S, mean[c], a,
+                            beta[c])
+        else:
+            if train:
+                fc_bn_stats_f64(_isa, &x[0, c, 0], N, C * S, S, &mean[c], &var[c])
+            a = gamma[c] / sqrt(var[c] + eps)
+            fc_bn_apply_f64(_isa, &x[0, c, 0], &out[0, c, 0], N, C * S, S, mean[c], a,
+                            beta[c])
+
+
+def spatial_bn_backward(const floating[:, :, ::1] x,      # IN  (N, C, S)
+                        const floating[:, :, ::1] dout,   # IN  (N, C, S)
+                        const floating[::1] gamma,        # IN  (C,)
+                        const double[::1] mean,           # IN  (C,) the batch's
+                        const double[::1] var,            # IN  (C,) the batch's
+                        floating[:, :, ::1] dx,           # OUT (N, C, S)
+                        double[::1] dgamma,               # OUT (C,)
+                        double[::1] dbeta,                # OUT (C,)
+                        double eps, int n_threads):
+    """Gradients of the train-mode forward, xhat = (x - mean) * r, r = 1 / sqrt(var +
+    eps): dbeta = sum(dout), dgamma = sum(dout * xhat), and
+    dx = gamma * r * (dout - dbeta / M - xhat * dgamma / M), M = N * S."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2]
+    cdef Py_ssize_t c
+    cdef double sd = 0, sdx = 0, r, k1, M = N * S
+    if (_isa == 0 or N < 1 or S < 1 or dout.shape[0] != N or dout.shape[1] != C
+            or dout.shape[2] != S or dx.shape[0] != N or dx.shape[1] != C
+            or dx.shape[2] != S or gamma.shape[0] != C or mean.shape[0] != C
+            or var.shape[0] != C or dgamma.shape[0] != C or dbeta.shape[0] != C
+            or n_threads < 1):
+        raise ValueError("fastconv._nchw.spatial_bn_backward: sizes that do not agree "
+                         "(or no AVX2 here)")
+    for c in prange(C, nogil=True, schedule="static", num_threads=n_threads):
+        if floating is float:
+            fc_bn_grad_sums_f32(_isa, &dout[0, c, 0], &x[0, c, 0], N, C * S, S, mean[c],
+                                &dbeta[c], &dgamma[c])
+        else:
+            fc_bn_grad_sums_f64(_isa, &dout[0, c, 0], &x[0, c, 0], N, C * S, S, mean[c],
+                                &dbeta[c], &dgamma[c])
+        r = 1.0 / sqrt(var[c] + eps)
+        sd = dbeta[c]
+        sdx = dgamma[c]
+        dgamma[c] = sdx * r
+        # dx = k1 * dout + k2 * (x - mean) + k3
+        k1 = gamma[c] * r
+        if floating is float:
+            fc_bn_dx_f32(_isa, &dout[0, c, 0], &x[0, c, 0], &dx[0, c, 0], N, C * S, S,
+                         mean[c], k1, -k1 * r * r * sdx / M, -k1 * sd / M)
+        else:
+            fc_bn_dx_f64(_isa, &dout[0, c, 0], &x[0, c, 0], &dx[0, c, 0], N, C * S, S,
+                         mean[c], k1, -k1 * r * r * sdx / M, -k1 * sd / M)

@@ -276,6 +276,89 @@ static void FC_NAME(fc_nchw_backward_tile)(
     FC_NAME(fc_nchw_col2im)(dcols, dx, C, H, W, HH, WW, sh, sw, pt, pl, OW, p0, p1);
 }
 
+/* Spatial batch normalisation of one channel: its N planes of S values, plane n at
+ * x + n * cs. Sums in double in the 8 lanes of a GCC vector (lane j takes the values
+ * i = j mod 8 of every plane, in order; one 512-bit or two 256-bit registers), added
+ * by fc_bn_lanes_total at the end: a fixed order, the same for every copy. */
+/* mean and var (mean squared deviation from the mean) of the channel, in one pass:
+ * the sums of d = x - k and d * d with k the channel's first value, so that
+ * var = mean(d * d) - mean(d) ** 2 does not cancel as it would for |mean| >> std
+ * (k is within the data's spread of the mean). */
+static FC_TARGET void FC_NAME(fc_bn_stats)(const FC_T *x, ptrdiff_t N, ptrdiff_t cs,
+                                           ptrdiff_t S, double *mean, double *var)
+{
+    fc_v8d a1 = {0}, a2 = {0};
+    double M = (double)N * (double)S, k = x[0];
+    for (ptrdiff_t n = 0; n < N; n++) {
+        const FC_T *v = x + n * cs;
+        ptrdiff_t i = 0;
+        for (; i + FC_BN_LANES <= S; i += FC_BN_LANES) {
+            fc_v8d d;
+            FC_LOAD8(&d, v + i);
+            d -= k;
+            a1 += d;
+            a2 += d * d;
+        }
+        for (int j = 0; i < S; i++, j++) {
+            double d = v[i] - k;
+            a1[j] += d;
+            a2[j] += d * d;
+        }
+    }
+    double m1 = fc_bn_lanes_total(&a1) / M, m2 = fc_bn_lanes_total(&a2) / M - m1 * m1;
+    *mean = k + m1;
+    *var = m2 > 0 ? m2 : 0;
+}
+
+/* out = (x - mu) * a + shift over the channel's planes (out's planes also cs apart). */
+static FC_TARGET void FC_NAME(fc_bn_apply)(const FC_T *x, FC_T *out, ptrdiff_t N,
+                                           ptrdiff_t cs, ptrdiff_t S, double mu, double a,
+                                           double shift)
+{
+    for (ptrdiff_t n = 0; n < N; n++) {
+        const FC_T *v = x + n * cs;
+        FC_T *o = out + n * cs;
+        for (ptrdiff_t i = 0; i < S; i++) o[i] = (FC_T)((v[i] - mu) * a + shift);
+    }
+}
+
+/* *sd = sum(dout), *sdx = sum(dout * (x - mu)) over the channel. */
+static FC_TARGET void FC_NAME(fc_bn_grad_sums)(const FC_T *dout, const FC_T *x, ptrdiff_t N,
+                                               ptrdiff_t cs, ptrdiff_t S, double mu,
+                                               double *sd, double *sdx)
+{
+    fc_v8d a1 = {0}, a2 = {0};
+    for (ptrdiff_t n = 0; n < N; n++) {
+        const FC_T *d = dout + n * cs, *v = x + n * cs;
+        ptrdiff_t i = 0;
+        for (; i + FC_BN_LANES <= S; i += FC_BN_LANES) {
+            fc_v8d dv, xv;
+            FC_LOAD8(&dv, d + i);
+            FC_LOAD8(&xv, v + i);
+            a1 += dv;
+            a2 += dv * (xv - mu);
+        }
+        for (int j = 0; i < S; i++, j++) {
+            a1[j] += d[i];
+            a2[j] += (double)d[i] * (v[i] - mu);
+        }
+    }
+    *sd = fc_bn_lanes_total(&a1);
+    *sdx = fc_bn_lanes_total(&a2);
+}
+
+/* dx = k1 * dout + k2 * (x - mu) + k3 over the channel. */
+static FC_TARGET void FC_NAME(fc_bn_dx)(const FC_T *dout, const FC_T *x, FC_T *dx,
+                                        ptrdiff_t N, ptrdiff_t cs, ptrdiff_t S, double mu,
+                                        double k1, double k2, double k3)
+{
+    for (ptrdiff_t n = 0; n < N; n++) {
+        const FC_T *d = dout + n * cs, *v = x + n * cs;
+        FC_T *o = dx + n * cs;
+        for (ptrdiff_t i = 0; i < S; i++) o[i] = (FC_T)(k1 * d[i] + k2 * (v[i] - mu) + k3);
+    }
+}
+
 #undef FC_T
 #undef FC_V
 #undef FC_L
@@ -292,3 +375,4 @@ static void FC_NAME(fc_nchw_backward_tile)(
 #undef FC_NR
 #undef FC_TARGET
 #undef FC_NAME
+#undef FC_LOAD8
