@@ -6,7 +6,9 @@ PATH is the user's checkout of CS231n's assignment (the folder that holds the
 fastconv. Its ``cs231n.fast_layers`` is imported from there and timed as it is: both
 convolution versions (``conv_*_strides``, NumPy ``as_strided`` + one BLAS product, and
 ``conv_*_im2col`` on the compiled ``im2col_cython``, when that is built) and
-``max_pool_*_fast``. Every figure is the median of ``reps`` calls after warm-up;
+``max_pool_*_fast``, with the BLAS the course's product runs on held to the same
+number of threads as fastconv's kernels. Every figure is the median of ``reps``
+calls after warm-up;
 the implementations take turns within each of ``rounds`` rounds, and a ratio is the
 median over the rounds of the ratio measured in that round.
 """
@@ -154,8 +156,12 @@ def course_rows(path: str, threads: int = 2, reps: int = 20, rounds: int = 3,
     if not with_im2col:
         log(f"# {fast.__file__}: im2col_cython is not built, so its conv version is left "
             "out (build it with `python setup.py build_ext --inplace` in the cs231n folder)")
+    from threadpoolctl import threadpool_limits
+
     rows = []
     _threads.set_num_threads(threads)
+    # The same thread budget for the course's BLAS product (its strides version).
+    limits = threadpool_limits(limits=threads, user_api="blas")
     try:
         for dtype in dtypes:
             for layer, runs in (("conv", _conv_runs(fast, np.dtype(dtype), with_im2col)),
@@ -164,6 +170,7 @@ def course_rows(path: str, threads: int = 2, reps: int = 20, rounds: int = 3,
                 rows.append(_summarise(layer, np.dtype(dtype).name, times))
                 log(format_course_row(rows[-1]))
     finally:
+        limits.restore_original_limits()
         _threads.set_num_threads(None)
     return rows
 

@@ -107,6 +107,17 @@ static inline __attribute__((always_inline)) void fc_load8_f32(fc_v8d *v, const 
 #define FC_NR 4
 #define FC_TARGET __attribute__((target("avx512f,avx2,fma")))
 #define FC_NAME(f) f##_512_f32
+#define FC_ADD _mm512_add_ps
+#define FC_SPREAD(s, lo) _mm512_permutex2var_ps(s, lo ? _mm512_setr_epi32(0, 16, 1, 16, 2, 16, \
+    3, 16, 4, 16, 5, 16, 6, 16, 7, 16) : _mm512_setr_epi32(8, 16, 9, 16, 10, 16, 11, 16, 12, 16, \
+    13, 16, 14, 16, 15, 16), _mm512_setzero_ps())
+#define FC_EVENS(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, \
+    16, 18, 20, 22, 24, 26, 28, 30), b)
+#define FC_V4 __m128
+#define FC_M4 __m128i
+#define FC_MASK4(r) _mm_cmpgt_epi32(_mm_set1_epi32(r), _mm_setr_epi32(0, 1, 2, 3))
+#define FC_LOADM4(p, m) _mm_maskload_ps(p, m)
+#define FC_STOREU4 _mm_storeu_ps
 #define FC_LOAD8 fc_load8_f32
 #include "_nchw_tmpl.h"
 
@@ -126,6 +137,15 @@ static inline __attribute__((always_inline)) void fc_load8_f32(fc_v8d *v, const 
 #define FC_NR 4
 #define FC_TARGET __attribute__((target("avx512f,avx2,fma")))
 #define FC_NAME(f) f##_512_f64
+#define FC_ADD _mm512_add_pd
+#define FC_SPREAD(s, lo) _mm512_permutex2var_pd(s, lo ? _mm512_setr_epi64(0, 8, 1, 8, 2, 8, 3, 8) \
+    : _mm512_setr_epi64(4, 8, 5, 8, 6, 8, 7, 8), _mm512_setzero_pd())
+#define FC_EVENS(a, b) _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b)
+#define FC_V4 __m256d
+#define FC_M4 __m256i
+#define FC_MASK4(r) _mm256_cmpgt_epi64(_mm256_set1_epi64x(r), _mm256_setr_epi64x(0, 1, 2, 3))
+#define FC_LOADM4(p, m) _mm256_maskload_pd(p, m)
+#define FC_STOREU4 _mm256_storeu_pd
 #define FC_LOAD8 fc_load8_f64
 #include "_nchw_tmpl.h"
 
@@ -147,6 +167,16 @@ static inline __attribute__((always_inline)) void fc_load8_f32(fc_v8d *v, const 
 #define FC_NR 3
 #define FC_TARGET __attribute__((target("avx2,fma")))
 #define FC_NAME(f) f##_256_f32
+#define FC_ADD _mm256_add_ps
+#define FC_SPREAD(s, lo) (lo ? _mm256_unpacklo_ps : _mm256_unpackhi_ps)(_mm256_castpd_ps( \
+    _mm256_permute4x64_pd(_mm256_castps_pd(s), 0xD8)), _mm256_setzero_ps())
+#define FC_EVENS(a, b) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd( \
+    _mm256_shuffle_ps(a, b, 0x88)), 0xD8))
+#define FC_V4 __m128
+#define FC_M4 __m128i
+#define FC_MASK4(r) _mm_cmpgt_epi32(_mm_set1_epi32(r), _mm_setr_epi32(0, 1, 2, 3))
+#define FC_LOADM4(p, m) _mm_maskload_ps(p, m)
+#define FC_STOREU4 _mm_storeu_ps
 #define FC_LOAD8 fc_load8_f32
 #include "_nchw_tmpl.h"
 
@@ -166,6 +196,15 @@ static inline __attribute__((always_inline)) void fc_load8_f32(fc_v8d *v, const 
 #define FC_NR 3
 #define FC_TARGET __attribute__((target("avx2,fma")))
 #define FC_NAME(f) f##_256_f64
+#define FC_ADD _mm256_add_pd
+#define FC_SPREAD(s, lo) (lo ? _mm256_unpacklo_pd : _mm256_unpackhi_pd)( \
+    _mm256_permute4x64_pd(s, 0xD8), _mm256_setzero_pd())
+#define FC_EVENS(a, b) _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), 0xD8)
+#define FC_V4 __m256d
+#define FC_M4 __m256i
+#define FC_MASK4(r) _mm256_cmpgt_epi64(_mm256_set1_epi64x(r), _mm256_setr_epi64x(0, 1, 2, 3))
+#define FC_LOADM4(p, m) _mm256_maskload_pd(p, m)
+#define FC_STOREU4 _mm256_storeu_pd
 #define FC_LOAD8 fc_load8_f64
 #include "_nchw_tmpl.h"
 

@@ -8,6 +8,11 @@
  *   FC_LOADU, FC_STOREU, FC_SET1, FC_ZERO, FC_FMA
  *   FC_LOADM(p, m)  load of the lanes in m (the others 0, nothing read past them)
  *   FC_STOREM(p, m, v)  store of the lanes in m
+ *   FC_V4, FC_M4, FC_MASK4(r), FC_LOADM4(p, m), FC_STOREU4  the same for 4
+ *                   lanes (AVX2's, for both instruction sets): short window rows
+ *   FC_EVENS(a, b)  the even-indexed lanes of the concatenation [a, b]
+ *   FC_ADD; FC_SPREAD(s, lo)  the first (lo) or second half of s's lanes, each
+ *                   followed by a zero (FC_EVENS's inverse, a half at a time)
  *   FC_MR, FC_NR    the register block: FC_MR rows x FC_NR vectors of columns
  *   FC_TARGET       the target attribute (instruction set) of these functions
  *   FC_NAME(f)      the name of f in this copy
@@ -113,17 +118,31 @@ static FC_TARGET void FC_NAME(fc_nchw_gemm)(
 #undef FC_NCHW_COLS
 #undef FC_NCHW_COLS_3
 
-/* d[i * sp] = row[i * sw] for i < n: the cases the tiles take most, with constant
- * strides, so that the compiler vectorises them. */
+/* d[i * sp] = row[i * sw] for i < n. The forward's rows (sp = 1) at strides 1 and 2
+ * go by whole vectors (stride 2: the even lanes of two), the last one masked, so
+ * that nothing is read past row[(n - 1) * sw] or written past d[n - 1]. */
 static inline FC_TARGET void FC_NAME(fc_nchw_copy)(FC_T *d, ptrdiff_t sp, const FC_T *row,
                                                    int sw, ptrdiff_t n)
 {
-    if (sp == 1 && sw == 1)
-        for (ptrdiff_t i = 0; i < n; i++) d[i] = row[i];
-    else if (sp == 1 && sw == 2)
-        for (ptrdiff_t i = 0; i < n; i++) d[i] = row[2 * i];
-    else
-        for (ptrdiff_t i = 0; i < n; i++) d[i * sp] = row[i * sw];
+    ptrdiff_t i = 0;
+    if (sp == 1 && sw == 1) {
+        for (; i + FC_L <= n; i += FC_L) FC_STOREU(d + i, FC_LOADU(row + i));
+        if (i < n) {
+            FC_M m = FC_MASK((int)(n - i));
+            FC_STOREM(d + i, m, FC_LOADM(row + i, m));
+        }
+    } else if (sp == 1 && sw == 2) {
+        for (; i + FC_L < n; i += FC_L)  /* inputs 2i .. 2i + 2L - 1, before 2n - 2 */
+            FC_STOREU(d + i, FC_EVENS(FC_LOADU(row + 2 * i), FC_LOADU(row + 2 * i + FC_L)));
+        if (i < n) {
+            int span = (int)(2 * (n - i) - 1);  /* inputs 2i .. 2n - 2 */
+            FC_V a = FC_LOADM(row + 2 * i, FC_MASK(span < FC_L ? span : FC_L));
+            FC_V b = FC_LOADM(row + 2 * i + FC_L, FC_MASK(span > FC_L ? span - FC_L : 0));
+            FC_STOREM(d + i, FC_MASK((int)(n - i)), FC_EVENS(a, b));
+        }
+    } else {
+        for (; i < n; i++) d[i * sp] = row[i * sw];
+    }
 }
 
 /* The receptive fields of output positions [p0, p1) of one image:
@@ -185,6 +204,7 @@ static FC_TARGET void FC_NAME(fc_nchw_im2col_t)(
     wlo = wlo < OW ? wlo : OW;
     whi = whi < OW ? (whi > wlo ? whi : wlo) : OW;
     FC_M m = FC_MASK(WW <= FC_L ? WW : FC_L);
+    FC_M4 m4 = FC_MASK4(WW <= 4 ? WW : 4);
     for (ptrdiff_t c = 0; c < C; c++)
         for (int kh = 0; kh < HH; kh++) {
             FC_T *dst = colsT + (c * HH + kh) * WW;
@@ -201,8 +221,12 @@ static FC_TARGET void FC_NAME(fc_nchw_im2col_t)(
                 const FC_T *row = x + (c * H + ih) * W;
                 ptrdiff_t lo = wlo > ow0 ? wlo : ow0, hi = whi < ow1 ? whi : ow1;
                 if (hi < lo || WW > FC_L) hi = lo;  /* (then all by the loop below) */
-                for (ptrdiff_t ow = lo; ow < hi; ow++)
-                    FC_STOREU(d + (ow - ow0) * ldt, FC_LOADM(row + ow * sw - pl, m));
+                if (WW <= 4)  /* (a 4-lane store is half the 512-bit one's cost) */
+                    for (ptrdiff_t ow = lo; ow < hi; ow++)
+                        FC_STOREU4(d + (ow - ow0) * ldt, FC_LOADM4(row + ow * sw - pl, m4));
+                else
+                    for (ptrdiff_t ow = lo; ow < hi; ow++)
+                        FC_STOREU(d + (ow - ow0) * ldt, FC_LOADM(row + ow * sw - pl, m));
                 for (ptrdiff_t ow = ow0; ow < ow1; ow++) {
                     if (ow == lo) ow = hi;  /* the edges, one tap at a time */
                     if (ow >= ow1) break;
@@ -214,6 +238,42 @@ static FC_TARGET void FC_NAME(fc_nchw_im2col_t)(
             }
         }
     for (ptrdiff_t p = 0; p < np; p++) colsT[p * ldt + K] = 1;
+}
+
+/* row[i * sw] += s[i] for i < n. Strides 1 and 2 by whole vectors (stride 2: s's
+ * lanes spread over two vectors of row, zeros between), the last ones masked, so
+ * that no element past row[(n - 1) * sw] is read or written (it may be another
+ * image's, written by another thread). */
+static inline FC_TARGET void FC_NAME(fc_nchw_add_row)(FC_T *row, int sw, const FC_T *s,
+                                                      ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    if (sw == 1) {
+        for (; i + FC_L <= n; i += FC_L) FC_STOREU(row + i, FC_ADD(FC_LOADU(row + i),
+                                                                  FC_LOADU(s + i)));
+        if (i < n) {
+            FC_M m = FC_MASK((int)(n - i));
+            FC_STOREM(row + i, m, FC_ADD(FC_LOADM(row + i, m), FC_LOADM(s + i, m)));
+        }
+    } else if (sw == 2) {
+        for (; i + FC_L < n; i += FC_L) {  /* row 2i .. 2i + 2L - 1, all before 2n - 2 */
+            FC_V v = FC_LOADU(s + i);
+            FC_T *r = row + 2 * i;
+            FC_STOREU(r, FC_ADD(FC_LOADU(r), FC_SPREAD(v, 1)));
+            FC_STOREU(r + FC_L, FC_ADD(FC_LOADU(r + FC_L), FC_SPREAD(v, 0)));
+        }
+        if (i < n) {
+            int span = (int)(2 * (n - i) - 1);  /* row 2i .. 2n - 2 */
+            FC_M ma = FC_MASK(span < FC_L ? span : FC_L);
+            FC_M mb = FC_MASK(span > FC_L ? span - FC_L : 0);
+            FC_V v = FC_LOADM(s + i, FC_MASK((int)(n - i)));
+            FC_T *r = row + 2 * i;
+            FC_STOREM(r, ma, FC_ADD(FC_LOADM(r, ma), FC_SPREAD(v, 1)));
+            FC_STOREM(r + FC_L, mb, FC_ADD(FC_LOADM(r + FC_L, mb), FC_SPREAD(v, 0)));
+        }
+    } else {
+        for (; i < n; i++) row[i * sw] += s[i];
+    }
 }
 
 /* dx[c, oh * sh + kh - pt, ow * sw + kw - pl] += dcols[k * (p1 - p0) + (p - p0)] for
@@ -237,10 +297,7 @@ static FC_TARGET void FC_NAME(fc_nchw_col2im)(
                     if (ih < 0 || ih >= H || hi <= lo) continue;
                     FC_T *row = dx + (c * H + ih) * W + lo * sw + kw - pl;
                     const FC_T *s = src + done - ow0 + lo;  /* s[ow - lo]: position ow */
-                    if (sw == 1)
-                        for (ptrdiff_t i = 0; i < hi - lo; i++) row[i] += s[i];
-                    else
-                        for (ptrdiff_t i = 0; i < hi - lo; i++) row[i * sw] += s[i];
+                    FC_NAME(fc_nchw_add_row)(row, sw, s, hi - lo);
                 }
             }
 }
@@ -376,3 +433,11 @@ static FC_TARGET void FC_NAME(fc_bn_dx)(const FC_T *dout, const FC_T *x, FC_T *d
 #undef FC_TARGET
 #undef FC_NAME
 #undef FC_LOAD8
+#undef FC_V4
+#undef FC_EVENS
+#undef FC_ADD
+#undef FC_SPREAD
+#undef FC_M4
+#undef FC_MASK4
+#undef FC_LOADM4
+#undef FC_STOREU4
