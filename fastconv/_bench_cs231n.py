@@ -6,11 +6,13 @@ PATH is the user's checkout of CS231n's assignment (the folder that holds the
 fastconv. Its ``cs231n.fast_layers`` is imported from there and timed as it is: both
 convolution versions (``conv_*_strides``, NumPy ``as_strided`` + one BLAS product, and
 ``conv_*_im2col`` on the compiled ``im2col_cython``, when that is built) and
-``max_pool_*_fast``, with the BLAS the course's product runs on held to the same
-number of threads as fastconv's kernels. Every figure is the median of ``reps``
-calls after warm-up;
-the implementations take turns within each of ``rounds`` rounds, and a ratio is the
-median over the rounds of the ratio measured in that round.
+``max_pool_*_fast``. A third row times ``spatial_batchnorm`` against fastconv's own
+NumPy path (vectorised NumPy), which the course's code does not time.
+
+The BLAS the course's product runs on is held to the same number of threads as
+fastconv's kernels. Every figure is the median of ``reps`` calls after warm-up; the
+implementations take turns within each of ``rounds`` rounds, and a ratio is the median
+over the rounds of the ratio measured in that round.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ __all__ = ["load_course", "course_rows", "main"]
 CONV_SHAPE = dict(x=(100, 3, 31, 31), w=(25, 3, 3, 3), conv_param={"stride": 2, "pad": 1})
 POOL_SHAPE = dict(x=(100, 3, 32, 32),
                   pool_param={"pool_height": 2, "pool_width": 2, "stride": 2})
+# spatial batchnorm on the output of the conv shape
+SPATIAL_BN_SHAPE = (100, 25, 16, 16)
 _NEEDED = ("conv_forward_strides", "conv_backward_strides", "conv_forward_im2col",
            "conv_backward_im2col", "max_pool_forward_fast", "max_pool_backward_fast")
 
@@ -131,6 +135,28 @@ def _pool_runs(fast: ModuleType, dtype) -> Dict[str, Callable]:
             "course fast": pair(fast.max_pool_forward_fast, fast.max_pool_backward_fast)}
 
 
+def _spatial_bn_runs(dtype) -> Dict[str, Callable]:
+    """spatial_batchnorm forward + backward (train mode) on the conv shape's output,
+    compiled against the NumPy path (vectorised NumPy: the (N * H * W, C) rows of
+    batchnorm_forward), which the course's code does not time."""
+    import fastconv
+    from .compat import cs231n
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(SPATIAL_BN_SHAPE).astype(dtype)
+    gamma, beta = (rng.standard_normal(SPATIAL_BN_SHAPE[1]).astype(dtype) for _ in "gb")
+    dout = rng.standard_normal(SPATIAL_BN_SHAPE).astype(dtype)
+
+    def on(backend):
+        def run():
+            with fastconv.use_backend(backend):
+                _, cache = cs231n.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+                return cs231n.spatial_batchnorm_backward(dout, cache)
+        return run
+
+    return {"fastconv": on("cython"), "numpy": on("numpy")}
+
+
 def _timed(runs: Dict[str, Callable], reps: int, rounds: int) -> Dict[str, List[float]]:
     """Per implementation, the median ms of each round; they take turns in a round."""
     times: Dict[str, List[float]] = {k: [] for k in runs}
@@ -165,7 +191,8 @@ def course_rows(path: str, threads: int = 2, reps: int = 20, rounds: int = 3,
     try:
         for dtype in dtypes:
             for layer, runs in (("conv", _conv_runs(fast, np.dtype(dtype), with_im2col)),
-                                ("maxpool", _pool_runs(fast, np.dtype(dtype)))):
+                                ("maxpool", _pool_runs(fast, np.dtype(dtype))),
+                                ("sbn", _spatial_bn_runs(np.dtype(dtype)))):
                 times = _timed(runs, reps, rounds)
                 rows.append(_summarise(layer, np.dtype(dtype).name, times))
                 log(format_course_row(rows[-1]))
@@ -189,13 +216,17 @@ def _summarise(layer: str, dtype: str, times: Dict[str, List[float]]) -> dict:
 def format_course_row(row: dict) -> str:
     ms = ", ".join(f"{k} {v:.2f}" for k, v in row["ms"].items())
     sp = ", ".join(f"{k} {v:.2f}x" for k, v in row["speedup"].items())
+    best = "" if row["layer"] == "sbn" else \
+        f"; over the faster course version {row['speedup_best']:.2f}x"
     return (f"cs231n {row['layer']:7s} {row['dtype']}: f+b ms {ms} | fastconv's speedup: "
-            f"{sp}; over the faster course version {row['speedup_best']:.2f}x")
+            f"{sp}{best}")
 
 
 def shape_lines() -> List[str]:
     return [f"# conv x {CONV_SHAPE['x']}, w {CONV_SHAPE['w']}, {CONV_SHAPE['conv_param']}; "
-            f"max pool x {POOL_SHAPE['x']}, {POOL_SHAPE['pool_param']}"]
+            f"max pool x {POOL_SHAPE['x']}, {POOL_SHAPE['pool_param']}; spatial "
+            f"batchnorm (sbn) x {SPATIAL_BN_SHAPE}, train mode, against fastconv's "
+            "vectorised NumPy path (not the course's code)"]
 
 
 def main(path: str, threads: int, reps: int, rounds: int, json_path: Optional[str]) -> int:

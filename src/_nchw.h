@@ -15,10 +15,13 @@
  * FMA per term in a fixed order (the same for AVX2 and AVX-512 and any tile split),
  * so results do not depend on the thread count or the instruction set.
  *
+ * Spatial batch normalisation (fc_bn_*) works a channel at a time: its N planes of
+ * H * W values, sums in double.
+ *
  * The extension is built for the baseline ISA; these functions alone are compiled
  * for AVX2/FMA or AVX-512F through target attributes, and the Cython caller picks a
  * copy from what the CPU has (fc_nchw_isa()); with neither, it says so and the
- * Python side keeps the channels-last kernels.
+ * Python side keeps the channels-last kernels (and the NumPy spatial batchnorm).
  */
 #ifndef FASTCONV_NCHW_H
 #define FASTCONV_NCHW_H

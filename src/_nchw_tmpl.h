@@ -1,6 +1,7 @@
 /*
- * One copy of the NCHW convolution kernels (_nchw.h includes this file once per
- * instruction set and dtype). The includer defines:
+ * One copy of the course-layout kernels, convolution and spatial batch normalisation
+ * (_nchw.h includes this file once per instruction set and dtype). The includer
+ * defines:
  *
  *   FC_T            float or double
  *   FC_V, FC_L      the vector type and its lanes
@@ -13,6 +14,7 @@
  *   FC_EVENS(a, b)  the even-indexed lanes of the concatenation [a, b]
  *   FC_ADD; FC_SPREAD(s, lo)  the first (lo) or second half of s's lanes, each
  *                   followed by a zero (FC_EVENS's inverse, a half at a time)
+ *   FC_LOAD8(&v, p) 8 consecutive values as a vector of 8 doubles (fc_v8d)
  *   FC_MR, FC_NR    the register block: FC_MR rows x FC_NR vectors of columns
  *   FC_TARGET       the target attribute (instruction set) of these functions
  *   FC_NAME(f)      the name of f in this copy

@@ -105,10 +105,11 @@ def test_bench_cs231n_rows_against_a_course_checkout(tmp_path):
     assert res.returncode == 0, res.stderr
     rows = json.loads(out_json.read_text())["rows"]
     assert [(r["layer"], r["dtype"]) for r in rows] == [
-        ("conv", "float64"), ("maxpool", "float64"), ("conv", "float32"),
-        ("maxpool", "float32")]
+        (layer, dtype) for dtype in ("float64", "float32")
+        for layer in ("conv", "maxpool", "sbn")]
     assert set(rows[0]["ms"]) == {"fastconv", "strides", "im2col_cython"}
     assert set(rows[1]["ms"]) == {"fastconv", "course fast"}
+    assert set(rows[2]["ms"]) == {"fastconv", "numpy"}
     for row in rows:
         assert all(v > 0 for v in row["ms"].values()) and row["speedup_best"] > 0
     assert res.stdout.count("cs231n conv") == 2
