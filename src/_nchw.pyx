@@ -20,8 +20,9 @@ algorithm). Layering:
   Python caller sums the partials in a fixed order.
 
 Tiles and groups depend only on the shapes, never on the thread count, so results
-are bit-identical for any number of threads. Workspaces are allocated by the
-caller, one row per thread.
+are bit-identical for any number of threads. They are handed out dynamically, so
+that a thread the OS holds back (a busy machine) does not hold up the others.
+Workspaces are allocated by the caller, one row per thread.
 """
 
 from cython cimport floating
@@ -135,7 +136,7 @@ def forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
         raise ValueError("fastconv._nchw.forward: w, b and out must fit x's shape")
     if b is not None:
         bp = &b[0]
-    for t in prange(N * tiles, nogil=True, schedule="static", num_threads=n_threads):
+    for t in prange(N * tiles, nogil=True, schedule="dynamic", num_threads=n_threads):
         n = t // tiles
         p0 = (t - n * tiles) * tile
         p1 = min(P, p0 + tile)
@@ -174,7 +175,7 @@ def backward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
             or G < 1 or dw_part.shape[1] != F or dw_part.shape[2] != K + 1):
         raise ValueError("fastconv._nchw.backward: w, dout, dx and dw_part must fit "
                          "x's shape")
-    for g in prange(G, nogil=True, schedule="static", num_threads=n_threads):
+    for g in prange(G, nogil=True, schedule="dynamic", num_threads=n_threads):
         tid = threadid()
         memset(&dw_part[g, 0, 0], 0, F * (K + 1) * sizeof(floating))
         for n in range(g * N // G, (g + 1) * N // G):
@@ -223,7 +224,7 @@ def spatial_bn_forward(const floating[:, :, ::1] x,   # IN  (N, C, S)
             or out.shape[1] != C or out.shape[2] != S or n_threads < 1):
         raise ValueError("fastconv._nchw.spatial_bn_forward: sizes that do not agree "
                          "(or no AVX2 here)")
-    for c in prange(C, nogil=True, schedule="static", num_threads=n_threads):
+    for c in prange(C, nogil=True, schedule="dynamic", num_threads=n_threads):
         if floating is float:
             if train:
                 fc_bn_stats_f32(_isa, &x[0, c, 0], N, C * S, S, &mean[c], &var[c])
@@ -260,7 +261,7 @@ def spatial_bn_backward(const floating[:, :, ::1] x,      # IN  (N, C, S)
             or n_threads < 1):
         raise ValueError("fastconv._nchw.spatial_bn_backward: sizes that do not agree "
                          "(or no AVX2 here)")
-    for c in prange(C, nogil=True, schedule="static", num_threads=n_threads):
+    for c in prange(C, nogil=True, schedule="dynamic", num_threads=n_threads):
         if floating is float:
             fc_bn_grad_sums_f32(_isa, &dout[0, c, 0], &x[0, c, 0], N, C * S, S, mean[c],
                                 &dbeta[c], &dgamma[c])
