@@ -22,6 +22,15 @@ pytestmark = pytest.mark.skipif(_nchw.isa() == 0, reason="the kernels need AVX2 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64])
 
 
+@pytest.fixture(autouse=True)
+def every_reduction_on_the_kernels(monkeypatch):
+    """These tests are about the kernels: float32 takes them at every K here (the
+    rule that sends long float32 reductions elsewhere has its own test below)."""
+    from fastconv.backends import cython as fast
+
+    monkeypatch.setattr(fast, "NCHW_FLOAT32_MAX_K", 10**9)
+
+
 def reference(x, w, b, dout, stride, pad):
     """The NumPy reference in NHWC, results in the course's layouts: out, dx, dw, db."""
     out, cache = ref.conv2d_forward(x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b,
@@ -187,6 +196,19 @@ def test_composites_run_on_the_course_layouts():
     out, cache = cs231n.conv_relu_forward(x, w, b, conv_param)
     assert cache[0][-1].op == "conv2d_nchw"
     assert_close(out, np.maximum(a, 0).transpose(0, 3, 1, 2))
+
+
+def test_long_float32_reductions_keep_the_channels_last_kernels(monkeypatch):
+    from fastconv.backends import cython as fast
+
+    monkeypatch.setattr(fast, "NCHW_FLOAT32_MAX_K", 147)
+    for w_shape, dtype, op in [((4, 3, 7, 7), np.float32, "conv2d_nchw"),     # K = 147
+                               ((4, 4, 7, 7), np.float32, "conv2d"),          # K = 196
+                               ((4, 4, 7, 7), np.float64, "conv2d_nchw")]:
+        xx = np.zeros((2, w_shape[1], 9, 9), dtype=dtype)
+        _, cache = cs231n.conv_forward_fast(xx, np.zeros(w_shape, dtype), None,
+                                            {"stride": 1, "pad": 3})
+        assert cache[-1].op == op, (w_shape, dtype)
 
 
 def test_kernel_refuses_sizes_that_do_not_agree():

@@ -641,6 +641,23 @@ def nchw_available() -> bool:
     return _nchw.isa() > 0
 
 
+# float32 layers take the course-layout kernels up to this reduction K = C*HH*WW;
+# beyond it the channels-last kernels, transposes included, were as fast or faster.
+# Measured 2026-12-04, fastconv.compat.cs231n forward + backward, the two paths side
+# by side in one process, best of 15, 2 threads, a busy machine (load 2.7), time of
+# the channels-last path / time of these kernels: float32 K = 27 (the course's shape)
+# 2.56, K = 147 (50x3x32x32, 32 7x7 filters) 1.00, K = 288 (50x32x16x16 -> 64 3x3)
+# 0.95, K = 400 (64x16x32x32 -> 32 5x5) 0.87, K = 576 (50x64x8x8 -> 64 3x3) 0.53;
+# float64 1.05-2.78 on all five, so float64 takes them at every K.
+NCHW_FLOAT32_MAX_K = 147
+
+
+def nchw_chosen(dtype, k: int) -> bool:
+    """Whether a convolution of ``dtype`` with reduction ``k`` takes the course-layout
+    kernels (see NCHW_FLOAT32_MAX_K), where they are available."""
+    return nchw_available() and (dtype != np.float32 or k <= NCHW_FLOAT32_MAX_K)
+
+
 def _nchw_tile(k: int, positions: int) -> int:
     """Output positions per tile: a multiple of 64 (whole register panels), at most
     ``_NCHW_TILE_ELEMENTS`` of (2K + PAD)-wide workspace; the shapes alone decide."""

@@ -225,12 +225,14 @@ def _conv_args(x, w, b, conv_param):
 
 def _nchw_kernels(x: np.ndarray, w: np.ndarray, pad: int) -> bool:
     """Whether the course-layout kernels take this convolution: the compiled backend,
-    a CPU they run on, no empty size, windows that fit the padded image (else the
-    channels-last path reports the problem)."""
-    if get_backend() != "cython" or not get_module("cython").nchw_available():
+    a CPU they run on, a dtype and reduction they win on
+    (:func:`fastconv.backends.cython.nchw_chosen`), no empty size, windows that fit
+    the padded image (else the channels-last path reports the problem)."""
+    F, C, HH, WW = w.shape
+    if get_backend() != "cython" or not get_module("cython").nchw_chosen(x.dtype,
+                                                                         C * HH * WW):
         return False
     H, W = x.shape[2:]
-    HH, WW = w.shape[2:]
     return x.size > 0 and w.size > 0 and H + 2 * pad >= HH and W + 2 * pad >= WW
 
 
