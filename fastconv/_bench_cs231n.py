@@ -157,11 +157,23 @@ def _spatial_bn_runs(dtype) -> Dict[str, Callable]:
     return {"fastconv": on("cython"), "numpy": on("numpy")}
 
 
+# Seconds of rest before each implementation's turn: OpenBLAS's worker threads keep
+# spinning for a while after a product (the course's versions end on one), and the
+# OpenMP threads after a parallel region; left spinning they take a core from the
+# next implementation. Measured here: fastconv's float64 conv forward + backward took
+# 3.6 ms right after the course's versions, 2.1-2.3 ms alone.
+_REST = 0.3
+
+
 def _timed(runs: Dict[str, Callable], reps: int, rounds: int) -> Dict[str, List[float]]:
-    """Per implementation, the median ms of each round; they take turns in a round."""
+    """Per implementation, the median ms of each round; they take turns in a round,
+    each after a rest of ``_REST`` seconds."""
+    import time
+
     times: Dict[str, List[float]] = {k: [] for k in runs}
     for _ in range(rounds):
         for name, fn in runs.items():
+            time.sleep(_REST)
             times[name].append(_median_ms(fn, reps))
     return times
 
@@ -243,7 +255,11 @@ def main(path: str, threads: int, reps: int, rounds: int, json_path: Optional[st
         print(line)
     print(f"# {threads} threads, medians of {reps} after warm-up, {rounds} rounds taking "
           "turns; ratios: course ms / fastconv ms, per round, median")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     rows = course_rows(path, threads, reps, rounds, log=lambda s: print(s, flush=True))
+    if load is not None:  # (other work on the machine moves every figure)
+        print(f"# load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f} "
+              f"({os.cpu_count()} CPUs)")
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"rows": rows, "threads": threads, "reps": reps}, f, indent=1)
