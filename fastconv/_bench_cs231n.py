@@ -162,24 +162,26 @@ def _spatial_bn_runs(dtype) -> Dict[str, Callable]:
 # OpenMP threads after a parallel region; left spinning they take a core from the
 # next implementation. Measured here: fastconv's float64 conv forward + backward took
 # 3.6 ms right after the course's versions, 2.1-2.3 ms alone.
-_REST = 0.3
+REST = 0.3
 
 
-def _timed(runs: Dict[str, Callable], reps: int, rounds: int) -> Dict[str, List[float]]:
+def _timed(runs: Dict[str, Callable], reps: int, rounds: int,
+           rest: float) -> Dict[str, List[float]]:
     """Per implementation, the median ms of each round; they take turns in a round,
-    each after a rest of ``_REST`` seconds."""
+    each after a rest of ``rest`` seconds."""
     import time
 
     times: Dict[str, List[float]] = {k: [] for k in runs}
     for _ in range(rounds):
         for name, fn in runs.items():
-            time.sleep(_REST)
+            time.sleep(rest)
             times[name].append(_median_ms(fn, reps))
     return times
 
 
 def course_rows(path: str, threads: int = 2, reps: int = 20, rounds: int = 3,
-                dtypes=("float64", "float32"), log=print) -> List[dict]:
+                dtypes=("float64", "float32"), rest: float = REST,
+                log=print) -> List[dict]:
     """Time the course's shapes; return one dict per (layer, dtype).
 
     Each row: ``layer``, ``dtype``, ``ms`` (implementation -> median over rounds of
@@ -205,7 +207,7 @@ def course_rows(path: str, threads: int = 2, reps: int = 20, rounds: int = 3,
             for layer, runs in (("conv", _conv_runs(fast, np.dtype(dtype), with_im2col)),
                                 ("maxpool", _pool_runs(fast, np.dtype(dtype))),
                                 ("sbn", _spatial_bn_runs(np.dtype(dtype)))):
-                times = _timed(runs, reps, rounds)
+                times = _timed(runs, reps, rounds, rest)
                 rows.append(_summarise(layer, np.dtype(dtype).name, times))
                 log(format_course_row(rows[-1]))
     finally:
@@ -241,7 +243,8 @@ def shape_lines() -> List[str]:
             "vectorised NumPy path (not the course's code)"]
 
 
-def main(path: str, threads: int, reps: int, rounds: int, json_path: Optional[str]) -> int:
+def main(path: str, threads: int, reps: int, rounds: int, json_path: Optional[str],
+         rest: float = REST) -> int:
     """The ``--cs231n`` mode of ``python -m fastconv.bench``; exit status 2 when PATH
     holds no usable course package."""
     import json
@@ -254,9 +257,11 @@ def main(path: str, threads: int, reps: int, rounds: int, json_path: Optional[st
     for line in shape_lines():
         print(line)
     print(f"# {threads} threads, medians of {reps} after warm-up, {rounds} rounds taking "
-          "turns; ratios: course ms / fastconv ms, per round, median")
+          f"turns after {rest} s of rest; ratios: course ms / fastconv ms, per round, "
+          "median")
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    rows = course_rows(path, threads, reps, rounds, log=lambda s: print(s, flush=True))
+    rows = course_rows(path, threads, reps, rounds, rest=rest,
+                       log=lambda s: print(s, flush=True))
     if load is not None:  # (other work on the machine moves every figure)
         print(f"# load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f} "
               f"({os.cpu_count()} CPUs)")

@@ -651,13 +651,15 @@ def main(argv=None) -> int:
                         "course's own fast layers in the checkout at PATH")
     p.add_argument("--rounds", type=int, default=3,
                    help="with --cs231n: rounds in which the implementations take turns")
+    p.add_argument("--rest", type=float, default=0.3,
+                   help="with --cs231n: seconds of rest before each turn (default 0.3)")
     a = p.parse_args(argv)
-    if a.threads < 1 or a.reps < 1 or a.rounds < 1:
-        p.error("--threads, --reps and --rounds must be >= 1")
+    if a.threads < 1 or a.reps < 1 or a.rounds < 1 or a.rest < 0:
+        p.error("--threads, --reps and --rounds must be >= 1, --rest >= 0")
     if a.cs231n is not None:
         from . import _bench_cs231n
 
-        return _bench_cs231n.main(a.cs231n, a.threads, a.reps, a.rounds, a.json)
+        return _bench_cs231n.main(a.cs231n, a.threads, a.reps, a.rounds, a.json, a.rest)
     if a.sweep is not None:
         return _sweep_main(p, a)
     torch_ok = not a.no_torch and _torch() is not None

@@ -94,7 +94,7 @@ def _fake_course(root, body, compiled=False):
 def _bench_cs231n(path, *extra):
     return subprocess.run(
         [sys.executable, "-m", "fastconv.bench", "--cs231n", str(path), "--reps", "1",
-         "--rounds", "1", "--threads", "1", *extra],
+         "--rounds", "1", "--rest", "0", "--threads", "1", *extra],
         capture_output=True, text=True, timeout=300)
 
 
