@@ -140,6 +140,7 @@ def _spatial_bn_runs(dtype) -> Dict[str, Callable]:
     compiled against the NumPy path (vectorised NumPy: the (N * H * W, C) rows of
     batchnorm_forward), which the course's code does not time."""
     import fastconv
+
     from .compat import cs231n
 
     rng = np.random.default_rng(2)
