@@ -13,10 +13,14 @@ The functions keep the course's conventions:
   ``pool_param = {'pool_height': ph, 'pool_width': pw, 'stride': s}``;
 - every forward returns ``(out, cache)``, every backward takes ``(dout, cache)``.
 
-Each function is a thin wrapper: it validates the arguments, transposes to
-fastconv's ``(N, H, W, C)`` / ``(KH, KW, C, F)`` layout, calls :mod:`fastconv.ops`
-(so it runs on the active backend; ``fastconv.use_backend('numpy')`` selects the
-NumPy reference) and transposes the results back.
+Each function is a thin wrapper that validates the arguments and calls a kernel. On
+the compiled backend the convolution runs on kernels that read and write the course's
+layouts themselves (``fastconv._nchw``; float32 layers with a reduction C*HH*WW above
+:data:`fastconv.backends.cython.NCHW_FLOAT32_MAX_K` excepted), and max pooling with
+non-overlapping windows pools each (n, c) plane where it lies. Otherwise (the NumPy
+backend, ``fastconv.use_backend('numpy')``, the reference; a CPU without AVX2) the
+wrapper transposes to fastconv's ``(N, H, W, C)`` / ``(KH, KW, C, F)`` layout, calls
+:mod:`fastconv.ops` and transposes the results back.
 
 The course ships a naive, an im2col, a strides and a reshape version of each
 layer under different names; here every name is the same function, so whichever
@@ -282,8 +286,9 @@ def conv_forward_fast(x: Any, w: Any, b: Any, conv_param: Mapping) -> Tuple[np.n
         ``H' = 1 + (H + 2 * pad - HH) // stride``, ``W' = 1 + (W + 2 * pad - WW) // stride``.
     cache : tuple
         ``(x, w, b, conv_param, kernel_cache)``: the inputs as arrays of x's dtype (the
-        course's layouts), ``conv_param`` as given, and the :mod:`fastconv.ops` cache
-        that :func:`conv_backward_fast` uses.
+        course's layouts), ``conv_param`` as given, and the kernel's cache that
+        :func:`conv_backward_fast` uses (op ``'conv2d_nchw'`` from the course-layout
+        kernels, else the :mod:`fastconv.ops` cache of the channels-last path).
 
     Raises
     ------
