@@ -103,7 +103,8 @@ cdef int _check(Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                 Py_ssize_t row_len, Py_ssize_t per_thread, int n_threads) except -1:
     """The sizes must agree: the windows inside the padded image, a workspace row per
     thread of ``per_thread`` elements, a kernel to run."""
-    if (_isa == 0 or N < 1 or C < 1 or F < 1 or HH < 1 or WW < 1 or OH < 1 or OW < 1
+    if (_isa == 0 or N < 1 or C < 1 or H < 1 or W < 1 or F < 1 or HH < 1 or WW < 1
+            or OH < 1 or OW < 1
             or stride < 1 or pad < 0 or n_threads < 1 or tile < 1
             or (OH - 1) * stride + HH > H + 2 * pad or (OW - 1) * stride + WW > W + 2 * pad
             or rows < n_threads or row_len < per_thread):

@@ -223,6 +223,9 @@ def test_kernel_refuses_sizes_that_do_not_agree():
                       64, 1)  # windows past the padded image
     with pytest.raises(ValueError, match="must fit"):
         _nchw.forward(x, w, np.zeros(5), out, np.empty((1, 27 * 64)), 1, 1, 64, 1)
+    with pytest.raises(ValueError, match="do not agree"):  # an empty image, all padding
+        _nchw.forward(np.zeros((2, 3, 0, 8)), w, None, np.empty((2, 4, 1, 8)),
+                      np.empty((1, 27 * 64)), 1, 1, 64, 1)
 
 
 # ------------------------------------------------------- spatial batch normalisation
