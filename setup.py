@@ -21,7 +21,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 EXTENSIONS = ["_openmp", "_conv", "_pool", "_depthwise", "_elementwise", "_image",
-              "_resize", "_norm", "_winograd"]
+              "_resize", "_norm", "_winograd", "_nchw"]
 
 
 def _openmp_flags(compiler_type):

@@ -15,6 +15,7 @@ Examples
     python -m fastconv.bench --dtype float64 --json out.json --csv out.csv --plot out.png
     python -m fastconv.bench --sweep 24 --seed 1   # random layer shapes (fastconv._sweep)
     python -m fastconv.bench --only b,d,f --conv-algorithm direct   # no Winograd
+    python -m fastconv.bench --cs231n ~/assignment2  # against the course's fast layers
 
 Where torch lives in another environment, run the bench with that interpreter and
 fastconv on its path (``PYTHONPATH=/path/to/fastconv-checkout``), so that both are
@@ -680,9 +681,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the sweep's random seed")
     p.add_argument("--conv-algorithm", default="auto", choices=["auto", "direct", "winograd"],
                    help="fastconv.set_conv_algorithm for the run (default: auto)")
+    p.add_argument("--cs231n", metavar="PATH",
+                   help="instead of the table: the course's timing shapes against the "
+                        "course's own fast layers in the checkout at PATH")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="with --cs231n: rounds in which the implementations take turns")
+    p.add_argument("--rest", type=float, default=0.3,
+                   help="with --cs231n: seconds of rest before each turn (default 0.3)")
     a = p.parse_args(argv)
-    if a.threads < 1 or a.reps < 1:
-        p.error("--threads and --reps must be >= 1")
+    if a.threads < 1 or a.reps < 1 or a.rounds < 1 or a.rest < 0:
+        p.error("--threads, --reps and --rounds must be >= 1, --rest >= 0")
     from .backends._algorithm import conv_algorithm
 
     with conv_algorithm(a.conv_algorithm):
@@ -690,6 +698,10 @@ def main(argv=None) -> int:
 
 
 def _main(p, a) -> int:
+    if a.cs231n is not None:
+        from . import _bench_cs231n
+
+        return _bench_cs231n.main(a.cs231n, a.threads, a.reps, a.rounds, a.json, a.rest)
     if a.sweep is not None:
         return _sweep_main(p, a)
     torch_ok = not a.no_torch and _torch() is not None

@@ -80,3 +80,88 @@ def test_winograd_compare_runs():
     assert lines[0].split()[:2] == ["layer", "pass"]
     assert [ln.split()[:2] for ln in lines[1:]] == [
         ["s4-64-64", p] for p in ("forward", "backward", "dw")]
+
+
+# A stand-in for a checkout of the course's assignment, written here (the course's own
+# code never enters this repository): fast_layers with the course's function names,
+# running on fastconv's reference backend.
+_FAKE_FAST_LAYERS = '''
+import fastconv
+from fastconv.compat import cs231n as _c
+
+
+def _ref(f):
+    def run(*args):
+        with fastconv.use_backend("numpy"):
+            return f(*args)
+    return run
+
+
+conv_forward_strides = _ref(_c.conv_forward_fast)
+conv_backward_strides = _ref(_c.conv_backward_fast)
+conv_forward_im2col = _ref(_c.conv_forward_fast)
+conv_backward_im2col = _ref(_c.conv_backward_fast)
+max_pool_forward_fast = _ref(_c.max_pool_forward_fast)
+max_pool_backward_fast = _ref(_c.max_pool_backward_fast)
+'''
+
+
+def _fake_course(root, body, compiled=False):
+    pkg = root / "cs231n"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "fast_layers.py").write_text(body + ("\nim2col_cython = object\n" if compiled
+                                                else ""))
+    return root
+
+
+def _bench_cs231n(path, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "fastconv.bench", "--cs231n", str(path), "--reps", "1",
+         "--rounds", "1", "--rest", "0", "--threads", "1", *extra],
+        capture_output=True, text=True, timeout=300)
+
+
+def test_bench_cs231n_rows_against_a_course_checkout(tmp_path):
+    root = _fake_course(tmp_path / "a2", _FAKE_FAST_LAYERS, compiled=True)
+    out_json = tmp_path / "c.json"
+    res = _bench_cs231n(root / "cs231n", "--json", str(out_json))  # the package folder
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(out_json.read_text())["rows"]
+    assert [(r["layer"], r["dtype"]) for r in rows] == [
+        (layer, dtype) for dtype in ("float64", "float32")
+        for layer in ("conv", "maxpool", "sbn")]
+    assert set(rows[0]["ms"]) == {"fastconv", "strides", "im2col_cython"}
+    assert set(rows[1]["ms"]) == {"fastconv", "course fast"}
+    assert set(rows[2]["ms"]) == {"fastconv", "numpy"}
+    for row in rows:
+        assert all(v > 0 for v in row["ms"].values()) and row["speedup_best"] > 0
+    assert res.stdout.count("cs231n conv") == 2
+
+
+def test_bench_cs231n_without_compiled_im2col_leaves_that_version_out(tmp_path):
+    root = _fake_course(tmp_path, _FAKE_FAST_LAYERS)
+    res = _bench_cs231n(root)
+    assert res.returncode == 0, res.stderr
+    assert "im2col_cython is not built" in res.stdout
+    conv_rows = [line for line in res.stdout.splitlines() if line.startswith("cs231n conv")]
+    assert len(conv_rows) == 2
+    assert all("strides" in line and "im2col_cython" not in line for line in conv_rows)
+
+
+def test_bench_cs231n_refuses_a_path_without_the_course(tmp_path):
+    res = _bench_cs231n(tmp_path)
+    assert res.returncode == 2
+    assert "cs231n/fast_layers.py" in res.stderr and str(tmp_path) in res.stderr
+
+
+def test_bench_cs231n_refuses_a_course_that_lacks_a_function(tmp_path):
+    body = _FAKE_FAST_LAYERS.replace("conv_backward_strides = ", "_unused = ")
+    res = _bench_cs231n(_fake_course(tmp_path, body))
+    assert res.returncode == 2 and "lacks conv_backward_strides" in res.stderr
+
+
+def test_bench_cs231n_reports_an_import_failure(tmp_path):
+    res = _bench_cs231n(_fake_course(tmp_path, "raise ImportError('no numpy here')\n"))
+    assert res.returncode == 2
+    assert "importing cs231n.fast_layers" in res.stderr and "no numpy here" in res.stderr

@@ -100,3 +100,16 @@ def test_demo_command(tmp_path):
 def test_demo_bad_option(tmp_path):
     done = run(["-m", "fastconv", "demo", "--epochs", "0"], tmp_path)
     assert done.returncode == 2 and "positive" in done.stderr
+
+
+def test_cs231n_convnet_example_trains(tmp_path):
+    # The course's ThreeLayerConvNet and FullyConnectedNet on fastconv.compat.cs231n,
+    # trained by plain SGD on the sample (3 epochs each): well above chance (0.1).
+    res = run([str(EXAMPLES / "cs231n_convnet.py")], tmp_path)
+    assert res.returncode == 0, res.stderr
+    sections = res.stdout.split("FullyConnectedNet")
+    assert len(sections) == 2 and "ThreeLayerConvNet" in sections[0]
+    for section in sections:
+        found = re.findall(r"test accuracy ([0-9.]+)", section)
+        assert len(found) == 3, res.stdout
+        assert float(found[-1]) > 0.5, res.stdout

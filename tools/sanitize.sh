@@ -32,11 +32,12 @@ export PYTHONPATH="$build"
 export FASTCONV_SANITIZED=1
 
 tests=(tests/test_kernel_fuzz.py tests/test_bad_input.py tests/test_elementwise.py
-       tests/test_winograd.py)
+       tests/test_winograd.py tests/test_cs231n_nchw.py)
 if [ "$quick" = 0 ]; then
     tests+=(tests/test_cython_backend.py tests/test_depthwise.py tests/test_reference.py
             tests/test_preprocessing.py tests/test_filters.py tests/test_layers.py
-            tests/test_reshaping.py tests/test_augmentation.py tests/test_norm_kernels.py)
+            tests/test_reshaping.py tests/test_augmentation.py tests/test_norm_kernels.py
+            tests/test_cs231n.py)
 fi
 python -c "import fastconv, sys; assert fastconv.__file__.startswith('$build'), fastconv.__file__"
 python -m pytest -q -p no:cacheprovider "${tests[@]}"

@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from .. import _conv, _depthwise, _elementwise, _norm, _pool, _resize, _winograd
+from .. import _conv, _depthwise, _elementwise, _nchw, _norm, _pool, _resize, _winograd
 from .._threads import kernel_threads, pin_kernel_blas
 from . import _args, dispatch
 from ._args import Cache
@@ -693,6 +693,87 @@ def maxpool_planes_backward(dout, win, shape, pool_size):
         with _planes_threads(dx.size) as threads:
             _pool.maxpool_planes_backward(dout, win, dx, pool_size[0], pool_size[1], threads)
     return dx
+
+
+# The course-layout convolution (src/_nchw.pyx): im2col workspace per thread, in
+# elements (the forward's cols (K, tile), the backward's two (tile, K + PAD) and
+# (K, tile)), so that a tile stays in L2; and a fixed number of image groups for the
+# weight gradient, whatever the threads (the bits do not depend on them).
+_NCHW_TILE_ELEMENTS = 32768
+_NCHW_GROUPS = 16
+
+
+def nchw_available() -> bool:
+    """Whether :func:`conv_nchw_forward` can run here (AVX2 + FMA at least)."""
+    return _nchw.isa() > 0
+
+
+# float32 layers take the course-layout kernels up to this reduction K = C*HH*WW;
+# beyond it the channels-last kernels, transposes included, were as fast or faster.
+# Measured 2026-12-04, fastconv.compat.cs231n forward + backward, the two paths side
+# by side in one process, best of 15, 2 threads, a busy machine (load 2.7), time of
+# the channels-last path / time of these kernels: float32 K = 27 (the course's shape)
+# 2.56, K = 147 (50x3x32x32, 32 7x7 filters) 1.00, K = 288 (50x32x16x16 -> 64 3x3)
+# 0.95, K = 400 (64x16x32x32 -> 32 5x5) 0.87, K = 576 (50x64x8x8 -> 64 3x3) 0.53;
+# float64 1.05-2.78 on all five, so float64 takes them at every K.
+NCHW_FLOAT32_MAX_K = 147
+
+
+def nchw_chosen(dtype, k: int) -> bool:
+    """Whether a convolution of ``dtype`` with reduction ``k`` takes the course-layout
+    kernels (see NCHW_FLOAT32_MAX_K), where they are available."""
+    return nchw_available() and (dtype != np.float32 or k <= NCHW_FLOAT32_MAX_K)
+
+
+def _nchw_tile(k: int, positions: int) -> int:
+    """Output positions per tile: a multiple of 64 (whole register panels), at most
+    ``_NCHW_TILE_ELEMENTS`` of (2K + PAD)-wide workspace; the shapes alone decide."""
+    tile = max(64, _NCHW_TILE_ELEMENTS // (2 * k + _nchw.PAD) // 64 * 64)
+    return min(tile, positions)
+
+
+def conv_nchw_forward(x, w, b, stride, pad):
+    """Convolution on the course's layouts, for fastconv.compat.cs231n.
+
+    ``x`` (N, C, H, W) and ``w`` (F, C, HH, WW) C-contiguous of one float dtype, ``b``
+    (F,) or None, ints ``stride`` >= 1 and ``pad`` >= 0 with the windows inside the
+    padded image and every size >= 1 (checked by the caller; see
+    :func:`nchw_available`). Returns ``out`` (N, F, OH, OW) and a Cache
+    ('conv2d_nchw') holding x, w and the geometry for :func:`conv_nchw_backward`.
+    """
+    n, c, h, wd = x.shape
+    f, _, hh, ww = w.shape
+    oh, ow = (h + 2 * pad - hh) // stride + 1, (wd + 2 * pad - ww) // stride + 1
+    k = c * hh * ww
+    tile = _nchw_tile(k, oh * ow)
+    out = np.empty((n, f, oh, ow), dtype=x.dtype)
+    with kernel_threads(n * -(-(oh * ow) // tile)) as threads:
+        work = np.empty((threads, k * tile), dtype=x.dtype)
+        _nchw.forward(x, w, b, out, work, stride, pad, tile, threads)
+    geom = (out.shape, stride, pad, b is not None)
+    return out, Cache("conv2d_nchw", NAME, geom, x.dtype, {"x": x, "w": w})
+
+
+def conv_nchw_backward(dout, cache):
+    """Gradients of :func:`conv_nchw_forward`: ``(dx, dw, db)`` in the course's
+    layouts, db None when the forward had no bias. ``dout`` C-contiguous, of the
+    output's shape and dtype (checked by the caller)."""
+    x, w = cache.arrays["x"], cache.arrays["w"]
+    _, stride, pad, has_bias = cache.geom
+    n = x.shape[0]
+    f, c, hh, ww = w.shape
+    k = c * hh * ww
+    tile = _nchw_tile(k, dout.shape[2] * dout.shape[3])
+    groups = min(n, _NCHW_GROUPS)
+    dx = np.empty_like(x)
+    part = np.empty((groups, f, k + 1), dtype=x.dtype)
+    total = np.empty((f, k + 1), dtype=x.dtype)
+    with kernel_threads(groups) as threads:
+        work = np.empty((threads, (2 * k + _nchw.PAD) * tile), dtype=x.dtype)
+        _nchw.backward(x, w, dout, dx, part, work, stride, pad, tile, threads)
+    _sum_groups(part, None, total, None)
+    dw = np.ascontiguousarray(total[:, :k]).reshape(w.shape)
+    return dx, dw, (np.ascontiguousarray(total[:, k]) if has_bias else None)
 
 
 def avgpool2d_forward(x, pool_size=2, strides=None, padding="valid"):

@@ -3,15 +3,23 @@
 Re-exported by :mod:`fastconv.compat.cs231n`. Signatures, caches and argument
 dicts are the course's; shape problems raise ValueError naming the argument.
 float64 in, float64 out (other floating dtypes are kept).
+
+One exception to "NumPy": on the compiled backend, ``spatial_batchnorm_forward`` and
+``spatial_batchnorm_backward`` run compiled kernels on the (N, C, H, W) layout
+(``fastconv._nchw``); on the NumPy backend they are the NumPy code, which the tests
+compare them with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from typing import Any, Tuple
+from typing import Any, NamedTuple, Tuple
 
 import numpy as np
 
+from .. import _nchw
+from .._threads import kernel_threads
+from ..backends import get_backend
 from ..backends._args import as_float_array, fail
 
 __all__ = [
@@ -157,31 +165,42 @@ def batchnorm_forward(x: Any, gamma: Any, beta: Any,
     _shape(gamma, "gamma", (D,))
     beta = _array(beta, "beta", 1, like=x)
     _shape(beta, "beta", (D,))
-    p = _param(bn_param, "bn_param", ("mode",))
-    mode = p["mode"]
-    eps = p.get("eps", 1e-5)
-    momentum = p.get("momentum", 0.9)
-    running_mean = p.get("running_mean", np.zeros(D, dtype=x.dtype))
-    running_var = p.get("running_var", np.zeros(D, dtype=x.dtype))
-    if np.shape(running_mean) != (D,):
-        raise fail("bn_param['running_mean']", f"an array of shape {(D,)}",
-                   np.asarray(running_mean))
-    if np.shape(running_var) != (D,):
-        raise fail("bn_param['running_var']", f"an array of shape {(D,)}",
-                   np.asarray(running_var))
+    mode, eps, momentum, running_mean, running_var = _bn_settings(bn_param, D, x.dtype)
     if mode == "train":
         mean = x.mean(axis=0)
         var = x.var(axis=0)
         inv_std = 1.0 / np.sqrt(var + eps)
         xhat = (x - mean) * inv_std
         out = gamma * xhat + beta
-        bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mean
-        bn_param["running_var"] = momentum * running_var + (1 - momentum) * var
+        _bn_update(bn_param, momentum, running_mean, running_var, mean, var)
         return out, (xhat, gamma, inv_std)
-    if mode == "test":
-        out = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta
-        return out.astype(x.dtype, copy=False), None
-    raise fail("bn_param['mode']", "'train' or 'test'", mode)
+    out = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta
+    return out.astype(x.dtype, copy=False), None
+
+
+def _bn_settings(bn_param: Any, D: int, dtype: np.dtype) -> tuple:
+    """``(mode, eps, momentum, running_mean, running_var)`` from ``bn_param``, the
+    running statistics zeros of shape (D,) where absent."""
+    p = _param(bn_param, "bn_param", ("mode",))
+    mode = p["mode"]
+    if mode not in ("train", "test"):
+        raise fail("bn_param['mode']", "'train' or 'test'", mode)
+    running_mean = p.get("running_mean", np.zeros(D, dtype=dtype))
+    running_var = p.get("running_var", np.zeros(D, dtype=dtype))
+    if np.shape(running_mean) != (D,):
+        raise fail("bn_param['running_mean']", f"an array of shape {(D,)}",
+                   np.asarray(running_mean))
+    if np.shape(running_var) != (D,):
+        raise fail("bn_param['running_var']", f"an array of shape {(D,)}",
+                   np.asarray(running_var))
+    return mode, p.get("eps", 1e-5), p.get("momentum", 0.9), running_mean, running_var
+
+
+def _bn_update(bn_param: MutableMapping, momentum: float, running_mean: Any,
+               running_var: Any, mean: np.ndarray, var: np.ndarray) -> None:
+    """running = momentum * running + (1 - momentum) * batch, stored into bn_param."""
+    bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mean
+    bn_param["running_var"] = momentum * running_var + (1 - momentum) * var
 
 
 def batchnorm_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -243,25 +262,82 @@ def layernorm_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray,
     return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
 
 
+class _SpatialCache(NamedTuple):
+    """What the compiled spatial batchnorm keeps for its backward pass: the input
+    (N, C, H, W), gamma (C,), the batch's mean and variance (C,) in float64, eps."""
+
+    x: np.ndarray
+    gamma: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float
+
+
+def _compiled() -> bool:
+    """Whether the compiled (N, C, H, W) kernels run: the compiled backend is active
+    and the CPU has AVX2 + FMA at least."""
+    return get_backend() == "cython" and _nchw.isa() > 0
+
+
 def spatial_batchnorm_forward(x: Any, gamma: Any, beta: Any,
                               bn_param: MutableMapping) -> Tuple[np.ndarray, Any]:
     """Batch normalisation per channel of x (N, C, H, W); gamma, beta (C,).
 
     ``bn_param`` as in :func:`batchnorm_forward`, with statistics of shape (C,).
+
+    On the compiled backend a kernel normalises x where it lies (each channel one
+    task: mean, then mean squared deviation, in float64, then the output); the cache
+    is then a ``_SpatialCache`` (x, gamma, the batch's mean and variance, eps), in
+    train mode, and None in test mode. On the NumPy backend x is viewed as
+    (N * H * W, C) rows for :func:`batchnorm_forward`, whose cache it returns.
     """
     x = _array(x, "x", 4)
     N, C, H, W = x.shape
-    flat = x.transpose(0, 2, 3, 1).reshape(-1, C)
-    out, cache = batchnorm_forward(flat, gamma, beta, bn_param)
-    return out.reshape(N, H, W, C).transpose(0, 3, 1, 2), cache
+    if not (_compiled() and x.size):
+        flat = x.transpose(0, 2, 3, 1).reshape(-1, C)
+        out, cache = batchnorm_forward(flat, gamma, beta, bn_param)
+        return out.reshape(N, H, W, C).transpose(0, 3, 1, 2), cache
+    gamma = _array(gamma, "gamma", 1, like=x)
+    _shape(gamma, "gamma", (C,))
+    beta = _array(beta, "beta", 1, like=x)
+    _shape(beta, "beta", (C,))
+    mode, eps, momentum, running_mean, running_var = _bn_settings(bn_param, C, x.dtype)
+    train = mode == "train"
+    mean = np.empty(C) if train else np.array(running_mean, dtype=np.float64)
+    var = np.empty(C) if train else np.array(running_var, dtype=np.float64)
+    out = np.empty_like(x)
+    with kernel_threads(C) as threads:
+        _nchw.spatial_bn_forward(x.reshape(N, C, H * W), gamma, beta,
+                                 out.reshape(N, C, H * W), mean, var, float(eps), train,
+                                 threads)
+    if not train:
+        return out, None
+    _bn_update(bn_param, momentum, running_mean, running_var, mean.astype(x.dtype),
+               var.astype(x.dtype))
+    return out, _SpatialCache(x, gamma, mean, var, float(eps))
 
 
-def spatial_batchnorm_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, ...]:
-    """Backward pass of :func:`spatial_batchnorm_forward`: (dx, dgamma (C,), dbeta (C,))."""
-    d = _array(dout, "dout", 4)
-    N, C, H, W = d.shape
-    dx, dgamma, dbeta = batchnorm_backward(d.transpose(0, 2, 3, 1).reshape(-1, C), cache)
-    return dx.reshape(N, H, W, C).transpose(0, 3, 1, 2), dgamma, dbeta
+def spatial_batchnorm_backward(dout: Any, cache: Any) -> Tuple[np.ndarray, ...]:
+    """Backward pass of :func:`spatial_batchnorm_forward` (train mode): (dx (N, C, H, W),
+    dgamma (C,), dbeta (C,))."""
+    if not isinstance(cache, _SpatialCache):
+        d = _array(dout, "dout", 4)
+        N, C, H, W = d.shape
+        dx, dgamma, dbeta = batchnorm_backward(d.transpose(0, 2, 3, 1).reshape(-1, C),
+                                               cache)
+        return dx.reshape(N, H, W, C).transpose(0, 3, 1, 2), dgamma, dbeta
+    x = cache.x
+    d = _array(dout, "dout", like=x)
+    _shape(d, "dout", x.shape)
+    N, C, H, W = x.shape
+    dx = np.empty_like(x)
+    dgamma, dbeta = np.empty(C), np.empty(C)
+    with kernel_threads(C) as threads:
+        _nchw.spatial_bn_backward(x.reshape(N, C, H * W), d.reshape(N, C, H * W),
+                                  cache.gamma, cache.mean, cache.var,
+                                  dx.reshape(N, C, H * W), dgamma, dbeta, cache.eps,
+                                  threads)
+    return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
 
 
 def spatial_groupnorm_forward(x: Any, gamma: Any, beta: Any, G: int,

@@ -13,10 +13,14 @@ The functions keep the course's conventions:
   ``pool_param = {'pool_height': ph, 'pool_width': pw, 'stride': s}``;
 - every forward returns ``(out, cache)``, every backward takes ``(dout, cache)``.
 
-Each function is a thin wrapper: it validates the arguments, transposes to
-fastconv's ``(N, H, W, C)`` / ``(KH, KW, C, F)`` layout, calls :mod:`fastconv.ops`
-(so it runs on the active backend; ``fastconv.use_backend('numpy')`` selects the
-NumPy reference) and transposes the results back.
+Each function is a thin wrapper that validates the arguments and calls a kernel. On
+the compiled backend the convolution runs on kernels that read and write the course's
+layouts themselves (``fastconv._nchw``; float32 layers with a reduction C*HH*WW above
+:data:`fastconv.backends.cython.NCHW_FLOAT32_MAX_K` excepted), and max pooling with
+non-overlapping windows pools each (n, c) plane where it lies. Otherwise (the NumPy
+backend, ``fastconv.use_backend('numpy')``, the reference; a CPU without AVX2) the
+wrapper transposes to fastconv's ``(N, H, W, C)`` / ``(KH, KW, C, F)`` layout, calls
+:mod:`fastconv.ops` and transposes the results back.
 
 The course ships a naive, an im2col, a strides and a reshape version of each
 layer under different names; here every name is the same function, so whichever
@@ -199,12 +203,9 @@ def _to_nchw(a: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------- convolution
 
 
-def _conv_forward_nhwc(x, w, b, conv_param, relu=False):
-    """Convolution with the course's arguments; output left in NHWC for composites.
-
-    With ``relu`` the bias and ReLU are applied in the kernel's output pass
-    (:func:`fastconv.ops.conv2d_relu_forward`).
-    """
+def _conv_args(x, w, b, conv_param):
+    """Check a convolution's arguments; return ``(x, w, b, stride, pad)``, x and w
+    C-contiguous arrays of one float dtype, b of it too or None."""
     x = _nchw(x, "x", "(N, C, H, W)")
     w = _nchw(w, "w", "(F, C, HH, WW)", x.dtype)
     N, C, H, W = x.shape
@@ -223,6 +224,29 @@ def _conv_forward_nhwc(x, w, b, conv_param, relu=False):
     pad = _int(p["pad"], "conv_param['pad']", 0)
     _check_tiling(H + 2 * pad - HH, stride, "conv_param['stride']", "H + 2 * pad - HH")
     _check_tiling(W + 2 * pad - WW, stride, "conv_param['stride']", "W + 2 * pad - WW")
+    return x, w, b, stride, pad
+
+
+def _nchw_kernels(x: np.ndarray, w: np.ndarray, pad: int) -> bool:
+    """Whether the course-layout kernels take this convolution: the compiled backend,
+    a CPU they run on, a dtype and reduction they win on
+    (:func:`fastconv.backends.cython.nchw_chosen`), no empty size, windows that fit
+    the padded image (else the channels-last path reports the problem)."""
+    F, C, HH, WW = w.shape
+    if get_backend() != "cython" or not get_module("cython").nchw_chosen(x.dtype,
+                                                                         C * HH * WW):
+        return False
+    H, W = x.shape[2:]
+    return x.size > 0 and w.size > 0 and H + 2 * pad >= HH and W + 2 * pad >= WW
+
+
+def _conv_forward_nhwc(x, w, b, conv_param, relu=False):
+    """Convolution with the course's arguments; output left in NHWC for composites.
+
+    With ``relu`` the bias and ReLU are applied in the kernel's output pass
+    (:func:`fastconv.ops.conv2d_relu_forward`).
+    """
+    x, w, b, stride, pad = _conv_args(x, w, b, conv_param)
     forward = ops.conv2d_relu_forward if relu else ops.conv2d_forward
     out, kernel_cache = forward(
         x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b, stride=stride, padding=pad
@@ -262,8 +286,9 @@ def conv_forward_fast(x: Any, w: Any, b: Any, conv_param: Mapping) -> Tuple[np.n
         ``H' = 1 + (H + 2 * pad - HH) // stride``, ``W' = 1 + (W + 2 * pad - WW) // stride``.
     cache : tuple
         ``(x, w, b, conv_param, kernel_cache)``: the inputs as arrays of x's dtype (the
-        course's layouts), ``conv_param`` as given, and the :mod:`fastconv.ops` cache
-        that :func:`conv_backward_fast` uses.
+        course's layouts), ``conv_param`` as given, and the kernel's cache that
+        :func:`conv_backward_fast` uses (op ``'conv2d_nchw'`` from the course-layout
+        kernels, else the :mod:`fastconv.ops` cache of the channels-last path).
 
     Raises
     ------
@@ -271,6 +296,10 @@ def conv_forward_fast(x: Any, w: Any, b: Any, conv_param: Mapping) -> Tuple[np.n
         For an argument of the wrong shape, dtype or value, naming it; a missing or
         invalid ``conv_param`` entry is named as ``conv_param['stride']``, for example.
     """
+    x, w, b, stride, pad = _conv_args(x, w, b, conv_param)
+    if _nchw_kernels(x, w, pad):
+        out, kernel_cache = get_module("cython").conv_nchw_forward(x, w, b, stride, pad)
+        return out, (x, w, b, conv_param, kernel_cache)
     out, cache = _conv_forward_nhwc(x, w, b, conv_param)
     return _to_nchw(out), cache
 
@@ -292,7 +321,14 @@ def conv_backward_fast(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray,
     db : ndarray, shape (F,), or None when the forward pass had ``b=None``
     """
     cache = _unpack(cache, 5, "conv_forward_fast")
-    return _conv_backward_nhwc(_dout_nhwc(dout, cache[-1]), cache)
+    kernel_cache = cache[-1]
+    if kernel_cache.op == "conv2d_nchw":
+        shape = kernel_cache.geom[0]
+        d = as_float_array(dout, "dout", kernel_cache.dtype)
+        if d.shape != shape:
+            raise fail("dout", f"an array of the forward output's shape {shape}", d)
+        return get_module("cython").conv_nchw_backward(d, kernel_cache)
+    return _conv_backward_nhwc(_dout_nhwc(dout, kernel_cache), cache)
 
 
 # ------------------------------------------------------------------------ max pooling
@@ -382,9 +418,17 @@ def conv_relu_forward(x: Any, w: Any, b: Any, conv_param: Mapping) -> Tuple[np.n
     out : ndarray, shape (N, F, H', W')
     cache : tuple
         ``(conv_cache, relu_cache)``: the convolution's cache, in the form
-        :func:`conv_forward_fast` returns, and the :func:`fastconv.ops.conv2d_relu_forward`
-        cache it holds last (convolution and ReLU run as one fused kernel).
+        :func:`conv_forward_fast` returns, and then either the convolution's output
+        (N, F, H', W') (the course-layout kernels; the cache of :func:`relu_forward`)
+        or the :func:`fastconv.ops.conv2d_relu_forward` cache the convolution's cache
+        holds last (elsewhere: convolution and ReLU run as one fused channels-last
+        kernel).
     """
+    x, w, b, stride, pad = _conv_args(x, w, b, conv_param)
+    if _nchw_kernels(x, w, pad):
+        a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+        out, relu_cache = relu_forward(a)
+        return out, (conv_cache, relu_cache)
     # Bias and ReLU in the convolution kernel's output pass, on its NHWC output, so
     # the layouts are swapped only once.
     out, conv_cache = _conv_forward_nhwc(x, w, b, conv_param, relu=True)
@@ -406,7 +450,9 @@ def conv_relu_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.ndarray,
     dw : ndarray, shape (F, C, HH, WW)
     db : ndarray, shape (F,), or None
     """
-    conv_cache, _ = _unpack_composite(cache, 2, "conv_relu_forward")
+    conv_cache, relu_cache = _unpack_composite(cache, 2, "conv_relu_forward")
+    if isinstance(relu_cache, np.ndarray):
+        return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache)
     return _conv_backward_nhwc(_dout_nhwc(dout, conv_cache[-1]), conv_cache)
 
 
@@ -423,10 +469,16 @@ def conv_relu_pool_forward(x: Any, w: Any, b: Any, conv_param: Mapping,
         ``H'' = 1 + (H' - pool_height) // pool_stride`` with H' the convolution's output
         height; the same for W''.
     cache : tuple
-        ``(conv_cache, relu_cache, pool_cache)``: the convolution's cache as in
-        :func:`conv_relu_forward` (fused convolution and ReLU), then the
-        :mod:`fastconv.ops` cache of the max pooling, on the (N, H', W', F) layout.
+        ``(conv_cache, relu_cache, pool_cache)``: the caches of
+        :func:`conv_relu_forward`, then that of :func:`max_pool_forward_fast` (the
+        course-layout kernels) or the :mod:`fastconv.ops` cache of the max pooling on
+        the (N, H', W', F) layout (elsewhere).
     """
+    x, w, b, stride, pad = _conv_args(x, w, b, conv_param)
+    if _nchw_kernels(x, w, pad):
+        a, (conv_cache, relu_cache) = conv_relu_forward(x, w, b, conv_param)
+        out, pool_cache = max_pool_forward_fast(a, pool_param)
+        return out, (conv_cache, relu_cache, pool_cache)
     out, conv_cache = _conv_forward_nhwc(x, w, b, conv_param, relu=True)
     pool, stride = _pool_geometry(pool_param, out.shape[1], out.shape[2])
     out, pool_cache = ops.maxpool2d_forward(out, pool, stride, "valid")
@@ -448,16 +500,28 @@ def conv_relu_pool_backward(dout: Any, cache: tuple) -> Tuple[np.ndarray, np.nda
     dw : ndarray, shape (F, C, HH, WW)
     db : ndarray, shape (F,), or None
     """
-    conv_cache, _, pool_cache = _unpack_composite(cache, 3, "conv_relu_pool_forward")
+    conv_cache, relu_cache, pool_cache = _unpack_composite(cache, 3,
+                                                           "conv_relu_pool_forward")
+    if isinstance(relu_cache, np.ndarray):
+        da = max_pool_backward_fast(dout, pool_cache)
+        return conv_relu_backward(da, (conv_cache, relu_cache))
     d = ops.maxpool2d_backward(_dout_nhwc(dout, pool_cache), pool_cache)
     return _conv_backward_nhwc(d, conv_cache)
 
 
 def _unpack_composite(cache: Any, size: int, source: str) -> tuple:
-    """A composite's cache: the conv layer's cache, then kernel caches."""
-    if not (isinstance(cache, tuple) and len(cache) == size
-            and isinstance(cache[0], tuple) and len(cache[0]) == 5
-            and all(isinstance(c, Cache) for c in (cache[0][-1],) + cache[1:])):
+    """A composite's cache: the conv layer's cache, then either the channels-last
+    kernel caches or the ReLU's input (an array) and, for pooling, the pooling
+    layer's cache."""
+    ok = (isinstance(cache, tuple) and len(cache) == size
+          and isinstance(cache[0], tuple) and len(cache[0]) == 5
+          and isinstance(cache[0][-1], Cache))
+    if ok and isinstance(cache[1], np.ndarray):
+        ok = size == 2 or (isinstance(cache[2], tuple) and len(cache[2]) == 3
+                           and isinstance(cache[2][-1], Cache))
+    elif ok:
+        ok = all(isinstance(c, Cache) for c in cache[1:])
+    if not ok:
         raise fail("cache", f"the cache returned by {source}", type(cache).__name__, TypeError)
     return cache
 
