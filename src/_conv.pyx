@@ -743,3 +743,30 @@ def relu_maxpool_grad(const float[:, :, :, ::1] dpool,       # IN  (N, PHo, PWo,
         ph = row - n * PHo
         fc_relu_maxpool_grad_row_f32(&dpool[n, ph, 0, 0], &win[n, ph, 0, 0], PWo, F, PH, PW,
                                      &dz[n, ph * PH, 0, 0], OW, NULL)
+
+
+# Blocks of matmul_blocks: fixed by the shapes alone (never by the thread count).
+cdef int MM_ROWS = 64
+cdef int MM_COLS = 64
+
+
+def matmul_blocks(const floating[:, ::1] a,    # IN  (m, k)
+                  const floating[:, ::1] b,    # IN  (k, n)
+                  floating[:, ::1] out,        # OUT (m, n)
+                  int n_threads):
+    """out = a @ b as one single-threaded BLAS product per block of MM_ROWS x MM_COLS
+    of out, the blocks in parallel: each element is computed by the same call, over the
+    whole of k, whatever the number of threads, so the bits do not depend on it."""
+    cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    cdef int rb = (m + MM_ROWS - 1) // MM_ROWS, cb = (n + MM_COLS - 1) // MM_COLS
+    cdef int t, i0, j0
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        out[:, :] = 0
+        return
+    for t in prange(rb * cb, nogil=True, schedule="dynamic", num_threads=n_threads):
+        i0 = (t // cb) * MM_ROWS
+        j0 = (t % cb) * MM_COLS
+        gemm_rm(False, False, min(MM_ROWS, m - i0), min(MM_COLS, n - j0), k, 1,
+                &a[i0, 0], k, &b[0, j0], n, 0, &out[i0, j0], n)
