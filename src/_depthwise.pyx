@@ -219,7 +219,8 @@ def depthwise_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, H, W, C
     cdef bint has_bias = db_part is not None
     cdef const floating* d
     # Strided, the loops' weight gradient ran faster than the row kernel (32x56x56x128,
-    # stride 2, 2 threads: 3.4 against 4.7-5.1 ms in three runs): rows at stride 1 only.
+    # stride 2, 2 threads: 3.4 against 4.7-5.1 ms in three runs; 2.5 against 4.6-4.7 with
+    # the 3x3 copy): rows at stride 1 only.
     if _rows_apply(M, KH, KW) and sh == 1 and sw == 1:
         for grp in prange(G, nogil=True, schedule="static", num_threads=n_threads):
             if floating is float:

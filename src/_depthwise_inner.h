@@ -35,6 +35,7 @@
 #define FC_DW_X86 1
 #include <immintrin.h>
 #define FC_DW_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define FC_DW_INLINE static inline __attribute__((always_inline))
 #else
 #define FC_DW_X86 0
 #endif
@@ -72,7 +73,7 @@ static inline MASK fc_dw_mask_##SFX(ptrdiff_t left)                             
     return left >= L ? (MASK) -1 : (MASK) ((1u << left) - 1u);                        \
 }                                                                                     \
                                                                                       \
-FC_DW_AVX512 static void fc_dw_fwd_row_##SFX(                                         \
+FC_DW_AVX512 FC_DW_INLINE void fc_dw_fwd_row_body_##SFX(                              \
     const T *x, const T *w, const T *bias, T *out, ptrdiff_t H, ptrdiff_t W,          \
     ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t OW, ptrdiff_t oh, ptrdiff_t sh, \
     ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl)             \
@@ -135,7 +136,7 @@ FC_DW_AVX512 static void fc_dw_fwd_row_##SFX(                                   
     }                                                                                 \
 }                                                                                     \
                                                                                       \
-FC_DW_AVX512 static void fc_dw_dx_row_##SFX(                                          \
+FC_DW_AVX512 FC_DW_INLINE void fc_dw_dx_row_body_##SFX(                               \
     const T *dout, const T *w, T *dx, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH,         \
     ptrdiff_t KW, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t ih, ptrdiff_t sh, ptrdiff_t sw, \
     ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl)                           \
@@ -229,7 +230,7 @@ FC_DW_AVX512 static void fc_dw_dx_row_##SFX(                                    
     }                                                                                 \
 }                                                                                     \
                                                                                       \
-FC_DW_AVX512 static void fc_dw_dw_rows_##SFX(                                         \
+FC_DW_AVX512 FC_DW_INLINE void fc_dw_dw_rows_body_##SFX(                              \
     const T *x, const T *dout, T *dwp, T *db, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t H, \
     ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t OH, ptrdiff_t OW,  \
     ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl) \
@@ -271,6 +272,41 @@ FC_DW_AVX512 static void fc_dw_dw_rows_##SFX(                                   
         for (ptrdiff_t t = 0; t < KH * KW; t++) MASK_STORE(dwp + t * C + c0, m, acc[t]); \
         if (db) MASK_STORE(db + c0, m, bacc);                                         \
     }                                                                                 \
+}                                                                                      \
+/* The 3x3 kernels (almost every depthwise layer) get their own copy of each body,  \
+ * the window a constant, so that its loops unroll and the taps and sums stay in     \
+ * registers; the arithmetic and its order are the same as for any other window. */  \
+FC_DW_AVX512 static void fc_dw_fwd_row_##SFX(                                         \
+    const T *x, const T *w, const T *bias, T *out, ptrdiff_t H, ptrdiff_t W,          \
+    ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t OW, ptrdiff_t oh, ptrdiff_t sh, \
+    ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl)             \
+{                                                                                     \
+    if (KH == 3 && KW == 3)                                                           \
+        fc_dw_fwd_row_body_##SFX(x, w, bias, out, H, W, C, 3, 3, OW, oh, sh, sw, dh, dw, pt, pl); \
+    else                                                                              \
+        fc_dw_fwd_row_body_##SFX(x, w, bias, out, H, W, C, KH, KW, OW, oh, sh, sw, dh, dw, pt, pl); \
+}                                                                                     \
+FC_DW_AVX512 static void fc_dw_dx_row_##SFX(                                          \
+    const T *dout, const T *w, T *dx, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH,         \
+    ptrdiff_t KW, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t ih, ptrdiff_t sh, ptrdiff_t sw, \
+    ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl)                           \
+{                                                                                     \
+    if (KH == 3 && KW == 3)                                                           \
+        fc_dw_dx_row_body_##SFX(dout, w, dx, W, C, 3, 3, OH, OW, ih, sh, sw, dh, dw, pt, pl); \
+    else                                                                              \
+        fc_dw_dx_row_body_##SFX(dout, w, dx, W, C, KH, KW, OH, OW, ih, sh, sw, dh, dw, pt, pl); \
+}                                                                                     \
+FC_DW_AVX512 static void fc_dw_dw_rows_##SFX(                                         \
+    const T *x, const T *dout, T *dwp, T *db, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t H, \
+    ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t OH, ptrdiff_t OW,  \
+    ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl) \
+{                                                                                     \
+    if (KH == 3 && KW == 3)                                                           \
+        fc_dw_dw_rows_body_##SFX(x, dout, dwp, db, r0, r1, H, W, C, 3, 3, OH, OW, sh, sw, \
+                                 dh, dw, pt, pl);                                     \
+    else                                                                              \
+        fc_dw_dw_rows_body_##SFX(x, dout, dwp, db, r0, r1, H, W, C, KH, KW, OH, OW, sh, \
+                                 sw, dh, dw, pt, pl);                                 \
 }
 
 FC_DW_KERNELS(f32, float, __m512, 16, __mmask16, _mm512_maskz_loadu_ps,
