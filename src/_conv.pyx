@@ -745,28 +745,32 @@ def relu_maxpool_grad(const float[:, :, :, ::1] dpool,       # IN  (N, PHo, PWo,
                                      &dz[n, ph * PH, 0, 0], OW, NULL)
 
 
-# Blocks of matmul_blocks: fixed by the shapes alone (never by the thread count).
-cdef int MM_ROWS = 64
-cdef int MM_COLS = 64
-
-
 def matmul_blocks(const floating[:, ::1] a,    # IN  (m, k)
                   const floating[:, ::1] b,    # IN  (k, n)
                   floating[:, ::1] out,        # OUT (m, n)
-                  int n_threads):
-    """out = a @ b as one single-threaded BLAS product per block of MM_ROWS x MM_COLS
-    of out, the blocks in parallel: each element is computed by the same call, over the
-    whole of k, whatever the number of threads, so the bits do not depend on it."""
+                  int n_threads, int rows=64, int cols=64):
+    """out = a @ b as one single-threaded BLAS product per block of rows x cols of out,
+    the blocks in parallel: each element is computed by the same call, over the whole
+    of k, whatever the number of threads, so the bits do not depend on it (the caller
+    fixes the blocks from the shapes alone)."""
     cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
-    cdef int rb = (m + MM_ROWS - 1) // MM_ROWS, cb = (n + MM_COLS - 1) // MM_COLS
-    cdef int t, i0, j0
+    cdef int rb, cb, t, i0, j0
+    if b.shape[0] != k or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError(f"matmul_blocks: a (m, k) @ b (k, n) must fit out (m, n). "
+                         f"Received a {(a.shape[0], a.shape[1])}, b "
+                         f"{(b.shape[0], b.shape[1])}, out {(out.shape[0], out.shape[1])}")
+    if rows < 1 or cols < 1 or n_threads < 1:
+        raise ValueError(f"matmul_blocks: rows, cols and n_threads must be >= 1. "
+                         f"Received {rows}, {cols}, {n_threads}")
     if m == 0 or n == 0:
         return
     if k == 0:
         out[:, :] = 0
         return
+    rb = (m + rows - 1) // rows
+    cb = (n + cols - 1) // cols
     for t in prange(rb * cb, nogil=True, schedule="dynamic", num_threads=n_threads):
-        i0 = (t // cb) * MM_ROWS
-        j0 = (t % cb) * MM_COLS
-        gemm_rm(False, False, min(MM_ROWS, m - i0), min(MM_COLS, n - j0), k, 1,
+        i0 = (t // cb) * rows
+        j0 = (t % cb) * cols
+        gemm_rm(False, False, min(rows, m - i0), min(cols, n - j0), k, 1,
                 &a[i0, 0], k, &b[0, j0], n, 0, &out[i0, j0], n)

@@ -808,3 +808,45 @@ def test_matmul_bit_identical_across_thread_counts(dtype, rng):
     for other in runs[1:]:
         for u, v in zip(runs[0], other):
             np.testing.assert_array_equal(u, v)
+
+
+def test_small_calls_wake_one_thread_and_pieces_follow_the_shapes(monkeypatch):
+    # Outside the tests (see conftest), a call below _THREAD_MIN_FLOP asks for one
+    # thread; a large one for all. The groups of dw and the blocks of matmul are cut
+    # from the shapes alone: powers of two, at most 16 (8), covering the work.
+    from fastconv.backends import _args
+
+    monkeypatch.setattr(fast, "_THREAD_MIN_FLOP", 12e6)
+    asked = []
+    real = fast.kernel_threads
+
+    def recording(tasks=None, blas=False):
+        asked.append(tasks)
+        return real(tasks, blas)
+
+    monkeypatch.setattr(fast, "kernel_threads", recording)
+    x = np.ones((1, 8, 8, 8), np.float32)
+    w = np.ones((3, 3, 8, 8), np.float32)
+    with dispatch.force("forward", "direct"):
+        fast.conv2d_forward(x, w)
+    assert asked == [1]
+    asked.clear()
+    with dispatch.force("forward", "direct"):
+        fast.conv2d_forward(np.ones((16, 32, 32, 16), np.float32),
+                            np.ones((3, 3, 16, 32), np.float32))
+    assert asked[0] > 1
+    tiny = _args.conv_geometry((1, 8, 8, 48), (1, 1, 48, 64), 2, "valid", 1)
+    big = _args.conv_geometry((2, 32, 32, 96), (7, 7, 96, 256), 2, "valid", 1)
+    many = _args.conv_geometry((64, 56, 56, 64), (3, 3, 64, 64), 1, "same", 1)
+    assert fast._dw_groups(tiny, tiny.N * tiny.OH) == 1
+    assert fast._dw_groups(big, big.N * big.OH) == 2      # 338 positions
+    assert fast._dw_groups(many, many.N * many.OH) == 16
+    assert fast._dw_groups(tiny, 1, at_least=2) == 1      # never more than the pieces
+    for m, n, k in [(128, 5408, 128), (4096, 512, 192), (192, 512, 4096), (7, 3, 5),
+                    (128, 128, 10), (1000, 1, 1000)]:
+        rows, cols = fast._mm_blocks(m, n, k)
+        blocks = -(-m // rows) * -(-n // cols)
+        assert 1 <= blocks <= fast.MM_BLOCKS and blocks & (blocks - 1) == 0
+        assert rows * -(-m // rows) >= m and cols * -(-n // cols) >= n
+    assert fast._mm_blocks(128, 128, 5408) == (64, 128)
+    assert fast._mm_blocks(128, 10, 128) == (128, 10)     # 0.3 MFLOP: one block

@@ -35,7 +35,8 @@ REACH = [
     ("dx", "direct", (2, 8, 8, 1), (3, 3, 1, 8), 1, "same", True),
     ("dx", "wide", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", True),
     ("dx", "col2im", (2, 8, 8, 16), (3, 3, 16, 16), 1, "valid", True),  # area 64/36
-    ("dx", "flip", (1, 8, 8, 16), (3, 3, 16, 16), 2, "valid", True),
+    ("dx", "col2im", (1, 8, 8, 16), (3, 3, 16, 16), 2, "valid", True),  # one image, strided
+    ("dx", "flip", (1, 30, 30, 16), (7, 7, 16, 128), 1, "valid", True),  # 116 MFLOP
     ("dw", "direct-fused", (16, 8, 8, 1), (3, 3, 1, 8), 1, "valid", True),
     ("dw", "direct-wide-padded-copy", (2, 8, 8, 16), (3, 3, 16, 16), 1, "same", True),
     ("dw", "direct", (2, 8, 8, 16), (3, 3, 16, 16), 1, "valid", True),

@@ -16,12 +16,13 @@ a call gives the same bits alone or beside others (tests/test_concurrency.py).
 from __future__ import annotations
 
 import functools
+from typing import Tuple
 
 import numpy as np
 
 from .. import _conv, _depthwise, _elementwise, _nchw, _norm, _pool, _resize, _winograd
 from .._threads import kernel_threads, pin_kernel_blas
-from . import _args, dispatch
+from . import _aligned, _args, dispatch
 from ._args import Cache
 from .dispatch import FiniteWeights
 
@@ -64,6 +65,53 @@ _TILE_MULTIPLE = 8
 # Fixed number of partial weight gradients (not tied to the thread count, so the
 # summation order, and hence the bits, do not depend on it).
 _WEIGHT_GRAD_GROUPS = 16
+# One thread for small calls: under OMP_WAIT_POLICY=PASSIVE (fastconv._runtime)
+# libgomp's threads sleep as soon as a parallel region ends, and waking one for the
+# next region cost about 0.1 ms on the 2-core machine, more than a small layer's work.
+# Forward on the direct kernels, float32, 2 threads against 1 (ms): 0.39 MFLOP 0.098
+# vs 0.014; 3.2 MFLOP 0.125 vs 0.044; 9.6 MFLOP 0.094 vs 0.072; 18.9 MFLOP 0.295 vs
+# 0.367; 37.8 MFLOP 0.465 vs 0.699. The thread count never changes the bits (the
+# tests lower these two limits to 1, so that small shapes do run on 2 threads there).
+_THREAD_MIN_FLOP = 12e6
+# Summing partial gradients is memory-bound: one thread per this many elements.
+_THREAD_MIN_ELEMENTS = 1 << 18
+# The same limit for the pieces the shapes cut work into (groups, blocks): fixed.
+_PIECE_MIN_FLOP = 12e6
+
+
+def _flop_tasks(g) -> int:
+    """The most threads worth waking for one pass of ``g``: one per
+    ``_THREAD_MIN_FLOP``."""
+    return max(1, int(dispatch.flop(g) // _THREAD_MIN_FLOP))
+
+
+# Partial weight gradients hold at least this many output positions each: each
+# group's (K, F) partial is zeroed, written and summed once, which cost more than the
+# products where a group held few positions. dw alone, float32, 2 threads, 16 groups
+# (before) -> this rule (benchmarks/crossover.py --sweep 24 --seed 1, medians of 3
+# rounds): 2x32x32x96 -> 256 7x7/2 (338 positions, K*F = 1.2M) direct 10.4 -> 4.7 ms,
+# im2col-gemm (8 groups before) 5.9 -> 4.6; 1x14x14x96 -> 48 7x7 0.85 -> 0.53;
+# 1x8x8x48 -> 64 1x1/2 0.11 -> 0.02. 64 positions per group: within noise of 128;
+# 512: 2x32x32x96 -> 256 back to 8.4 (one group, one thread).
+_DW_GROUP_POSITIONS = 128
+
+
+def _dw_groups(g, pieces: int, at_least: int = 1) -> int:
+    """Partial weight gradients of ``g`` in ``pieces`` indivisible pieces (output rows
+    or tiles): at most 16 and ``pieces``; else ``at_least`` or, when more, one per
+    ``_DW_GROUP_POSITIONS`` output positions and per ``_PIECE_MIN_FLOP``, whichever
+    is fewer; a power of two (equal shares on 2, 4, 8 threads). Shapes alone decide."""
+    per = min(g.N * g.OH * g.OW // _DW_GROUP_POSITIONS, int(dispatch.flop(g) // _PIECE_MIN_FLOP))
+    cap = max(1, min(_WEIGHT_GRAD_GROUPS, pieces, max(at_least, per)))
+    return 1 << (cap.bit_length() - 1)
+# col2im's GEMM writes (tile, K) columns from dout (tile, F) @ W^T (F, K): every tile
+# packs all of W again, so with long reductions the tiles must be long too. Backward
+# ms by workspace per thread 1 / 2 / 4 / 8 MiB (2 threads, float32, dx on col2im):
+# 2x32x32x96 -> 256 7x7/2 11.3 / 11.3 / 7.35 / 7.4; 16x56x56x16 -> 64 7x7/2 13.2 /
+# 13.2 / 12.2 / 12.05; 2x28x28x256 -> 24 3x3/2 1.37 / 1.16 / 1.15 / 1.23; 64x7x7x24 ->
+# 512 3x3/2, 32x28x28x64 -> 128 3x3/2 and 128x8x8x24 -> 384 3x3 within 4% across all
+# four. (The workspace stays bounded whatever the batch: threads x 4 MiB.)
+_COL2IM_TILE_BYTES = 4 * _TILE_BYTES
 # The input gradient by col2im batches small images (several per GEMM), in at least
 # this many runs, a fixed number so that the bits do not depend on the threads.
 _COL2IM_MIN_TASKS = 8
@@ -71,12 +119,12 @@ _COL2IM_MIN_TASKS = 8
 _HAVE_AVX2 = dispatch.HAVE_AVX2
 
 
-def _tile(positions: int, k: int, itemsize: int) -> int:
+def _tile(positions: int, k: int, itemsize: int, budget: int = _TILE_BYTES) -> int:
     """Output positions per tile: fills at most ``_TILE_BYTES`` of workspace, at least
     16; when there is more than one tile, their number is a multiple of
     ``_TILE_MULTIPLE``, so that 2, 4 or 8 threads get equal shares (five tiles on two
     threads ran at 1.37x one thread on layer e). Shapes alone decide, never threads."""
-    tile = int(min(positions, max(16, _TILE_BYTES // (k * itemsize))))
+    tile = int(min(positions, max(16, budget // (k * itemsize))))
     tiles = -(-positions // tile)
     if tiles > 1:
         tiles = -(-tiles // _TILE_MULTIPLE) * _TILE_MULTIPLE
@@ -91,7 +139,7 @@ def _conv_into(x, wmat, b, out, kh, kw, stride, dilation, pad_tl, in_dil, relu=F
     tile = _tile(n * oh * ow, k, x.itemsize)
     tiles = -(-n * oh * ow // tile)
     with kernel_threads(tiles, blas=True) as threads:
-        work = np.empty((threads, tile * k), dtype=x.dtype)
+        work = _aligned.empty((threads, tile * k), dtype=x.dtype)
         _conv.conv2d_forward(
             x, wmat, b, out, work, kh, kw, stride[0], stride[1], dilation[0], dilation[1],
             pad_tl[0], pad_tl[1], in_dil[0], in_dil[1], tile, relu, threads,
@@ -100,7 +148,7 @@ def _conv_into(x, wmat, b, out, kh, kw, stride, dilation, pad_tl, in_dil, relu=F
 
 def _pad_last(a, width):
     """``a`` with its last axis zero-padded to ``width``."""
-    out = np.zeros(a.shape[:-1] + (width,), dtype=a.dtype)
+    out = _aligned.zeros(a.shape[:-1] + (width,), dtype=a.dtype)
     out[..., :a.shape[-1]] = a
     return out
 
@@ -112,7 +160,7 @@ def _zero_padded_chunks(a, top, left, hp, wp):
     whatever the batch. Only the interior is rewritten: the border stays zero."""
     n, h, w, c = a.shape
     chunk = max(1, min(n, 4 * _TILE_BYTES // (hp * wp * c * a.itemsize)))
-    buf = np.zeros((chunk, hp, wp, c), dtype=a.dtype)
+    buf = _aligned.zeros((chunk, hp, wp, c), dtype=a.dtype)
     for n0 in range(0, n, chunk):
         n1 = min(n, n0 + chunk)
         buf[:n1 - n0, top:top + h, left:left + w] = a[n0:n1]
@@ -121,7 +169,7 @@ def _zero_padded_chunks(a, top, left, hp, wp):
 
 def _forward_direct(x, w, b, out, g, relu, skip=False):
     koff, kdi, kdj = _tap_offsets(g)
-    with kernel_threads() as threads:
+    with kernel_threads(_flop_tasks(g)) as threads:
         _conv.conv2d_forward_direct(x, w, b, out, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
                                     g.dh * (g.KH - 1), g.dw * (g.KW - 1), relu, threads,
                                     skip)
@@ -161,13 +209,14 @@ def _winograd_forward(x, w, b, out, pt, pl, relu):
     Winograd F(2x2, 3x3) in chunks of tiles (:func:`_winograd_chunk`)."""
     n, oh, ow, f = out.shape
     c = x.shape[3]
-    u = np.empty((16, c, f), dtype=x.dtype)
+    u = _aligned.empty((16, c, f), dtype=x.dtype)
     _winograd.filter_transform(w, u)
     tiles = n * -(-oh // 2) * -(-ow // 2)
     chunk = _winograd_chunk(tiles, c, f)
-    with kernel_threads(-(-tiles // chunk), blas=True) as threads:
-        work = np.empty((threads, _winograd.workspace(chunk, c, f)), dtype=x.dtype)
-        _winograd.forward(x, u, b, out, work, np.zeros(c, dtype=x.dtype), pt, pl, chunk,
+    flop_tasks = max(1, int(18 * out.size * c // _THREAD_MIN_FLOP))  # (direct's FLOP)
+    with kernel_threads(min(-(-tiles // chunk), flop_tasks), blas=True) as threads:
+        work = _aligned.empty((threads, _winograd.workspace(chunk, c, f)), dtype=x.dtype)
+        _winograd.forward(x, u, b, out, work, _aligned.zeros(c, dtype=x.dtype), pt, pl, chunk,
                           relu, threads)
 
 
@@ -177,15 +226,15 @@ def _weight_grad_winograd(x, dout, dw, db, g):
     dw = G^T S G."""
     tiles = g.N * -(-g.OH // 2) * -(-g.OW // 2)
     chunk = _winograd_chunk(tiles, g.C, g.F)
-    groups = min(-(-tiles // chunk), _WEIGHT_GRAD_GROUPS)
-    s_part = np.empty((groups, 16, g.C, g.F), dtype=x.dtype)
-    db_part = np.empty((groups, g.F), dtype=x.dtype) if db is not None else None
+    groups = _dw_groups(g, -(-tiles // chunk), at_least=2)
+    s_part = _aligned.empty((groups, 16, g.C, g.F), dtype=x.dtype)
+    db_part = _aligned.empty((groups, g.F), dtype=x.dtype) if db is not None else None
     with kernel_threads(groups, blas=True) as threads:
-        work = np.empty((threads, _winograd.workspace(chunk, g.C, g.F)), dtype=x.dtype)
+        work = _aligned.empty((threads, _winograd.workspace(chunk, g.C, g.F)), dtype=x.dtype)
         _winograd.weight_grad(x, dout, s_part, db_part, work,
-                              np.zeros(max(g.C, g.F), dtype=x.dtype), g.pt, g.pl, chunk,
+                              _aligned.zeros(max(g.C, g.F), dtype=x.dtype), g.pt, g.pl, chunk,
                               threads)
-    s = np.empty((16, g.C, g.F), dtype=x.dtype)
+    s = _aligned.empty((16, g.C, g.F), dtype=x.dtype)
     _sum_groups(s_part, db_part, s, db)
     _winograd.filter_grad(s, dw)
 
@@ -193,7 +242,8 @@ def _weight_grad_winograd(x, dout, dw, db, g):
 def _conv_forward(x, w, b, stride, padding, dilation, relu):
     """Validate, allocate, run the direct or im2col+GEMM kernel; (out, conv cache)."""
     x, w, b, g = _args.conv_args(x, w, b, stride, padding, dilation)
-    out = np.empty(g.out_shape, dtype=x.dtype)
+    w = _aligned.aligned(w)  # (the kernels load the filters by vectors: _aligned)
+    out = _aligned.empty(g.out_shape, x.dtype)
     if out.size == 0:
         path = None
     else:
@@ -207,7 +257,7 @@ def _conv_forward(x, w, b, stride, padding, dilation, relu):
         wp, bp = _pad_last(w, fp), None if b is None else _pad_last(b, fp)
         per_image = g.OH * g.OW * fp * x.itemsize
         chunk = max(1, min(g.N, 4 * _TILE_BYTES // per_image))
-        wide = np.empty((chunk, g.OH, g.OW, fp), dtype=x.dtype)
+        wide = _aligned.empty((chunk, g.OH, g.OW, fp), dtype=x.dtype)
         for n0 in range(0, g.N, chunk):
             n1 = min(g.N, n0 + chunk)
             _forward_direct(x[n0:n1], wp, bp, wide[:n1 - n0], g, relu)
@@ -249,7 +299,7 @@ def conv2d_relu_backward(dout, cache, input_grad=True):
     cache = _args.check_cache(cache, "conv2d_relu", NAME)
     dout = _args.check_dout(dout, cache.geom.out_shape, cache.dtype)
     out = cache.arrays["out"]
-    dz = np.empty_like(dout)
+    dz = _aligned.empty(dout.shape, dout.dtype)
     if dz.size:
         # out > 0 exactly where the pre-activation was > 0.
         with kernel_threads() as threads:
@@ -298,7 +348,7 @@ def conv2d_backward(dout, cache, input_grad=True):
     # F padded with zero filters (dispatch.pad_filters); their gradients are dropped.
     dx, dw, db = _backward(x, _pad_last(w, fp), _pad_last(dout, fp), g._replace(F=fp),
                            has_bias, input_grad, plan)
-    dw = np.ascontiguousarray(dw[..., :g.F])
+    dw = _aligned.aligned(dw[..., :g.F])
     return dx, dw, None if db is None else db[:g.F].copy()
 
 
@@ -306,8 +356,8 @@ def _backward(x, w, dout, g, has_bias, input_grad, plan):
     """:func:`conv2d_backward` on checked arrays; ``g.F`` is ``w``'s last axis;
     ``plan``: :func:`dispatch.plan_backward`'s (padded F, dx candidate or None, dw
     candidate), or (0, None, None) when dout is empty (then only the zeros)."""
-    dw = np.zeros_like(w)
-    db = np.zeros(g.F, dtype=x.dtype) if has_bias else None
+    dw = _aligned.zeros(w.shape, w.dtype)
+    db = _aligned.zeros(g.F, dtype=x.dtype) if has_bias else None
     _, dx_choice, dw_choice = plan
     path = None if dx_choice is None else dx_choice.name
     if dispatch.VERBOSE and dw_choice is not None:
@@ -318,27 +368,27 @@ def _backward(x, w, dout, g, has_bias, input_grad, plan):
     dx = None
     if input_grad:
         # The direct kernels write every element; the other paths add into zeros.
-        dx = (np.empty_like(x) if path in ("planar", "direct", "wide", "winograd")
-              else np.zeros_like(x))
+        dx = (_aligned.empty(x.shape, x.dtype) if path in ("planar", "direct", "wide", "winograd")
+              else _aligned.zeros(x.shape, x.dtype))
     if dw_choice is not None and dw_choice.name == dispatch.FUSED_DW:
         _backward_fused(x, w, dout, dx, dw, db, g, path == "planar")
         return dx, dw, db
     if path == "planar":
         _input_grad_planar(dout, w, dx, g)
     elif path == "direct":
-        with kernel_threads() as threads:
+        with kernel_threads(_flop_tasks(g)) as threads:
             _conv.conv2d_input_grad_direct(dout, w, dx, g.dh, g.dw, g.pt, g.pl, threads)
     elif path == "wide":
         _input_grad_wide(dout, w, dx, g)
     elif path == "winograd":
         # the forward on dout padded by (2 - pt, 2 - pl), the filters flipped, C and F
         # swapped
-        w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
+        w_flip = _aligned.aligned(w[::-1, ::-1].transpose(0, 1, 3, 2))
         _winograd_forward(dout, w_flip, None, dx, 2 - g.pt, 2 - g.pl, False)
     elif path == "col2im":
         _input_grad_col2im(dout, w, dx, g)
     elif path == "flip":
-        w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, g.C)
+        w_flip = _aligned.aligned(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, g.C)
         pad_tl = (g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl)
         _conv_into(dout, w_flip, None, dx, g.KH, g.KW, (1, 1), (g.dh, g.dw), pad_tl,
                    (g.sh, g.sw))
@@ -357,11 +407,13 @@ def _backward(x, w, dout, g, has_bias, input_grad, plan):
     k = g.KH * g.KW * g.C
     tile = _tile(g.N * g.OH * g.OW, k, x.itemsize)
     tiles = -(-g.N * g.OH * g.OW // tile)
-    groups = min(tiles, _WEIGHT_GRAD_GROUPS)
-    dw_part = np.empty((groups, k, g.F), dtype=x.dtype)
-    db_part = np.empty((groups, g.F), dtype=x.dtype) if db is not None else None
+    # (at least 2 groups: 2x32x32x96 -> 256 7x7/2 ran 8.3 ms in one group, 4.6 in 2,
+    # 5.8 in 8)
+    groups = _dw_groups(g, tiles, at_least=2)
+    dw_part = _aligned.empty((groups, k, g.F), dtype=x.dtype)
+    db_part = _aligned.empty((groups, g.F), dtype=x.dtype) if db is not None else None
     with kernel_threads(groups, blas=True) as threads:
-        work = np.empty((threads, tile * k), dtype=x.dtype)
+        work = _aligned.empty((threads, tile * k), dtype=x.dtype)
         _conv.conv2d_weight_grad(
             x, dout, dw_part, db_part, work, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw,
             g.pt, g.pl, tile, threads,
@@ -377,8 +429,8 @@ def _planar_scratch(g, rows, threads):
     wb = -(-g.W // bw) * bw
     left = max(0, g.dw * (g.KW - 1) - g.pl)
     wp = -(-max(left + wb + g.pl, left + g.OW) // 8) * 8
-    tbuf = np.zeros((threads, (rows + g.dh * (g.KH - 1)) * g.F * wp), dtype=np.float32)
-    rowbuf = np.empty((threads, g.C * wb), dtype=np.float32)
+    tbuf = _aligned.zeros((threads, (rows + g.dh * (g.KH - 1)) * g.F * wp), dtype=np.float32)
+    rowbuf = _aligned.empty((threads, g.C * wb), dtype=np.float32)
     return tbuf, rowbuf, wp, left, wb
 
 
@@ -386,8 +438,8 @@ def _input_grad_planar(dout, w, dx, g):
     """dx for 2-4 input channels, stride 1, vectorised over pixels: tasks of whole
     images when there are enough of them, else of a few rows (the bits are the same
     either way: each pixel's sum runs in one fixed order)."""
-    wt = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
-    with kernel_threads() as threads:
+    wt = _aligned.aligned(w.transpose(0, 1, 3, 2))
+    with kernel_threads(_flop_tasks(g)) as threads:
         rows = g.H if g.N >= 2 * threads else max(1, -(-g.H // (2 * threads)))
         tasks = g.N * -(-g.H // rows)
         threads = max(1, min(threads, tasks))
@@ -401,7 +453,7 @@ def _backward_fused(x, w, dout, dx, dw, db, g, planar):
     each image's dx right after its dw rows, while its dout is in cache; ``planar``:
     dx on the pixel-vectorised kernel (float32, 2-4 channels)."""
     if planar:
-        w = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
+        w = _aligned.aligned(w.transpose(0, 1, 3, 2))
 
     def with_dx(threads):
         extra = _planar_scratch(g, g.H, threads) if planar else ()
@@ -416,9 +468,9 @@ def _input_grad_wide(dout, w, dx, g):
     pl) at the top left, with the filters flipped and C/F swapped, on the direct
     forward kernel's wide blocks with the padding's taps skipped: only the terms the
     reference sums, with no copy of dout."""
-    w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
+    w_flip = _aligned.aligned(w[::-1, ::-1].transpose(0, 1, 3, 2))
     koff, kdi, kdj = _tap_offsets_for(g.KH, g.KW, g.F, g.dh, g.dw, g.OW)
-    with kernel_threads() as threads:
+    with kernel_threads(_flop_tasks(g)) as threads:
         _conv.conv2d_forward_direct(dout, w_flip, None, dx, koff, kdi, kdj, 1, 1,
                                     g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl,
                                     g.dh * (g.KH - 1), g.dw * (g.KW - 1), False, threads,
@@ -435,10 +487,11 @@ def _input_grad_col2im(dout, w, dx, g):
     """
     k = g.KH * g.KW * g.C
     p = g.OH * g.OW
-    imgs = max(1, min(_tile(g.N * p, k, dx.itemsize) // p, -(-g.N // _COL2IM_MIN_TASKS)))
-    tile = imgs * p if imgs > 1 else _tile(p, k, dx.itemsize)
-    with kernel_threads(-(-g.N // imgs), blas=True) as threads:
-        work = np.empty((threads, tile * k), dtype=dx.dtype)
+    imgs = max(1, min(_tile(g.N * p, k, dx.itemsize, _COL2IM_TILE_BYTES) // p,
+                      -(-g.N // _COL2IM_MIN_TASKS)))
+    tile = imgs * p if imgs > 1 else _tile(p, k, dx.itemsize, _COL2IM_TILE_BYTES)
+    with kernel_threads(min(-(-g.N // imgs), _flop_tasks(g)), blas=True) as threads:
+        work = _aligned.empty((threads, tile * k), dtype=dx.dtype)
         _conv.conv2d_input_grad_col2im(dout, w.reshape(k, g.F), dx, work, g.KH, g.KW,
                                        g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, tile, imgs,
                                        threads)
@@ -449,7 +502,7 @@ def _sum_groups(dw_part, db_part, dw, db):
     groups depend on the shapes only, so the bits do not depend on the threads).
     Compiled column sums with np.add.reduce(axis=0)'s order and bits."""
     groups = dw_part.shape[0]
-    with kernel_threads() as threads:
+    with kernel_threads(max(1, dw_part.size // _THREAD_MIN_ELEMENTS)) as threads:
         _elementwise.column_sum(dw_part.reshape(groups, -1), None, None, dw.reshape(-1),
                                 threads)
         if db is not None:
@@ -500,14 +553,14 @@ def _weight_grad_groups(x, dout, dw, db, g, parts=None, last=True, with_dx=None)
     k = g.KH * g.KW * g.C
     koff, kdi, kdj = _tap_offsets(g)
     if parts is None:
-        groups = min(g.N * g.OH, _WEIGHT_GRAD_GROUPS)
-        parts = (np.empty((groups, k, g.F), dtype=x.dtype),
-                 np.empty((groups, g.F), dtype=x.dtype) if db is not None else None)
+        groups = _dw_groups(g, g.N * g.OH)  # (with dx or not: the same bits)
+        parts = (_aligned.empty((groups, k, g.F), dtype=x.dtype),
+                 _aligned.empty((groups, g.F), dtype=x.dtype) if db is not None else None)
         accumulate = False
     else:
         accumulate = True
     dw_part, db_part = parts
-    with kernel_threads() as threads:
+    with kernel_threads(dw_part.shape[0]) as threads:
         dx_args = with_dx(threads) if with_dx is not None else ()
         _conv.conv2d_weight_grad_direct(
             x, dout, dw_part, db_part, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
@@ -550,6 +603,7 @@ def conv2d_relu_maxpool_prepared(x, w, b, g, pg, out=None, win=None):
     anything else calls the public function. ``out`` (float32) and ``win`` (int8), of
     shape ``pg.out_shape``, receive the result where the fused kernels run (a layer's
     kept arrays); elsewhere they are not used."""
+    w = _aligned.aligned(w)
     if not _fuse_pool(x, g, pg):
         stride, dilation = (g.sh, g.sw), (g.dh, g.dw)
         padding = ((g.pt, g.pb), (g.pl, g.pr))
@@ -558,12 +612,12 @@ def conv2d_relu_maxpool_prepared(x, w, b, g, pg, out=None, win=None):
         return out, Cache("conv2d_relu_maxpool", NAME, (g, pg), x.dtype,
                           {"conv_relu": relu_cache, "pool": pool_cache})
     if out is None:
-        out = np.empty(pg.out_shape, dtype=np.float32)
+        out = _aligned.empty(pg.out_shape, dtype=np.float32)
     if win is None:
-        win = np.empty(pg.out_shape, dtype=np.int8)
+        win = _aligned.empty(pg.out_shape, dtype=np.int8)
     koff, kdi, kdj = _tap_offsets(g)
     with kernel_threads(pg.N * pg.OH) as threads:
-        work = np.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
+        work = _aligned.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
         _conv.conv2d_relu_maxpool_forward_direct(
             x, w, b, out, win, work, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
             g.dh * (g.KH - 1), g.dw * (g.KW - 1), pg.PH, pg.PW, threads)
@@ -596,20 +650,20 @@ def conv2d_relu_maxpool_backward(dout, cache, input_grad=True):
     x, w, win = cache.arrays["x"], cache.arrays["w"], cache.arrays["win"]
     has_bias = cache.arrays["has_bias"]
     if input_grad:
-        dz = np.zeros(g.out_shape, dtype=np.float32)
+        dz = _aligned.zeros(g.out_shape, dtype=np.float32)
         with kernel_threads(pg.N * pg.OH) as threads:
             _conv.relu_maxpool_grad(dout, win, dz, pg.PH, pg.PW, threads)
         conv_cache = Cache("conv2d", NAME, g, x.dtype, {"x": x, "w": w, "has_bias": has_bias})
         return conv2d_backward(dz, conv_cache, True)
     k = g.KH * g.KW * g.C
     groups = min(pg.N * pg.OH, _WEIGHT_GRAD_GROUPS)
-    dw = np.empty_like(w)
-    db = np.empty(g.F, dtype=np.float32) if has_bias else None
-    dw_part = np.empty((groups, k, g.F), dtype=np.float32)
-    db_part = np.empty((groups, g.F), dtype=np.float32) if has_bias else None
+    dw = _aligned.empty(w.shape, w.dtype)
+    db = _aligned.empty(g.F, dtype=np.float32) if has_bias else None
+    dw_part = _aligned.empty((groups, k, g.F), dtype=np.float32)
+    db_part = _aligned.empty((groups, g.F), dtype=np.float32) if has_bias else None
     koff, kdi, kdj = _tap_offsets(g)
     with kernel_threads(pg.N * pg.OH) as threads:
-        work = np.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
+        work = _aligned.empty((threads, pg.PH * pg.OW * pg.PW * g.F), dtype=np.float32)
         _conv.conv2d_relu_maxpool_weight_grad_direct(
             x, dout, win, dw_part, db_part, work, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
             g.dh * (g.KH - 1), g.dw * (g.KW - 1), pg.PH, pg.PW, threads)
@@ -622,8 +676,8 @@ def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     x, g = _args.pool_args(x, pool_size, strides, padding)
     if g.H * g.W * g.C >= 2**31:
         raise _args.fail("x", "an array with H * W * C < 2**31 per image", x)
-    out = np.empty(g.out_shape, dtype=x.dtype)
-    argmax = np.empty(g.out_shape, dtype=np.int32)
+    out = _aligned.empty(g.out_shape, dtype=x.dtype)
+    argmax = _aligned.empty(g.out_shape, dtype=np.int32)
     if out.size:
         with kernel_threads() as threads:
             _pool.maxpool_forward(x, out, argmax, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl,
@@ -638,7 +692,7 @@ def maxpool2d_backward(dout, cache):
     dout = _args.check_dout(dout, g.out_shape, cache.dtype)
     if _tiled(g, dout):
         return _pool_backward_tiled(dout, cache.arrays["argmax"], g)
-    dx = np.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
+    dx = _aligned.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
     if dout.size:
         with kernel_threads() as threads:
             _pool.maxpool_backward(dout, cache.arrays["argmax"], dx, threads)
@@ -651,7 +705,7 @@ def _tiled(g, dout) -> bool:
 
 
 def _pool_backward_tiled(dout, argmax, g):
-    dx = np.empty((g.N, g.H, g.W, g.C), dtype=dout.dtype)
+    dx = _aligned.empty((g.N, g.H, g.W, g.C), dtype=dout.dtype)
     with kernel_threads() as threads:
         _pool.pool_backward_tiled(dout, argmax, dx, g.PH, g.PW, threads)
     return dx
@@ -668,8 +722,8 @@ def maxpool_planes_forward(x, pool_size):
     """
     ph, pw = pool_size
     p, h, w = x.shape
-    out = np.empty((p, h // ph, w // pw), dtype=x.dtype)
-    win = np.empty(out.shape, dtype=np.int8)
+    out = _aligned.empty((p, h // ph, w // pw), dtype=x.dtype)
+    win = _aligned.empty(out.shape, dtype=np.int8)
     if out.size:
         with _planes_threads(x.size) as threads:
             _pool.maxpool_planes_forward(x, out, win, ph, pw, threads)
@@ -688,7 +742,7 @@ def _planes_threads(size: int):
 
 def maxpool_planes_backward(dout, win, shape, pool_size):
     """Gradient of :func:`maxpool_planes_forward`: dx of ``shape`` (P, H, W)."""
-    dx = np.empty(shape, dtype=dout.dtype)
+    dx = _aligned.empty(shape, dtype=dout.dtype)
     if dx.size:
         with _planes_threads(dx.size) as threads:
             _pool.maxpool_planes_backward(dout, win, dx, pool_size[0], pool_size[1], threads)
@@ -746,9 +800,9 @@ def conv_nchw_forward(x, w, b, stride, pad):
     oh, ow = (h + 2 * pad - hh) // stride + 1, (wd + 2 * pad - ww) // stride + 1
     k = c * hh * ww
     tile = _nchw_tile(k, oh * ow)
-    out = np.empty((n, f, oh, ow), dtype=x.dtype)
+    out = _aligned.empty((n, f, oh, ow), dtype=x.dtype)
     with kernel_threads(n * -(-(oh * ow) // tile)) as threads:
-        work = np.empty((threads, k * tile), dtype=x.dtype)
+        work = _aligned.empty((threads, k * tile), dtype=x.dtype)
         _nchw.forward(x, w, b, out, work, stride, pad, tile, threads)
     geom = (out.shape, stride, pad, b is not None)
     return out, Cache("conv2d_nchw", NAME, geom, x.dtype, {"x": x, "w": w})
@@ -765,11 +819,11 @@ def conv_nchw_backward(dout, cache):
     k = c * hh * ww
     tile = _nchw_tile(k, dout.shape[2] * dout.shape[3])
     groups = min(n, _NCHW_GROUPS)
-    dx = np.empty_like(x)
-    part = np.empty((groups, f, k + 1), dtype=x.dtype)
-    total = np.empty((f, k + 1), dtype=x.dtype)
+    dx = _aligned.empty(x.shape, x.dtype)
+    part = _aligned.empty((groups, f, k + 1), dtype=x.dtype)
+    total = _aligned.empty((f, k + 1), dtype=x.dtype)
     with kernel_threads(groups) as threads:
-        work = np.empty((threads, (2 * k + _nchw.PAD) * tile), dtype=x.dtype)
+        work = _aligned.empty((threads, (2 * k + _nchw.PAD) * tile), dtype=x.dtype)
         _nchw.backward(x, w, dout, dx, part, work, stride, pad, tile, threads)
     _sum_groups(part, None, total, None)
     dw = np.ascontiguousarray(total[:, :k]).reshape(w.shape)
@@ -779,7 +833,7 @@ def conv_nchw_backward(dout, cache):
 def avgpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     """2-D average pooling; see :func:`fastconv.backends.numpy.avgpool2d_forward`."""
     x, g = _args.pool_args(x, pool_size, strides, padding)
-    out = np.empty(g.out_shape, dtype=x.dtype)
+    out = _aligned.empty(g.out_shape, dtype=x.dtype)
     if out.size:
         with kernel_threads() as threads:
             _pool.avgpool_forward(x, out, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl, threads)
@@ -793,7 +847,7 @@ def avgpool2d_backward(dout, cache):
     dout = _args.check_dout(dout, g.out_shape, cache.dtype)
     if _tiled(g, dout):
         return _pool_backward_tiled(dout, None, g)
-    dx = np.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
+    dx = _aligned.zeros((g.N, g.H, g.W, g.C), dtype=dout.dtype)
     if dout.size:
         with kernel_threads() as threads:
             _pool.avgpool_backward(dout, dx, g.PH, g.PW, g.sh, g.sw, g.pt, g.pl, threads)
@@ -803,7 +857,7 @@ def avgpool2d_backward(dout, cache):
 def relu_forward(x):
     """ReLU, ``max(x, 0)``; see :func:`fastconv.backends.numpy.relu_forward`."""
     x = _args.as_float_array(x, "x")
-    out = np.empty_like(x)
+    out = _aligned.empty(x.shape, x.dtype)
     if x.size:
         with kernel_threads() as threads:
             _elementwise.relu_forward(x.reshape(-1), out.reshape(-1), threads)
@@ -814,7 +868,7 @@ def relu_backward(dout, cache):
     """Gradient of ReLU: dout where the input was > 0, else 0."""
     cache = _args.check_cache(cache, "relu", NAME)
     dout = _args.check_dout(dout, cache.geom, cache.dtype)
-    dx = np.empty_like(dout)
+    dx = _aligned.empty(dout.shape, dout.dtype)
     if dx.size:
         with kernel_threads() as threads:
             _elementwise.relu_backward(dout.reshape(-1), cache.arrays["x"].reshape(-1),
@@ -822,20 +876,52 @@ def relu_backward(dout, cache):
     return dx
 
 
+# Blocks of matmul's products on single-threaded BLAS (Dense layers' forward): the
+# larger side of the result cut into MM_BLOCKS runs of at least MM_MIN_SIDE (fewer
+# where it is shorter, or where the work is small), the other side whole: fixed by the
+# shapes alone. GFLOP/s, 2 threads, float32, against the 64 x 64 blocks used before
+# and NumPy's own (multi-threaded) matmul: 4096 x 192 @ 192 x 512 64x64 176, 8 x 1
+# runs 262, NumPy 294; its dx (4096 x 512 @ 512 x 192) 124, 254, 272; its dw (192 x
+# 4096 @ 4096 x 512, cut into columns) 123, 183 (1 x 4), 258; the lecture model's
+# Dense(128), 128 x 5408 @ 5408 x 128, 2 x 1 160 where 64x64 ran 83 and NumPy 186.
+# Two runs were 0-8% faster than eight on 2 cores, but eight share 4 or 8 threads and
+# absorb a thread that wakes late.
+MM_BLOCKS = 8
+MM_MIN_SIDE = 64
+
+
+def _mm_blocks(m: int, n: int, k: int) -> Tuple[int, int]:
+    """(rows, cols) of each block of an (m, n) result over a reduction of k."""
+    side = max(m, n)
+    runs = max(1, min(MM_BLOCKS, side // MM_MIN_SIDE, int(2 * m * n * k // _PIECE_MIN_FLOP)))
+    runs = 1 << (runs.bit_length() - 1)
+    if m >= n:
+        return max(1, -(-m // runs)), max(1, n)
+    return max(1, m), max(1, -(-n // runs))
+
+
+def matmul_into(a, b, out):
+    """out (m, n) = a @ b on ``_mm_blocks``' blocks, each one single-threaded BLAS
+    call over the whole reduction: the bits depend on the shapes only. All three
+    C-contiguous, of one dtype (unchecked)."""
+    m, n = out.shape
+    rows, cols = _mm_blocks(m, n, a.shape[1])
+    with kernel_threads(-(-m // rows) * -(-n // cols), blas=True) as threads:
+        _conv.matmul_blocks(a, b, out, threads, rows, cols)
+
+
 def matmul(a, b, out=None):
     """``a @ b``; see :func:`fastconv.backends.numpy.matmul`.
 
-    One single-threaded BLAS product per fixed 64 x 64 block of the result, the blocks
-    in parallel (``_conv.matmul_blocks``): each element comes from the same call over
-    the whole reduction whatever the thread count, so the bits do not depend on it or
-    on concurrent calls (NumPy's multi-threaded matmul promises neither). Measured on
-    the lecture model's Dense(128) forward (128 x 5408 @ 5408 x 128, 2 threads), it ran
-    in 1.3 ms where the 1x1-convolution kernels took 2.5-3.7 and NumPy 1.1.
+    One single-threaded BLAS product per block of the result fixed by the shapes
+    (:func:`_mm_blocks`), the blocks in parallel (``_conv.matmul_blocks``): each
+    element comes from the same call over the whole reduction whatever the thread
+    count, so the bits do not depend on it or on concurrent calls (NumPy's
+    multi-threaded matmul promises neither).
     """
     a, b, (m, n), direct = _args.matmul_args(a, b, out)
-    result = np.empty((m, n), a.dtype)
-    with kernel_threads(max(1, -(-m // 64) * -(-n // 64))) as threads:
-        _conv.matmul_blocks(a, b, result, threads)
+    result = _aligned.empty((m, n), a.dtype)  # (not into out: it may overlap a or b)
+    matmul_into(a, b, result)
     if out is None:
         return result
     np.copyto(out, result, casting="same_kind")
@@ -852,10 +938,10 @@ def channel_sums(u, v=None, shift=None):
     u, v, (shift,) = _args.channel_args(u, v, (shift,), ("shift",))
     A, R, B = u.shape
     if shift is None:
-        shift = np.zeros((A, B))
+        shift = _aligned.zeros((A, B))
     T = max(1, -(-R // _norm.ROWS))
-    s1 = np.zeros((A, T, B))
-    s2 = np.zeros((A, T, B))
+    s1 = _aligned.zeros((A, T, B))
+    s2 = _aligned.zeros((A, T, B))
     with kernel_threads(A * T) as threads:
         _norm.channel_sums(u, v, shift, s1, s2, threads)
     return s1.sum(axis=1), s2.sum(axis=1)
@@ -865,7 +951,7 @@ def channel_affine(u, p, r, v=None, q=None):
     """``p * u + q * v + r`` per channel; see
     :func:`fastconv.backends.numpy.channel_affine` (the same bits)."""
     u, v, p, q, r = _args.channel_affine_args(u, p, r, v, q)
-    out = np.empty(u.shape, dtype=u.dtype)
+    out = _aligned.empty(u.shape, dtype=u.dtype)
     with kernel_threads(u.shape[0] * max(1, -(-u.shape[1] // _norm.ROWS))) as threads:
         _norm.channel_affine(u, v, p, q, r, out, threads)
     return out
@@ -877,9 +963,9 @@ def layernorm_forward(x, gamma=None, beta=None, epsilon=1e-3):
     parallel, each row on its own."""
     x, gamma, beta, epsilon = _args.layernorm_args(x, gamma, beta, epsilon)
     M = x.shape[0]
-    out = np.empty_like(x)
-    mean = np.empty(M, x.dtype)
-    inv = np.empty(M, x.dtype)
+    out = _aligned.empty(x.shape, x.dtype)
+    mean = _aligned.empty(M, x.dtype)
+    inv = _aligned.empty(M, x.dtype)
     with kernel_threads(max(1, -(-M // _norm.ROWS))) as threads:
         _norm.layernorm_forward(x, gamma, beta, out, mean, inv, epsilon, threads)
     return out, mean, inv
@@ -892,9 +978,9 @@ def layernorm_backward(dout, x, mean, inv, gamma=None):
     dout, x, mean, inv, gamma = _args.layernorm_backward_args(dout, x, mean, inv, gamma)
     M, C = x.shape
     T = max(1, -(-M // _norm.ROWS))
-    dx = np.empty_like(x)
-    dg = np.zeros((T, C))
-    db = np.zeros((T, C))
+    dx = _aligned.empty(x.shape, x.dtype)
+    dg = _aligned.zeros((T, C))
+    db = _aligned.zeros((T, C))
     with kernel_threads(T) as threads:
         _norm.layernorm_backward(dout, x, mean, inv, gamma, dx, dg, db, threads)
     return dx, dg.sum(axis=0), db.sum(axis=0)
@@ -909,7 +995,7 @@ _DEPTHWISE_GROUPS = 16
 def depthwise_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     """Depthwise convolution; see :func:`fastconv.backends.numpy.depthwise_conv2d_forward`."""
     x, w, b, g = _args.depthwise_args(x, w, b, stride, padding, dilation)
-    out = np.empty(g.out_shape, dtype=x.dtype)
+    out = _aligned.empty(g.out_shape, dtype=x.dtype)
     if out.size:
         with kernel_threads(g.N * g.OH) as threads:
             _depthwise.depthwise_forward(x, w, b, out, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl,
@@ -926,9 +1012,9 @@ def depthwise_conv2d_backward(dout, cache, input_grad=True):
     dout = _args.check_dout(dout, g.out_shape, cache.dtype)
     x, w = cache.arrays["x"], cache.arrays["w"]
     groups = max(1, min(_DEPTHWISE_GROUPS, g.N * g.OH))
-    dw_part = np.zeros((groups,) + w.shape, dtype=dout.dtype)
-    db_part = np.zeros((groups, g.F), dtype=dout.dtype) if cache.arrays["has_bias"] else None
-    dx = np.empty(x.shape, dtype=dout.dtype) if input_grad else None
+    dw_part = _aligned.zeros((groups,) + w.shape, dtype=dout.dtype)
+    db_part = _aligned.zeros((groups, g.F), dtype=dout.dtype) if cache.arrays["has_bias"] else None
+    dx = _aligned.empty(x.shape, dtype=dout.dtype) if input_grad else None
     if dout.size:
         with kernel_threads(groups) as threads:
             _depthwise.depthwise_weight_grad(x, dout, dw_part, db_part, g.sh, g.sw, g.dh,
@@ -948,7 +1034,7 @@ def resize2d_forward(x, size, interpolation="bilinear"):
     """Resize to ``size``; see :func:`fastconv.backends.numpy.resize2d_forward`."""
     x, g = _args.resize_args(x, size, interpolation)
     r, q = g.rows, g.cols
-    out = np.empty(g.out_shape, dtype=x.dtype)
+    out = _aligned.empty(g.out_shape, dtype=x.dtype)
     with kernel_threads(g.N * g.OH) as threads:
         _resize.resize_forward(x, r.i0, r.i1, r.f.astype(x.dtype), q.i0, q.i1,
                                q.f.astype(x.dtype), g.bilinear, out, threads)
@@ -961,8 +1047,8 @@ def resize2d_backward(dout, cache):
     g = cache.geom
     dout = _args.check_dout(dout, g.out_shape, cache.dtype)
     r, q = g.rows, g.cols
-    tmp = np.empty((g.N, g.H, g.OW, g.C), dtype=dout.dtype)
-    dx = np.empty((g.N, g.H, g.W, g.C), dtype=dout.dtype)
+    tmp = _aligned.empty((g.N, g.H, g.OW, g.C), dtype=dout.dtype)
+    dx = _aligned.empty((g.N, g.H, g.W, g.C), dtype=dout.dtype)
     with kernel_threads(g.N * g.H) as threads:
         _resize.resize_backward(dout, r.i0, r.i1, r.f.astype(dout.dtype), r.lo, r.hi,
                                 q.i0, q.i1, q.f.astype(dout.dtype), q.lo, q.hi, tmp, dx,

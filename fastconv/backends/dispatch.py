@@ -90,6 +90,15 @@ WIDE_DX_MAX_AREA = 1.4
 # flipped filters, d 17.8 against 22-24, b, f and an 8x8 'same' layer within noise of
 # each other (2 threads, busy machine).
 COL2IM_MIN_POSITIONS = 0
+# A single image takes col2im too (one task, in tiles), except at stride 1 from this
+# many FLOP of dx on, where the flipped filters' tiles in parallel win. Measured
+# 2026-12-04 (benchmarks/crossover.py, 2 threads, float32, backward ms col2im / flip):
+# strided: 1x112x112x32 -> 64 5x5/2 (321 MFLOP) 5.23 / 10.12, 1x56x56x128 -> 128 3x3/2
+# 4.00 / 6.17, 1x14x14x128 -> 256 3x3/2 0.88 / 2.26, 1x32x32x256 -> 64 1x1/2 0.28 /
+# 0.51; stride 1: 1x64x64x8 -> 16 3x3 (9 MFLOP) 0.44 / 0.52, 1x28x28x16 -> 32 5x5 (15
+# MFLOP) 0.39 / 0.56, 1x14x14x96 -> 48 7x7 (29 MFLOP) 1.00 / 1.58; 1x56x56x64 -> 64 3x3
+# (231 MFLOP) 3.26 / 2.59, 1x112x112x64 -> 64 3x3 (892 MFLOP) 11.3 / 7.4.
+FLIP_MIN_FLOP = 100e6
 # A first layer's direct dx and dw run as one pass over dout from this many images
 # on (at least one image per dw group: the kernel computes an image's dx in the group
 # that holds its last output row; the backend has 16 groups).
@@ -120,6 +129,17 @@ def on_lanes(dtype, f: int, float32_only: bool = False) -> bool:
 def reduction(g: ConvGeometry) -> int:
     """K = KH*KW*C, the inner dimension of the forward's and dw's GEMM."""
     return g.KH * g.KW * g.C
+
+
+def flop(g: ConvGeometry) -> int:
+    """FLOP of one pass (forward, dx or dw): 2*N*OH*OW*KH*KW*C*F."""
+    return 2 * g.N * g.OH * g.OW * g.KH * g.KW * g.C * g.F
+
+
+def flip_faster(g: ConvGeometry) -> bool:
+    """Where a single image's dx takes the flipped filters rather than col2im (see
+    FLIP_MIN_FLOP)."""
+    return g.sh == g.sw == 1 and flop(g) >= FLIP_MIN_FLOP
 
 
 def padded_geometry(g: ConvGeometry) -> bool:
@@ -277,7 +297,10 @@ FORWARD = [
         "blocks skip the padding's taps themselves",
         "forward GFLOP/s on 2 threads against im2col + sgemm (2026-11-26, AVX2 blocks): "
         "b 209 vs 168, d 190 vs 162, e 187 vs 162; f on the two-column border code "
-        "instead ran at 160 against 173",
+        "instead ran at 160 against 173; 2026-12-04, ms against im2col + GEMM (filters and "
+        "outputs 64-byte aligned, see fastconv.backends._aligned): 2x32x32x32 -> 256 7x7 "
+        "6.3-6.9 vs 8.0-8.6, 32x14x14x128 -> 128 5x5 18.9-19.5 vs 27.9-28.6, 32x8x8x16 -> "
+        "128 7x7/2 0.71-0.76 vs 0.80-0.87, 16x7x7x256 -> 256 3x3/2 2.65-2.85 vs 2.73",
     ),
     Candidate(
         "direct-wide-padded-copy",
@@ -350,20 +373,23 @@ DX = [
     Candidate(
         "col2im",
         _always,
-        lambda g, dt, fin: (g.N > 1 and g.OH * g.OW >= COL2IM_MIN_POSITIONS) or not fin,
-        "a batch (or a weight that is not finite): dout @ W^T then col2im, in parallel "
-        "over runs of whole images",
+        lambda g, dt, fin: (g.N > 1 and g.OH * g.OW >= COL2IM_MIN_POSITIONS) or not fin
+        or not flip_faster(g),
+        "a batch, a single image but strided or under 100 MFLOP, or a weight that is not "
+        "finite: dout @ W^T then col2im, in parallel over runs of whole images",
         "layer e's backward 4.1-4.5 ms against 7.8-8.6 ms by flipped filters, d 17.8 "
         "against 22-24, b, f and an 8x8 'same' layer within noise (2 threads, busy "
-        "machine)",
+        "machine); single images: see FLIP_MIN_FLOP",
     ),
     Candidate(
         "flip",
         lambda g, dt, fin: bool(fin),
         _always,
-        "one image, finite weights: stride-1 convolution of dout spread by the stride, "
+        "one image at stride 1, at least 100 MFLOP, finite weights: convolution of dout "
         "with the filters flipped, on im2col + GEMM in parallel over tiles",
-        "none recorded: a single image gives col2im one task, the tiles parallelise",
+        "single images, backward ms col2im / flip, 2 threads: 1x56x56x64 -> 64 3x3 3.26 / "
+        "2.59, 1x112x112x64 -> 64 3x3 11.3 / 7.4; below 100 MFLOP or strided col2im won "
+        "by 1.2-2.6x (see FLIP_MIN_FLOP)",
     ),
 ]
 

@@ -15,6 +15,7 @@ from .. import constraints as _constraints
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
 from .._names import snake_case as _snake
+from ..backends import _aligned
 from ..backends._args import fail
 from ..graph import Graph, KerasTensor, Node, flatten, is_symbolic, pack, record, tracing
 
@@ -217,7 +218,9 @@ class Layer:
                 f"The initializer of {self.name}.{name} returned shape {value.shape}; "
                 f"expected {shape}"
             )
-        value = np.ascontiguousarray(value, dtype=wdtype)
+        # (on a 64-byte boundary: the compiled kernels load weights by AVX-512 vectors;
+        # updates and set_weights write in place, so it stays there)
+        value = _aligned.aligned(np.ascontiguousarray(value, dtype=wdtype))
         self._weight_store[name] = value
         if not hasattr(type(self), name) and name not in self.__dict__:
             self.__dict__[name] = value
