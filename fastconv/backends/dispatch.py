@@ -229,10 +229,23 @@ WINOGRAD = "winograd"
 # 1.49-1.93 / 1.51-2.00, 128 -> 128 1.64-2.36 / 1.47-2.28 / 1.64-2.35, 128 -> 256 on
 # 7x7 1.08-1.76 / 1.15-1.51 / 1.06-1.26, 256 -> 256 1.81-3.02 / 1.52-1.98 / 1.44-1.65.
 # float64 (one run): b 1.09 / 0.99 / 0.99, 128 -> 128 2.03 / 1.92 / 1.52, 256 -> 256
-# 3.40 / 2.56 / 1.87. Channel counts below 32 were not measured and keep the direct
-# kernels; d's forward is at the crossover.
-WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_DW_MIN_C = 64
+# 3.40 / 2.56 / 1.87. d's forward is at the crossover.
+# Fewer channels, measured 2026-12-04 (benchmarks/crossover.py, 2 threads, 3 rounds,
+# filters and outputs 64-byte aligned; ms Winograd / the table's choice before,
+# forward, backward with dx forced, dw alone): float32 32x28x28x16 -> 32 'same' 0.88 /
+# 0.94, 2.71 / 2.89, 1.11 / 1.57; 32x28x28x16 -> 64 1.36 / 1.56, 4.11 / 4.81, 1.76 /
+# 2.25; 32x56x56x24 -> 48 6.05 / 7.73, 23.4 / 36.3, 6.36 / 13.1; 64x14x14x16 -> 128
+# 1.31 / 1.65, 3.77 / 4.90, 1.62 / 2.05; 16x28x28x32 -> 16 0.59 / 0.67, 1.70 / 1.76,
+# 0.60 / 1.09; 32x28x28x64 -> 24 3.19 / 7.84, 8.48 / 8.73, 2.85 / 6.25; 128x8x8x24 ->
+# 384 'valid' forward 2.07 / 2.65, dw 2.38 / 3.12, but dx (on dout padded from 6x6 to
+# 10x10) lost to col2im by about 2x; dw of 128x26x26x32 -> 32 4.46 / 5.62. float64:
+# the same layers 1.56 / 1.60 .. 10.7 / 14.7 forward, 0.98 / 1.81 .. 12.3 / 22.6 dw.
+# 8 channels lost: 32x32x32x8 -> 64 1.24 / 1.12 forward, 1.92 / 1.64 dw. Below
+# WINOGRAD_MIN_FLOP the transforms cost more than they save: 2x7x7x32 -> 192 'valid'
+# (5.5 MFLOP) 0.11 / 0.06; 4x14x14x64 -> 64 'same' (58 MFLOP) 0.33 / 0.35.
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_DW_MIN_C = 16
+WINOGRAD_MIN_FLOP = 20e6
 
 
 def winograd_geometry(g: ConvGeometry, dtype) -> bool:
@@ -243,8 +256,18 @@ def winograd_geometry(g: ConvGeometry, dtype) -> bool:
 
 def winograd_faster(g: ConvGeometry, min_c: int = WINOGRAD_MIN_CHANNELS) -> bool:
     """Where 'auto' takes Winograd (measured: see WINOGRAD_MIN_CHANNELS): at least
-    ``min_c`` input and 32 output channels (for dx, of the swapped problem)."""
-    return g.C >= min_c and g.F >= WINOGRAD_MIN_CHANNELS
+    ``min_c`` input and 16 output channels (for dx, of the swapped problem) and
+    WINOGRAD_MIN_FLOP."""
+    return (g.C >= min_c and g.F >= WINOGRAD_MIN_CHANNELS
+            and flop(g) >= WINOGRAD_MIN_FLOP)
+
+
+def winograd_dx_faster(g: ConvGeometry) -> bool:
+    """dx by Winograd (the forward on dout, filters flipped, C and F swapped) where
+    the forward would take it and the image is hardly larger than dout (as for 'wide':
+    a 'valid' layer on a small map pads dout mostly with zeros)."""
+    return (winograd_faster(g._replace(C=g.F, F=g.C))
+            and g.H * g.W <= WIDE_DX_MAX_AREA * g.OH * g.OW)
 
 
 WINOGRAD_MEASURED = (
@@ -275,8 +298,8 @@ FORWARD = [
         WINOGRAD,
         lambda g, dt, fin: winograd_geometry(g, dt) and bool(fin),
         lambda g, dt, fin: winograd_faster(g),
-        "3x3, stride 1, dilation 1, finite weights, C >= 32 and F >= 32: Winograd "
-        "F(2x2, 3x3), 16 GEMMs over channels per chunk of tiles",
+        "3x3, stride 1, dilation 1, finite weights, C >= 16, F >= 16, at least 20 MFLOP: "
+        "Winograd F(2x2, 3x3), 16 GEMMs over channels per chunk of tiles",
         WINOGRAD_MEASURED,
     ),
     Candidate(
@@ -337,9 +360,10 @@ DX = [
     Candidate(
         WINOGRAD,
         lambda g, dt, fin: winograd_geometry(g, dt) and bool(fin),
-        lambda g, dt, fin: winograd_faster(g._replace(C=g.F, F=g.C)),
-        "3x3, stride 1, dilation 1, finite weights, C >= 32 and F >= 32: the Winograd "
-        "forward on dout with the filters flipped and transposed",
+        lambda g, dt, fin: winograd_dx_faster(g),
+        "3x3, stride 1, dilation 1, finite weights, C >= 16, F >= 16, at least 20 MFLOP, "
+        "H*W <= 1.4 OH*OW: the Winograd forward on dout with the filters flipped and "
+        "transposed",
         WINOGRAD_MEASURED,
     ),
     Candidate(
@@ -398,8 +422,8 @@ DW = [
         WINOGRAD,
         lambda g, dt, fin: winograd_geometry(g, dt),
         lambda g, dt, fin: winograd_faster(g, WINOGRAD_DW_MIN_C),
-        "3x3, stride 1, dilation 1, C >= 64 and F >= 32: G^T [sum over tiles of "
-        "(B^T d B) . (A dy A^T)] G, 16 GEMMs over tiles in 16 fixed groups",
+        "3x3, stride 1, dilation 1, C >= 16, F >= 16, at least 20 MFLOP: G^T [sum over "
+        "tiles of (B^T d B) . (A dy A^T)] G, 16 GEMMs over tiles in fixed groups",
         WINOGRAD_MEASURED,
     ),
     Candidate(
