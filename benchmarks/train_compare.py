@@ -174,15 +174,13 @@ def overhead(args) -> None:
 
     Kernel time is the time inside fastconv's compiled kernels (every function of its
     extension modules ``_conv``, ``_pool`` and ``_elementwise``, called from the
-    backends, the Dropout layer and the optimizers; the Dense forward runs on ``_conv``)
-    and inside the BLAS matrix products of the Dense layers' backward
-    (``fastconv.layers.core._matmul_blas``). The rest (Python,
+    backends, the Dropout layer and the optimizers; the Dense layers' products run on
+    ``_conv.matmul_blocks``). The rest (Python,
     NumPy glue such as reshapes, the bias add and the loss, argument checks,
     allocation) is the overhead that issue 4 bounds.
     """
     import fastconv
     from fastconv import _conv, _elementwise, _pool
-    from fastconv.layers import core as layers_module
     from fastconv.utils import set_random_seed
 
     fastconv.set_num_threads(args.threads)
@@ -204,7 +202,7 @@ def overhead(args) -> None:
 
     # Modules and the names of the functions in them that count as kernels; the
     # callers look these up on the module at every call, so wrapping them there works.
-    targets = [(layers_module, "_matmul_blas", "BLAS matmul (Dense backward)")]
+    targets = []
     for module in (_conv, _pool, _elementwise):
         for name in dir(module):
             fn = getattr(module, name)
@@ -442,7 +440,9 @@ def main(argv=None) -> int:
                 and "OMP_WAIT_POLICY=PASSIVE" in runtime.APPLIED:
             # Set by fastconv for its own OpenMP runtime; other frameworks get their
             # own defaults.
-            env.pop("OMP_WAIT_POLICY", None)
+            for var in runtime.OMP_VARIABLES:
+                if any(a.startswith(var + "=") for a in runtime.APPLIED):
+                    env.pop(var, None)
         print(f"running {name} ...", flush=True)
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]

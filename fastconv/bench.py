@@ -309,22 +309,25 @@ def sgemm_gflops(threads: int, size: int = 2048, reps: int = 5) -> float:
 def _torch():
     """PyTorch if importable, loaded with its own OpenMP defaults.
 
-    fastconv sets OMP_WAIT_POLICY=PASSIVE for its own OpenMP runtime when imported
-    (fastconv._runtime); PyTorch ships its own runtime, which reads the variable when
-    torch is first imported, so it is hidden from it here: PyTorch runs as it would
-    without fastconv.
+    fastconv sets OMP_WAIT_POLICY=PASSIVE and GOMP_SPINCOUNT for its own OpenMP runtime
+    when imported (fastconv._runtime); PyTorch ships its own runtime, which reads them
+    when torch is first imported, so they are hidden from it here: PyTorch runs as it
+    would without fastconv.
     """
     from . import _runtime
 
     hidden = "OMP_WAIT_POLICY=PASSIVE" in _runtime.APPLIED and "torch" not in sys.modules
-    saved = os.environ.pop("OMP_WAIT_POLICY", None) if hidden else None
+    saved = {}
+    if hidden:
+        for name in _runtime.OMP_VARIABLES:
+            if any(a.startswith(name + "=") for a in _runtime.APPLIED):
+                saved[name] = os.environ.pop(name)
     try:
         import torch
     except ImportError:
         return None
     finally:
-        if saved is not None:
-            os.environ["OMP_WAIT_POLICY"] = saved
+        os.environ.update(saved)
     return torch
 
 

@@ -745,20 +745,24 @@ def relu_maxpool_grad(const float[:, :, :, ::1] dpool,       # IN  (N, PHo, PWo,
                                      &dz[n, ph * PH, 0, 0], OW, NULL)
 
 
-def matmul_blocks(const floating[:, ::1] a,    # IN  (m, k)
-                  const floating[:, ::1] b,    # IN  (k, n)
+def matmul_blocks(const floating[:, ::1] a,    # IN  (m, k), or (k, m) if trans_a
+                  const floating[:, ::1] b,    # IN  (k, n), or (n, k) if trans_b
                   floating[:, ::1] out,        # OUT (m, n)
-                  int n_threads, int rows=64, int cols=64):
-    """out = a @ b as one single-threaded BLAS product per block of rows x cols of out,
-    the blocks in parallel: each element is computed by the same call, over the whole
-    of k, whatever the number of threads, so the bits do not depend on it (the caller
-    fixes the blocks from the shapes alone)."""
-    cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
+                  int n_threads, int rows=64, int cols=64,
+                  bint trans_a=False, bint trans_b=False):
+    """out = op(a) @ op(b) (op: transposed if trans_*) as one single-threaded BLAS
+    product per block of rows x cols of out, the blocks in parallel: each element is
+    computed by the same call, over the whole of k, whatever the number of threads, so
+    the bits do not depend on it (the caller fixes the blocks from the shapes alone)."""
+    cdef int m = out.shape[0], n = out.shape[1]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
     cdef int rb, cb, t, i0, j0
-    if b.shape[0] != k or out.shape[0] != m or out.shape[1] != n:
-        raise ValueError(f"matmul_blocks: a (m, k) @ b (k, n) must fit out (m, n). "
-                         f"Received a {(a.shape[0], a.shape[1])}, b "
-                         f"{(b.shape[0], b.shape[1])}, out {(out.shape[0], out.shape[1])}")
+    if ((a.shape[1] if trans_a else a.shape[0]) != m
+            or (b.shape[1] if trans_b else b.shape[0]) != k
+            or (b.shape[0] if trans_b else b.shape[1]) != n):
+        raise ValueError(f"matmul_blocks: op(a) (m, k) @ op(b) (k, n) must fit out "
+                         f"{(m, n)}. Received a {(a.shape[0], a.shape[1])}, b "
+                         f"{(b.shape[0], b.shape[1])}, transposed {trans_a}, {trans_b}")
     if rows < 1 or cols < 1 or n_threads < 1:
         raise ValueError(f"matmul_blocks: rows, cols and n_threads must be >= 1. "
                          f"Received {rows}, {cols}, {n_threads}")
@@ -772,5 +776,7 @@ def matmul_blocks(const floating[:, ::1] a,    # IN  (m, k)
     for t in prange(rb * cb, nogil=True, schedule="dynamic", num_threads=n_threads):
         i0 = (t // cb) * rows
         j0 = (t % cb) * cols
-        gemm_rm(False, False, min(rows, m - i0), min(cols, n - j0), k, 1,
-                &a[i0, 0], k, &b[0, j0], n, 0, &out[i0, j0], n)
+        gemm_rm(trans_a, trans_b, min(rows, m - i0), min(cols, n - j0), k, 1,
+                &a[0, i0] if trans_a else &a[i0, 0], m if trans_a else k,
+                &b[j0, 0] if trans_b else &b[0, j0], k if trans_b else n,
+                0, &out[i0, j0], n)

@@ -37,7 +37,7 @@ def test_train_compare_overhead_runs():
         capture_output=True, text=True, check=True, timeout=300)
     out = res.stdout
     for text in ("inside kernels", "outside kernels", "glue alone",
-                 "BLAS matmul (Dense backward)"):
+                 "_conv.matmul_blocks"):
         assert text in out, text
     # The lecture model's first block runs fused (on the direct kernels where AVX2 is).
     kernel = ("_conv.conv2d_relu_maxpool_forward_direct" if fast._HAVE_AVX2

@@ -196,3 +196,21 @@ def test_dense_products_are_bit_stable_under_threads_and_thread_counts(rng):
         fastconv.set_num_threads(None)
     for a, b in zip(*outcomes):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dense_training_bits_do_not_follow_numpys_blas_threads(rng):
+    # Dense's backward products (x^T @ dz, dz @ W^T) run on the blocked products too:
+    # training gives the same bits with NumPy's BLAS on one thread or on all (on its
+    # multi-threaded matmul the (256, 3000) products came out 3e-5 apart).
+    from threadpoolctl import threadpool_limits
+
+    x = rng.standard_normal((512, 3000)).astype(np.float32)
+    y = np.arange(512) % 10
+    outcomes = []
+    for limit in (1, None):
+        with threadpool_limits(limits=limit, user_api="blas"):
+            m = _dense_model(5)
+            m.fit(x, y, epochs=1, batch_size=256, shuffle=False, verbose=0)
+            outcomes.append(m.get_weights())
+    for a, b in zip(*outcomes):
+        np.testing.assert_array_equal(a, b)

@@ -102,16 +102,18 @@ def test_info_command_reports_openmp_and_blas():
 
 
 @pytest.mark.parametrize("env, expected", [
-    ({}, "PASSIVE"),                                    # fastconv's default
-    ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),          # the user's choice wins
-    ({"FASTCONV_RUNTIME_DEFAULTS": "0"}, None),         # opted out: left alone
+    ({}, "PASSIVE 10000"),                              # fastconv's defaults
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE None"),     # the user's choice wins
+    ({"GOMP_SPINCOUNT": "5"}, "PASSIVE 5"),             # ... for either variable
+    ({"FASTCONV_RUNTIME_DEFAULTS": "0"}, "None None"),  # opted out: left alone
 ])
 def test_runtime_defaults(env, expected):
     import os
 
     base = {k: v for k, v in os.environ.items()
-            if k not in ("OMP_WAIT_POLICY", "FASTCONV_RUNTIME_DEFAULTS")}
-    code = "import os, fastconv; print(os.environ.get('OMP_WAIT_POLICY'))"
+            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "FASTCONV_RUNTIME_DEFAULTS")}
+    code = ("import os, fastconv; print(os.environ.get('OMP_WAIT_POLICY'), "
+            "os.environ.get('GOMP_SPINCOUNT'))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=base | env)
-    assert res.stdout.strip() == str(expected)
+    assert res.stdout.strip() == expected

@@ -775,6 +775,49 @@ def test_matmul_matches_reference(shape, seed, dtype, threads):
         assert_close(got, a.astype(np.float64) @ b.astype(np.float64), dtype, scale=scale)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(shape=st.tuples(st.integers(0, 200), st.integers(0, 90), st.integers(0, 300)),
+       trans=st.sampled_from([(True, False), (False, True), (True, True)]),
+       into=st.booleans(), seed=st.integers(0, 2**16))
+def test_matmul_reads_transposed_operands_in_place(shape, trans, into, seed, dtype):
+    # x.T and W.T (Dense's backward) are read as they lie (trans_a/trans_b of the
+    # blocks); against the reference, into `out` or not, and the same bits on 1 and 2
+    # threads.
+    m, k, n = shape
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m)).astype(dtype).T if trans[0] else \
+        rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype).T if trans[1] else \
+        rng.standard_normal((k, n)).astype(dtype)
+    assert fast._transposed_view(a) == (trans[0] and m > 1 and k > 1)
+    want = ref.matmul(a, b)
+    runs = []
+    before = fastconv._threads._num_threads
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            out = np.full((m, n), np.nan, dtype) if into else None
+            got = fast.matmul(a, b, out=out)
+            assert out is None or got is out
+            runs.append(got)
+    finally:
+        fastconv.set_num_threads(before)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    if want.size:
+        assert_close(runs[0], want, dtype, scale=ref.matmul(np.abs(a), np.abs(b)))
+
+
+def test_matmul_into_an_operand_is_computed_aside():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((70, 70)).astype(np.float32)
+    b = rng.standard_normal((70, 70)).astype(np.float32)
+    want = a @ b
+    got = fast.matmul(a, b, out=a)  # out is a: the product must not read what it wrote
+    assert got is a
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
 def test_matmul_by_hand():
     a = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], np.float32)   # (3, 2)
     b = np.array([[1.0, 0.0, -1.0], [2.0, 1.0, 0.5]], np.float32)    # (2, 3)
@@ -816,7 +859,7 @@ def test_small_calls_wake_one_thread_and_pieces_follow_the_shapes(monkeypatch):
     # from the shapes alone: powers of two, at most 16 (8), covering the work.
     from fastconv.backends import _args
 
-    monkeypatch.setattr(fast, "_THREAD_MIN_FLOP", 12e6)
+    monkeypatch.setattr(fast, "_THREAD_MIN_FLOP", 4e6)
     asked = []
     real = fast.kernel_threads
 

@@ -468,13 +468,15 @@ def check_dout(dout: Any, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray
     return d
 
 
-def matmul_args(a: Any, b: Any, out: Any):
+def matmul_args(a: Any, b: Any, out: Any, trans_a: bool = False, trans_b: bool = False):
     """Check a matrix product's arguments; return ``(a, b, out_shape, direct)``.
 
     ``a`` (m, k) and ``b`` (k, n) become C-contiguous arrays of their common float dtype
-    (float32 with float64 gives float64, as in NumPy). ``out``, when given, must be a
-    writeable float32/float64 array of shape (m, n); ``direct`` says whether the result
-    can be written into it as it is (same dtype, C-contiguous) or must be cast into it.
+    (float32 with float64 gives float64, as in NumPy). With ``trans_a`` (``trans_b``)
+    the array passed is the transpose of the operand, (k, m) (or (n, k)), and is kept
+    as it lies. ``out``, when given, must be a writeable float32/float64 array of shape
+    (m, n); ``direct`` says whether the result can be written into it as it is (same
+    dtype, C-contiguous) or must be cast into it.
     """
     a = as_float_array(a, "a")
     b = as_float_array(b, "b")
@@ -483,11 +485,13 @@ def matmul_args(a: Any, b: Any, out: Any):
     for name, arr in (("a", a), ("b", b)):
         if arr.ndim != 2:
             raise fail(name, "a 2-D array (a matrix)", arr)
-    if a.shape[1] != b.shape[0]:
+    (m, ka), (kb, n) = a.shape[::-1] if trans_a else a.shape, b.shape[::-1] if trans_b \
+        else b.shape
+    if ka != kb:
         raise ValueError(f"`a` and `b` must agree on the reduction axis: a is (m, k) and b "
-                         f"is (k, n). Received: a with shape {a.shape}, b with shape "
-                         f"{b.shape}")
-    shape = (a.shape[0], b.shape[1])
+                         f"is (k, n). Received: a with shape {(m, ka)}, b with shape "
+                         f"{(kb, n)}")
+    shape = (m, n)
     direct = False
     if out is not None:
         if not isinstance(out, np.ndarray):

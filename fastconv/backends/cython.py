@@ -70,9 +70,11 @@ _WEIGHT_GRAD_GROUPS = 16
 # next region cost about 0.1 ms on the 2-core machine, more than a small layer's work.
 # Forward on the direct kernels, float32, 2 threads against 1 (ms): 0.39 MFLOP 0.098
 # vs 0.014; 3.2 MFLOP 0.125 vs 0.044; 9.6 MFLOP 0.094 vs 0.072; 18.9 MFLOP 0.295 vs
-# 0.367; 37.8 MFLOP 0.465 vs 0.699. The thread count never changes the bits (the
-# tests lower these two limits to 1, so that small shapes do run on 2 threads there).
-_THREAD_MIN_FLOP = 12e6
+# 0.367; 37.8 MFLOP 0.465 vs 0.699; but the short-reduction kernels run at half that
+# rate: bench layer a (32x28x28x1 -> 32, 12.5 MFLOP) forward 0.12 ms on 2 threads, 0.24
+# on one. The thread count never changes the bits (the tests lower these two limits to
+# 1, so that small shapes do run on 2 threads there).
+_THREAD_MIN_FLOP = 4e6
 # Summing partial gradients is memory-bound: one thread per this many elements.
 _THREAD_MIN_ELEMENTS = 1 << 18
 # The same limit for the pieces the shapes cut work into (groups, blocks): fixed.
@@ -876,7 +878,7 @@ def relu_backward(dout, cache):
     return dx
 
 
-# Blocks of matmul's products on single-threaded BLAS (Dense layers' forward): the
+# Blocks of matmul's products on single-threaded BLAS (Dense layers): the
 # larger side of the result cut into MM_BLOCKS runs of at least MM_MIN_SIDE (fewer
 # where it is shorter, or where the work is small), the other side whole: fixed by the
 # shapes alone. GFLOP/s, 2 threads, float32, against the 64 x 64 blocks used before
@@ -900,14 +902,23 @@ def _mm_blocks(m: int, n: int, k: int) -> Tuple[int, int]:
     return max(1, m), max(1, -(-n // runs))
 
 
-def matmul_into(a, b, out):
-    """out (m, n) = a @ b on ``_mm_blocks``' blocks, each one single-threaded BLAS
-    call over the whole reduction: the bits depend on the shapes only. All three
-    C-contiguous, of one dtype (unchecked)."""
+def matmul_into(a, b, out, trans_a=False, trans_b=False):
+    """out (m, n) = op(a) @ op(b) on ``_mm_blocks``' blocks, each one single-threaded
+    BLAS call over the whole reduction: the bits depend on the shapes only. All three
+    C-contiguous, of one dtype (unchecked); ``trans_*``: the array holds the
+    operand's transpose."""
     m, n = out.shape
-    rows, cols = _mm_blocks(m, n, a.shape[1])
+    rows, cols = _mm_blocks(m, n, a.shape[0] if trans_a else a.shape[1])
     with kernel_threads(-(-m // rows) * -(-n // cols), blas=True) as threads:
-        _conv.matmul_blocks(a, b, out, threads, rows, cols)
+        _conv.matmul_blocks(a, b, out, threads, rows, cols, trans_a, trans_b)
+
+
+def _transposed_view(a) -> bool:
+    """Whether ``a`` is the transpose of a C-contiguous float array (``x.T``), which
+    the product reads as it lies instead of copying."""
+    return (type(a) is np.ndarray and a.ndim == 2 and a.flags.f_contiguous
+            and not a.flags.c_contiguous and a.dtype in (np.float32, np.float64)
+            and a.dtype.isnative)
 
 
 def matmul(a, b, out=None):
@@ -917,11 +928,17 @@ def matmul(a, b, out=None):
     (:func:`_mm_blocks`), the blocks in parallel (``_conv.matmul_blocks``): each
     element comes from the same call over the whole reduction whatever the thread
     count, so the bits do not depend on it or on concurrent calls (NumPy's
-    multi-threaded matmul promises neither).
+    multi-threaded matmul promises neither). A transposed C-contiguous operand
+    (``x.T``, as Dense's backward passes) is read in place.
     """
-    a, b, (m, n), direct = _args.matmul_args(a, b, out)
-    result = _aligned.empty((m, n), a.dtype)  # (not into out: it may overlap a or b)
-    matmul_into(a, b, result)
+    ta, tb = _transposed_view(a), _transposed_view(b)
+    a, b, (m, n), direct = _args.matmul_args(a.T if ta else a, b.T if tb else b, out,
+                                             ta, tb)
+    if direct and not (np.may_share_memory(out, a) or np.may_share_memory(out, b)):
+        matmul_into(a, b, out, ta, tb)
+        return out
+    result = _aligned.empty((m, n), a.dtype)
+    matmul_into(a, b, result, ta, tb)
     if out is None:
         return result
     np.copyto(out, result, casting="same_kind")

@@ -639,7 +639,7 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
         kh, kw = self.kernel_size
         ctx = Ctx()
         ctx.x2 = x.reshape(N * H * W, C)
-        blocks = (ctx.x2 @ self._block_matrix()).reshape(N, H, W, kh, kw, self.filters)
+        blocks = ops.matmul(ctx.x2, self._block_matrix()).reshape(N, H, W, kh, kw, self.filters)
         z = blocks.transpose(0, 1, 3, 2, 4, 5).reshape(N, H * kh, W * kw, self.filters)
         if self.use_bias:
             z += self.bias
@@ -652,13 +652,13 @@ class Conv2DTranspose(_ConvWindow, _ActivationMixin, _KernelBias, Layer):
         d2 = dz.reshape(N, OH // kh, kh, OW // kw, kw, F).transpose(0, 1, 3, 2, 4, 5)
         d2 = d2.reshape(ctx.x2.shape[0], kh * kw * F)
         C = ctx.x2.shape[1]
-        dw = (ctx.x2.T @ d2).reshape(C, kh, kw, F).transpose(1, 2, 3, 0)
+        dw = ops.matmul(ctx.x2.T, d2).reshape(C, kh, kw, F).transpose(1, 2, 3, 0)
         wg = [(self.kernel, np.ascontiguousarray(dw))]
         if self.use_bias:
             wg.append((self.bias, dz.sum(axis=(0, 1, 2))))
         if not need_dx:
             return None, wg
-        dx = (d2 @ self._block_matrix().T).reshape(N, OH // kh, OW // kw, C)
+        dx = ops.matmul(d2, self._block_matrix().T).reshape(N, OH // kh, OW // kw, C)
         return self._from_nhwc(dx), wg
 
     def _phases(self, H, W, OH, OW):

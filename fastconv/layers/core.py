@@ -55,14 +55,16 @@ class Flatten(Layer):
         return config
 
 
-# Dense's matrix products. The forward runs on the active backend (the compiled one
-# as a 1x1 convolution, whose bits do not depend on the thread count or on concurrent
-# calls, so predict is bit-stable however it is called); the two products of the
-# backward are NumPy's BLAS (faster there than the convolution's gradient kernels for
-# these shapes; their bits follow NumPy's BLAS thread count). Module attributes so
-# that benchmarks/train_compare.py --overhead can count their time as kernel time.
+# Dense's matrix products, forward and backward, on the active backend: the compiled
+# one cuts each product into blocks fixed by the shapes, each one single-threaded BLAS
+# call on fastconv's own threads, so the bits depend neither on the thread count nor
+# on concurrent calls. (The backward ran on NumPy's multi-threaded BLAS before: 10-20%
+# faster for these products alone, but its worker thread keeps spinning for a long
+# while after each call and took a core from the convolutions that followed, whose
+# Winograd forward then ran 2x slower: 12.0 ms right after a NumPy product, 6.0 alone.)
+# A module attribute so that benchmarks/train_compare.py --overhead can count its
+# time as kernel time.
 _matmul = ops.matmul
-_matmul_blas = np.matmul
 
 
 class Dense(_ActivationMixin, _KernelBias, Layer):
@@ -144,7 +146,7 @@ class Dense(_ActivationMixin, _KernelBias, Layer):
     def _backward_z(self, dz, ctx, need_dx, db=None):
         d2 = dz.reshape(-1, self.units)
         dk = empty(ctx.ws, "dkernel", self.kernel.shape, self.kernel.dtype)
-        _matmul_blas(ctx.x2.T, d2, out=dk)
+        _matmul(ctx.x2.T, d2, out=dk)
         wg = [(self.kernel, dk)]
         if self.use_bias:
             if db is None:
@@ -157,7 +159,7 @@ class Dense(_ActivationMixin, _KernelBias, Layer):
         if not need_dx:
             return None, wg
         dx = empty(ctx.ws, "dx", (d2.shape[0], self.kernel.shape[0]), d2.dtype)
-        return _matmul_blas(d2, self.kernel.T, out=dx).reshape(ctx.x_shape), wg
+        return _matmul(d2, self.kernel.T, out=dx).reshape(ctx.x_shape), wg
 
     def get_config(self):
         config = super().get_config()
@@ -395,7 +397,7 @@ class Maxout(_KernelBias, Layer):
         x2 = x.reshape(-1, x.shape[-1])
         n = x2.shape[1]
         wflat = self.kernel.transpose(1, 0, 2).reshape(n, p * u)
-        z = (x2 @ wflat).reshape(-1, p, u)
+        z = ops.matmul(x2, wflat).reshape(-1, p, u)
         if self.use_bias:
             z += self.bias
         win = np.argmax(z, axis=1)
@@ -410,10 +412,10 @@ class Maxout(_KernelBias, Layer):
         np.put_along_axis(dz, win[:, None, :], d2[:, None, :], axis=1)
         dzf = dz.reshape(-1, p * u)
         n = x2.shape[1]
-        wg = [(self.kernel, (x2.T @ dzf).reshape(n, p, u).transpose(1, 0, 2).copy())]
+        wg = [(self.kernel, ops.matmul(x2.T, dzf).reshape(n, p, u).transpose(1, 0, 2).copy())]
         if self.use_bias:
             wg.append((self.bias, dz.sum(axis=0)))
-        return (dzf @ wflat.T).reshape(x_shape), wg
+        return ops.matmul(dzf, wflat.T).reshape(x_shape), wg
 
     def get_config(self):
         config = super().get_config()
