@@ -13,19 +13,6 @@ def threads(request):
     fastconv.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
-def small_work_on_all_threads(monkeypatch):
-    """Let the kernels use every thread on the tests' small shapes too: outside the
-    tests, calls below fastconv.backends.cython._THREAD_MIN_FLOP run on one thread (a
-    thread's wake-up costs more than their work), which would leave the 2-thread runs
-    of small shapes on one thread. The thread count never changes the bits, and the
-    groups and blocks the work is cut into do not depend on these two limits."""
-    from fastconv.backends import cython
-
-    monkeypatch.setattr(cython, "_THREAD_MIN_FLOP", 1)
-    monkeypatch.setattr(cython, "_THREAD_MIN_ELEMENTS", 1)
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)

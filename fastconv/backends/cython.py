@@ -65,26 +65,11 @@ _TILE_MULTIPLE = 8
 # Fixed number of partial weight gradients (not tied to the thread count, so the
 # summation order, and hence the bits, do not depend on it).
 _WEIGHT_GRAD_GROUPS = 16
-# One thread for small calls: under OMP_WAIT_POLICY=PASSIVE (fastconv._runtime)
-# libgomp's threads sleep as soon as a parallel region ends, and waking one for the
-# next region cost about 0.1 ms on the 2-core machine, more than a small layer's work.
-# Forward on the direct kernels, float32, 2 threads against 1 (ms): 0.39 MFLOP 0.098
-# vs 0.014; 3.2 MFLOP 0.125 vs 0.044; 9.6 MFLOP 0.094 vs 0.072; 18.9 MFLOP 0.295 vs
-# 0.367; 37.8 MFLOP 0.465 vs 0.699; but the short-reduction kernels run at half that
-# rate: bench layer a (32x28x28x1 -> 32, 12.5 MFLOP) forward 0.12 ms on 2 threads, 0.24
-# on one. The thread count never changes the bits (the tests lower these two limits to
-# 1, so that small shapes do run on 2 threads there).
-_THREAD_MIN_FLOP = 4e6
-# Summing partial gradients is memory-bound: one thread per this many elements.
-_THREAD_MIN_ELEMENTS = 1 << 18
-# The same limit for the pieces the shapes cut work into (groups, blocks): fixed.
-_PIECE_MIN_FLOP = 12e6
-
-
-def _flop_tasks(g) -> int:
-    """The most threads worth waking for one pass of ``g``: one per
-    ``_THREAD_MIN_FLOP``."""
-    return max(1, int(dispatch.flop(g) // _THREAD_MIN_FLOP))
+# The least work of a piece the shapes cut a pass into (dw's groups, matmul's
+# blocks); fixed, as the pieces decide the bits. At 12 MFLOP bench layer a's backward
+# (12.5 MFLOP of dw, fused with dx) ran in one group: 0.34 -> 0.74 ms; at 1 MFLOP 0.48-
+# 0.58.
+_PIECE_MIN_FLOP = 1e6
 
 
 # Partial weight gradients hold at least this many output positions each: each
@@ -171,7 +156,7 @@ def _zero_padded_chunks(a, top, left, hp, wp):
 
 def _forward_direct(x, w, b, out, g, relu, skip=False):
     koff, kdi, kdj = _tap_offsets(g)
-    with kernel_threads(_flop_tasks(g)) as threads:
+    with kernel_threads() as threads:
         _conv.conv2d_forward_direct(x, w, b, out, koff, kdi, kdj, g.sh, g.sw, g.pt, g.pl,
                                     g.dh * (g.KH - 1), g.dw * (g.KW - 1), relu, threads,
                                     skip)
@@ -224,8 +209,7 @@ def _winograd_forward(x, w, b, out, pt, pl, relu):
     _winograd.filter_transform(w, u)
     tiles = n * -(-oh // 2) * -(-ow // 2)
     chunk = _winograd_chunk(tiles, c, f)
-    flop_tasks = max(1, int(18 * out.size * c // _THREAD_MIN_FLOP))  # (direct's FLOP)
-    with kernel_threads(min(-(-tiles // chunk), flop_tasks), blas=True) as threads:
+    with kernel_threads(-(-tiles // chunk), blas=True) as threads:
         work = _aligned.empty((threads, _winograd.workspace(chunk, c, f)), dtype=x.dtype)
         _winograd.forward(x, u, b, out, work, _aligned.zeros(c, dtype=x.dtype), pt, pl, chunk,
                           relu, threads)
@@ -387,7 +371,7 @@ def _backward(x, w, dout, g, has_bias, input_grad, plan):
     if path == "planar":
         _input_grad_planar(dout, w, dx, g)
     elif path == "direct":
-        with kernel_threads(_flop_tasks(g)) as threads:
+        with kernel_threads() as threads:
             _conv.conv2d_input_grad_direct(dout, w, dx, g.dh, g.dw, g.pt, g.pl, threads)
     elif path == "wide":
         _input_grad_wide(dout, w, dx, g)
@@ -450,7 +434,7 @@ def _input_grad_planar(dout, w, dx, g):
     images when there are enough of them, else of a few rows (the bits are the same
     either way: each pixel's sum runs in one fixed order)."""
     wt = _aligned.aligned(w.transpose(0, 1, 3, 2))
-    with kernel_threads(_flop_tasks(g)) as threads:
+    with kernel_threads() as threads:
         rows = g.H if g.N >= 2 * threads else max(1, -(-g.H // (2 * threads)))
         tasks = g.N * -(-g.H // rows)
         threads = max(1, min(threads, tasks))
@@ -481,7 +465,7 @@ def _input_grad_wide(dout, w, dx, g):
     reference sums, with no copy of dout."""
     w_flip = _aligned.aligned(w[::-1, ::-1].transpose(0, 1, 3, 2))
     koff, kdi, kdj = _tap_offsets_for(g.KH, g.KW, g.F, g.dh, g.dw, g.OW)
-    with kernel_threads(_flop_tasks(g)) as threads:
+    with kernel_threads() as threads:
         _conv.conv2d_forward_direct(dout, w_flip, None, dx, koff, kdi, kdj, 1, 1,
                                     g.dh * (g.KH - 1) - g.pt, g.dw * (g.KW - 1) - g.pl,
                                     g.dh * (g.KH - 1), g.dw * (g.KW - 1), False, threads,
@@ -501,7 +485,7 @@ def _input_grad_col2im(dout, w, dx, g):
     imgs = max(1, min(_tile(g.N * p, k, dx.itemsize, _COL2IM_TILE_BYTES) // p,
                       -(-g.N // _COL2IM_MIN_TASKS)))
     tile = imgs * p if imgs > 1 else _tile(p, k, dx.itemsize, _COL2IM_TILE_BYTES)
-    with kernel_threads(min(-(-g.N // imgs), _flop_tasks(g)), blas=True) as threads:
+    with kernel_threads(-(-g.N // imgs), blas=True) as threads:
         work = _aligned.empty((threads, tile * k), dtype=dx.dtype)
         _conv.conv2d_input_grad_col2im(dout, w.reshape(k, g.F), dx, work, g.KH, g.KW,
                                        g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, tile, imgs,
@@ -513,7 +497,7 @@ def _sum_groups(dw_part, db_part, dw, db):
     groups depend on the shapes only, so the bits do not depend on the threads).
     Compiled column sums with np.add.reduce(axis=0)'s order and bits."""
     groups = dw_part.shape[0]
-    with kernel_threads(max(1, dw_part.size // _THREAD_MIN_ELEMENTS)) as threads:
+    with kernel_threads() as threads:
         _elementwise.column_sum(dw_part.reshape(groups, -1), None, None, dw.reshape(-1),
                                 threads)
         if db is not None:
@@ -917,7 +901,8 @@ def matmul_into(a, b, out, trans_a=False, trans_b=False):
     C-contiguous, of one dtype (unchecked); ``trans_*``: the array holds the
     operand's transpose."""
     m, n = out.shape
-    rows, cols = _mm_blocks(m, n, a.shape[0] if trans_a else a.shape[1])
+    k = a.shape[0] if trans_a else a.shape[1]
+    rows, cols = _mm_blocks(m, n, k)
     with kernel_threads(-(-m // rows) * -(-n // cols), blas=True) as threads:
         _conv.matmul_blocks(a, b, out, threads, rows, cols, trans_a, trans_b)
 
