@@ -23,9 +23,8 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 from fastconv._sweep import SweepShape, sweep_shapes
-from fastconv.backends import _args
+from fastconv.backends import _args, dispatch
 from fastconv.backends import cython as fast
-from fastconv.backends import dispatch
 from fastconv.bench import median_ms
 
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fastconv.layers import Conv2D
 from fastconv.backends import _aligned
 from fastconv.backends import cython as fast
+from fastconv.layers import Conv2D
 
 
 @pytest.mark.parametrize("shape", [(0,), (1,), (3, 5), (2, 7, 7, 3), 17, 20000,

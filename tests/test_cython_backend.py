@@ -871,5 +871,5 @@ def test_pieces_of_work_follow_the_shapes():
         blocks = -(-m // rows) * -(-n // cols)
         assert 1 <= blocks <= fast.MM_BLOCKS and blocks & (blocks - 1) == 0
         assert rows * -(-m // rows) >= m and cols * -(-n // cols) >= n
-    assert fast._mm_blocks(128, 128, 5408) == (64, 128)
+    assert fast._mm_blocks(128, 128, 5408) == (128, 64)    # a square result: columns
     assert fast._mm_blocks(128, 10, 128) == (128, 10)     # 0.3 MFLOP: one block

@@ -70,8 +70,6 @@ _WEIGHT_GRAD_GROUPS = 16
 # (12.5 MFLOP of dw, fused with dx) ran in one group: 0.34 -> 0.74 ms; at 1 MFLOP 0.48-
 # 0.58.
 _PIECE_MIN_FLOP = 1e6
-
-
 # Partial weight gradients hold at least this many output positions each: each
 # group's (K, F) partial is zeroed, written and summed once, which cost more than the
 # products where a group held few positions. dw alone, float32, 2 threads, 16 groups
@@ -88,9 +86,12 @@ def _dw_groups(g, pieces: int, at_least: int = 1) -> int:
     or tiles): at most 16 and ``pieces``; else ``at_least`` or, when more, one per
     ``_DW_GROUP_POSITIONS`` output positions and per ``_PIECE_MIN_FLOP``, whichever
     is fewer; a power of two (equal shares on 2, 4, 8 threads). Shapes alone decide."""
-    per = min(g.N * g.OH * g.OW // _DW_GROUP_POSITIONS, int(dispatch.flop(g) // _PIECE_MIN_FLOP))
+    per = min(g.N * g.OH * g.OW // _DW_GROUP_POSITIONS,
+              int(dispatch.flop(g) // _PIECE_MIN_FLOP))
     cap = max(1, min(_WEIGHT_GRAD_GROUPS, pieces, max(at_least, per)))
     return 1 << (cap.bit_length() - 1)
+
+
 # col2im's GEMM writes (tile, K) columns from dout (tile, F) @ W^T (F, K): every tile
 # packs all of W again, so with long reductions the tiles must be long too. Backward
 # ms by workspace per thread 1 / 2 / 4 / 8 MiB (2 threads, float32, dx on col2im):
@@ -878,9 +879,10 @@ def relu_backward(dout, cache):
 # and NumPy's own (multi-threaded) matmul: 4096 x 192 @ 192 x 512 64x64 176, 8 x 1
 # runs 262, NumPy 294; its dx (4096 x 512 @ 512 x 192) 124, 254, 272; its dw (192 x
 # 4096 @ 4096 x 512, cut into columns) 123, 183 (1 x 4), 258; the lecture model's
-# Dense(128), 128 x 5408 @ 5408 x 128, 2 x 1 160 where 64x64 ran 83 and NumPy 186.
-# Two runs were 0-8% faster than eight on 2 cores, but eight share 4 or 8 threads and
-# absorb a thread that wakes late.
+# Dense(128), 128 x 5408 @ 5408 x 128, 2 x 1 155-160 and 1 x 2 169 where 64x64 ran 83
+# and NumPy 186 (so a square result is cut into columns). Two runs were 0-8% faster
+# than eight on 2 cores, but eight share 4 or 8 threads and absorb a thread that wakes
+# late.
 MM_BLOCKS = 8
 MM_MIN_SIDE = 64
 
@@ -890,7 +892,7 @@ def _mm_blocks(m: int, n: int, k: int) -> Tuple[int, int]:
     side = max(m, n)
     runs = max(1, min(MM_BLOCKS, side // MM_MIN_SIDE, int(2 * m * n * k // _PIECE_MIN_FLOP)))
     runs = 1 << (runs.bit_length() - 1)
-    if m >= n:
+    if m > n:
         return max(1, -(-m // runs)), max(1, n)
     return max(1, m), max(1, -(-n // runs))
 
