@@ -534,11 +534,17 @@ def test_random_graphs_backends_agree_and_gradients_match(case):
             flat[i] = old - h
             minus = np.sum(model.forward(x)[0] * dout)
             flat[i] = old
-            if abs((plus - base) - (base - minus)) / h > 1e-3 * scale:
+            left, right = (base - minus) / h, (plus - base) / h
+            if abs(right - left) > 1e-3 * scale:
                 skipped += 1
                 continue
             num = (plus - minus) / (2 * h)
-            assert abs(g.reshape(-1)[i] - num) <= 1e-5 * scale, (i, num)
+            # A smaller kink within h leaves the central difference between the two
+            # one-sided slopes (0.05863 against 0.05883 in one drawn graph) and the
+            # gradient equal to one of them; away from kinks all three agree.
+            got = g.reshape(-1)[i]
+            err = min(abs(got - num), abs(got - left), abs(got - right))
+            assert err <= 1e-5 * scale, (i, num, left, right)
             checked += 1
     assert checked >= 3 * skipped, (checked, skipped)
 

@@ -105,6 +105,16 @@ FLIP_MIN_FLOP = 100e6
 FUSE_MIN_IMAGES = 16
 # The fused conv + ReLU + max-pool kernels keep each window's winner as an int8.
 FUSED_MAX_WINDOW = 127
+# ... and run padded ('same') layers only up to this K: their border windows are slow
+# there. Measured 2026-12-04 (2 threads, float32, batch 128, 2x2 pool, ms fused /
+# separate, forward and weight-gradient backward): 'same' 28x28x1 -> 64 7x7 10.1 / 8.9
+# and 19.2 / 11.8, -> 32 7x7 5.1 / 4.5 and 9.0 / 5.4, 32x32x3 -> 32 5x5 6.0 / 4.0 and
+# 6.1 / 5.1, 7x7 12.9 / 7.4 and 12.5 / 7.6, 64x32x32x7 -> 32 3x3 3.3 / 2.5 and 5.6 /
+# 3.3; kept fused: 3x3x1 -> 64 1.6 / 2.7 and 1.8 / 4.9, 3x3x3 -> 64 5.2 / 6.4 and 8.0 /
+# 9.6, 5x5x1 -> 64 4.4 / 5.8 and 7.9 / 7.9 (-> 32: 2.2 / 2.5 and 3.9 / 3.3). Unpadded
+# layers stay fused up to 7x7x3: 'valid' 28x28x1 -> 64 7x7 1.3 / 1.9 and 2.0 / 2.7,
+# 32x32x3 -> 32 5x5 2.5 / 2.2 and 1.7 / 2.8, 7x7 2.9 / 2.5 and 2.4 / 2.8.
+FUSED_PADDED_MAX_K = 27
 
 PASSES = ("forward", "dx", "dw", "relu_maxpool")
 
@@ -473,11 +483,13 @@ RELU_MAXPOOL = [
         lambda gp, dt, fin: (gp[1].PH * gp[1].PW <= FUSED_MAX_WINDOW
                              and gp[1].N * gp[1].OH * gp[1].OW > 0
                              and on_lanes(dt, gp[0].F, float32_only=True)),
-        lambda gp, dt, fin: short_reduction(gp[0]),
-        "float32, F a multiple of 8, K <= 63 (147 for C <= 3), pool window <= 127: conv, "
-        "ReLU and pooling in one kernel that never writes the convolution's output",
+        lambda gp, dt, fin: short_reduction(gp[0]) and (
+            not padded_geometry(gp[0]) or reduction(gp[0]) <= FUSED_PADDED_MAX_K),
+        "float32, F a multiple of 8, K <= 63 (147 for C <= 3), and K <= 27 if padded, "
+        "pool window <= 127: conv, ReLU and pooling in one kernel that never writes the "
+        "convolution's output",
         "against the separate passes: K = 49 1.1-2.0x, 63 1.1-1.6x, 75 2.2-3.8x, 147 "
-        "1.2-3.1x (see DIRECT_MAX_K)",
+        "1.2-3.1x (see DIRECT_MAX_K); padded layers: see FUSED_PADDED_MAX_K",
     ),
     Candidate(
         "separate",
