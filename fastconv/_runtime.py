@@ -16,9 +16,9 @@ machine with the lecture's MNIST model, batch 128; see the notes in README.md):
   ``benchmarks/models_compare.py --worker fastconv`` (2 threads, batch 128, two runs
   each, images/s trained, without -> with): the lecture model 17.5-18.1k -> 19.7-20.6k,
   the three-conv MNIST convnet 9.0-9.2k -> 10.2-10.5k, the small ResNet 467-588 ->
-  653-721, the lab model 3.5-3.6k -> 3.5-3.7k. (While the Dense layers' backward ran
-  on NumPy's multi-threaded BLAS, spinning cost 20%: the spinning threads took the
-  cores from BLAS's.)
+  653-721, the lab model 3.5-3.6k -> 3.5-3.7k. (Beside NumPy's multi-threaded BLAS,
+  which fastconv's Dense layers do not use, spinning costs: the lecture model trained
+  20% slower with it when its Dense backward ran on NumPy's matmul.)
 - glibc returns every freed block above 128 KiB-32 MiB to the kernel, so each new
   multi-megabyte array is faulted in page by page again; raising glibc's mmap and
   trim thresholds lets freed blocks be reused. fastconv raises them to 64 and

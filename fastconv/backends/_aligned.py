@@ -6,8 +6,8 @@ run. The direct kernels load the filters one vector of output channels at a time
 filters off a 64-byte boundary every load spans two cache lines. Measured (2
 threads, float32, forward on the padded wide blocks, the filter array's start moved
 by hand): 32x14x14x128 -> 128 5x5 'same' 21-24 ms aligned against 32-35 ms at 16 or 32
-bytes past a boundary; 2x32x32x32 -> 256 7x7 'same' 6.6-7.2 ms against 9.6-12.6. The
-same layer ran at either speed from one process to the next before.
+bytes past a boundary; 2x32x32x32 -> 256 7x7 'same' 6.6-7.2 ms against 9.6-12.6. Left
+to malloc, the same layer runs at either speed from one process to the next.
 """
 
 from __future__ import annotations

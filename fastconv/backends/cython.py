@@ -72,12 +72,13 @@ _WEIGHT_GRAD_GROUPS = 16
 _PIECE_MIN_FLOP = 1e6
 # Partial weight gradients hold at least this many output positions each: each
 # group's (K, F) partial is zeroed, written and summed once, which cost more than the
-# products where a group held few positions. dw alone, float32, 2 threads, 16 groups
-# (before) -> this rule (benchmarks/crossover.py --sweep 24 --seed 1, medians of 3
-# rounds): 2x32x32x96 -> 256 7x7/2 (338 positions, K*F = 1.2M) direct 10.4 -> 4.7 ms,
-# im2col-gemm (8 groups before) 5.9 -> 4.6; 1x14x14x96 -> 48 7x7 0.85 -> 0.53;
-# 1x8x8x48 -> 64 1x1/2 0.11 -> 0.02. 64 positions per group: within noise of 128;
-# 512: 2x32x32x96 -> 256 back to 8.4 (one group, one thread).
+# products where a group held few positions. dw alone, float32, 2 threads, always 16
+# groups (im2col-gemm: as many as tiles, up to 16) -> this rule (benchmarks/
+# crossover.py --sweep 24 --seed 1, medians of 3 rounds): 2x32x32x96 -> 256 7x7/2 (338
+# positions, K*F = 1.2M) direct 10.4 -> 4.7 ms, im2col-gemm (8 groups) 5.9 -> 4.6;
+# 1x14x14x96 -> 48 7x7 0.85 -> 0.53; 1x8x8x48 -> 64 1x1/2 0.11 -> 0.02. 64 positions
+# per group: within noise of 128; 512: 2x32x32x96 -> 256 back to 8.4 (one group, one
+# thread).
 _DW_GROUP_POSITIONS = 128
 
 
@@ -186,9 +187,9 @@ def _winograd_chunk(tiles: int, c: int, f: int) -> int:
     one thread 40.9 / 28.6 / 23.9 / 21.7; layer d 10.8 / 9.1 / 8.0 / 8.2; f 67 / 76 /
     112 / 141. Few channels make the 16 products tiny (32 x 32 @ 32 x 32 for C = F =
     32), so the chunk also grows to fill 384 KiB of workspace, at most 128 tiles:
-    forward / backward ms, 2 threads, before -> after: 128x28x28x32 -> 32 'same' 5.73 /
-    12.2 -> 4.82 / 11.3, 128x14x14x32 -> 32 1.51 / 3.11 -> 1.27 / 2.58, 32x28x28x16 ->
-    32 0.84 / 2.10 -> 0.80 / 1.84; with 64-256 channels within noise. The workspace,
+    forward / backward ms, 2 threads, C*F/256 alone -> with this: 128x28x28x32 -> 32
+    'same' 5.73 / 12.2 -> 4.82 / 11.3, 128x14x14x32 -> 32 1.51 / 3.11 -> 1.27 / 2.58,
+    32x28x28x16 -> 32 0.84 / 2.10 -> 0.80 / 1.84; with 64-256 channels within noise. The workspace,
     16 * chunk * (C + F) elements per thread, does not grow with the batch. Shapes
     alone decide, never threads."""
     target = min(256, max(32, c * f // 256))
@@ -875,8 +876,8 @@ def relu_backward(dout, cache):
 # Blocks of matmul's products on single-threaded BLAS (Dense layers): the
 # larger side of the result cut into MM_BLOCKS runs of at least MM_MIN_SIDE (fewer
 # where it is shorter, or where the work is small), the other side whole: fixed by the
-# shapes alone. GFLOP/s, 2 threads, float32, against the 64 x 64 blocks used before
-# and NumPy's own (multi-threaded) matmul: 4096 x 192 @ 192 x 512 64x64 176, 8 x 1
+# shapes alone. GFLOP/s, 2 threads, float32, against fixed 64 x 64 blocks and NumPy's
+# own (multi-threaded) matmul: 4096 x 192 @ 192 x 512 64x64 176, 8 x 1
 # runs 262, NumPy 294; its dx (4096 x 512 @ 512 x 192) 124, 254, 272; its dw (192 x
 # 4096 @ 4096 x 512, cut into columns) 123, 183 (1 x 4), 258; the lecture model's
 # Dense(128), 128 x 5408 @ 5408 x 128, 2 x 1 155-160 and 1 x 2 169 where 64x64 ran 83

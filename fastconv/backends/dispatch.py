@@ -241,7 +241,7 @@ WINOGRAD = "winograd"
 # float64 (one run): b 1.09 / 0.99 / 0.99, 128 -> 128 2.03 / 1.92 / 1.52, 256 -> 256
 # 3.40 / 2.56 / 1.87. d's forward is at the crossover.
 # Fewer channels, measured 2026-12-04 (benchmarks/crossover.py, 2 threads, 3 rounds,
-# filters and outputs 64-byte aligned; ms Winograd / the table's choice before,
+# filters and outputs 64-byte aligned; ms Winograd / the direct kernels' choice,
 # forward, backward with dx forced, dw alone): float32 32x28x28x16 -> 32 'same' 0.88 /
 # 0.94, 2.71 / 2.89, 1.11 / 1.57; 32x28x28x16 -> 64 1.36 / 1.56, 4.11 / 4.81, 1.76 /
 # 2.25; 32x56x56x24 -> 48 6.05 / 7.73, 23.4 / 36.3, 6.36 / 13.1; 64x14x14x16 -> 128

@@ -383,7 +383,7 @@ def relu_backward(dout, cache):
 
 
 def matmul(a, b, out=None):
-    """Matrix product ``a @ b``: the Dense layer's forward.
+    """Matrix product ``a @ b``: the Dense layer's products.
 
     Parameters
     ----------
@@ -397,9 +397,9 @@ def matmul(a, b, out=None):
     -------
     array (m, n)
         In the common dtype of ``a`` and ``b`` (float32, or float64 if either is), or
-        ``out``. The compiled backend runs it as a 1x1 convolution, whose bits do not
-        depend on the thread count; this reference is NumPy's ``matmul`` (BLAS), equal
-        to it within rounding.
+        ``out``. The compiled backend runs it on fixed blocks of single-threaded BLAS,
+        whose bits do not depend on the thread count; this reference is NumPy's
+        ``matmul`` (BLAS), equal to it within rounding.
     """
     a, b, shape, direct = _args.matmul_args(a, b, out)
     result = np.matmul(a, b, out=out if direct else None)

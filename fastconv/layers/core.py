@@ -58,10 +58,10 @@ class Flatten(Layer):
 # Dense's matrix products, forward and backward, on the active backend: the compiled
 # one cuts each product into blocks fixed by the shapes, each one single-threaded BLAS
 # call on fastconv's own threads, so the bits depend neither on the thread count nor
-# on concurrent calls. (The backward ran on NumPy's multi-threaded BLAS before: 10-20%
-# faster for these products alone, but its worker thread keeps spinning for a long
-# while after each call and took a core from the convolutions that followed, whose
-# Winograd forward then ran 2x slower: 12.0 ms right after a NumPy product, 6.0 alone.)
+# on concurrent calls. (NumPy's multi-threaded BLAS is 10-20% faster for these
+# products alone, but its worker thread keeps spinning for a long while after each
+# call and takes a core from the convolutions that follow: a Winograd forward ran 12.0
+# ms right after a NumPy product, 6.0 alone.)
 # A module attribute so that benchmarks/train_compare.py --overhead can count its
 # time as kernel time.
 _matmul = ops.matmul
