@@ -17,8 +17,9 @@ on ``KerasTensor`` objects, ``keras.Model(inputs, outputs)``).
   two threads can run one model at once.
 
 The execution plan (:class:`_Plan`) is where the speed-ups that span layers live: a
-``Conv2D(activation='relu')`` whose output is read only by a fusable ``MaxPooling2D``
-runs as one fused kernel (see :data:`FUSE_LAYERS`), and the arrays a training step
+chain of layers each read only by the next, such as a ``Conv2D(activation='relu')``
+and a fusable ``MaxPooling2D``, runs as one fused op (:data:`FUSE_LAYERS`,
+:data:`fastconv.layers.fused.FUSIONS`), and the arrays a training step
 reuses from one step to the next are kept in per-step :class:`Workspace` objects,
 never on the layers.
 """
@@ -34,11 +35,13 @@ from ._activity import Penalised, penalise
 
 __all__ = ["KerasTensor", "Node", "Graph", "Workspace", "is_symbolic", "FUSE_LAYERS"]
 
-#: Whether graphs run a ``Conv2D(activation='relu')`` followed by a ``MaxPooling2D``
-#: (channels-last, strides equal to the pool size, 'valid'), and a linear ``Conv2D``
-#: followed by a ``BatchNormalization`` (folded into the convolution outside
-#: training), where the convolution's output has no other reader, as one fused op. Set
-#: to False to run every layer on its own, e.g. to compare the two.
+#: Whether graphs run these chains of layers, each one's output read only by the next,
+#: as one fused op (:data:`fastconv.layers.fused.FUSIONS`): a
+#: ``Conv2D(activation='relu')`` and a ``MaxPooling2D`` (channels-last, strides equal
+#: to the pool size, 'valid'); a linear ``Conv2D`` and a ``BatchNormalization``
+#: (folded into the convolution outside training), and a ReLU after them; a
+#: ``BatchNormalization`` and a ReLU; an ``Add`` and a ReLU. Set to False to run every
+#: layer on its own, e.g. to compare the two.
 #: (``fastconv.models.FUSE_LAYERS`` is the same switch.)
 FUSE_LAYERS = True
 
@@ -345,7 +348,8 @@ def empty(ws: Optional[Workspace], key: str, shape: Tuple[int, ...], dtype: Any)
 
 # -- the graph --------------------------------------------------------------------------
 class _Step:
-    """One entry of a plan: an op (a layer, or a fused pair) on slots of the value list."""
+    """One entry of a plan: an op (a layer, or a fused chain of layers) on slots of the
+    value list."""
 
     __slots__ = ("op", "ins", "single", "structure", "outs", "training", "nodes", "index",
                  "need_dx", "active")
@@ -361,7 +365,7 @@ def _has_trainable(op) -> bool:
     """Whether ``op`` has a weight the optimizer trains (asked on every backward pass:
     a primitive layer answers from its flags, without walking sublayers)."""
     pair = getattr(op, "layers", None)
-    if pair is not None:  # a fused pair: either layer's weights
+    if pair is not None:  # a fused chain: any of its layers' weights
         return any(_has_trainable(layer) for layer in pair)
     layer = op
     flags = getattr(layer, "_weight_trainable", None)
@@ -371,8 +375,8 @@ def _has_trainable(op) -> bool:
 
 
 class _Plan:
-    def __init__(self, steps, fused_pairs, fuse):
-        self.steps, self.fused_pairs, self.fuse = steps, fused_pairs, fuse
+    def __init__(self, steps, fused_ops, fuse):
+        self.steps, self.fused_ops, self.fuse = steps, fused_ops, fuse
         self.flags: Dict[tuple, list] = {}
         self.workspaces: Dict[int, Workspace] = {}
 
@@ -496,51 +500,65 @@ class Graph:
     def plan(self) -> _Plan:
         plan = self._plan
         if plan is not None and plan.fuse == FUSE_LAYERS and all(
-                f.still_fits() for f in plan.fused_pairs):
+                f.still_fits() for f in plan.fused_ops):
             return plan
         with self._lock:
             self._plan = self._make_plan()
             return self._plan
 
     def _make_plan(self) -> _Plan:
-        from .layers import _ConvBatchNorm, _ConvReLUMaxPool
+        from .layers.fused import FUSIONS
 
         out_ids = {id(t) for t in self.outputs}
         consumer: Dict[int, Node] = {}
         for node in self.nodes:
             for u in node.inputs:
                 consumer[id(u)] = node
-        fused_into: Dict[int, Node] = {}
+
+        def chain(node: Node, length: int) -> Optional[List[Node]]:
+            """node and the length - 1 nodes after it, each the only reader of the one
+            before's single output (which is no graph output), or None."""
+            nodes = [node]
+            while len(nodes) < length:
+                last = nodes[-1]
+                t = last.outputs[0]
+                nxt = consumer.get(id(t))
+                if len(last.outputs) != 1 or nxt is None or self._readers.get(id(t)) != 1 \
+                        or id(t) in out_ids or len(nxt.inputs) != 1 \
+                        or nxt.structure is not None:
+                    return None
+                nodes.append(nxt)
+            return nodes
+
+        fused_into: Dict[int, tuple] = {}
         if FUSE_LAYERS:
             for node in self.nodes:
-                t = node.outputs[0]
-                nxt = consumer.get(id(t))
-                if len(node.outputs) == 1 and node.structure is None and nxt is not None \
-                        and self._readers.get(id(t)) == 1 and id(t) not in out_ids \
-                        and len(nxt.inputs) == 1 and nxt.structure is None:
-                    for pair in (_ConvReLUMaxPool, _ConvBatchNorm):
-                        # (a normalisation's training flag must be the call's own)
-                        if pair.fits(node.layer, nxt.layer) and (
-                                pair is _ConvReLUMaxPool
-                                or node.training is None and nxt.training is None):
-                            fused_into[id(node)] = (nxt, pair)
-                            break
-        steps, fused_pairs, skip = [], [], set()
+                for fusion in FUSIONS:
+                    if node.structure is not None and not fusion.list_input:
+                        continue
+                    nodes = chain(node, fusion.arity)
+                    if nodes is None or not fusion.fits(*(n.layer for n in nodes)):
+                        continue
+                    if not fusion.any_training and any(n.training is not None
+                                                       for n in nodes):
+                        continue
+                    fused_into[id(node)] = (nodes, fusion)
+                    break
+        steps, fused_ops, skip = [], [], set()
         for node in self.nodes:
             if id(node) in skip:
                 continue
-            nxt, pair = fused_into.get(id(node), (None, None))
-            if nxt is not None:
-                op = pair(node.layer, nxt.layer)
-                fused_pairs.append(op)
-                skip.add(id(nxt))
-                outs, nodes = nxt.outputs, (node, nxt)
+            nodes, fusion = fused_into.get(id(node), ((node,), None))
+            if fusion is not None:
+                op = fusion(*(n.layer for n in nodes))
+                fused_ops.append(op)
+                skip.update(id(n) for n in nodes[1:])
             else:
-                op, outs, nodes = node.layer, node.outputs, (node,)
+                op = node.layer
             steps.append(_Step(op, [self._slot[id(u)] for u in node.inputs], node.structure,
-                               [self._slot[id(t)] for t in outs], node.training, nodes,
-                               len(steps)))
-        return _Plan(steps, fused_pairs, FUSE_LAYERS)
+                               [self._slot[id(t)] for t in nodes[-1].outputs], node.training,
+                               tuple(nodes), len(steps)))
+        return _Plan(steps, fused_ops, FUSE_LAYERS)
 
     def _flags(self, plan: _Plan, input_grads: bool) -> list:
         """Per step: (needs dx, runs backward at all), from which tensors depend on a

@@ -24,6 +24,7 @@ __all__ = [
     "avgpool2d_backward",
     "relu_forward",
     "relu_backward",
+    "add_relu_forward",
     "matmul",
     "resize2d_forward",
     "resize2d_backward",
@@ -116,6 +117,12 @@ def relu_backward(dout, cache):
     return _cache_module(cache, "relu").relu_backward(dout, cache)
 
 
+def add_relu_forward(a, b):
+    """``(max(a + b, 0), cache)``, the cache :func:`relu_backward`'s; see
+    :func:`fastconv.backends.numpy.add_relu_forward`."""
+    return active_module().add_relu_forward(a, b)
+
+
 def matmul(a, b, out=None):
     """``a @ b``; see :func:`fastconv.backends.numpy.matmul`."""
     return active_module().matmul(a, b, out)
@@ -131,16 +138,16 @@ def resize2d_backward(dout, cache):
     return _cache_module(cache, "resize2d").resize2d_backward(dout, cache)
 
 
-def channel_sums(u, v=None, shift=None):
+def channel_sums(u, v=None, shift=None, gate=None):
     """Per-channel sums over rows of u (A, R, B), in float64; see
     :func:`fastconv.backends.numpy.channel_sums`."""
-    return active_module().channel_sums(u, v, shift)
+    return active_module().channel_sums(u, v, shift, gate)
 
 
-def channel_affine(u, p, r, v=None, q=None):
-    """``p * u + q * v + r`` per channel of u (A, R, B); see
-    :func:`fastconv.backends.numpy.channel_affine`."""
-    return active_module().channel_affine(u, p, r, v, q)
+def channel_affine(u, p, r, v=None, q=None, relu=False, gate=None):
+    """``p * u + q * v + r`` per channel of u (A, R, B) (then a ReLU, with ``relu``);
+    see :func:`fastconv.backends.numpy.channel_affine`."""
+    return active_module().channel_affine(u, p, r, v, q, relu, gate)
 
 
 def layernorm_forward(x, gamma=None, beta=None, epsilon=1e-3):

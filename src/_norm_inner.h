@@ -8,25 +8,49 @@
  *   v == NULL:  s1[b] += (u - shift[b]),  s2[b] += (u - shift[b])^2
  *   otherwise:  s1[b] += u,               s2[b] += u * (v - shift[b])
  * (s1, s2 are set, not added to: each block's sums are its own partials.)
- * fc_affine: out = p[b] * u + q[b] * v + r[b] (q and v NULL: out = p[b] * u + r[b]).
+ * fc_affine: out = p[b] * u + q[b] * v + r[b] (q and v NULL: out = p[b] * u + r[b]);
+ * with relu, out = 0 where that is <= 0 (NaN kept, as fc_relu_fwd).
+ * The gate (gp, gr, both NULL or neither; with v): u counts as 0 wherever
+ * gp[b] * v + gr[b] > 0 fails, in both loops. That is the gradient through a ReLU that
+ * followed the affine map v -> gp * v + gr (computed here with the bits fc_affine gave
+ * it), so a normalisation's backward pass and the ReLU's run as one.
  */
 #ifndef FASTCONV_NORM_INNER_H
 #define FASTCONV_NORM_INNER_H
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "_isa.h"
 
-#define FC_NM_LOOPS(SUFFIX, ATTR, T)                                                  \
+#define FC_NM_LOOPS(SUFFIX, ATTR, T, UT)                                              \
 ATTR static void fc_sums_##SUFFIX(const T *restrict u, const T *restrict v,           \
-                                  const double *restrict shift, double *restrict s1,  \
+                                  const double *restrict shift, const T *restrict gp, \
+                                  const T *restrict gr, double *restrict s1,          \
                                   double *restrict s2, ptrdiff_t rows, ptrdiff_t B)   \
 {                                                                                     \
     for (ptrdiff_t b = 0; b < B; b++) { s1[b] = 0; s2[b] = 0; }                       \
     for (ptrdiff_t i = 0; i < rows; i++) {                                            \
         const T *restrict ui = u + i * B;                                             \
-        if (v) {                                                                      \
+        if (v && gp) {                                                                \
+            const T *restrict vi = v + i * B;                                         \
+            for (ptrdiff_t b = 0; b < B; b++) {                                       \
+                /* u or +0 by a bit mask: a branch (or a select GCC cannot prove   \
+                 * free of FP exceptions before the conversion) keeps the loop       \
+                 * scalar */                                                        \
+                const T y = gp[b] * vi[b] + gr[b];                                    \
+                UT bits;                                                              \
+                memcpy(&bits, ui + b, sizeof bits);                                   \
+                bits &= (UT) 0 - (UT) (y > 0);                                        \
+                T ub;                                                                 \
+                memcpy(&ub, &bits, sizeof ub);                                        \
+                const double x = (double) ub;                                         \
+                s1[b] += x;                                                           \
+                s2[b] += x * ((double) vi[b] - shift[b]);                             \
+            }                                                                         \
+        } else if (v) {                                                               \
             const T *restrict vi = v + i * B;                                         \
             for (ptrdiff_t b = 0; b < B; b++) {                                       \
                 const double x = (double) ui[b];                                      \
@@ -44,18 +68,28 @@ ATTR static void fc_sums_##SUFFIX(const T *restrict u, const T *restrict v,     
 }                                                                                     \
 ATTR static void fc_affine_##SUFFIX(const T *restrict u, const T *restrict v,         \
                                     const T *restrict p, const T *restrict q,         \
-                                    const T *restrict r, T *restrict out,             \
+                                    const T *restrict r, const T *restrict gp,        \
+                                    const T *restrict gr, int relu, T *restrict out,  \
                                     ptrdiff_t rows, ptrdiff_t B)                      \
 {                                                                                     \
     for (ptrdiff_t i = 0; i < rows; i++) {                                            \
         const T *restrict ui = u + i * B;                                             \
         T *restrict oi = out + i * B;                                                 \
-        if (v) {                                                                      \
+        if (v && gp) {                                                                \
+            const T *restrict vi = v + i * B;                                         \
+            for (ptrdiff_t b = 0; b < B; b++) {                                       \
+                const T y = gp[b] * vi[b] + gr[b], ub = ui[b];                        \
+                const T d = y > 0 ? ub : (T) 0;                                       \
+                oi[b] = p[b] * d + q[b] * vi[b] + r[b];                               \
+            }                                                                         \
+        } else if (v) {                                                               \
             const T *restrict vi = v + i * B;                                         \
             for (ptrdiff_t b = 0; b < B; b++) oi[b] = p[b] * ui[b] + q[b] * vi[b] + r[b]; \
         } else {                                                                      \
             for (ptrdiff_t b = 0; b < B; b++) oi[b] = p[b] * ui[b] + r[b];            \
         }                                                                             \
+        if (relu)                                                                     \
+            for (ptrdiff_t b = 0; b < B; b++) oi[b] = oi[b] <= 0 ? (T) 0 : oi[b];     \
     }                                                                                 \
 }
 
@@ -132,11 +166,11 @@ FC_LN_LOOPS(f32_avx2, FC_ISA_AVX2, float, sqrtf)
 FC_LN_LOOPS(f64_avx2, FC_ISA_AVX2, double, sqrt)
 #endif
 
-FC_NM_LOOPS(f32_base, , float)
-FC_NM_LOOPS(f64_base, , double)
+FC_NM_LOOPS(f32_base, , float, uint32_t)
+FC_NM_LOOPS(f64_base, , double, uint64_t)
 #if FC_ISA_X86
-FC_NM_LOOPS(f32_avx2, FC_ISA_AVX2, float)
-FC_NM_LOOPS(f64_avx2, FC_ISA_AVX2, double)
+FC_NM_LOOPS(f32_avx2, FC_ISA_AVX2, float, uint32_t)
+FC_NM_LOOPS(f64_avx2, FC_ISA_AVX2, double, uint64_t)
 #define FC_NM_PICK(NAME, T, ...) \
     (fc_isa_use_avx2 ? NAME##_##T##_avx2(__VA_ARGS__) : NAME##_##T##_base(__VA_ARGS__))
 #else
@@ -144,12 +178,14 @@ FC_NM_LOOPS(f64_avx2, FC_ISA_AVX2, double)
 #endif
 
 #define FC_NM_ENTRIES(T, CT)                                                          \
-static void fc_sums_##T(const CT *u, const CT *v, const double *shift, double *s1,    \
-                        double *s2, ptrdiff_t rows, ptrdiff_t B)                      \
-{ FC_NM_PICK(fc_sums, T, u, v, shift, s1, s2, rows, B); }                             \
+static void fc_sums_##T(const CT *u, const CT *v, const double *shift, const CT *gp,  \
+                        const CT *gr, double *s1, double *s2, ptrdiff_t rows,         \
+                        ptrdiff_t B)                                                  \
+{ FC_NM_PICK(fc_sums, T, u, v, shift, gp, gr, s1, s2, rows, B); }                     \
 static void fc_affine_##T(const CT *u, const CT *v, const CT *p, const CT *q,         \
-                          const CT *r, CT *out, ptrdiff_t rows, ptrdiff_t B)          \
-{ FC_NM_PICK(fc_affine, T, u, v, p, q, r, out, rows, B); }
+                          const CT *r, const CT *gp, const CT *gr, int relu, CT *out, \
+                          ptrdiff_t rows, ptrdiff_t B)                                \
+{ FC_NM_PICK(fc_affine, T, u, v, p, q, r, gp, gr, relu, out, rows, B); }
 
 #define FC_LN_ENTRIES(T, CT)                                                          \
 static void fc_ln_fwd_##T(const CT *x, const CT *g, const CT *b, CT *out, CT *mean,     \

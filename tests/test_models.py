@@ -612,10 +612,11 @@ def _conv_bn_model(use_bias, scale=True, center=True):
 @pytest.mark.parametrize("use_bias, scale, center", [(False, True, True), (True, True, True),
                                                      (True, False, False)])
 def test_conv_batchnorm_folds_outside_training(fuse_layers, rng, use_bias, scale, center):
-    # Conv2D -> BatchNormalization runs as one op: in training the two layers one after
-    # the other (the same bits as unfused); in inference the normalisation folded into
-    # the convolution (equal to rounding); an inference-mode backward (input and weight
-    # gradients, as a saliency map asks) equal to the unfused one.
+    # Conv2D -> BatchNormalization (-> ReLU) runs as one op: in training the layers one
+    # after the other, the normalisation and the ReLU in shared passes (the same bits
+    # as unfused); in inference the normalisation folded into the convolution (equal
+    # to rounding), the ReLU in its output pass; an inference-mode backward (input and
+    # weight gradients, as a saliency map asks) equal to the unfused one.
     x = rng.normal(size=(16, 9, 9, 3)).astype(np.float32)
     y = rng.integers(0, 3, size=16)
     runs = {}
@@ -631,7 +632,7 @@ def test_conv_batchnorm_folds_outside_training(fuse_layers, rng, use_bias, scale
         runs[fuse] = ([type(s).__name__ for s in model._steps()], history.history["loss"],
                       model.get_weights(), model.predict(x, verbose=0), dx[0],
                       {id(w): g for w, g in wg}, [id(w) for w in model.trainable_weights])
-    assert runs[True][0][:3] == ["_ConvBatchNorm", "ReLU", "_ConvBatchNorm"]
+    assert runs[True][0][:2] == ["_ConvBatchNormReLU", "_ConvBatchNorm"]
     assert runs[False][0][:3] == ["Conv2D", "BatchNormalization", "ReLU"]
     assert runs[True][1] == runs[False][1]  # training: the unfused computation
     for a, b in zip(runs[True][2], runs[False][2]):
@@ -642,6 +643,72 @@ def test_conv_batchnorm_folds_outside_training(fuse_layers, rng, use_bias, scale
         np.testing.assert_allclose(runs[True][5][wid_t], runs[False][5][wid_f], rtol=1e-4,
                                    atol=1e-5)
     assert len(runs[True][5]) == len(runs[False][5])
+
+
+def _residual_model(bn_axis=-1):
+    from fastconv import keras
+
+    L = keras.layers
+    inputs = keras.Input((8, 8, 3))
+    t = L.Conv2D(6, 3, padding="same")(inputs)
+    t = L.ReLU()(L.BatchNormalization(axis=bn_axis)(t))           # Conv -> BN -> ReLU
+    r = L.Conv2D(6, 3, padding="same", use_bias=False)(t)
+    r = L.BatchNormalization()(r)                                   # Conv -> BN
+    t = L.Activation("relu")(L.Add()([t, r]))                       # Add -> ReLU
+    t = L.Flatten()(t)
+    t = L.Activation("relu")(L.BatchNormalization(center=False)(L.Dense(5)(t)))  # BN -> ReLU
+    return keras.Model(inputs, L.Dense(3, activation="softmax")(t))
+
+
+@pytest.mark.parametrize("bn_axis", [-1, 3])
+def test_batchnorm_relu_and_add_relu_chains_train_with_the_unfused_bits(fuse_layers, threads,
+                                                                         rng, bn_axis):
+    # The normalisation's map and the ReLU share a pass each way, as do an Add and the
+    # ReLU after it: training gives the unfused losses and weights bit for bit, and
+    # prediction the same outputs (to rounding: there the normalisation folds).
+    x = rng.normal(size=(24, 8, 8, 3)).astype(np.float32)
+    y = rng.integers(0, 3, size=24)
+    runs = {}
+    for fuse in (True, False):
+        models.FUSE_LAYERS = fuse
+        set_random_seed(5)
+        model = _residual_model(bn_axis)
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        runs[fuse] = ([type(s).__name__ for s in model._steps()], history.history["loss"],
+                      model.get_weights(), model.predict(x, verbose=0))
+    assert runs[True][0] == ["_ConvBatchNormReLU", "_ConvBatchNorm", "_AddReLU", "Flatten",
+                             "Dense", "_BatchNormReLU", "Dense"]
+    assert runs[True][1] == runs[False][1]
+    for a, b in zip(runs[True][2], runs[False][2]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(runs[True][3], runs[False][3], rtol=1e-5, atol=1e-6)
+
+
+def test_fused_chains_gradients_match_numerical(fuse_layers):
+    # float64, training-mode batch statistics: the fused chains' input gradient against
+    # central differences of the fused forward pass.
+    from fastconv import config
+    from fastconv.testing import assert_close, numerical_gradient
+
+    models.FUSE_LAYERS = True
+    saved = config.floatx()
+    config.set_floatx("float64")
+    try:
+        set_random_seed(3)
+        model = _residual_model()
+    finally:
+        config.set_floatx(saved)
+    assert model.get_weights()[0].dtype == np.float64
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 8, 8, 3))
+    g = rng.normal(size=(4, 3))
+    graph = model._graph
+    (out,), tape = graph.forward([x], training=True)
+    dx, _ = graph.backward(tape, [g])
+    assert "_BatchNormReLU" in [type(s).__name__ for s in model._steps()]
+    num = numerical_gradient(lambda: graph.forward([x], training=True)[0][0], x, g)
+    assert_close(dx[0], num, rtol=1e-6)
 
 
 def test_conv_batchnorm_fusion_only_where_it_folds(fuse_layers):

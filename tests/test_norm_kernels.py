@@ -1,6 +1,7 @@
 """The per-channel kernels behind BatchNormalization and GroupNormalization
-(ops.channel_sums, ops.channel_affine): the reference by hand, the compiled backend
-against it, bad input."""
+(ops.channel_sums, ops.channel_affine, with a following ReLU's gate), and
+ops.add_relu_forward: the reference by hand, the compiled backend against it, bad
+input."""
 
 import numpy as np
 import pytest
@@ -78,6 +79,89 @@ def test_compiled_matches_reference_and_threads(case, dtype):
         np.testing.assert_array_equal(x, y)
 
 
+def test_gate_and_relu_reference_by_hand():
+    # v = [-1, 2], [3, -4] with the map 2 v + 1 per channel: [-1, 5], [7, -7], so the
+    # ReLU passes (row, channel) (0, 1) and (1, 0). u = [10, 20], [30, 40] gated:
+    # [0, 20], [30, 0]: sums 30, 20; with v and shift 0: s2 = 30 * 3, 20 * 2.
+    u = np.array([[[10.0, 20.0], [30.0, 40.0]]])
+    v = np.array([[[-1.0, 2.0], [3.0, -4.0]]])
+    gate = (np.full((1, 2), 2.0), np.ones((1, 2)))
+    s1, s2 = ref.channel_sums(u, v, gate=gate)
+    np.testing.assert_array_equal(s1, [[30.0, 20.0]])
+    np.testing.assert_array_equal(s2, [[90.0, 40.0]])
+    # affine of the gated u: 1 * [0, 20], [30, 0] + 0.5 v + 1
+    out = ref.channel_affine(u, np.ones((1, 2)), np.ones((1, 2)), v, np.full((1, 2), 0.5),
+                             gate=gate)
+    np.testing.assert_array_equal(out, [[[0.5, 22.0], [32.5, -1.0]]])
+    # relu: 2 v + 1 -> [0, 5], [7, 0]
+    out = ref.channel_affine(v, *gate, relu=True)
+    np.testing.assert_array_equal(out, [[[0.0, 5.0], [7.0, 0.0]]])
+    # add_relu: max(a + b, 0), NaN kept; its cache is relu_forward's of the output
+    a = np.array([1.0, -2.0, np.nan, 0.5])
+    out, cache = ref.add_relu_forward(a, np.array([1.0, 1.0, 0.0, -0.5]))
+    np.testing.assert_array_equal(out, [2.0, 0.0, np.nan, 0.0])
+    np.testing.assert_array_equal(ref.relu_backward(np.ones(4), cache), [1, 0, 0, 0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None)
+@given(case=blocks())
+def test_gated_kernels_match_the_relu_then_the_kernel(case, dtype):
+    # The gate is a ReLU's gradient taken inside the pass: the compiled and reference
+    # kernels give the bits of relu_backward followed by the ungated kernel (sums:
+    # the same expression on the same values), and relu=True those of the map followed
+    # by relu_forward; for 1 and 2 threads alike.
+    a, r, b, seed, _ = case
+    rng = np.random.default_rng(seed)
+    u, v = (rng.standard_normal((a, r, b)).astype(dtype) for _ in range(2))
+    if r > 2:
+        v[0, 1, 0] = np.nan  # NaN's ReLU passes no gradient
+        v[0, 2, 0] = np.inf
+    gp, gr, p, q, c = (rng.standard_normal((a, b)).astype(dtype) for _ in range(5))
+    shift = rng.standard_normal((a, b))
+    y, rcache = ref.relu_forward(ref.channel_affine(v, gp, gr))
+    ug = ref.relu_backward(u, rcache)
+    want_affine = ref.channel_affine(ug, p, c, v, q)
+    before = fastconv._threads._num_threads
+    try:
+        for be, n in ((ref, 1), (fast, 1), (fast, 2)):
+            fastconv.set_num_threads(n)
+            with np.errstate(invalid="ignore"):  # (0 * inf in s2, gated or not)
+                got = (be.channel_sums(u, v, shift, gate=(gp, gr)),
+                       be.channel_affine(u, p, c, v, q, gate=(gp, gr)),
+                       be.channel_affine(v, gp, gr, relu=True))
+                # the sums: as the backend's own ungated sums of the gated u
+                plain = be.channel_sums(ug, v, shift)
+            for x, w in zip(got[0], plain):
+                np.testing.assert_array_equal(x, w)
+            np.testing.assert_array_equal(got[1], want_affine)
+            np.testing.assert_array_equal(got[2], y)
+    finally:
+        fastconv.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0, 3), (7,), (5, 300, 33), (2, 1 << 16)])
+def test_add_relu_matches_reference_and_threads(shape, dtype, rng):
+    a, b = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    if a.size > 3:
+        a.flat[0], a.flat[1], b.flat[2] = np.nan, np.inf, -np.inf
+    want, _ = ref.add_relu_forward(a, b)
+    np.testing.assert_array_equal(want, np.maximum(a + b, 0))
+    dout = rng.standard_normal(shape).astype(dtype)
+    before = fastconv._threads._num_threads
+    try:
+        for n in (1, 2):
+            fastconv.set_num_threads(n)
+            out, cache = fast.add_relu_forward(a, b)
+            assert out.dtype == dtype
+            np.testing.assert_array_equal(out, want)
+            np.testing.assert_array_equal(fast.relu_backward(dout, cache),
+                                          np.where(a + b > 0, dout, 0))
+    finally:
+        fastconv.set_num_threads(before)
+
+
 BAD = [
     (lambda be: be.channel_sums(np.zeros((3, 4))), ValueError, "`u`"),
     (lambda be: be.channel_sums(np.zeros((1, 3, 4)), np.zeros((1, 3, 5))), ValueError, "`v`"),
@@ -89,6 +173,16 @@ BAD = [
     (lambda be: be.channel_affine(np.zeros((2, 3, 4)), np.zeros((2, 4)), np.zeros((2, 4)),
                                   np.zeros((2, 3, 4))), ValueError, "`v` and `q` go together"),
     (lambda be: be.channel_affine(np.zeros((2, 3, 4)), np.zeros((2, 4)), None), TypeError, "`r`"),
+    (lambda be: be.channel_sums(np.zeros((1, 3, 4)), gate=(np.zeros((1, 4)),) * 2),
+     ValueError, "needs `v`"),
+    (lambda be: be.channel_sums(np.zeros((1, 3, 4)), np.zeros((1, 3, 4)),
+                                gate=(np.zeros((1, 4)), np.zeros((1, 3)))), ValueError,
+     r"`gate\[1\]`"),
+    (lambda be: be.channel_affine(np.zeros((1, 3, 4)), np.zeros((1, 4)), np.zeros((1, 4)),
+                                  np.zeros((1, 3, 4)), np.zeros((1, 4)), gate=np.zeros(4)),
+     TypeError, "`gate`"),
+    (lambda be: be.add_relu_forward(np.zeros((2, 3)), np.zeros((3,))), ValueError, "`b`"),
+    (lambda be: be.add_relu_forward(np.zeros(3, np.complex64), np.zeros(3)), TypeError, "`a`"),
 ]
 
 

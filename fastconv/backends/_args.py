@@ -544,6 +544,38 @@ def channel_affine_args(u: Any, p: Any, r: Any, v: Any, q: Any):
     return u, v, p, q, r
 
 
+def add_relu_args(a: Any, b: Any):
+    """Check ``add_relu_forward``'s arguments: a C-contiguous float32/float64 array and
+    one of its shape, taken in its dtype (no broadcasting); returns ``(a, b)``."""
+    a = as_float_array(a, "a")
+    b = as_float_array(b, "b", a.dtype)
+    if b.shape != a.shape:
+        raise fail("b", f"an array of a's shape {a.shape}", b)
+    return a, b
+
+
+def channel_gate_args(gate: Any, u: np.ndarray, v: Optional[np.ndarray]):
+    """Check a ReLU gate of ``channel_sums``/``channel_affine``: None, or a pair
+    ``(gp, gr)`` of (A, B) arrays (taken in u's dtype) with ``v`` given; returns
+    ``(gp, gr)`` (None, None without a gate)."""
+    if gate is None:
+        return None, None
+    if not isinstance(gate, (tuple, list)) or len(gate) != 2:
+        raise fail("gate", "None or a pair (gp, gr) of arrays of shape (A, B)", gate,
+                   TypeError)
+    if v is None:
+        raise ValueError("`gate` is applied where gp * v + gr > 0, so it needs `v`. "
+                         "Received: v=None")
+    A, _, B = u.shape
+    out = []
+    for name, c in zip(("gate[0]", "gate[1]"), gate):
+        c = as_float_array(c, name, u.dtype)
+        if c.shape != (A, B):
+            raise fail(name, f"an array of shape (A, B) = {(A, B)}", c)
+        out.append(c)
+    return tuple(out)
+
+
 def _row_vector(a: Any, name: str, size: int, dtype: np.dtype,
                 optional: bool = True) -> Optional[np.ndarray]:
     if a is None:

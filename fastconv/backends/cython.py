@@ -45,6 +45,7 @@ __all__ = [
     "avgpool2d_backward",
     "relu_forward",
     "relu_backward",
+    "add_relu_forward",
     "matmul",
     "depthwise_conv2d_forward",
     "depthwise_conv2d_backward",
@@ -873,6 +874,17 @@ def relu_backward(dout, cache):
     return dx
 
 
+def add_relu_forward(a, b):
+    """``max(a + b, 0)`` in one pass; see :func:`fastconv.backends.numpy.add_relu_forward`
+    (the same bits, and a :func:`relu_forward` cache of the output)."""
+    a, b = _args.add_relu_args(a, b)
+    out = _aligned.empty(a.shape, a.dtype)
+    if a.size:
+        with kernel_threads() as threads:
+            _elementwise.add_relu(a.reshape(-1), b.reshape(-1), out.reshape(-1), threads)
+    return out, Cache("relu", NAME, out.shape, out.dtype, {"x": out})
+
+
 # Blocks of matmul's products on single-threaded BLAS (Dense layers): the
 # larger side of the result cut into MM_BLOCKS runs of at least MM_MIN_SIDE (fewer
 # where it is shorter, or where the work is small), the other side whole: fixed by the
@@ -945,11 +957,12 @@ def matmul(a, b, out=None):
 # ------------------------------------------------------------- per-channel maps
 
 
-def channel_sums(u, v=None, shift=None):
+def channel_sums(u, v=None, shift=None, gate=None):
     """Per-channel sums over rows; see :func:`fastconv.backends.numpy.channel_sums`.
     Each block of ``_norm.ROWS`` rows is summed by one task and the blocks' sums are
     added in order, so the result is the same for any thread count."""
     u, v, (shift,) = _args.channel_args(u, v, (shift,), ("shift",))
+    gp, gr = _args.channel_gate_args(gate, u, v)
     A, R, B = u.shape
     if shift is None:
         shift = _aligned.zeros((A, B))
@@ -957,17 +970,18 @@ def channel_sums(u, v=None, shift=None):
     s1 = _aligned.zeros((A, T, B))
     s2 = _aligned.zeros((A, T, B))
     with kernel_threads(A * T) as threads:
-        _norm.channel_sums(u, v, shift, s1, s2, threads)
+        _norm.channel_sums(u, v, shift, gp, gr, s1, s2, threads)
     return s1.sum(axis=1), s2.sum(axis=1)
 
 
-def channel_affine(u, p, r, v=None, q=None):
-    """``p * u + q * v + r`` per channel; see
+def channel_affine(u, p, r, v=None, q=None, relu=False, gate=None):
+    """``p * u + q * v + r`` per channel (and its ReLU, and a ReLU's gate on u); see
     :func:`fastconv.backends.numpy.channel_affine` (the same bits)."""
     u, v, p, q, r = _args.channel_affine_args(u, p, r, v, q)
+    gp, gr = _args.channel_gate_args(gate, u, v)
     out = _aligned.empty(u.shape, dtype=u.dtype)
     with kernel_threads(u.shape[0] * max(1, -(-u.shape[1] // _norm.ROWS))) as threads:
-        _norm.channel_affine(u, v, p, q, r, out, threads)
+        _norm.channel_affine(u, v, p, q, r, gp, gr, bool(relu), out, threads)
     return out
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "avgpool2d_backward",
     "relu_forward",
     "relu_backward",
+    "add_relu_forward",
     "matmul",
     "resize2d_forward",
     "resize2d_backward",
@@ -382,6 +383,25 @@ def relu_backward(dout, cache):
     return np.where(cache.arrays["x"] > 0, dout, 0).astype(cache.dtype, copy=False)
 
 
+def add_relu_forward(a, b):
+    """``max(a + b, 0)`` element-wise (an ``Add`` followed by a ReLU), NaN kept.
+
+    Parameters
+    ----------
+    a, b : arrays of one shape (no broadcasting), taken in a's dtype
+
+    Returns
+    -------
+    out : array, a's shape and dtype
+    cache : Cache
+        :func:`relu_forward`'s, of ``out`` (``out > 0`` exactly where ``a + b > 0``), so
+        :func:`relu_backward` gives the gradient of ``a + b`` (that of a and of b).
+    """
+    a, b = _args.add_relu_args(a, b)
+    out = np.maximum(a + b, 0)
+    return out, Cache("relu", NAME, out.shape, out.dtype, {"x": out})
+
+
 def matmul(a, b, out=None):
     """Matrix product ``a @ b``: the Dense layer's products.
 
@@ -412,7 +432,7 @@ def matmul(a, b, out=None):
 # ------------------------------------------------------------- per-channel maps
 
 
-def channel_sums(u, v=None, shift=None):
+def channel_sums(u, v=None, shift=None, gate=None):
     """Per-channel sums over rows, in float64: the statistics of a normalisation.
 
     Parameters
@@ -421,6 +441,10 @@ def channel_sums(u, v=None, shift=None):
         A groups of R rows of B channels.
     v : array (A, R, B), optional
     shift : array (A, B), optional (zeros)
+    gate : pair (gp, gr) of arrays (A, B), optional (needs ``v``)
+        u counts as 0 wherever ``gp * v + gr > 0`` fails (computed in u's dtype): the
+        gradient through a ReLU that followed the affine map ``gp * v + gr``
+        (:func:`channel_affine` with ``relu=True``), without forming it.
 
     Returns
     -------
@@ -431,8 +455,11 @@ def channel_sums(u, v=None, shift=None):
         adds the rows in fixed blocks, so its sums equal these within double rounding.
     """
     u, v, (shift,) = _args.channel_args(u, v, (shift,), ("shift",))
+    gp, gr = _args.channel_gate_args(gate, u, v)
     if shift is None:
         shift = np.zeros((u.shape[0], u.shape[2]))
+    if gp is not None:
+        u = _gated(u, v, gp, gr)
     d = u.astype(np.float64)
     if v is None:
         d = d - shift[:, None, :]
@@ -440,23 +467,37 @@ def channel_sums(u, v=None, shift=None):
     return d.sum(axis=1), (d * (v.astype(np.float64) - shift[:, None, :])).sum(axis=1)
 
 
-def channel_affine(u, p, r, v=None, q=None):
+def _gated(u, v, gp, gr):
+    """u where ``gp * v + gr > 0``, else 0."""
+    return np.where(gp[:, None, :] * v + gr[:, None, :] > 0, u, u.dtype.type(0))
+
+
+def channel_affine(u, p, r, v=None, q=None, relu=False, gate=None):
     """``out = p * u + q * v + r`` per channel (without ``v``, ``p * u + r``).
 
     Parameters
     ----------
     u, v : arrays (A, R, B)
     p, q, r : arrays (A, B), taken in u's dtype
+    relu : bool
+        Then ``out`` is 0 wherever it is <= 0 (NaN kept, as :func:`relu_forward`).
+    gate : pair (gp, gr) of arrays (A, B), optional (needs ``v``)
+        u counts as 0 wherever ``gp * v + gr > 0`` fails, as in :func:`channel_sums`.
 
     Returns
     -------
     array (A, R, B), u's dtype. The compiled backend gives the same bits.
     """
     u, v, p, q, r = _args.channel_affine_args(u, p, r, v, q)
+    gp, gr = _args.channel_gate_args(gate, u, v)
+    if gp is not None:
+        u = _gated(u, v, gp, gr)
     out = p[:, None, :] * u
     if v is not None:
         out += q[:, None, :] * v
     out += r[:, None, :]
+    if relu:
+        out = relu_forward(out)[0]
     return out
 
 

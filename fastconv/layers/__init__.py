@@ -52,7 +52,7 @@ from .convolutional import (
     SeparableConvolution2D,
 )
 from .core import ELU, Activation, Dense, Dropout, Flatten, Lambda, LeakyReLU, Maxout, ReLU, Softmax
-from .fused import _ConvBatchNorm, _ConvReLUMaxPool  # noqa: F401
+from .fused import _AddReLU, _BatchNormReLU, _ConvBatchNorm, _ConvBatchNormReLU, _ConvReLUMaxPool  # noqa: F401
 from .intensity import RandomBrightness, RandomContrast
 from .merging import (
     Add,

@@ -1,4 +1,10 @@
-"""Pairs of layers a model's plan runs as one kernel."""
+"""Chains of layers a model's plan (:mod:`fastconv.graph`) runs as one op.
+
+Each class here takes the layers of a chain (each one's output read only by the next),
+keeps them as they are (their weights and configuration stay theirs; only the
+intermediate arrays nothing else reads are never formed), and says with ``fits`` which
+layers it takes. :data:`FUSIONS` lists them in the order the plan tries them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,19 @@ import numpy as np
 from .. import activations as _activations
 from .. import ops
 from .convolutional import Conv2D
+from .core import Activation, ReLU
+from .merging import Add
 from .pooling import MaxPooling2D
+
+
+def _plain_relu(layer: Any) -> bool:
+    """Whether ``layer`` is exactly ``max(x, 0)`` with nothing else to it: a default
+    ``ReLU()`` or ``Activation('relu')`` (the classes themselves)."""
+    if getattr(layer, "activity_regularizer", None):
+        return False
+    if type(layer) is ReLU:
+        return layer._plain()
+    return type(layer) is Activation and layer.activation is _activations.relu
 
 
 class _ConvReLUMaxPool:
@@ -24,6 +42,13 @@ class _ConvReLUMaxPool:
     checked geometry of its last call (``_prepared``), so that repeated calls on the
     same shapes and arrays skip the argument checks.
     """
+
+    #: the number of layers in the chain
+    arity = 2
+    #: whether the op may run a node whose call fixed its own training flag
+    any_training = True
+    #: whether the chain's first layer may take a list of inputs
+    list_input = False
 
     def __init__(self, conv: Conv2D, pool: "MaxPooling2D"):
         self.conv, self.pool = conv, pool
@@ -94,6 +119,10 @@ class _ConvBatchNorm:
     convolution's output once.
     """
 
+    arity = 2
+    any_training = False  # (a normalisation's training flag must be the call's own)
+    list_input = False
+
     def __init__(self, conv: Conv2D, bn: Any):
         self.conv, self.bn = conv, bn
         self.layers = (conv, bn)
@@ -133,13 +162,19 @@ class _ConvBatchNorm:
             z, c1 = conv.forward(x, True, workspace)
             y, c2 = bn.forward(z, True)
             return y, ("train", c1, c2)
+        w, b = self._folded()
+        out, cache = ops.conv2d_forward(x, w, b, conv.strides, conv.padding,
+                                        conv.dilation_rate)
+        return out, ("fold", cache, x)
+
+    def _folded(self):
+        """The convolution's kernel and bias with the normalisation folded in."""
+        conv = self.conv
         s, t = self._scale_shift(np.float64)
         dt = conv.kernel.dtype
         w = (conv.kernel * s).astype(dt)
         b = ((conv.bias * s if conv.use_bias else 0) + t).astype(dt)
-        out, cache = ops.conv2d_forward(x, w, b, conv.strides, conv.padding,
-                                        conv.dilation_rate)
-        return out, ("fold", cache, s, x)
+        return w, b
 
     def backward(self, dout, ctx, need_dx=True):
         conv, bn = self.conv, self.bn
@@ -147,8 +182,15 @@ class _ConvBatchNorm:
             dz, wg_bn = bn.backward(dout, ctx[2])
             dx, wg = conv.backward(dz, ctx[1], need_dx)
             return dx, wg + wg_bn
-        _, cache, s, x = ctx
+        _, cache, x = ctx
         dx, dw, db = ops.conv2d_backward(dout, cache, need_dx)
+        return self._fold_grads(dx, dw, db, dout, x)
+
+    def _fold_grads(self, dx, dw, db, dout, x):
+        """``(dx, weight gradients)`` of a folded call from the folded convolution's
+        (dw, db) and the gradient ``dout`` of the normalisation's output."""
+        conv, bn = self.conv, self.bn
+        s, _ = self._scale_shift(np.float64)
         dt = conv.kernel.dtype
         _, wg = conv._grads(None, (dw * s).astype(dt), None if db is None else (db * s).astype(dt))
         if bn.trainable and (bn.scale or bn.center):
@@ -163,3 +205,149 @@ class _ConvBatchNorm:
             if bn.center:
                 wg.append((bn.beta, d2.sum(axis=0).astype(bn.beta.dtype)))
         return dx, wg
+
+
+class _ThenReLU:
+    """Base of a layer and the plain ReLU that alone reads its output (``first`` and
+    ``relu``): the bookkeeping, and the two layers one after the other (``_pair_*``)
+    for the inputs the fused pass does not take."""
+
+    arity = 2
+    list_input = False
+
+    def __init__(self, first: Any, relu: Any):
+        self.first, self.relu = first, relu
+        self.layers = (first, relu)
+        self.name = f"{first.name}+{relu.name}"
+
+    def still_fits(self) -> bool:
+        return self.fits(self.first, self.relu)
+
+    @property
+    def trainable_weights(self):
+        return self.first.trainable_weights
+
+    def _pair_forward(self, x, training):
+        y, c1 = self.first.forward(x, training)
+        out, c2 = self.relu.forward(y)
+        return out, ("pair", c1, c2)
+
+    def _pair_backward(self, dout, ctx, need_dx):
+        dy, _ = self.relu.backward(dout, ctx[2], need_dx)
+        return self.first.backward(dy, ctx[1], need_dx)
+
+
+class _BatchNormReLU(_ThenReLU):
+    """A ``BatchNormalization`` and the plain ReLU (``ReLU()``, ``Activation('relu')``)
+    that alone reads its output, run by a model's plan as one op.
+
+    Channels last, the normalisation's map and the ReLU run in one pass
+    (:func:`fastconv.ops.channel_affine` with ``relu=True``), and in the backward pass
+    the ReLU's gradient is taken inside the normalisation's two passes (their
+    ``gate``): the same bits as the two layers one after the other, two passes fewer
+    each way, and the normalised values before the ReLU are never stored. Other layouts
+    run the two layers one after the other.
+    """
+
+    any_training = False
+
+    @staticmethod
+    def fits(bn: Any, relu: Any) -> bool:
+        from .normalization import BatchNormalization
+
+        return type(bn) is BatchNormalization and not bn.activity_regularizer \
+            and _plain_relu(relu)
+
+    def forward(self, x, training=False, workspace=None):
+        bn = self.first
+        x = np.asarray(x)
+        if x.ndim >= 2 and bn.axis % x.ndim == x.ndim - 1 and x.size:
+            out, st = bn._forward_last(x, training and bn.trainable, relu=True)
+            return out, ("gated", st)
+        return self._pair_forward(x, training)
+
+    def backward(self, dout, ctx, need_dx=True):
+        if ctx[0] == "gated":
+            return self.first.backward(dout, ctx[1], need_dx)
+        return self._pair_backward(dout, ctx, need_dx)
+
+
+class _ConvBatchNormReLU(_ConvBatchNorm):
+    """A linear ``Conv2D``, the ``BatchNormalization`` that alone reads its output and
+    the plain ReLU that alone reads the normalisation's, run by a model's plan as one
+    op: in training the convolution, then the normalisation and the ReLU as one
+    (:class:`_BatchNormReLU`); otherwise the normalisation folded into the convolution
+    as :class:`_ConvBatchNorm` does, with the ReLU in the convolution's output pass
+    (:func:`fastconv.ops.conv2d_relu_forward`)."""
+
+    arity = 3
+
+    def __init__(self, conv: Conv2D, bn: Any, relu: Any):
+        super().__init__(conv, bn)
+        self.relu = relu
+        self._bn_relu = _BatchNormReLU(bn, relu)
+        self.layers = (conv, bn, relu)
+        self.name = f"{conv.name}+{bn.name}+{relu.name}"
+
+    @staticmethod
+    def fits(conv: Any, bn: Any, relu: Any) -> bool:  # noqa: D102
+        return _ConvBatchNorm.fits(conv, bn) and _BatchNormReLU.fits(bn, relu)
+
+    def still_fits(self) -> bool:
+        return self.fits(self.conv, self.bn, self.relu)
+
+    def forward(self, x, training=False, workspace=None):
+        conv, bn = self.conv, self.bn
+        if training and bn.trainable:
+            z, c1 = conv.forward(x, True, workspace)
+            y, c2 = self._bn_relu.forward(z, True)
+            return y, ("train", c1, c2)
+        w, b = self._folded()
+        out, cache = ops.conv2d_relu_forward(x, w, b, conv.strides, conv.padding,
+                                             conv.dilation_rate)
+        return out, ("fold", cache, x, out)
+
+    def backward(self, dout, ctx, need_dx=True):
+        if ctx[0] == "train":
+            dz, wg_bn = self._bn_relu.backward(dout, ctx[2])
+            dx, wg = self.conv.backward(dz, ctx[1], need_dx)
+            return dx, wg + wg_bn
+        _, cache, x, out = ctx
+        dx, dw, db = ops.conv2d_relu_backward(dout, cache, need_dx)
+        # the normalisation's own gradients take the ReLU's: dout where out > 0
+        return self._fold_grads(dx, dw, db, np.where(out > 0, dout, dout.dtype.type(0)), x)
+
+
+class _AddReLU(_ThenReLU):
+    """An ``Add`` and the plain ReLU that alone reads its output, run by a model's
+    plan as one op: for two inputs of one shape and dtype, one pass
+    (:func:`fastconv.ops.add_relu_forward`) whose backward pass is the ReLU's alone
+    (each input's gradient is the sum's); otherwise the two layers one after the other.
+    The residual block's ``relu(x + f(x))``."""
+
+    any_training = True
+    list_input = True
+
+    @staticmethod
+    def fits(add: Any, relu: Any) -> bool:
+        return type(add) is Add and not add.activity_regularizer and _plain_relu(relu)
+
+    def forward(self, inputs, training=False, workspace=None):
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 2:
+            a, b = inputs
+            if type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape \
+                    and a.dtype == b.dtype and a.dtype in (np.float32, np.float64):
+                out, cache = ops.add_relu_forward(a, b)
+                return out, ("one", cache)
+        return self._pair_forward(inputs, training)
+
+    def backward(self, dout, ctx, need_dx=True):
+        if ctx[0] == "one":
+            d = ops.relu_backward(dout, ctx[1])
+            return [d, d], []
+        return self._pair_backward(dout, ctx, need_dx)
+
+
+#: The chains a plan runs as one op, tried in this order at each node (the longer
+#: first where one chain starts another).
+FUSIONS = (_ConvBatchNormReLU, _ConvReLUMaxPool, _ConvBatchNorm, _BatchNormReLU, _AddReLU)

@@ -74,9 +74,12 @@ class _Grouped:
 
     inv = None          # (A, G), set by the layer: 1 / sqrt(var + epsilon)
     batch_stats = True  # whether the mean and variance are the batch's own
+    gate = None         # (scale, shift) of the forward map when a ReLU followed it
 
-    def forward(self, inv, gamma, beta):
-        """``gamma * (u - mean) * inv + beta`` as ``scale * u + shift``; inv (A, G)."""
+    def forward(self, inv, gamma, beta, relu=False):
+        """``gamma * (u - mean) * inv + beta`` as ``scale * u + shift``; inv (A, G).
+        With ``relu``, the ReLU of that in the same pass; the backward pass then takes
+        the gradient of the ReLU's output (:attr:`gate`)."""
         dt = self.u.dtype
         scale = self._wide(inv).astype(dt)
         if gamma is not None:
@@ -84,14 +87,24 @@ class _Grouped:
         shift = -(self._wide(self.mean).astype(dt) * scale)
         if beta is not None:
             shift = shift + beta
-        return ops.channel_affine(self.u, scale, shift)
+        if relu:
+            self.gate = (scale, shift)
+        return ops.channel_affine(self.u, scale, shift, relu=relu)
 
     def backward(self, dout, inv, gamma, batch_stats):
         """``(dx, dgamma (A, B), dbeta (A, B))`` for dout (A, R, B); with
-        ``batch_stats`` the mean and variance depend on u and are differentiated too."""
+        ``batch_stats`` the mean and variance depend on u and are differentiated too.
+        With a :attr:`gate`, dout is the gradient of the ReLU's output: it counts only
+        where the normalised value was > 0 (in the kernels' passes, not formed)."""
         dt = self.u.dtype
         A, R, B = self.u.shape
-        s_dy, s_dyx = ops.channel_sums(dout, self.u, self._wide(self.mean))
+        gate = self.gate
+        if gate is not None and not batch_stats:
+            # (inference-mode gradients: the gate applied to dout on its own)
+            dout = np.where(gate[0][:, None, :] * self.u + gate[1][:, None, :] > 0, dout,
+                            dt.type(0))
+            gate = None
+        s_dy, s_dyx = ops.channel_sums(dout, self.u, self._wide(self.mean), gate)
         inv64 = self._wide(inv.astype(np.float64))
         dgamma = inv64 * s_dyx          # sum dout * xhat
         g = np.ones(B) if gamma is None else gamma.astype(np.float64)
@@ -109,7 +122,7 @@ class _Grouped:
         p = -(inv64 * inv64) * s_dxhat_xhat / m
         q = -inv64 * s_dxhat / m - p * self._wide(self.mean)
         dx = ops.channel_affine(dout, k.astype(dt), q.astype(dt), v=self.u,
-                                q=p.astype(dt))
+                                q=p.astype(dt), gate=gate)
         return dx, dgamma, s_dy
 
 
@@ -259,8 +272,9 @@ class BatchNormalization(_ScaleCenter, Layer):
         xhat = (x - mean.reshape(bs)) * inv.reshape(bs)
         return self._affine(xhat, bs), (xhat, inv.reshape(bs), axes, bs, training)
 
-    def _forward_last(self, x, training):
-        """Channels last: the statistics and the map on the per-channel kernels."""
+    def _forward_last(self, x, training, relu=False):
+        """Channels last: the statistics and the map on the per-channel kernels (and,
+        with ``relu``, a ReLU after it in the map's pass: see ``layers.fused``)."""
         C = x.shape[-1]
         dt = x.dtype.type
         u = x.reshape(1, -1, C)
@@ -276,7 +290,7 @@ class BatchNormalization(_ScaleCenter, Layer):
                           self.moving_variance.astype(np.float64)[None])
         inv = _inv_std(st.var, self.epsilon, x.dtype)
         out = st.forward(inv, self.gamma if self.scale else None,
-                         self.beta if self.center else None)
+                         self.beta if self.center else None, relu)
         st.inv, st.batch_stats = inv, training
         return out.reshape(x.shape), st
 
