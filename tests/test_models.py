@@ -660,12 +660,14 @@ def _residual_model(bn_axis=-1):
     return keras.Model(inputs, L.Dense(3, activation="softmax")(t))
 
 
-@pytest.mark.parametrize("bn_axis", [-1, 3])
+@pytest.mark.parametrize("bn_axis, frozen", [(-1, False), (3, False), (-1, True)])
 def test_batchnorm_relu_and_add_relu_chains_train_with_the_unfused_bits(fuse_layers, threads,
-                                                                         rng, bn_axis):
+                                                                         rng, bn_axis, frozen):
     # The normalisation's map and the ReLU share a pass each way, as do an Add and the
     # ReLU after it: training gives the unfused losses and weights bit for bit, and
-    # prediction the same outputs (to rounding: there the normalisation folds).
+    # prediction the same outputs (to rounding: there the normalisation folds). With
+    # frozen normalisations (inference mode in fit) the convolution-normalisation pairs fold in training
+    # too, so there the runs agree to rounding.
     x = rng.normal(size=(24, 8, 8, 3)).astype(np.float32)
     y = rng.integers(0, 3, size=24)
     runs = {}
@@ -673,15 +675,25 @@ def test_batchnorm_relu_and_add_relu_chains_train_with_the_unfused_bits(fuse_lay
         models.FUSE_LAYERS = fuse
         set_random_seed(5)
         model = _residual_model(bn_axis)
+        for layer in model.layers:
+            if frozen and type(layer).__name__ == "BatchNormalization":
+                layer.moving_mean[...] = 0.1
+                layer.moving_variance[...] = 2.0
+                layer.trainable = False
         model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
         history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
         runs[fuse] = ([type(s).__name__ for s in model._steps()], history.history["loss"],
                       model.get_weights(), model.predict(x, verbose=0))
     assert runs[True][0] == ["_ConvBatchNormReLU", "_ConvBatchNorm", "_AddReLU", "Flatten",
                              "Dense", "_BatchNormReLU", "Dense"]
-    assert runs[True][1] == runs[False][1]
-    for a, b in zip(runs[True][2], runs[False][2]):
-        np.testing.assert_array_equal(a, b)
+    if frozen:
+        np.testing.assert_allclose(runs[True][1], runs[False][1], rtol=1e-5)
+        for a, b in zip(runs[True][2], runs[False][2]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    else:
+        assert runs[True][1] == runs[False][1]
+        for a, b in zip(runs[True][2], runs[False][2]):
+            np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(runs[True][3], runs[False][3], rtol=1e-5, atol=1e-6)
 
 
