@@ -666,8 +666,8 @@ def test_batchnorm_relu_and_add_relu_chains_train_with_the_unfused_bits(fuse_lay
     # The normalisation's map and the ReLU share a pass each way, as do an Add and the
     # ReLU after it: training gives the unfused losses and weights bit for bit, and
     # prediction the same outputs (to rounding: there the normalisation folds). With
-    # frozen normalisations (inference mode in fit) the convolution-normalisation pairs fold in training
-    # too, so there the runs agree to rounding.
+    # frozen normalisations (inference mode in fit), the convolution-normalisation
+    # pairs fold in training too, so there the runs agree to rounding.
     x = rng.normal(size=(24, 8, 8, 3)).astype(np.float32)
     y = rng.integers(0, 3, size=24)
     runs = {}
