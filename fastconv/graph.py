@@ -346,6 +346,24 @@ def empty(ws: Optional[Workspace], key: str, shape: Tuple[int, ...], dtype: Any)
     return ws.array(key, shape, dtype)
 
 
+#: Arrays from this many elements are summed by :func:`fastconv.ops.add` (in parallel,
+#: the same bits), smaller ones by NumPy.
+ADD_MIN_SIZE = 1 << 15
+
+
+def add(a: Any, b: Any) -> Any:
+    """``a + b`` for two gradients (or merged tensors): on the active backend's ``add``
+    for large float arrays of one shape and dtype (a residual connection's two
+    gradients), else NumPy's operator (which also broadcasts)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape \
+            and a.dtype == b.dtype and a.size >= ADD_MIN_SIZE \
+            and a.dtype in (np.float32, np.float64):
+        from . import ops
+
+        return ops.add(a, b)
+    return a + b
+
+
 # -- the graph --------------------------------------------------------------------------
 class _Step:
     """One entry of a plan: an op (a layer, or a fused chain of layers) on slots of the
@@ -651,7 +669,7 @@ class Graph:
             if logits_grads is not None and pos in logits_grads:
                 continue
             i = self.out_slots[pos]
-            grads[i] = g if grads[i] is None else grads[i] + g
+            grads[i] = g if grads[i] is None else add(grads[i], g)
         if logits_grads:
             for pos, dz in logits_grads.items():
                 override[self.producer(plan, pos).index] = dz
@@ -687,7 +705,7 @@ class Graph:
             for i, d in zip(s.ins, dxs):
                 if d is None:
                     continue
-                grads[i] = d if grads[i] is None else grads[i] + d
+                grads[i] = d if grads[i] is None else add(grads[i], d)
         return [grads[i] for i in self.in_slots], [tuple(e) for e in acc.values()]
 
     def producer(self, plan: _Plan, pos: int) -> _Step:

@@ -25,6 +25,7 @@ __all__ = [
     "relu_forward",
     "relu_backward",
     "add_relu_forward",
+    "add",
     "matmul",
     "resize2d_forward",
     "resize2d_backward",
@@ -115,6 +116,11 @@ def relu_forward(x):
 def relu_backward(dout, cache):
     """``dx``; see :func:`fastconv.backends.numpy.relu_backward`."""
     return _cache_module(cache, "relu").relu_backward(dout, cache)
+
+
+def add(a, b):
+    """``a + b`` of two arrays of one shape; see :func:`fastconv.backends.numpy.add`."""
+    return active_module().add(a, b)
 
 
 def add_relu_forward(a, b):

@@ -28,6 +28,8 @@ cdef extern from "_ew_inner.h" nogil:
     void fc_ew_init()
     void fc_relu_fwd_f32(const float* x, float* out, Py_ssize_t n)
     void fc_relu_fwd_f64(const double* x, double* out, Py_ssize_t n)
+    void fc_add_f32(const float* a, const float* b, float* out, Py_ssize_t n)
+    void fc_add_f64(const double* a, const double* b, double* out, Py_ssize_t n)
     void fc_add_relu_f32(const float* a, const float* b, float* out, Py_ssize_t n)
     void fc_add_relu_f64(const double* a, const double* b, double* out, Py_ssize_t n)
     void fc_relu_bwd_f32(const float* d, const float* x, float* dx, Py_ssize_t n)
@@ -88,21 +90,29 @@ def relu_forward(const floating[::1] x,    # IN  (n,)
             fc_relu_fwd_f64(&x[i0], &out[i0], min(CHUNK, n - i0))
 
 
-def add_relu(const floating[::1] a,      # IN  (n,)
-             const floating[::1] b,      # IN  (n,)
-             floating[::1] out,          # OUT (n,)
-             int n_threads):
-    """out = max(a + b, 0); NaN stays NaN."""
-    cdef Py_ssize_t n = a.shape[0], c, i0
+def add(const floating[::1] a,      # IN  (n,)
+        const floating[::1] b,      # IN  (n,)
+        floating[::1] out,          # OUT (n,)
+        bint relu,
+        int n_threads):
+    """out = a + b, or max(a + b, 0) with relu (NaN stays NaN)."""
+    cdef Py_ssize_t n = a.shape[0], c, i0, m
     if n == 0:
         return
     for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
                     num_threads=_threads(n, n_threads)):
         i0 = c * CHUNK
+        m = min(CHUNK, n - i0)
         if floating is float:
-            fc_add_relu_f32(&a[i0], &b[i0], &out[i0], min(CHUNK, n - i0))
+            if relu:
+                fc_add_relu_f32(&a[i0], &b[i0], &out[i0], m)
+            else:
+                fc_add_f32(&a[i0], &b[i0], &out[i0], m)
         else:
-            fc_add_relu_f64(&a[i0], &b[i0], &out[i0], min(CHUNK, n - i0))
+            if relu:
+                fc_add_relu_f64(&a[i0], &b[i0], &out[i0], m)
+            else:
+                fc_add_f64(&a[i0], &b[i0], &out[i0], m)
 
 
 def relu_backward(const floating[::1] dout,  # IN  (n,)

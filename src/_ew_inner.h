@@ -6,8 +6,8 @@
  * is compiled without FMA, so no multiply-add is contracted and both copies give
  * the same bits as the NumPy expressions they replace.
  *
- * Semantics: relu_fwd keeps NaN (x <= 0 is false for NaN); add_relu is relu_fwd of
- * a + b (for an Add followed by a ReLU); bias_act adds a bias row
+ * Semantics: relu_fwd keeps NaN (x <= 0 is false for NaN); add is a + b and add_relu
+ * relu_fwd of it (for an Add followed by a ReLU); bias_act adds a bias row
  * and optionally applies the same ReLU; relu_bwd passes dout
  * where x > 0; dropout keeps element i when the top 24 bits of a 32-bit hash of
  * (i, key) are >= threshold and multiplies by the mask (scale or 0), as NumPy's
@@ -188,6 +188,11 @@ ATTR static void fc_relu_fwd_##SUFFIX(const T *restrict x, T *restrict out, ptrd
 {                                                                                     \
     for (ptrdiff_t i = 0; i < n; i++) out[i] = x[i] <= 0 ? (T)0 : x[i];               \
 }                                                                                     \
+ATTR static void fc_add_##SUFFIX(const T *restrict a, const T *restrict b,            \
+                                 T *restrict out, ptrdiff_t n)                        \
+{                                                                                     \
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = a[i] + b[i];                           \
+}                                                                                     \
 ATTR static void fc_add_relu_##SUFFIX(const T *restrict a, const T *restrict b,       \
                                       T *restrict out, ptrdiff_t n)                   \
 {                                                                                     \
@@ -292,6 +297,8 @@ FC_EW_LOOPS(f64_avx2, FC_EW_AVX2_ATTR, double)
 #define FC_EW_ENTRIES(T, CT)                                                          \
 static void fc_relu_fwd_##T(const CT *x, CT *out, ptrdiff_t n)                        \
 { FC_EW_PICK(fc_relu_fwd, T, x, out, n); }                                            \
+static void fc_add_##T(const CT *a, const CT *b, CT *out, ptrdiff_t n)               \
+{ FC_EW_PICK(fc_add, T, a, b, out, n); }                                               \
 static void fc_add_relu_##T(const CT *a, const CT *b, CT *out, ptrdiff_t n)          \
 { FC_EW_PICK(fc_add_relu, T, a, b, out, n); }                                          \
 static void fc_relu_bwd_##T(const CT *d, const CT *x, CT *dx, ptrdiff_t n)            \

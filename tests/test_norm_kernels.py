@@ -12,6 +12,7 @@ import fastconv
 from fastconv import _norm, layers
 from fastconv.backends import cython as fast
 from fastconv.backends import numpy as ref
+from fastconv.graph import add as graph_add
 
 DTYPES = [np.float32, np.float64]
 
@@ -142,7 +143,7 @@ def test_gated_kernels_match_the_relu_then_the_kernel(case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(0, 3), (7,), (5, 300, 33), (2, 1 << 16)])
-def test_add_relu_matches_reference_and_threads(shape, dtype, rng):
+def test_add_and_add_relu_match_reference_and_threads(shape, dtype, rng):
     a, b = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
     if a.size > 3:
         a.flat[0], a.flat[1], b.flat[2] = np.nan, np.inf, -np.inf
@@ -156,6 +157,14 @@ def test_add_relu_matches_reference_and_threads(shape, dtype, rng):
             out, cache = fast.add_relu_forward(a, b)
             assert out.dtype == dtype
             np.testing.assert_array_equal(out, want)
+            for be in (ref, fast):
+                total = be.add(a, b)
+                assert total.dtype == dtype
+                np.testing.assert_array_equal(total, a + b)
+            # (the graph's sum of gradients and merges: the kernel where it applies,
+            # NumPy's broadcasting operator otherwise)
+            np.testing.assert_array_equal(graph_add(a, b), a + b)
+            np.testing.assert_array_equal(graph_add(a, b[:1]), a + b[:1])
             np.testing.assert_array_equal(fast.relu_backward(dout, cache),
                                           np.where(a + b > 0, dout, 0))
     finally:
@@ -182,6 +191,7 @@ BAD = [
                                   np.zeros((1, 3, 4)), np.zeros((1, 4)), gate=np.zeros(4)),
      TypeError, "`gate`"),
     (lambda be: be.add_relu_forward(np.zeros((2, 3)), np.zeros((3,))), ValueError, "`b`"),
+    (lambda be: be.add(np.zeros((2, 3)), np.zeros((2, 4))), ValueError, "`b`"),
     (lambda be: be.add_relu_forward(np.zeros(3, np.complex64), np.zeros(3)), TypeError, "`a`"),
 ]
 

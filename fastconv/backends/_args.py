@@ -544,9 +544,10 @@ def channel_affine_args(u: Any, p: Any, r: Any, v: Any, q: Any):
     return u, v, p, q, r
 
 
-def add_relu_args(a: Any, b: Any):
-    """Check ``add_relu_forward``'s arguments: a C-contiguous float32/float64 array and
-    one of its shape, taken in its dtype (no broadcasting); returns ``(a, b)``."""
+def add_args(a: Any, b: Any):
+    """Check ``add``'s and ``add_relu_forward``'s arguments: a C-contiguous
+    float32/float64 array and one of its shape, taken in its dtype (no broadcasting);
+    returns ``(a, b)``."""
     a = as_float_array(a, "a")
     b = as_float_array(b, "b", a.dtype)
     if b.shape != a.shape:

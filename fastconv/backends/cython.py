@@ -46,6 +46,7 @@ __all__ = [
     "relu_forward",
     "relu_backward",
     "add_relu_forward",
+    "add",
     "matmul",
     "depthwise_conv2d_forward",
     "depthwise_conv2d_backward",
@@ -874,14 +875,25 @@ def relu_backward(dout, cache):
     return dx
 
 
-def add_relu_forward(a, b):
-    """``max(a + b, 0)`` in one pass; see :func:`fastconv.backends.numpy.add_relu_forward`
-    (the same bits, and a :func:`relu_forward` cache of the output)."""
-    a, b = _args.add_relu_args(a, b)
+def _add(a, b, relu):
+    a, b = _args.add_args(a, b)
     out = _aligned.empty(a.shape, a.dtype)
     if a.size:
         with kernel_threads() as threads:
-            _elementwise.add_relu(a.reshape(-1), b.reshape(-1), out.reshape(-1), threads)
+            _elementwise.add(a.reshape(-1), b.reshape(-1), out.reshape(-1), relu, threads)
+    return out
+
+
+def add(a, b):
+    """``a + b`` of two arrays of one shape, in parallel; see
+    :func:`fastconv.backends.numpy.add` (the same bits)."""
+    return _add(a, b, False)
+
+
+def add_relu_forward(a, b):
+    """``max(a + b, 0)`` in one pass; see :func:`fastconv.backends.numpy.add_relu_forward`
+    (the same bits, and a :func:`relu_forward` cache of the output)."""
+    out = _add(a, b, True)
     return out, Cache("relu", NAME, out.shape, out.dtype, {"x": out})
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "relu_forward",
     "relu_backward",
     "add_relu_forward",
+    "add",
     "matmul",
     "resize2d_forward",
     "resize2d_backward",
@@ -383,6 +384,14 @@ def relu_backward(dout, cache):
     return np.where(cache.arrays["x"] > 0, dout, 0).astype(cache.dtype, copy=False)
 
 
+def add(a, b):
+    """``a + b`` element-wise, for arrays of one shape (no broadcasting), taken in a's
+    dtype: the sum of a merge or of two gradients. Returns an array of a's shape and
+    dtype."""
+    a, b = _args.add_args(a, b)
+    return a + b
+
+
 def add_relu_forward(a, b):
     """``max(a + b, 0)`` element-wise (an ``Add`` followed by a ReLU), NaN kept.
 
@@ -397,7 +406,7 @@ def add_relu_forward(a, b):
         :func:`relu_forward`'s, of ``out`` (``out > 0`` exactly where ``a + b > 0``), so
         :func:`relu_backward` gives the gradient of ``a + b`` (that of a and of b).
     """
-    a, b = _args.add_relu_args(a, b)
+    a, b = _args.add_args(a, b)
     out = np.maximum(a + b, 0)
     return out, Cache("relu", NAME, out.shape, out.dtype, {"x": out})
 

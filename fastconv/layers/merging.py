@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..backends._args import fail
+from ..graph import add as _graph_add
 from ..operations import broadcast_shape, concat_shape, unbroadcast
 from .base import Layer, _fmt
 
@@ -64,7 +65,7 @@ class Add(_Merge):
 
     @staticmethod
     def _combine(a, b):
-        return a + b
+        return _graph_add(a, b)
 
 
 class Subtract(_Merge):
