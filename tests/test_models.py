@@ -645,6 +645,15 @@ def test_conv_batchnorm_folds_outside_training(fuse_layers, rng, use_bias, scale
     assert len(runs[True][5]) == len(runs[False][5])
 
 
+def _freeze_batchnorms(model, mean=0.0, variance=2.0):
+    """Set every BatchNormalization's moving statistics and freeze it."""
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            layer.moving_mean[...] = mean
+            layer.moving_variance[...] = variance
+            layer.trainable = False
+
+
 def _residual_model(bn_axis=-1):
     from fastconv import keras
 
@@ -675,11 +684,8 @@ def test_batchnorm_relu_and_add_relu_chains_train_with_the_unfused_bits(fuse_lay
         models.FUSE_LAYERS = fuse
         set_random_seed(5)
         model = _residual_model(bn_axis)
-        for layer in model.layers:
-            if frozen and type(layer).__name__ == "BatchNormalization":
-                layer.moving_mean[...] = 0.1
-                layer.moving_variance[...] = 2.0
-                layer.trainable = False
+        if frozen:
+            _freeze_batchnorms(model, mean=0.1)
         model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
         history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
         runs[fuse] = ([type(s).__name__ for s in model._steps()], history.history["loss"],
@@ -749,10 +755,7 @@ def test_frozen_batchnorm_folds_in_fine_tuning(fuse_layers, rng):
         models.FUSE_LAYERS = fuse
         set_random_seed(4)
         model = _conv_bn_model(True)
-        for layer in model.layers:
-            if type(layer).__name__ == "BatchNormalization":
-                layer.moving_variance[...] = 2.0
-                layer.trainable = False
+        _freeze_batchnorms(model)
         model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
         model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
         weights[fuse] = model.get_weights()

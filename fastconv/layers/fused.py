@@ -162,19 +162,20 @@ class _ConvBatchNorm:
             z, c1 = conv.forward(x, True, workspace)
             y, c2 = bn.forward(z, True)
             return y, ("train", c1, c2)
-        w, b = self._folded()
+        w, b, s = self._folded()
         out, cache = ops.conv2d_forward(x, w, b, conv.strides, conv.padding,
                                         conv.dilation_rate)
-        return out, ("fold", cache, x)
+        return out, ("fold", cache, s, x)
 
     def _folded(self):
-        """The convolution's kernel and bias with the normalisation folded in."""
+        """The convolution's kernel and bias with the normalisation folded in, and the
+        normalisation's scale s (float64)."""
         conv = self.conv
         s, t = self._scale_shift(np.float64)
         dt = conv.kernel.dtype
         w = (conv.kernel * s).astype(dt)
         b = ((conv.bias * s if conv.use_bias else 0) + t).astype(dt)
-        return w, b
+        return w, b, s
 
     def backward(self, dout, ctx, need_dx=True):
         conv, bn = self.conv, self.bn
@@ -182,18 +183,20 @@ class _ConvBatchNorm:
             dz, wg_bn = bn.backward(dout, ctx[2])
             dx, wg = conv.backward(dz, ctx[1], need_dx)
             return dx, wg + wg_bn
-        _, cache, x = ctx
+        _, cache, s, x = ctx
         dx, dw, db = ops.conv2d_backward(dout, cache, need_dx)
-        return self._fold_grads(dx, dw, db, dout, x)
+        return self._fold_grads(dx, dw, db, s, dout, x)
 
-    def _fold_grads(self, dx, dw, db, dout, x):
+    def _fold_grads(self, dx, dw, db, s, dout, x, relu_out=None):
         """``(dx, weight gradients)`` of a folded call from the folded convolution's
-        (dw, db) and the gradient ``dout`` of the normalisation's output."""
+        (dw, db), the scale s and the gradient ``dout`` of the chain's output (that of a
+        ReLU after the normalisation when ``relu_out``, the ReLU's output, is given)."""
         conv, bn = self.conv, self.bn
-        s, _ = self._scale_shift(np.float64)
         dt = conv.kernel.dtype
         _, wg = conv._grads(None, (dw * s).astype(dt), None if db is None else (db * s).astype(dt))
         if bn.trainable and (bn.scale or bn.center):
+            if relu_out is not None:  # the normalisation's output gradient
+                dout = np.where(relu_out > 0, dout, dout.dtype.type(0))
             # inference-mode gradients of gamma and beta: from the unnormalised output
             z, _ = ops.conv2d_forward(x, conv.kernel, conv.bias if conv.use_bias else None,
                                       conv.strides, conv.padding, conv.dilation_rate)
@@ -290,7 +293,7 @@ class _ConvBatchNormReLU(_ConvBatchNorm):
         self.name = f"{conv.name}+{bn.name}+{relu.name}"
 
     @staticmethod
-    def fits(conv: Any, bn: Any, relu: Any) -> bool:  # noqa: D102
+    def fits(conv: Any, bn: Any, relu: Any) -> bool:
         return _ConvBatchNorm.fits(conv, bn) and _BatchNormReLU.fits(bn, relu)
 
     def still_fits(self) -> bool:
@@ -302,20 +305,19 @@ class _ConvBatchNormReLU(_ConvBatchNorm):
             z, c1 = conv.forward(x, True, workspace)
             y, c2 = self._bn_relu.forward(z, True)
             return y, ("train", c1, c2)
-        w, b = self._folded()
+        w, b, s = self._folded()
         out, cache = ops.conv2d_relu_forward(x, w, b, conv.strides, conv.padding,
                                              conv.dilation_rate)
-        return out, ("fold", cache, x, out)
+        return out, ("fold", cache, s, x, out)
 
     def backward(self, dout, ctx, need_dx=True):
         if ctx[0] == "train":
             dz, wg_bn = self._bn_relu.backward(dout, ctx[2])
             dx, wg = self.conv.backward(dz, ctx[1], need_dx)
             return dx, wg + wg_bn
-        _, cache, x, out = ctx
+        _, cache, s, x, out = ctx
         dx, dw, db = ops.conv2d_relu_backward(dout, cache, need_dx)
-        # the normalisation's own gradients take the ReLU's: dout where out > 0
-        return self._fold_grads(dx, dw, db, np.where(out > 0, dout, dout.dtype.type(0)), x)
+        return self._fold_grads(dx, dw, db, s, dout, x, relu_out=out)
 
 
 class _AddReLU(_ThenReLU):
